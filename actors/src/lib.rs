@@ -1,0 +1,25 @@
+//! Scriptorium's supervised actors and the script repository they guard.
+//!
+//! - [`supervisor`]: the root supervisor that starts and restarts the actors.
+//! - [`script_repo`]: `ScriptRepo`, the only writer of git and the script metadata.
+//! - [`store`]: what `ScriptRepo` does (git commit + SQLite record, start-up repair).
+//! - [`catalog`]: the read side (list, details, history), used without the actor.
+//! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker.
+//! - [`version`], [`ordering`], [`clock`]: `Major.Minor`, exact ordering numbers, 0.01 s time.
+
+pub mod catalog;
+pub mod clock;
+pub mod db;
+pub mod gitstore;
+pub mod ordering;
+pub mod python;
+pub mod script_repo;
+pub mod store;
+pub mod supervisor;
+pub mod version;
+
+pub use catalog::Catalog;
+pub use ordering::Ordering;
+pub use script_repo::{CallError, ScriptRepoHandle};
+pub use store::{Committer, RepoError, StoreConfig};
+pub use version::Version;

@@ -1,0 +1,102 @@
+//! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
+//! into actor messages or catalog reads and back; they hold no logic of their own.
+
+mod scripts;
+mod session;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::middleware;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::{self, Auth};
+use crate::error::ApiError;
+use scriptorium_actors::{Catalog, ScriptRepoHandle};
+use scriptorium_sandbox::Registry;
+
+/// The largest request body: scripts are limited to 1 MiB, test data to 8 MiB.
+pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Auth>,
+    pub catalog: Arc<Catalog>,
+    pub repo: ScriptRepoHandle,
+    pub interpreters: Arc<Registry>,
+}
+
+impl AppState {
+    /// Runs a blocking catalog read on the blocking pool.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Catalog) -> Result<T, scriptorium_actors::RepoError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let catalog = self.catalog.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&catalog)).await??)
+    }
+}
+
+/// `axum::Json` whose rejections are our JSON errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// A script id from the path, with a clear error when it is not a number.
+pub struct ScriptId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for ScriptId {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(params): axum::extract::Path<Vec<(String, String)>> =
+            axum::extract::Path::from_request_parts(parts, state).await?;
+        let raw = params.iter().find(|(k, _)| k == "id").map(|(_, v)| v.as_str()).unwrap_or("");
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(ScriptId)
+            .ok_or_else(|| ApiError::BadRequest(format!("script id `{raw}` is not a positive whole number")))
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/login", post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/me", get(session::me))
+        .route("/template", get(scripts::template))
+        .route("/interpreters", get(interpreters_list))
+        .route("/scripts", get(scripts::list).post(scripts::create))
+        .route("/scripts/{id}", get(scripts::get).put(scripts::save))
+        .route("/scripts/{id}/bump-major", post(scripts::bump_major))
+        .route("/scripts/{id}/fork", post(scripts::fork))
+        .route("/scripts/{id}/versions", get(scripts::versions))
+        .route("/scripts/{id}/versions/{version}", get(scripts::version))
+        .route("/scripts/{id}/test-data", get(scripts::test_data_get).put(scripts::test_data_put))
+        .route("/scripts/{id}/publish", post(scripts::publish))
+        .route("/scripts/{id}/ordering", put(scripts::set_ordering))
+        .fallback(api_not_found)
+        .layer(middleware::from_fn_with_state(state.auth.clone(), auth::authorize))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state);
+    Router::new().nest("/api", api)
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn api_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no API route {}; the routes are listed in the README", uri.path()))
+}
+
+async fn interpreters_list(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
+    Json(json!({
+        "default": state.interpreters.default_id(),
+        "interpreters": state.interpreters.all(),
+    }))
+}

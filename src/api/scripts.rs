@@ -1,0 +1,155 @@
+//! The scripts routes: list, create, get, save, bump, fork, history, test data, publish.
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiJson, AppState, ScriptId};
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use scriptorium_actors::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
+use scriptorium_actors::{Ordering, Version};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    content: Option<String>,
+    filename: Option<String>,
+    ordering: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveBody {
+    content: String,
+    base_version: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderingBody {
+    ordering: String,
+}
+
+fn parse_version(s: &str, field: &str) -> Result<Version, ApiError> {
+    s.parse().map_err(|e| ApiError::BadRequest(format!("`{field}`: {e}")))
+}
+
+fn parse_ordering(s: &str) -> Result<Ordering, ApiError> {
+    s.parse().map_err(|e: scriptorium_actors::ordering::BadOrdering| ApiError::BadRequest(e.to_string()))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ScriptSummary>>, ApiError> {
+    Ok(Json(state.read(|c| c.list()).await?))
+}
+
+pub async fn template(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "content": state.repo.template().await? })))
+}
+
+/// `POST /api/scripts`: the body is optional; without content the template is used.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the request body is not the JSON expected: {e}")))?
+    };
+    let ordering = body.ordering.as_deref().map(parse_ordering).transpose()?;
+    let id = state.repo.create(user.committer(), body.content, body.filename, ordering).await?;
+    let detail = state.read(move |c| c.detail(id)).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{id}"))], Json(detail)).into_response())
+}
+
+pub async fn get(State(state): State<AppState>, ScriptId(id): ScriptId) -> Result<Json<ScriptDetail>, ApiError> {
+    Ok(Json(state.read(move |c| c.detail(id)).await?))
+}
+
+pub async fn save(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    ScriptId(id): ScriptId,
+    ApiJson(body): ApiJson<SaveBody>,
+) -> Result<Json<Value>, ApiError> {
+    let base = parse_version(&body.base_version, "base_version")?;
+    let saved = state.repo.save(user.committer(), id, body.content, base).await?;
+    Ok(Json(json!({ "version": saved.version, "changed": saved.changed })))
+}
+
+pub async fn bump_major(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    ScriptId(id): ScriptId,
+) -> Result<Json<Value>, ApiError> {
+    let version = state.repo.bump_major(user.committer(), id).await?;
+    Ok(Json(json!({ "version": version })))
+}
+
+pub async fn fork(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    ScriptId(id): ScriptId,
+) -> Result<Response, ApiError> {
+    let new_id = state.repo.fork(user.committer(), id).await?;
+    let detail = state.read(move |c| c.detail(new_id)).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{new_id}"))], Json(detail)).into_response())
+}
+
+pub async fn versions(State(state): State<AppState>, ScriptId(id): ScriptId) -> Result<Json<Vec<VersionInfo>>, ApiError> {
+    Ok(Json(state.read(move |c| c.versions(id)).await?))
+}
+
+pub async fn version(
+    State(state): State<AppState>,
+    ScriptId(id): ScriptId,
+    Path((_, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let v = parse_version(&version, "version")?;
+    let content = state.read(move |c| c.version_content(id, v)).await?;
+    Ok(Json(json!({ "id": id, "version": v, "content": content })))
+}
+
+pub async fn test_data_get(State(state): State<AppState>, ScriptId(id): ScriptId) -> Result<Response, ApiError> {
+    let data = state.read(move |c| c.test_data(id)).await?;
+    let kind = if std::str::from_utf8(&data).is_ok() { "text/plain; charset=utf-8" } else { "application/octet-stream" };
+    Ok(([(header::CONTENT_TYPE, kind)], data).into_response())
+}
+
+pub async fn test_data_put(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    ScriptId(id): ScriptId,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let changed = state.repo.put_test_data(user.committer(), id, body?.to_vec()).await?;
+    Ok(Json(json!({ "changed": changed })))
+}
+
+pub async fn publish(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    ScriptId(id): ScriptId,
+) -> Result<Json<Value>, ApiError> {
+    let (version, changed) = state.repo.publish(user.committer(), id).await?;
+    Ok(Json(json!({ "published_version": version, "changed": changed })))
+}
+
+pub async fn set_ordering(
+    State(state): State<AppState>,
+    ScriptId(id): ScriptId,
+    ApiJson(body): ApiJson<OrderingBody>,
+) -> Result<Json<ScriptSummary>, ApiError> {
+    let ordering = parse_ordering(&body.ordering)?;
+    state.repo.set_ordering(id, ordering).await?;
+    Ok(Json(state.read(move |c| c.summary(id)).await?))
+}

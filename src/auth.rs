@@ -1,0 +1,229 @@
+//! Users, sessions and the one place where access is decided.
+//!
+//! [`required_role`] maps every API route to the role it needs; the [`authorize`]
+//! middleware applies it to every request before any handler runs.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::UserConfig;
+use crate::error::ApiError;
+use scriptorium_actors::{Committer, clock};
+
+pub const COOKIE: &str = "scriptorium_session";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Editor,
+}
+
+/// The signed-in user, put into each authorised request's extensions.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurrentUser {
+    pub username: String,
+    pub roles: Vec<Role>,
+    #[serde(skip)]
+    pub email: String,
+}
+
+impl CurrentUser {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn committer(&self) -> Committer {
+        Committer { username: self.username.clone(), email: self.email.clone(), branch: self.username.clone() }
+    }
+}
+
+/// What a route needs. `None`: open to anyone (only logging in and the health check).
+pub fn required_role(method: &Method, path: &str) -> Option<Role> {
+    match (method, path) {
+        (&Method::POST, "/api/login") | (&Method::GET, "/api/health") => None,
+        // Anyone signed in may sign out.
+        (&Method::POST, "/api/logout") => Some(Role::Viewer),
+        // Reading is for viewers (the language server socket is read-only for them).
+        (&Method::GET | &Method::HEAD, _) => Some(Role::Viewer),
+        // Everything that changes something is for editors.
+        _ => Some(Role::Editor),
+    }
+}
+
+pub struct Auth {
+    users: HashMap<String, UserConfig>,
+    sessions: Mutex<Connection>,
+    session_centis: i64,
+    /// Verified against for unknown users, so timing does not reveal who exists.
+    dummy_hash: String,
+}
+
+impl Auth {
+    pub fn new(users: &[UserConfig], db_path: &Path, session_hours: u64) -> Result<Auth, rusqlite::Error> {
+        let conn = scriptorium_actors::db::open_existing(db_path)?;
+        Ok(Auth {
+            users: users.iter().map(|u| (u.username.clone(), u.clone())).collect(),
+            sessions: Mutex::new(conn),
+            session_centis: session_hours as i64 * 3600 * 100,
+            dummy_hash: users.first().map(|u| u.password_hash.clone()).unwrap_or_default(),
+        })
+    }
+
+    fn current(&self, u: &UserConfig) -> CurrentUser {
+        CurrentUser {
+            username: u.username.clone(),
+            roles: u.roles.clone(),
+            email: u.email.clone().unwrap_or_else(|| format!("{}@scriptorium.local", u.username)),
+        }
+    }
+
+    /// Checks a password (slow on purpose: argon2) and opens a session.
+    /// Returns the user and the session token for the cookie.
+    pub fn login(&self, username: &str, password: &str) -> Result<(CurrentUser, String), ApiError> {
+        let user = self.users.get(username);
+        let hash = user.map(|u| u.password_hash.as_str()).unwrap_or(&self.dummy_hash);
+        let ok = PasswordHash::new(hash)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false);
+        let user = match (ok, user) {
+            (true, Some(u)) => u,
+            _ => return Err(ApiError::Unauthorized("wrong user name or password".into())),
+        };
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let token = hex::encode(raw);
+        let now = clock::now();
+        let conn = self.sessions.lock().expect("sessions lock");
+        conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+        conn.execute(
+            "INSERT INTO sessions (token_hash, username, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![token_hash(&token), user.username, now, now + self.session_centis],
+        )?;
+        Ok((self.current(user), token))
+    }
+
+    pub fn logout(&self, token: &str) -> Result<(), ApiError> {
+        let conn = self.sessions.lock().expect("sessions lock");
+        conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
+        Ok(())
+    }
+
+    /// The user behind a session token, if the session is live and the user still exists.
+    pub fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, ApiError> {
+        let conn = self.sessions.lock().expect("sessions lock");
+        let name: Option<String> = conn
+            .query_row(
+                "SELECT username FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
+                params![token_hash(token), clock::now()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(name.and_then(|n| self.users.get(&n)).map(|u| self.current(u)))
+    }
+
+    pub fn cookie(&self, token: &str) -> String {
+        format!(
+            "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+            self.session_centis / 100
+        )
+    }
+}
+
+pub fn clear_cookie() -> String {
+    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The session token from the request's cookie.
+pub fn session_token(req_headers: &axum::http::HeaderMap) -> Option<String> {
+    req_headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Middleware on every `/api` route: who is asking, and may they?
+pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    // Inside `nest("/api", …)` the URI is stripped; the policy speaks of full paths.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let Some(needed) = required_role(req.method(), &path) else {
+        return Ok(next.run(req).await);
+    };
+    let user = match session_token(req.headers()) {
+        Some(token) => {
+            let auth = auth.clone();
+            tokio::task::spawn_blocking(move || auth.session_user(&token)).await??
+        }
+        None => None,
+    };
+    let Some(user) = user else {
+        return Err(ApiError::Unauthorized("sign in first: POST /api/login with your user name and password".into()));
+    };
+    if !user.has(needed) {
+        return Err(ApiError::Forbidden(format!(
+            "user `{}` does not have the {} role needed to {} {}",
+            user.username,
+            match needed {
+                Role::Viewer => "viewer",
+                Role::Editor => "editor",
+            },
+            req.method(),
+            path
+        )));
+    }
+    req.extensions_mut().insert(user);
+    Ok(next.run(req).await)
+}
+
+/// Makes an argon2id PHC hash of a password, for `scriptorium.toml`.
+pub fn hash_password(password: &str) -> String {
+    use argon2::PasswordHasher;
+    use argon2::password_hash::SaltString;
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 hashing").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_is_for_viewers_and_changing_for_editors() {
+        assert_eq!(required_role(&Method::POST, "/api/login"), None);
+        assert_eq!(required_role(&Method::GET, "/api/scripts"), Some(Role::Viewer));
+        assert_eq!(required_role(&Method::PUT, "/api/scripts/1"), Some(Role::Editor));
+        assert_eq!(required_role(&Method::POST, "/api/logout"), Some(Role::Viewer));
+        assert_eq!(required_role(&Method::DELETE, "/api/anything"), Some(Role::Editor));
+    }
+
+    #[test]
+    fn hashes_verify() {
+        let h = hash_password("1editor");
+        let parsed = PasswordHash::new(&h).unwrap();
+        assert!(Argon2::default().verify_password(b"1editor", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"2viewer", &parsed).is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! Configuration: built-in defaults, then `scriptorium.toml` (in the data directory or
+//! the working directory), then `SCRIPTORIUM_*` environment variables, then command-line
+//! flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::Role;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    /// An argon2 PHC string (`scriptorium hash-password` makes one). Never the password.
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    pub email: Option<String>,
+}
+
+/// The file as written; every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    interpreters: Option<PathBuf>,
+    frontend_dir: Option<PathBuf>,
+    session_hours: Option<u64>,
+    seed_examples: Option<bool>,
+    #[serde(default)]
+    users: Vec<UserConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Path of `interpreters.toml`.
+    pub interpreters: PathBuf,
+    /// The built frontend (`frontend/dist`); a placeholder page is served without it.
+    pub frontend_dir: PathBuf,
+    pub session_hours: u64,
+    pub seed_examples: bool,
+    pub users: Vec<UserConfig>,
+    /// The file the configuration was read from, if any.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}=`{value}` is not valid: {message}")]
+    Env { name: String, value: String, message: String },
+    #[error("user `{username}` in {path}: {message}")]
+    User { username: String, path: String, message: String },
+}
+
+/// The default users of Phase 1. Their passwords (`1editor`, `2viewer`) exist only as
+/// these argon2id hashes.
+pub const DEFAULT_USERS: &str = r#"
+[[users]]
+username = "ed1"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$v97iCT2MBmg1eRX8H2q8lA$gUl2XDOt19/yEwrCcvtylIFgbPhx6m8MHYA3axBQz+A"
+roles = ["viewer", "editor"]
+email = "ed1@scriptorium.local"
+
+[[users]]
+username = "mo1"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$AS3jaNaJ2Li9p5e+q3NlyA$dh98NujR6pgTAfCAg2TJ/vRjnjmjRG/qU2y9mV9u8tY"
+roles = ["viewer"]
+email = "mo1@scriptorium.local"
+"#;
+
+/// What the command line gave (it wins over everything else).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn load(cli: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with(cli, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with(cli: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let env_data = env("SCRIPTORIUM_DATA_DIR").map(PathBuf::from);
+        let early_data = cli.data_dir.clone().or(env_data.clone()).unwrap_or_else(|| PathBuf::from("data"));
+        let path = match cli.config.clone().or_else(|| env("SCRIPTORIUM_CONFIG").map(PathBuf::from)) {
+            Some(p) => Some(p),
+            None => [early_data.join("scriptorium.toml"), PathBuf::from("scriptorium.toml")].into_iter().find(|p| p.is_file()),
+        };
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+        let parse_env = |name: &str| -> Result<Option<String>, ConfigError> { Ok(env(name)) };
+        let env_err = |name: &str, value: &str, message: String| ConfigError::Env {
+            name: name.into(),
+            value: value.into(),
+            message,
+        };
+        let listen = match (cli.listen, parse_env("SCRIPTORIUM_LISTEN")?) {
+            (Some(l), _) => l,
+            (None, Some(v)) => v.parse().map_err(|e| env_err("SCRIPTORIUM_LISTEN", &v, format!("{e}; use host:port")))?,
+            (None, None) => file.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("default address")),
+        };
+        let data_dir = cli.data_dir.clone().or(env_data).or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+        let interpreters = env("SCRIPTORIUM_INTERPRETERS")
+            .map(PathBuf::from)
+            .or(file.interpreters)
+            .unwrap_or_else(|| PathBuf::from("interpreters.toml"));
+        let frontend_dir = env("SCRIPTORIUM_FRONTEND_DIR")
+            .map(PathBuf::from)
+            .or(file.frontend_dir)
+            .unwrap_or_else(|| PathBuf::from("frontend/dist"));
+        let session_hours = match env("SCRIPTORIUM_SESSION_HOURS") {
+            Some(v) => v.parse().map_err(|e| env_err("SCRIPTORIUM_SESSION_HOURS", &v, format!("{e}; give whole hours")))?,
+            None => file.session_hours.unwrap_or(12),
+        };
+        let seed_examples = match env("SCRIPTORIUM_SEED_EXAMPLES") {
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => return Err(env_err("SCRIPTORIUM_SEED_EXAMPLES", &v, "use true or false".into())),
+            },
+            None => file.seed_examples.unwrap_or(true),
+        };
+        let users = if file.users.is_empty() {
+            #[derive(Deserialize)]
+            struct Users {
+                users: Vec<UserConfig>,
+            }
+            toml::from_str::<Users>(DEFAULT_USERS).expect("default users parse").users
+        } else {
+            file.users
+        };
+        let where_ = path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "the defaults".into());
+        validate_users(&users, &where_)?;
+        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, source: path })
+    }
+
+    pub fn editors(&self) -> Vec<String> {
+        self.users.iter().filter(|u| u.roles.contains(&Role::Editor)).map(|u| u.username.clone()).collect()
+    }
+
+    /// Makes relative paths absolute against the working directory.
+    pub fn absolutize(mut self) -> Config {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+        self.data_dir = abs(&self.data_dir);
+        self.interpreters = abs(&self.interpreters);
+        self.frontend_dir = abs(&self.frontend_dir);
+        self
+    }
+}
+
+fn validate_users(users: &[UserConfig], path: &str) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for u in users {
+        let fail = |message: &str| ConfigError::User { username: u.username.clone(), path: path.into(), message: message.into() };
+        // The user name is also a git branch name.
+        let ok = !u.username.is_empty()
+            && u.username.len() <= 32
+            && u.username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && u.username != "prod";
+        if !ok {
+            return Err(fail("a user name is 1–32 letters, digits, `_` or `-`, and not `prod`"));
+        }
+        if !seen.insert(&u.username) {
+            return Err(fail("this user appears twice"));
+        }
+        if argon2::PasswordHash::new(&u.password_hash).is_err() {
+            return Err(fail("`password_hash` is not an argon2 hash; make one with `scriptorium hash-password`"));
+        }
+        if u.roles.is_empty() {
+            return Err(fail("give at least one role: viewer, editor"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_ed1_and_mo1_with_hashes_only() {
+        let c = Config::load_with(&Overrides { data_dir: Some("/nonexistent".into()), ..Default::default() }, |_| None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        let names: Vec<_> = c.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["ed1", "mo1"]);
+        assert!(c.users.iter().all(|u| u.password_hash.starts_with("$argon2id$")));
+        assert_eq!(c.editors(), ["ed1"]);
+    }
+
+    #[test]
+    fn environment_overrides_and_bad_values_are_named() {
+        let env = |k: &str| (k == "SCRIPTORIUM_LISTEN").then(|| "127.0.0.1:9999".to_string());
+        let c = Config::load_with(&Overrides { data_dir: Some("/nonexistent".into()), ..Default::default() }, env).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        let env = |k: &str| (k == "SCRIPTORIUM_LISTEN").then(|| "nine".to_string());
+        let err = Config::load_with(&Overrides { data_dir: Some("/nonexistent".into()), ..Default::default() }, env).unwrap_err();
+        assert!(err.to_string().contains("SCRIPTORIUM_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn a_plaintext_password_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scriptorium.toml");
+        std::fs::write(&p, "[[users]]\nusername = \"ed2\"\npassword_hash = \"secret\"\nroles = [\"editor\"]\n").unwrap();
+        let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, |_| None).unwrap_err();
+        assert!(err.to_string().contains("hash-password"), "{err}");
+    }
+}

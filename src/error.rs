@@ -1,0 +1,150 @@
+//! The API's one error type: a status code and `{"error": "…"}` that says what was wrong
+//! and what to do. Internal details are logged, not sent.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use scriptorium_actors::store::RepoError;
+use scriptorium_actors::CallError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A conflict, with extra fields for the body (e.g. `current_version`).
+    #[error("{message}")]
+    Conflict { message: String, extra: Value },
+    #[error("{0}")]
+    TooLarge(String),
+    /// Well-formed but not acceptable, with extra fields (e.g. `line`, `column`).
+    #[error("{message}")]
+    Unprocessable { message: String, extra: Value },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "error": self.to_string() });
+        match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                body = json!({ "error": "something went wrong on the server; the details are in its log" });
+            }
+            ApiError::Conflict { extra, .. } | ApiError::Unprocessable { extra, .. } => {
+                if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+                    b.extend(e.clone());
+                }
+            }
+            _ => {}
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<RepoError> for ApiError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound(_) | RepoError::NoSuchVersion { .. } => ApiError::NotFound(e.to_string()),
+            RepoError::Stale { current, .. } => ApiError::Conflict {
+                message: e.to_string(),
+                extra: json!({ "current_version": current.to_string() }),
+            },
+            RepoError::InvalidPython(ref p) => ApiError::Unprocessable {
+                extra: json!({ "line": p.line, "column": p.column, "text": p.text }),
+                message: e.to_string(),
+            },
+            RepoError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            RepoError::BadInput(m) => ApiError::BadRequest(m),
+            RepoError::Conflict(m) => ApiError::Conflict { message: m, extra: json!({}) },
+            RepoError::Git(_) | RepoError::Db(_) | RepoError::Checker(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Repo(r) => r.into(),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::BytesRejection(b) => b.into(),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::BadRequest("send the body as JSON with `Content-Type: application/json`".into())
+            }
+            other => ApiError::BadRequest(format!("the request body is not the JSON expected: {}", other.body_text())),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("the request body is too large (at most {} bytes)", crate::api::BODY_LIMIT))
+        } else {
+            ApiError::BadRequest(r.body_text())
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(format!("background task: {e}"))
+    }
+}

@@ -1,0 +1,14 @@
+//! The Scriptorium server: a thin layer of HTTP over the actors.
+//!
+//! - [`config`]: defaults, `scriptorium.toml`, `SCRIPTORIUM_*` variables.
+//! - [`auth`]: users, sessions, and the one policy that says who may call what.
+//! - [`api`]: the JSON routes under `/api`; [`error`]: their one error type.
+//! - [`frontend`]: the built browser UI.
+//! - [`server`]: starting the actors and serving until shutdown.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod frontend;
+pub mod server;

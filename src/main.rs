@@ -1,0 +1,112 @@
+//! `scriptorium`: the server and its terminal entry points.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use scriptorium::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "scriptorium", version, about = "Write, version, run and improve an ordered set of Python scripts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the web server.
+    Serve {
+        /// Data directory (git repository, database, runs).
+        #[arg(long = "data")]
+        data: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Configuration file (default: DATA/scriptorium.toml, then ./scriptorium.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Read a password from standard input and print its argon2 hash for scriptorium.toml.
+    HashPassword,
+    /// List the interpreters from interpreters.toml and those detected on this machine.
+    Interpreters {
+        #[arg(long, default_value = "interpreters.toml")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,scriptorium=info,scriptorium_actors=info,tower_http=info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { data, listen, config } => {
+            let config = Config::load(&Overrides { config, data_dir: data, listen })?.absolutize();
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}; is another server running there?", config.listen))?;
+                scriptorium::server::run(config, listener, shutdown_signal()).await
+            })
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "give the password on standard input");
+            println!("{}", scriptorium::auth::hash_password(password));
+            Ok(())
+        }
+        Command::Interpreters { file } => {
+            let reg = scriptorium_sandbox::Registry::load(&file)?;
+            for i in reg.all() {
+                let default = if reg.default_id() == Some(i.id.as_str()) { " (default)" } else { "" };
+                let backends: Vec<&str> = i.backends.iter().map(|b| b.as_str()).collect();
+                match &i.problem {
+                    None => println!(
+                        "{:<22} {} {:<10} {:<10} {}{}",
+                        i.id,
+                        i.implementation,
+                        i.version,
+                        backends.join(","),
+                        i.path.display(),
+                        default
+                    ),
+                    Some(p) => println!("{:<22} unavailable: {p}", i.id),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

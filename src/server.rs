@@ -1,0 +1,93 @@
+//! Starting and stopping the whole server: actors, state, router, listener.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+use axum::Router;
+use ractor::ActorRef;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::api::{self, AppState};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::frontend;
+use scriptorium_actors::supervisor::{self, SupervisorArgs, SupervisorMessage};
+use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
+use scriptorium_sandbox::Registry;
+
+/// A started application: its router and the actors behind it.
+pub struct App {
+    pub router: Router,
+    pub state: AppState,
+    supervisor: ActorRef<SupervisorMessage>,
+    supervisor_done: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Starts the actors (opening, repairing and seeding the repository) and builds the router.
+    pub async fn start(config: &Config) -> anyhow::Result<App> {
+        let interp_path = config.interpreters.clone();
+        let interpreters = tokio::task::spawn_blocking(move || Registry::load(&interp_path)).await??;
+        for i in interpreters.all() {
+            match &i.problem {
+                None => tracing::info!(id = %i.id, version = %i.version, path = %i.path.display(), source = i.source, "interpreter"),
+                Some(p) => tracing::warn!(id = %i.id, problem = %p, "interpreter unavailable"),
+            }
+        }
+        let python = interpreters
+            .native_default()
+            .ok_or_else(|| anyhow::anyhow!("no native Python interpreter found; install python3 or fix interpreters.toml"))?
+            .path
+            .clone();
+        let note = interpreters
+            .available()
+            .map(|i| {
+                let backends: Vec<&str> = i.backends.iter().map(|b| b.as_str()).collect();
+                format!("{:<20} {} {} (backends: {})", i.id, i.implementation, i.version, backends.join(", "))
+            })
+            .collect();
+        let store = StoreConfig {
+            data_dir: config.data_dir.clone(),
+            python,
+            editors: config.editors(),
+            interpreters_note: note,
+            seed_examples: config.seed_examples,
+        };
+        let db_path = store.db_path();
+        // Unique per process, so several servers (tests) can share one actor registry.
+        static INSTANCES: AtomicUsize = AtomicUsize::new(0);
+        let instance = format!("scriptorium-{}", INSTANCES.fetch_add(1, AtomicOrdering::Relaxed));
+        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs { instance: instance.clone(), store })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the script repository: {e}"))?;
+        let auth = Arc::new(Auth::new(&config.users, &db_path, config.session_hours)?);
+        let state = AppState {
+            auth,
+            catalog: Arc::new(Catalog::new(&config.data_dir)),
+            repo: ScriptRepoHandle::new(&instance),
+            interpreters: Arc::new(interpreters),
+        };
+        let router = api::router(state.clone())
+            .merge(frontend::router(&config.frontend_dir))
+            .layer(TraceLayer::new_for_http());
+        Ok(App { router, state, supervisor, supervisor_done })
+    }
+
+    /// Stops the actors and waits for them.
+    pub async fn stop(self) {
+        self.supervisor.stop(Some("server shutting down".into()));
+        let _ = self.supervisor_done.await;
+    }
+}
+
+/// Serves `config` on `listener` until `shutdown` completes, then stops gracefully.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let app = App::start(&config).await?;
+    tracing::info!(addr = %listener.local_addr()?, data = %config.data_dir.display(), "Scriptorium is listening");
+    axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("shutting down");
+    app.stop().await;
+    Ok(())
+}
