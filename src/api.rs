@@ -90,7 +90,7 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn api_not_found(uri: axum::http::Uri) -> ApiError {
+async fn api_not_found(uri: axum::extract::OriginalUri) -> ApiError {
     ApiError::NotFound(format!("no API route {}; the routes are listed in the README", uri.path()))
 }
 

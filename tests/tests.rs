@@ -1,1 +1,7 @@
+//! Whole-server tests: the real app (git, SQLite, Python) driven over HTTP.
 
+mod util;
+
+mod access;
+mod durability;
+mod scripts;

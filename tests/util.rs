@@ -1,0 +1,220 @@
+//! Helpers: an in-process app on a temporary data directory, requests, git queries.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use scriptorium::config::{Config, Overrides};
+use scriptorium::server::App;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn test_config(data: &Path) -> Config {
+    let mut c = Config::load_with(&Overrides { data_dir: Some(data.to_path_buf()), ..Default::default() }, |_| None)
+        .expect("default config");
+    c.interpreters = repo_root().join("interpreters.toml");
+    c.frontend_dir = data.join("no-frontend");
+    c
+}
+
+pub struct TestApp {
+    pub app: Option<App>,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {}", self.json())).to_string()
+    }
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let app = App::start(&config).await.expect("app starts");
+        TestApp { app: Some(app), dir }
+    }
+
+    pub fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn call(&self, method: Method, path: &str, cookie: Option<&str>, body: Body, content_type: Option<&str>) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        if let Some(t) = content_type {
+            req = req.header(header::CONTENT_TYPE, t);
+        }
+        let router = self.app.as_ref().unwrap().router.clone();
+        let res = router.oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply { status, headers, body }
+    }
+
+    pub async fn json(&self, method: Method, path: &str, cookie: Option<&str>, body: Option<Value>) -> Reply {
+        match body {
+            Some(b) => self.call(method, path, cookie, Body::from(b.to_string()), Some("application/json")).await,
+            None => self.call(method, path, cookie, Body::empty(), None).await,
+        }
+    }
+
+    pub async fn get(&self, path: &str, cookie: &str) -> Reply {
+        self.json(Method::GET, path, Some(cookie), None).await
+    }
+
+    /// Signs in and returns the `Cookie` header value.
+    pub async fn login(&self, user: &str, password: &str) -> String {
+        let r = self
+            .json(Method::POST, "/api/login", None, Some(serde_json::json!({ "username": user, "password": password })))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {user}: {}", String::from_utf8_lossy(&r.body));
+        let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+        set.split(';').next().unwrap().to_string()
+    }
+
+    pub async fn ed1(&self) -> String {
+        self.login("ed1", "1editor").await
+    }
+
+    pub async fn mo1(&self) -> String {
+        self.login("mo1", "2viewer").await
+    }
+
+    /// Creates a script with `content` and returns its id.
+    pub async fn create(&self, cookie: &str, content: &str) -> i64 {
+        let r = self
+            .json(Method::POST, "/api/scripts", Some(cookie), Some(serde_json::json!({ "content": content })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["id"].as_i64().unwrap()
+    }
+
+    pub async fn save(&self, cookie: &str, id: i64, content: &str, base: &str) -> Reply {
+        self.json(
+            Method::PUT,
+            &format!("/api/scripts/{id}"),
+            Some(cookie),
+            Some(serde_json::json!({ "content": content, "base_version": base })),
+        )
+        .await
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        git(&self.data().join("repo"), args)
+    }
+
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.app.take().unwrap().stop().await;
+        self.dir
+    }
+}
+
+/// Runs the `git` CLI on the repository and returns its stdout.
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("-C").arg(repo).args(args).output().expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The real `scriptorium serve` binary on port 0.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn start(data: &Path, env: &[(&str, &str)]) -> ServerProcess {
+        let log = data.with_extension(format!("log{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scriptorium"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("SCRIPTORIUM_INTERPRETERS", repo_root().join("interpreters.toml"))
+            .env("SCRIPTORIUM_FRONTEND_DIR", data.join("no-frontend"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("server binary starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("Scriptorium is listening addr=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().to_string();
+                return ServerProcess { child, addr, log };
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not start: {text}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(mut self) -> String {
+        unsafe_kill(self.child.id(), 15);
+        let _ = self.child.wait();
+        self.log_text()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// A reqwest client that keeps cookies, signed in as `user`.
+pub async fn http_client(server: &ServerProcess, user: &str, password: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r = client
+        .post(server.url("/api/login"))
+        .json(&serde_json::json!({ "username": user, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    client
+}
