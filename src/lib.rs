@@ -5,10 +5,12 @@
 //! - [`api`]: the JSON routes under `/api`; [`error`]: their one error type.
 //! - [`frontend`]: the built browser UI.
 //! - [`server`]: starting the actors and serving until shutdown.
+//! - [`exec`]: `scriptorium exec`, one sandboxed run from the terminal.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod frontend;
 pub mod server;

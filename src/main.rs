@@ -33,6 +33,27 @@ enum Command {
     },
     /// Read a password from standard input and print its argon2 hash for scriptorium.toml.
     HashPassword,
+    /// Run one script in the sandbox, in a fresh run directory, streaming its output.
+    /// The first ARG is the input file (passed as argv[1]).
+    Exec {
+        #[arg(long)]
+        interpreter: Option<String>,
+        #[arg(long)]
+        backend: Option<String>,
+        /// Wall-clock limit in seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Memory limit in MiB.
+        #[arg(long)]
+        memory: Option<u64>,
+        /// stdout + stderr byte limit.
+        #[arg(long = "output-limit")]
+        output_limit: Option<u64>,
+        #[arg(long, default_value = "interpreters.toml")]
+        interpreters: PathBuf,
+        script: PathBuf,
+        args: Vec<String>,
+    },
     /// List the interpreters from interpreters.toml and those detected on this machine.
     Interpreters {
         #[arg(long, default_value = "interpreters.toml")]
@@ -68,6 +89,20 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!password.is_empty(), "give the password on standard input");
             println!("{}", scriptorium::auth::hash_password(password));
             Ok(())
+        }
+        Command::Exec { interpreter, backend, timeout, memory, output_limit, interpreters, script, args } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let code = rt.block_on(scriptorium::exec::run(scriptorium::exec::ExecArgs {
+                interpreter,
+                backend,
+                timeout,
+                memory,
+                output_limit,
+                interpreters,
+                script,
+                args,
+            }))?;
+            std::process::exit(code);
         }
         Command::Interpreters { file } => {
             let reg = scriptorium_sandbox::Registry::load(&file)?;

@@ -1,12 +1,75 @@
 //! Runs one Python script in a sandbox and reports what happened.
 //!
+//! - [`Backend`]: the one trait; a backend is chosen per run.
+//! - [`linux`]: native CPython in namespaces with Landlock, rlimits and an unprivileged uid.
 //! - [`interpreters`]: `interpreters.toml` and detection of the interpreters on the machine.
-//! - [`limits`]: the resource bounds of a run.
+//! - [`limits`]: the bounds of a run; [`run`]: the spec, sink, outcome and protections.
+//! - [`output`]: streaming stdout/stderr line by line under a byte cap.
 //!
 //! The crate does not depend on the server; the server depends on it.
 
 pub mod interpreters;
 pub mod limits;
+#[cfg(target_os = "linux")]
+pub mod linux;
+pub mod output;
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 pub use interpreters::{BackendKind, Interpreter, InterpreterError, InterpreterKind, Registry};
 pub use limits::Limits;
+pub use run::{Collect, Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A way of running a script in isolation.
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+
+    /// Runs `spec`, streaming output lines to `sink` as they are written, until the
+    /// script ends, a limit is hit or `cancel` fires.
+    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>>;
+}
+
+/// `[sandbox]` configuration.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    #[cfg(target_os = "linux")]
+    pub linux: linux::LinuxConfig,
+}
+
+/// The backends available on this machine.
+#[derive(Clone, Default)]
+pub struct Backends {
+    by_kind: BTreeMap<BackendKind, Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// Every backend this platform supports.
+    pub fn for_this_machine(config: &SandboxConfig) -> Backends {
+        let mut b = Backends::default();
+        #[cfg(target_os = "linux")]
+        b.insert(Arc::new(linux::LinuxBackend::new(config.linux.clone())));
+        let _ = config;
+        b
+    }
+
+    pub fn insert(&mut self, backend: Arc<dyn Backend>) {
+        self.by_kind.insert(backend.kind(), backend);
+    }
+
+    pub fn get(&self, kind: BackendKind) -> Result<Arc<dyn Backend>, SandboxError> {
+        self.by_kind.get(&kind).cloned().ok_or(SandboxError::Unsupported(kind))
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = BackendKind> + '_ {
+        self.by_kind.keys().copied()
+    }
+}

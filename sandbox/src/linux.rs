@@ -1,0 +1,516 @@
+//! The `linux` backend: native CPython in user, mount, pid, net, ipc and uts namespaces,
+//! with Landlock, rlimits, a clean environment and (when the server is root) an
+//! unprivileged uid. See [`child`] for what happens between fork and exec.
+
+mod child;
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope,
+};
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{Budget, pump};
+use crate::run::{Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs};
+use crate::{Backend, BackendKind, BoxFuture};
+
+/// `[sandbox]` settings for the linux backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinuxConfig {
+    /// The host uid and gid scripts run as when the server runs as root.
+    pub uid: u32,
+    pub gid: u32,
+    /// Run with whatever protections are available when user namespaces or Landlock
+    /// are missing (the run record lists what was missing). Off: such runs are refused.
+    pub allow_degraded: bool,
+}
+
+impl Default for LinuxConfig {
+    fn default() -> Self {
+        LinuxConfig { uid: 65534, gid: 65534, allow_degraded: false }
+    }
+}
+
+/// What the kernel offers, probed once.
+#[derive(Debug, Clone, Copy)]
+pub struct Support {
+    pub landlock_abi: i32,
+    pub user_namespaces: bool,
+    pub root: bool,
+}
+
+impl Support {
+    pub fn probe() -> Support {
+        // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+        let abi = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0, 1u32) } as i32;
+        let root = unsafe { libc::geteuid() } == 0;
+        Support { landlock_abi: abi.max(0), user_namespaces: probe_userns(), root }
+    }
+}
+
+/// Can this process's children create a user namespace? (Ubuntu's AppArmor may say no.)
+fn probe_userns() -> bool {
+    // A fork that only calls unshare and _exit is safe in a multi-threaded process.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let r = libc::unshare(libc::CLONE_NEWUSER);
+            libc::_exit(if r == 0 { 0 } else { 1 });
+        }
+        if pid < 0 {
+            return false;
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0
+    }
+}
+
+pub struct LinuxBackend {
+    config: LinuxConfig,
+    support: Support,
+}
+
+impl LinuxBackend {
+    pub fn new(config: LinuxConfig) -> LinuxBackend {
+        LinuxBackend { config, support: Support::probe() }
+    }
+
+    pub fn support(&self) -> Support {
+        self.support
+    }
+
+    /// Refuses (unless allowed) when a protection is missing; lists what is missing.
+    fn missing(&self) -> Result<Vec<String>, SandboxError> {
+        let mut missing = Vec::new();
+        if !self.support.user_namespaces {
+            missing.push(("user namespaces", "the kernel or a security module (e.g. Ubuntu's AppArmor `kernel.apparmor_restrict_unprivileged_userns`) does not allow them"));
+        }
+        if self.support.landlock_abi < 1 {
+            missing.push(("Landlock", "the kernel does not offer it (needs Linux 5.13+ with Landlock enabled in the `lsm=` boot parameter)"));
+        }
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.config.allow_degraded {
+            let (what, why): (Vec<_>, Vec<_>) = missing.into_iter().unzip();
+            return Err(SandboxError::Unavailable { missing: what.join(" and "), why: why.join("; ") });
+        }
+        Ok(missing.into_iter().map(|(w, _)| w.to_string()).collect())
+    }
+}
+
+impl Backend for LinuxBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Linux
+    }
+
+    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
+        Box::pin(self.run_inner(spec, sink, cancel))
+    }
+}
+
+/// Keeps the last few KiB of stderr to explain a failure (MemoryError, EAGAIN …).
+struct Tail {
+    inner: Arc<dyn OutputSink>,
+    stderr: Mutex<String>,
+}
+
+impl OutputSink for Tail {
+    fn line(&self, stream: Stream, line: &str) {
+        if stream == Stream::Stderr {
+            let mut t = self.stderr.lock().expect("tail lock");
+            t.push_str(line);
+            t.push('\n');
+            if t.len() > 8192 {
+                let cut = t.len() - 4096;
+                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
+                t.drain(..cut);
+            }
+        }
+        self.inner.line(stream, line);
+    }
+}
+
+impl LinuxBackend {
+    async fn run_inner(&self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> Result<RunReport, SandboxError> {
+        let missing = self.missing()?;
+        let support = self.support;
+        let limits = spec.limits.clone();
+        let (uid, gid) = if support.root {
+            (self.config.uid, self.config.gid)
+        } else {
+            unsafe { (libc::geteuid(), libc::getegid()) }
+        };
+        let interp = &spec.interpreter;
+        if !interp.path.is_file() {
+            return Err(SandboxError::Setup(format!("the interpreter {} does not exist", interp.path.display())));
+        }
+
+        // The private /tmp, beside the run directory, owned by the sandbox user.
+        let name = spec.workdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+        let tmp = spec.workdir.with_file_name(format!(".{name}.tmp"));
+        std::fs::create_dir_all(&tmp)?;
+        let _tmp_guard = RemoveDir(tmp.clone());
+        if support.root {
+            chown_tree(&spec.workdir, uid, gid)?;
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+        }
+
+        // What the script may read, and where it may write.
+        let mut read: BTreeSet<PathBuf> = BTreeSet::new();
+        read.insert(interp.path.clone());
+        for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
+            if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
+                read.insert(p.clone());
+            }
+        }
+        for p in interp.sys_path.iter().chain(interp.read_paths.iter()) {
+            if p.exists() {
+                read.insert(p.clone());
+            }
+        }
+        read.insert(spec.script.clone());
+        if let Some(input) = &spec.input {
+            read.insert(input.clone());
+        }
+        let system: Vec<PathBuf> = [
+            "/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
+            "/etc/os-release",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+        let devices: Vec<PathBuf> = ["/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/random"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let writable = [spec.workdir.clone(), tmp.clone()];
+
+        let mut protections = Protections {
+            backend: Some(BackendKind::Linux),
+            namespaces: if support.user_namespaces || support.root {
+                vec!["user", "mount", "pid", "net", "ipc", "uts"]
+            } else {
+                vec![]
+            },
+            rlimits: true,
+            no_new_privs: true,
+            uid: Some(uid),
+            missing: missing.clone(),
+            ..Default::default()
+        };
+        if !support.root && !support.user_namespaces {
+            return Err(SandboxError::Setup(
+                "without root or user namespaces no namespaces can be made; degraded runs need at least one".into(),
+            ));
+        }
+        let ruleset = if support.landlock_abi >= 1 {
+            let (fd, abi) = landlock_ruleset(support.landlock_abi, &read, &system, &devices, &writable)
+                .map_err(|e| SandboxError::Setup(format!("Landlock rules: {e}")))?;
+            protections.landlock_abi = abi as u32;
+            protections.landlock_filesystem = true;
+            protections.landlock_network = abi >= 4;
+            protections.landlock_scopes = abi >= 6;
+            Some(fd)
+        } else {
+            None
+        };
+
+        let covers = covers_for(read.iter().chain([&spec.workdir]), &tmp, support.root.then_some((uid, gid)));
+        let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let mib = |m: u64| m.saturating_mul(1024 * 1024);
+        let plan = child::Plan {
+            switch_user: support.root,
+            uid,
+            gid,
+            uid_map: std::ffi::CString::new(format!("{} {uid} 1", child::INNER_ID)).expect("no NUL"),
+            gid_map: std::ffi::CString::new(format!("{} {gid} 1", child::INNER_ID)).expect("no NUL"),
+            covers,
+            rlimits: vec![
+                (libc::RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
+                (libc::RLIMIT_AS, mib(limits.memory_mib), mib(limits.memory_mib)),
+                (libc::RLIMIT_NPROC, limits.processes, limits.processes),
+                (libc::RLIMIT_FSIZE, mib(limits.file_size_mib), mib(limits.file_size_mib)),
+                (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
+                (libc::RLIMIT_CORE, 0, 0),
+            ],
+            ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
+            report_w: report_w.as_raw_fd(),
+        };
+
+        let mut cmd = tokio::process::Command::new(&interp.path);
+        // -I: ignore PYTHON* variables and the user site; -u: unbuffered output.
+        cmd.arg("-I").arg("-u").arg(&spec.script);
+        if let Some(input) = &spec.input {
+            cmd.arg(input);
+        }
+        cmd.args(&spec.args);
+        // Nothing of the server's environment reaches the script, API keys above all.
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .env("LC_ALL", "C.UTF-8")
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONIOENCODING", "utf-8")
+            .env("HOME", &spec.workdir)
+            .env("TMPDIR", "/tmp")
+            .current_dir(&spec.workdir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let plan = Arc::new(plan);
+        let child_plan = plan.clone();
+        unsafe {
+            cmd.pre_exec(move || child::enter(&child_plan));
+        }
+        let started = Instant::now();
+        let spawned = cmd.spawn();
+        drop(report_w);
+        drop(ruleset);
+        let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", interp.path.display())))?;
+
+        let budget = Budget::new(limits.output_bytes);
+        let tail = Arc::new(Tail { inner: sink, stderr: Mutex::new(String::new()) });
+        let out = tokio::spawn(pump(child.stdout.take().expect("piped"), Stream::Stdout, tail.clone(), budget.clone()));
+        let err = tokio::spawn(pump(child.stderr.take().expect("piped"), Stream::Stderr, tail.clone(), budget.clone()));
+
+        enum Stop {
+            Exited(std::process::ExitStatus),
+            Cancelled,
+            WallTime,
+            Output,
+        }
+        let stop = tokio::select! {
+            status = child.wait() => Stop::Exited(status?),
+            _ = cancel.cancelled() => Stop::Cancelled,
+            _ = tokio::time::sleep(secs(limits.wall_seconds)) => Stop::WallTime,
+            _ = budget.exceeded() => Stop::Output,
+        };
+        let status = match stop {
+            Stop::Exited(s) => Some(s),
+            _ => {
+                // SIGKILL to the intermediate; init follows (PDEATHSIG) and takes the
+                // whole pid namespace with it.
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                None
+            }
+        };
+        let duration = started.elapsed();
+        // The pipes close when the last process of the namespace is gone.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let _ = out.await;
+            let _ = err.await;
+        })
+        .await;
+        let mut report = String::new();
+        let mut report_file = tokio::fs::File::from_std(std::fs::File::from(report_r));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), report_file.read_to_string(&mut report)).await;
+
+        let outcome = match (stop, status) {
+            (Stop::Cancelled, _) => Outcome::Cancelled,
+            (Stop::WallTime, _) => limit(Limit::WallTime, &limits),
+            (Stop::Output, _) => limit(Limit::Output, &limits),
+            (Stop::Exited(_), Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                if !report.trim().is_empty() {
+                    return Err(SandboxError::Setup(report.trim().to_string()));
+                }
+                let stderr = tail.stderr.lock().expect("tail lock").clone();
+                classify(status.code(), status.signal(), &stderr, &limits, budget.is_exceeded())
+            }
+            (Stop::Exited(_), None) => unreachable!("an exited run has a status"),
+        };
+        Ok(RunReport { outcome, protections, duration, output_bytes: budget.used() })
+    }
+}
+
+fn limit(l: Limit, limits: &crate::Limits) -> Outcome {
+    Outcome::LimitExceeded { limit: l, message: l.describe(limits) }
+}
+
+/// Names the limit behind a failure where the evidence allows.
+fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str, limits: &crate::Limits, output_over: bool) -> Outcome {
+    if output_over {
+        return limit(Limit::Output, limits);
+    }
+    match (code, signal) {
+        (_, Some(libc::SIGXCPU)) => limit(Limit::CpuTime, limits),
+        (_, Some(libc::SIGXFSZ)) => limit(Limit::FileSize, limits),
+        (_, Some(sig)) => Outcome::Signaled { signal: sig },
+        (Some(0), None) => Outcome::Exited { code: 0 },
+        (Some(code), None) => {
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            if last.contains("MemoryError") || stderr.contains("Cannot allocate memory") {
+                limit(Limit::Memory, limits)
+            } else if last.contains("BlockingIOError") || last.contains("Resource temporarily unavailable") {
+                limit(Limit::Processes, limits)
+            } else if last.contains("File too large") {
+                limit(Limit::FileSize, limits)
+            } else {
+                Outcome::Exited { code }
+            }
+        }
+        (None, None) => Outcome::Signaled { signal: 0 },
+    }
+}
+
+/// Builds the ruleset: read+execute on `read` and `system`, read/write on `devices`,
+/// everything on `writable`; TCP denied (ABI ≥ 4); signals and abstract sockets scoped
+/// (ABI ≥ 6).
+fn landlock_ruleset(
+    kernel_abi: i32,
+    read: &BTreeSet<PathBuf>,
+    system: &[PathBuf],
+    devices: &[PathBuf],
+    writable: &[PathBuf],
+) -> Result<(OwnedFd, i32), String> {
+    let abi = match kernel_abi {
+        1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        6 => ABI::V6,
+        _ => ABI::V6,
+    };
+    let e = |e: landlock::RulesetError| e.to_string();
+    let mut ruleset =
+        Ruleset::default().set_compatibility(CompatLevel::HardRequirement).handle_access(AccessFs::from_all(abi)).map_err(e)?;
+    if kernel_abi >= 4 {
+        ruleset = ruleset.handle_access(AccessNet::from_all(abi)).map_err(e)?;
+    }
+    if kernel_abi >= 6 {
+        ruleset = ruleset.scope(Scope::from_all(abi)).map_err(e)?;
+    }
+    let mut created = ruleset.create().map_err(e)?.set_compatibility(CompatLevel::BestEffort);
+    let read_access = AccessFs::from_read(abi);
+    for p in read.iter().chain(system.iter()) {
+        if let Ok(fd) = PathFd::new(p) {
+            created = created.add_rule(PathBeneath::new(fd, read_access)).map_err(e)?;
+        }
+    }
+    for p in devices {
+        if let Ok(fd) = PathFd::new(p) {
+            created = created.add_rule(PathBeneath::new(fd, AccessFs::ReadFile | AccessFs::WriteFile)).map_err(e)?;
+        }
+    }
+    for p in writable {
+        let fd = PathFd::new(p).map_err(|err| format!("{}: {err}", p.display()))?;
+        created = created.add_rule(PathBeneath::new(fd, AccessFs::from_all(abi))).map_err(e)?;
+    }
+    let fd: Option<OwnedFd> = created.into();
+    Ok((fd.expect("a created ruleset has a descriptor"), kernel_abi.min(6)))
+}
+
+/// Can `uid`/`gid` search directory `m`?
+fn searchable(m: &std::fs::Metadata, uid: u32, gid: u32) -> bool {
+    let mode = m.mode();
+    if m.uid() == uid {
+        mode & 0o100 != 0
+    } else if m.gid() == gid {
+        mode & 0o010 != 0
+    } else {
+        mode & 0o001 != 0
+    }
+}
+
+/// Plans the mounts that shape the sandbox's view of the file system:
+/// - `/tmp` is covered by the run's private temporary directory;
+/// - when switching to `user` (a root server), a directory that user cannot enter
+///   (e.g. `/root` at 0700) is covered by an empty tmpfs;
+///
+/// and the needed `paths` below a cover are moved back in, at the same place.
+fn covers_for<'a>(paths: impl Iterator<Item = &'a PathBuf>, private_tmp: &Path, user: Option<(u32, u32)>) -> Vec<child::Cover> {
+    let tmp = PathBuf::from("/tmp");
+    let mut by_cover: std::collections::BTreeMap<PathBuf, BTreeSet<PathBuf>> = Default::default();
+    by_cover.insert(tmp.clone(), BTreeSet::new());
+    for p in paths {
+        if p.starts_with(&tmp) {
+            by_cover.entry(tmp.clone()).or_default().insert(p.clone());
+            continue;
+        }
+        let Some((uid, gid)) = user else { continue };
+        let mut acc = PathBuf::from("/");
+        for comp in p.components().skip(1) {
+            let Ok(m) = std::fs::metadata(&acc) else { break };
+            if !searchable(&m, uid, gid) {
+                by_cover.entry(acc.clone()).or_default().insert(p.clone());
+                break;
+            }
+            acc.push(comp);
+        }
+    }
+    // The private /tmp first: its source may lie below another cover.
+    let mut order: Vec<_> = by_cover.into_iter().collect();
+    order.sort_by_key(|(c, _)| c != &tmp);
+    order
+        .into_iter()
+        .map(|(cover, paths)| {
+            // Drop paths that lie inside another exposed path.
+            let paths: Vec<PathBuf> = paths.iter().filter(|p| !paths.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
+            let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+            let mut files = Vec::new();
+            for p in &paths {
+                let mut parent = p.parent();
+                while let Some(d) = parent {
+                    if d == cover || !d.starts_with(&cover) {
+                        break;
+                    }
+                    dirs.insert(d.to_path_buf());
+                    parent = d.parent();
+                }
+                if p.is_dir() {
+                    dirs.insert(p.clone());
+                } else {
+                    files.push(p.clone());
+                }
+            }
+            // BTreeSet order puts parents before children.
+            child::Cover {
+                bind_from: (cover == tmp).then(|| child::cpath(private_tmp)),
+                path: child::cpath(&cover),
+                dirs: dirs.iter().map(|d| child::cpath(d)).collect(),
+                files: files.iter().map(|f| child::cpath(f)).collect(),
+                exposes: paths.iter().map(|p| child::cpath(p)).collect(),
+            }
+        })
+        .collect()
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                chown_tree(&e.path(), uid, gid)?;
+            } else {
+                std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,183 @@
+//! What every backend takes and returns: the run specification, the output sink,
+//! the outcome and the protections that applied.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::interpreters::{BackendKind, Interpreter};
+use crate::limits::Limits;
+
+/// One run to perform.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub interpreter: Interpreter,
+    /// The script file on the host.
+    pub script: PathBuf,
+    /// The input file, passed as `argv[1]` (a host path; readable by the script).
+    pub input: Option<PathBuf>,
+    /// Further arguments after the input.
+    pub args: Vec<String>,
+    /// The working directory: the script's only writable place; its files are artifacts.
+    pub workdir: PathBuf,
+    pub limits: Limits,
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives output lines as the script writes them.
+pub trait OutputSink: Send + Sync {
+    fn line(&self, stream: Stream, line: &str);
+}
+
+/// A sink that collects lines (tests, the terminal entry point's summary).
+#[derive(Default)]
+pub struct Collect(pub std::sync::Mutex<Vec<(Stream, String)>>);
+
+impl OutputSink for Collect {
+    fn line(&self, stream: Stream, line: &str) {
+        self.0.lock().expect("collect lock").push((stream, line.to_string()));
+    }
+}
+
+impl Collect {
+    pub fn text(&self, stream: Stream) -> String {
+        let lines = self.0.lock().expect("collect lock");
+        lines.iter().filter(|(s, _)| *s == stream).map(|(_, l)| format!("{l}\n")).collect()
+    }
+}
+
+/// A bound a run hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    WallTime,
+    CpuTime,
+    Memory,
+    Output,
+    Processes,
+    FileSize,
+}
+
+impl Limit {
+    pub fn describe(self, limits: &Limits) -> String {
+        match self {
+            Limit::WallTime => format!("the run took longer than its {} s time limit and was stopped", limits.wall_seconds),
+            Limit::CpuTime => format!("the script used more than its {} s of CPU time", limits.cpu_seconds),
+            Limit::Memory => format!("the script needed more than its {} MiB memory limit", limits.memory_mib),
+            Limit::Output => format!("the script printed more than its {} bytes output limit and was stopped", limits.output_bytes),
+            Limit::Processes => format!("the script tried to start more than {} processes", limits.processes),
+            Limit::FileSize => format!("the script wrote a file larger than its {} MiB limit", limits.file_size_mib),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The script exited with this code (0 is success).
+    Exited { code: i32 },
+    /// The script was killed by a signal that no limit explains.
+    Signaled { signal: i32 },
+    /// A bound was hit; the run was stopped or failed because of it.
+    LimitExceeded { limit: Limit, message: String },
+    /// Cancelled on request.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        matches!(self, Outcome::Exited { code: 0 })
+    }
+
+    /// A sentence for the user.
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Exited { code: 0 } => "the script finished successfully".into(),
+            Outcome::Exited { code } => format!("the script exited with code {code}"),
+            Outcome::Signaled { signal } => format!("the script was killed by signal {signal}"),
+            Outcome::LimitExceeded { message, .. } => message.clone(),
+            Outcome::Cancelled => "the run was cancelled".into(),
+        }
+    }
+
+    /// The process exit code a terminal user would expect for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Exited { code } => *code,
+            Outcome::Signaled { signal } => 128 + signal,
+            Outcome::LimitExceeded { .. } => 124,
+            Outcome::Cancelled => 130,
+        }
+    }
+}
+
+/// Which protections a run actually had; kept with the run record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Protections {
+    pub backend: Option<BackendKind>,
+    /// Namespaces entered, e.g. `["user", "mount", "pid", "net", "ipc", "uts"]`.
+    pub namespaces: Vec<&'static str>,
+    /// The Landlock ABI in force (0: none).
+    pub landlock_abi: u32,
+    pub landlock_filesystem: bool,
+    pub landlock_network: bool,
+    pub landlock_scopes: bool,
+    pub no_new_privs: bool,
+    pub rlimits: bool,
+    /// The host uid the script ran as.
+    pub uid: Option<u32>,
+    /// WASI: the guest sees only the run directory and has no sockets.
+    pub wasm_isolation: bool,
+    /// Windows: a job object with kill-on-close and limits.
+    pub job_object: bool,
+    /// Protections that were wanted but not available (only with `allow_degraded`).
+    pub missing: Vec<String>,
+}
+
+/// What a backend reports after a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub protections: Protections,
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+    /// Bytes of stdout + stderr the script wrote (up to the cap).
+    pub output_bytes: u64,
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 100.0).round() / 100.0)
+    }
+}
+
+/// Why a run could not happen at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the sandbox could not be set up: {0}")]
+    Setup(String),
+    #[error(
+        "refusing to run without {missing}: {why}. Fix the machine, or set `allow_degraded = true` under [sandbox] to run with what is available (the run record will say what applied)"
+    )]
+    Unavailable { missing: String, why: String },
+    #[error("the `{0}` backend is not available on this platform")]
+    Unsupported(BackendKind),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Interpreter(#[from] crate::interpreters::InterpreterError),
+}
+
+/// Duration → seconds for limits written as floats.
+pub fn secs(f: f64) -> Duration {
+    Duration::from_secs_f64(f.max(0.0))
+}

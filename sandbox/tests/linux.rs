@@ -1,0 +1,250 @@
+//! The `linux` backend, for real: namespaces, Landlock, rlimits, streaming, limits.
+
+#![cfg(target_os = "linux")]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scriptorium_sandbox::linux::{LinuxBackend, LinuxConfig};
+use scriptorium_sandbox::{Backend, Collect, Limit, Limits, Outcome, OutputSink, Registry, RunReport, RunSpec, Stream};
+use tokio_util::sync::CancellationToken;
+
+fn python() -> scriptorium_sandbox::Interpreter {
+    Registry::resolve(Default::default(), Path::new(".")).native_default().expect("a python3").clone()
+}
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("in")).unwrap();
+        std::fs::create_dir(dir.path().join("run")).unwrap();
+        Sandbox { dir }
+    }
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+    fn spec(&self, script: &str, input: &str, limits: Limits) -> RunSpec {
+        let s = self.dir.path().join("in/script.py");
+        std::fs::write(&s, script).unwrap();
+        let i = self.dir.path().join("in/input.txt");
+        std::fs::write(&i, input).unwrap();
+        RunSpec { interpreter: python(), script: s, input: Some(i), args: vec![], workdir: self.run_dir(), limits }
+    }
+}
+
+fn limits() -> Limits {
+    Limits { wall_seconds: 20.0, cpu_seconds: 20, memory_mib: 512, processes: 32, output_bytes: 1 << 20, ..Limits::default() }
+}
+
+/// Lines with the time they arrived.
+#[derive(Default)]
+struct Timed(Mutex<Vec<(Instant, Stream, String)>>);
+
+impl OutputSink for Timed {
+    fn line(&self, stream: Stream, line: &str) {
+        self.0.lock().unwrap().push((Instant::now(), stream, line.to_string()));
+    }
+}
+
+async fn run(sb: &Sandbox, script: &str, limits: Limits) -> (RunReport, Arc<Collect>) {
+    let sink = Arc::new(Collect::default());
+    let backend = LinuxBackend::new(LinuxConfig::default());
+    let report = backend.run(sb.spec(script, "alpha\nbeta\n", limits), sink.clone(), CancellationToken::new()).await.unwrap();
+    (report, sink)
+}
+
+#[tokio::test]
+async fn reads_argv1_prints_and_writes_an_artifact() {
+    let sb = Sandbox::new();
+    let (report, out) = run(
+        &sb,
+        "import sys\nlines = open(sys.argv[1]).read().split()\nprint('got', len(lines), 'lines:', ','.join(lines))\nopen('result.csv', 'w').write('n\\n2\\n')\n",
+        limits(),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{}", out.text(Stream::Stderr));
+    assert_eq!(out.text(Stream::Stdout), "got 2 lines: alpha,beta\n");
+    assert_eq!(std::fs::read_to_string(sb.run_dir().join("result.csv")).unwrap(), "n\n2\n");
+    let p = &report.protections;
+    assert_eq!(p.namespaces, ["user", "mount", "pid", "net", "ipc", "uts"]);
+    assert!(p.landlock_abi >= 4 && p.landlock_filesystem && p.landlock_network, "{p:?}");
+    assert!(p.missing.is_empty());
+}
+
+#[tokio::test]
+async fn output_arrives_line_by_line_while_the_script_runs() {
+    let sb = Sandbox::new();
+    let sink = Arc::new(Timed::default());
+    let backend = LinuxBackend::new(LinuxConfig::default());
+    let spec = sb.spec("import time\nprint('first')\ntime.sleep(1)\nprint('second')\n", "", limits());
+    let report = backend.run(spec, sink.clone(), CancellationToken::new()).await.unwrap();
+    let ended = Instant::now();
+    assert!(report.outcome.success());
+    let lines = sink.0.lock().unwrap();
+    assert_eq!(lines.iter().map(|l| l.2.as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    let early = ended.duration_since(lines[0].0);
+    assert!(early >= Duration::from_millis(800), "first line came only {early:?} before the end");
+}
+
+#[tokio::test]
+async fn secrets_files_and_the_network_are_out_of_reach() {
+    let sb = Sandbox::new();
+    // Something like the server's data directory, beside the run directory.
+    let secret = sb.dir.path().join("scriptorium.db");
+    std::fs::write(&secret, "server secret").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = std::env::var("HOME").unwrap();
+    let outside = sb.dir.path().join("escaped.txt");
+    let script = format!(
+        r#"
+import os, socket
+def attempt(name, f):
+    try:
+        f()
+        print(name, "LEAKED")
+    except Exception as e:
+        print(name, "denied", type(e).__name__)
+attempt("shadow", lambda: open("/etc/shadow").read())
+attempt("data", lambda: open({secret:?}).read())
+attempt("home", lambda: os.listdir({home:?}))
+attempt("write", lambda: open({outside:?}, "w").write("x"))
+attempt("tcp", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2))
+attempt("kill", lambda: os.kill({pid}, 0))
+print("key", os.environ.get("OPENROUTER_API_KEY"))
+print("env", sorted(os.environ))
+"#,
+        pid = std::process::id()
+    );
+    // The test process has a key in its environment; the script must not see it.
+    unsafe { std::env::set_var("OPENROUTER_API_KEY", "sk-or-test-secret") };
+    let (report, out) = run(&sb, &script, limits()).await;
+    assert!(report.outcome.success(), "{}", out.text(Stream::Stderr));
+    let text = out.text(Stream::Stdout);
+    for name in ["shadow", "data", "home", "write", "tcp", "kill"] {
+        assert!(text.contains(&format!("{name} denied")), "{name}: {text}");
+    }
+    assert!(!text.contains("LEAKED") && !text.contains("sk-or-test-secret"), "{text}");
+    assert!(text.contains("key None"), "{text}");
+    assert!(!outside.exists());
+    assert!(listener.accept().is_err(), "the listener saw a connection");
+}
+
+#[tokio::test]
+async fn a_fork_bomb_hits_the_process_limit_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let script = "import os\nwhile True:\n    os.fork()\n";
+    let l = Limits { processes: 16, wall_seconds: 15.0, ..limits() };
+    let started = Instant::now();
+    let (report, out) = run(&sb, script, l).await;
+    assert!(
+        matches!(report.outcome, Outcome::LimitExceeded { limit: Limit::Processes, .. }),
+        "{:?}\n{}",
+        report.outcome,
+        out.text(Stream::Stderr).lines().last().unwrap_or("")
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn two_gib_under_a_256_mib_limit_is_a_memory_limit() {
+    let sb = Sandbox::new();
+    let l = Limits { memory_mib: 256, ..limits() };
+    let (report, out) = run(&sb, "x = bytearray(2 * 1024**3)\nprint('allocated')\n", l).await;
+    assert!(matches!(report.outcome, Outcome::LimitExceeded { limit: Limit::Memory, .. }), "{:?}", report.outcome);
+    assert!(!out.text(Stream::Stdout).contains("allocated"));
+    assert!(report.outcome.message().contains("256 MiB"), "{}", report.outcome.message());
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_the_wall_limit() {
+    let sb = Sandbox::new();
+    let l = Limits { wall_seconds: 2.0, ..limits() };
+    let started = Instant::now();
+    let (report, _) = run(&sb, "while True:\n    pass\n", l).await;
+    let took = started.elapsed();
+    assert!(matches!(report.outcome, Outcome::LimitExceeded { limit: Limit::WallTime, .. }), "{:?}", report.outcome);
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_hundred_megabytes_of_output_stop_at_the_cap() {
+    let sb = Sandbox::new();
+    let l = Limits { output_bytes: 1 << 20, ..limits() };
+    let started = Instant::now();
+    let (report, out) = run(&sb, "import sys\nline = 'x' * 99 + '\\n'\nfor _ in range(1_000_000):\n    sys.stdout.write(line)\n", l).await;
+    assert!(matches!(report.outcome, Outcome::LimitExceeded { limit: Limit::Output, .. }), "{:?}", report.outcome);
+    let kept: usize = out.text(Stream::Stdout).len();
+    assert!(kept <= (1 << 20) + 100, "kept {kept} bytes");
+    assert!(report.output_bytes <= 1 << 20);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A script that starts a child which keeps touching a file.
+const HEARTBEAT: &str = r#"
+import subprocess, sys
+code = "import time\nwhile True:\n    open('beat', 'a').write('.')\n    time.sleep(0.05)\n"
+subprocess.Popen([sys.executable, "-c", code])
+print("started", flush=True)
+"#;
+
+fn beats(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("beat")).map(|s| s.len()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_child_left_running_dies_with_the_script() {
+    let sb = Sandbox::new();
+    let script = format!("{HEARTBEAT}import time\ntime.sleep(0.5)\n");
+    let (report, out) = run(&sb, &script, limits()).await;
+    assert!(report.outcome.success(), "{}", out.text(Stream::Stderr));
+    let after = beats(&sb.run_dir());
+    assert!(after > 0, "the child never ran");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(beats(&sb.run_dir()), after, "the child outlived the script");
+}
+
+#[tokio::test]
+async fn cancelling_kills_the_whole_run_within_a_second() {
+    let sb = Sandbox::new();
+    let script = format!("{HEARTBEAT}import time\ntime.sleep(60)\n");
+    let backend = LinuxBackend::new(LinuxConfig::default());
+    let cancel = CancellationToken::new();
+    let sink = Arc::new(Collect::default());
+    let spec = sb.spec(&script, "", limits());
+    let task = {
+        let cancel = cancel.clone();
+        let sink = sink.clone();
+        tokio::spawn(async move { backend.run(spec, sink, cancel).await })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let asked = Instant::now();
+    cancel.cancel();
+    let report = task.await.unwrap().unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(1), "took {:?}", asked.elapsed());
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    let after = beats(&sb.run_dir());
+    assert!(after > 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(beats(&sb.run_dir()), after, "a process survived cancellation");
+}
+
+#[tokio::test]
+async fn the_script_runs_as_an_unprivileged_user() {
+    let sb = Sandbox::new();
+    let (report, out) = run(&sb, "import os\nprint(os.getuid(), os.getpid())\nopen('f', 'w').close()\n", limits()).await;
+    assert!(report.outcome.success(), "{}", out.text(Stream::Stderr));
+    assert_eq!(out.text(Stream::Stdout), "1000 2\n");
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(sb.run_dir().join("f")).unwrap().uid();
+        assert_eq!(owner, 65534, "a root server runs scripts as nobody on the host");
+        assert_eq!(report.protections.uid, Some(65534));
+    }
+}
