@@ -2,6 +2,7 @@
 //!
 //! - [`Backend`]: the one trait; a backend is chosen per run.
 //! - [`linux`]: native CPython in namespaces with Landlock, rlimits and an unprivileged uid.
+//! - [`wasi`]: CPython 3.14 for WASI inside wasmtime, seeing only the run directory.
 //! - [`interpreters`]: `interpreters.toml` and detection of the interpreters on the machine.
 //! - [`limits`]: the bounds of a run; [`run`]: the spec, sink, outcome and protections.
 //! - [`output`]: streaming stdout/stderr line by line under a byte cap.
@@ -14,6 +15,8 @@ pub mod limits;
 pub mod linux;
 pub mod output;
 pub mod run;
+#[cfg(feature = "wasi")]
+pub mod wasi;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -57,6 +60,11 @@ impl Backends {
         let mut b = Backends::default();
         #[cfg(target_os = "linux")]
         b.insert(Arc::new(linux::LinuxBackend::new(config.linux.clone())));
+        #[cfg(feature = "wasi")]
+        match wasi::WasiBackend::new() {
+            Ok(w) => b.insert(Arc::new(w)),
+            Err(e) => tracing::warn!(error = %e, "the wasi backend is not available"),
+        }
         let _ = config;
         b
     }

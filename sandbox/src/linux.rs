@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use landlock::{
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::{Budget, pump};
+use crate::output::{Budget, StderrTail, limit_from_stderr, pump};
 use crate::run::{Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs};
 use crate::{Backend, BackendKind, BoxFuture};
 
@@ -117,28 +117,6 @@ impl Backend for LinuxBackend {
 
     fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
         Box::pin(self.run_inner(spec, sink, cancel))
-    }
-}
-
-/// Keeps the last few KiB of stderr to explain a failure (MemoryError, EAGAIN …).
-struct Tail {
-    inner: Arc<dyn OutputSink>,
-    stderr: Mutex<String>,
-}
-
-impl OutputSink for Tail {
-    fn line(&self, stream: Stream, line: &str) {
-        if stream == Stream::Stderr {
-            let mut t = self.stderr.lock().expect("tail lock");
-            t.push_str(line);
-            t.push('\n');
-            if t.len() > 8192 {
-                let cut = t.len() - 4096;
-                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
-                t.drain(..cut);
-            }
-        }
-        self.inner.line(stream, line);
     }
 }
 
@@ -284,7 +262,7 @@ impl LinuxBackend {
         let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", interp.path.display())))?;
 
         let budget = Budget::new(limits.output_bytes);
-        let tail = Arc::new(Tail { inner: sink, stderr: Mutex::new(String::new()) });
+        let tail = Arc::new(StderrTail::new(sink));
         let out = tokio::spawn(pump(child.stdout.take().expect("piped"), Stream::Stdout, tail.clone(), budget.clone()));
         let err = tokio::spawn(pump(child.stderr.take().expect("piped"), Stream::Stderr, tail.clone(), budget.clone()));
 
@@ -323,14 +301,14 @@ impl LinuxBackend {
 
         let outcome = match (stop, status) {
             (Stop::Cancelled, _) => Outcome::Cancelled,
-            (Stop::WallTime, _) => limit(Limit::WallTime, &limits),
-            (Stop::Output, _) => limit(Limit::Output, &limits),
+            (Stop::WallTime, _) => Outcome::limit(Limit::WallTime, &limits),
+            (Stop::Output, _) => Outcome::limit(Limit::Output, &limits),
             (Stop::Exited(_), Some(status)) => {
                 use std::os::unix::process::ExitStatusExt;
                 if !report.trim().is_empty() {
                     return Err(SandboxError::Setup(report.trim().to_string()));
                 }
-                let stderr = tail.stderr.lock().expect("tail lock").clone();
+                let stderr = tail.text();
                 classify(status.code(), status.signal(), &stderr, &limits, budget.is_exceeded())
             }
             (Stop::Exited(_), None) => unreachable!("an exited run has a status"),
@@ -339,32 +317,20 @@ impl LinuxBackend {
     }
 }
 
-fn limit(l: Limit, limits: &crate::Limits) -> Outcome {
-    Outcome::LimitExceeded { limit: l, message: l.describe(limits) }
-}
-
 /// Names the limit behind a failure where the evidence allows.
 fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str, limits: &crate::Limits, output_over: bool) -> Outcome {
     if output_over {
-        return limit(Limit::Output, limits);
+        return Outcome::limit(Limit::Output, limits);
     }
     match (code, signal) {
-        (_, Some(libc::SIGXCPU)) => limit(Limit::CpuTime, limits),
-        (_, Some(libc::SIGXFSZ)) => limit(Limit::FileSize, limits),
+        (_, Some(libc::SIGXCPU)) => Outcome::limit(Limit::CpuTime, limits),
+        (_, Some(libc::SIGXFSZ)) => Outcome::limit(Limit::FileSize, limits),
         (_, Some(sig)) => Outcome::Signaled { signal: sig },
         (Some(0), None) => Outcome::Exited { code: 0 },
-        (Some(code), None) => {
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-            if last.contains("MemoryError") || stderr.contains("Cannot allocate memory") {
-                limit(Limit::Memory, limits)
-            } else if last.contains("BlockingIOError") || last.contains("Resource temporarily unavailable") {
-                limit(Limit::Processes, limits)
-            } else if last.contains("File too large") {
-                limit(Limit::FileSize, limits)
-            } else {
-                Outcome::Exited { code }
-            }
-        }
+        (Some(code), None) => match limit_from_stderr(stderr) {
+            Some(l) => Outcome::limit(l, limits),
+            None => Outcome::Exited { code },
+        },
         (None, None) => Outcome::Signaled { signal: 0 },
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::run::{OutputSink, Stream};
+use crate::run::{Limit, OutputSink, Stream};
 
 /// Longest line passed on whole; longer lines are split.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -91,4 +91,50 @@ pub async fn pump(mut reader: impl AsyncRead + Unpin, stream: Stream, sink: Arc<
 fn emit(sink: &Arc<dyn OutputSink>, stream: Stream, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     sink.line(stream, text.strip_suffix('\r').unwrap_or(&text));
+}
+
+/// Passes lines on and keeps the last few KiB of stderr, to explain a failure.
+pub struct StderrTail {
+    inner: Arc<dyn OutputSink>,
+    stderr: std::sync::Mutex<String>,
+}
+
+impl StderrTail {
+    pub fn new(inner: Arc<dyn OutputSink>) -> StderrTail {
+        StderrTail { inner, stderr: std::sync::Mutex::new(String::new()) }
+    }
+
+    pub fn text(&self) -> String {
+        self.stderr.lock().expect("tail lock").clone()
+    }
+}
+
+impl OutputSink for StderrTail {
+    fn line(&self, stream: Stream, line: &str) {
+        if stream == Stream::Stderr {
+            let mut t = self.stderr.lock().expect("tail lock");
+            t.push_str(line);
+            t.push('\n');
+            if t.len() > 8192 {
+                let cut = t.len() - 4096;
+                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
+                t.drain(..cut);
+            }
+        }
+        self.inner.line(stream, line);
+    }
+}
+
+/// The limit a Python traceback's last line points at, if any.
+pub fn limit_from_stderr(stderr: &str) -> Option<Limit> {
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if last.contains("MemoryError") || last.contains("Cannot allocate memory") {
+        Some(Limit::Memory)
+    } else if last.contains("BlockingIOError") || last.contains("Resource temporarily unavailable") {
+        Some(Limit::Processes)
+    } else if last.contains("File too large") {
+        Some(Limit::FileSize)
+    } else {
+        None
+    }
 }

@@ -91,9 +91,15 @@ pub enum Outcome {
     LimitExceeded { limit: Limit, message: String },
     /// Cancelled on request.
     Cancelled,
+    /// The interpreter itself failed (e.g. a WebAssembly trap).
+    Crashed { message: String },
 }
 
 impl Outcome {
+    pub fn limit(limit: Limit, limits: &Limits) -> Outcome {
+        Outcome::LimitExceeded { limit, message: limit.describe(limits) }
+    }
+
     pub fn success(&self) -> bool {
         matches!(self, Outcome::Exited { code: 0 })
     }
@@ -106,6 +112,7 @@ impl Outcome {
             Outcome::Signaled { signal } => format!("the script was killed by signal {signal}"),
             Outcome::LimitExceeded { message, .. } => message.clone(),
             Outcome::Cancelled => "the run was cancelled".into(),
+            Outcome::Crashed { message } => format!("the interpreter crashed: {message}"),
         }
     }
 
@@ -116,6 +123,7 @@ impl Outcome {
             Outcome::Signaled { signal } => 128 + signal,
             Outcome::LimitExceeded { .. } => 124,
             Outcome::Cancelled => 130,
+            Outcome::Crashed { .. } => 70,
         }
     }
 }
