@@ -5,28 +5,42 @@ CARGO ?= cargo
 DATA ?= data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test bench setup build check clean
+.PHONY: run test bench setup setup-test build wasi check-windows check clean
 
-## Install what is missing (system packages), build, and start the server.
-run: setup build
+## Install what is missing, build, and start the server on http://$(LISTEN).
+run: build wasi
 	./target/release/scriptorium serve --data $(DATA) --listen $(LISTEN)
 
 build: setup
 	$(CARGO) build --release --bin scriptorium
 
-## Install what the tests need and run every test.
-test: setup
-	$(CARGO) test --workspace --no-fail-fast
+## The CPython-for-WASI component (componentize-py from PyPI, via uv).
+wasi: setup
+	scripts/build-wasi.sh
 
-## Benchmarks (figures go to docs/benchmarks.md by hand after a run).
-bench: setup
+## Install what the tests need and run every test.
+test: setup-test wasi
+	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) check-windows
+
+## The Windows backend type-checks for x86_64-pc-windows-gnu (it cannot run here).
+check-windows: setup-test
+	$(CARGO) check -p scriptorium-sandbox --no-default-features --target x86_64-pc-windows-gnu
+
+## Benchmarks; copy the tables into docs/benchmarks.md.
+bench: setup wasi
 	$(CARGO) bench --bench repo
+	$(CARGO) bench -p scriptorium-sandbox --bench sandbox
 
 setup:
 	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh --test
 
 check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean
+	rm -rf build

@@ -17,7 +17,7 @@ if [ ! -x "$tools/bin/componentize-py" ]; then
 fi
 
 # The WIT that wasmtime-wasi ships, one folder per package as componentize-py wants.
-wasi_dir=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
+wasi_dir=$(cargo metadata --format-version 1 2>/dev/null | python3 -c '
 import json, os, sys
 meta = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in meta["packages"] if p["name"] == "wasmtime-wasi"))')

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Scriptorium needs and the machine lacks. Idempotent: a second run only
 # checks. System packages come from Debian (apt) when running as root.
+#   scripts/setup.sh          what running the app needs
+#   scripts/setup.sh --test   and what the tests need
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +10,7 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 command -v cc >/dev/null || missing+=(gcc)
 command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,3 +24,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
+
+if [ "${1:-}" = "--test" ]; then
+  # The Windows backend is type-checked for this target.
+  if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    rustup target add x86_64-pc-windows-gnu
+  fi
+fi

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
+use scriptorium_sandbox::SandboxConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +32,8 @@ struct FileConfig {
     seed_examples: Option<bool>,
     #[serde(default)]
     users: Vec<UserConfig>,
+    #[serde(default)]
+    sandbox: SandboxConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +47,8 @@ pub struct Config {
     pub session_hours: u64,
     pub seed_examples: bool,
     pub users: Vec<UserConfig>,
+    /// `[sandbox]`: how runs are isolated (e.g. the uid scripts run as).
+    pub sandbox: SandboxConfig,
     /// The file the configuration was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -148,7 +153,11 @@ impl Config {
         };
         let where_ = path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "the defaults".into());
         validate_users(&users, &where_)?;
-        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, source: path })
+        let mut sandbox = file.sandbox;
+        if let Some(v) = env("SCRIPTORIUM_SANDBOX_ALLOW_DEGRADED") {
+            sandbox.linux.allow_degraded = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, source: path })
     }
 
     pub fn editors(&self) -> Vec<String> {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use scriptorium_sandbox::{Backends, OutputSink, Outcome, Registry, RunSpec, SandboxConfig, Stream};
+use crate::config::Config;
+use scriptorium_sandbox::{Backends, OutputSink, Outcome, Registry, RunSpec, Stream};
 
 pub struct ExecArgs {
     pub interpreter: Option<String>,
@@ -16,7 +17,7 @@ pub struct ExecArgs {
     pub timeout: Option<f64>,
     pub memory: Option<u64>,
     pub output_limit: Option<u64>,
-    pub interpreters: PathBuf,
+    pub interpreters: Option<PathBuf>,
     pub script: PathBuf,
     pub args: Vec<String>,
 }
@@ -40,12 +41,12 @@ impl OutputSink for Terminal {
 }
 
 /// Runs the script; returns the exit code for the process.
-pub async fn run(a: ExecArgs) -> anyhow::Result<i32> {
-    let path = a.interpreters.clone();
+pub async fn run(config: &Config, a: ExecArgs) -> anyhow::Result<i32> {
+    let path = a.interpreters.clone().unwrap_or_else(|| config.interpreters.clone());
     let registry = tokio::task::spawn_blocking(move || Registry::load(&path)).await??;
     let interp = registry.get(a.interpreter.as_deref())?.clone();
     let kind = interp.backend(a.backend.as_deref().map(str::parse).transpose()?)?;
-    let backends = Backends::for_this_machine(&SandboxConfig::default());
+    let backends = Backends::for_this_machine(&config.sandbox);
     let backend = backends.get(kind)?;
     let script = std::fs::canonicalize(&a.script)
         .map_err(|e| anyhow::anyhow!("cannot read the script {}: {e}", a.script.display()))?;

@@ -49,8 +49,9 @@ enum Command {
         /// stdout + stderr byte limit.
         #[arg(long = "output-limit")]
         output_limit: Option<u64>,
-        #[arg(long, default_value = "interpreters.toml")]
-        interpreters: PathBuf,
+        /// interpreters.toml (default: as configured, else ./interpreters.toml).
+        #[arg(long)]
+        interpreters: Option<PathBuf>,
         script: PathBuf,
         args: Vec<String>,
     },
@@ -91,8 +92,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Exec { interpreter, backend, timeout, memory, output_limit, interpreters, script, args } => {
+            let config = Config::load(&Overrides::default())?;
             let rt = tokio::runtime::Runtime::new()?;
-            let code = rt.block_on(scriptorium::exec::run(scriptorium::exec::ExecArgs {
+            let code = rt.block_on(scriptorium::exec::run(&config, scriptorium::exec::ExecArgs {
                 interpreter,
                 backend,
                 timeout,

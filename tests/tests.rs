@@ -4,4 +4,5 @@ mod util;
 
 mod access;
 mod durability;
+mod exec;
 mod scripts;

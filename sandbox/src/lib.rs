@@ -3,6 +3,7 @@
 //! - [`Backend`]: the one trait; a backend is chosen per run.
 //! - [`linux`]: native CPython in namespaces with Landlock, rlimits and an unprivileged uid.
 //! - [`wasi`]: CPython 3.14 for WASI inside wasmtime, seeing only the run directory.
+//! - [`windows`]: native CPython in a job object (type-checked for Windows in CI).
 //! - [`interpreters`]: `interpreters.toml` and detection of the interpreters on the machine.
 //! - [`limits`]: the bounds of a run; [`run`]: the spec, sink, outcome and protections.
 //! - [`output`]: streaming stdout/stderr line by line under a byte cap.
@@ -17,6 +18,8 @@ pub mod output;
 pub mod run;
 #[cfg(feature = "wasi")]
 pub mod wasi;
+#[cfg(windows)]
+pub mod windows;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -60,6 +63,8 @@ impl Backends {
         let mut b = Backends::default();
         #[cfg(target_os = "linux")]
         b.insert(Arc::new(linux::LinuxBackend::new(config.linux.clone())));
+        #[cfg(windows)]
+        b.insert(Arc::new(windows::WindowsBackend));
         #[cfg(feature = "wasi")]
         match wasi::WasiBackend::new() {
             Ok(w) => b.insert(Arc::new(w)),

@@ -1,0 +1,102 @@
+//! Sandbox overhead, as ratios against baselines measured in the same run:
+//! - `linux` sandboxed `pass` vs the same interpreter run bare (target ≤ 1.10×);
+//! - `wasi` `pass` end-to-end from a warm engine vs bare native CPython start-up
+//!   (target ≤ 1.0×);
+//! - a CPU-bound loop under `wasi` vs native (target ≤ 3×).
+//!
+//! `cargo bench -p scriptorium-sandbox --bench sandbox` (or `make bench`).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scriptorium_sandbox::linux::{LinuxBackend, LinuxConfig};
+use scriptorium_sandbox::wasi::WasiBackend;
+use scriptorium_sandbox::{Backend, Collect, Limits, Registry, RunSpec};
+use tokio_util::sync::CancellationToken;
+
+const RUNS: usize = 40;
+const LOOP: &str = "n = 0\nfor i in range(3_000_000):\n    n += i % 7\nprint(n)\n";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn bare(python: &Path, script: &Path, input: &Path) -> Duration {
+    let t = Instant::now();
+    let out = Command::new(python).args(["-I", "-u"]).arg(script).arg(input).env_clear().output().unwrap();
+    assert!(out.status.success());
+    t.elapsed()
+}
+
+async fn sandboxed(backend: &dyn Backend, spec: &RunSpec) -> Duration {
+    let t = Instant::now();
+    let r = backend.run(spec.clone(), Arc::new(Collect::default()), CancellationToken::new()).await.unwrap();
+    assert!(r.outcome.success(), "{:?}", r.outcome);
+    t.elapsed()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let registry = Registry::load(&root.join("interpreters.toml")).unwrap();
+    let native = registry.native_default().unwrap().clone();
+    let wasi = registry.get(Some("wasi-cpython-3.14")).expect("build the component with `make wasi`").clone();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("pass.py");
+    std::fs::write(&script, "pass\n").unwrap();
+    let cpu = dir.path().join("loop.py");
+    std::fs::write(&cpu, LOOP).unwrap();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "x\n").unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let limits = Limits::default();
+    let spec = |interp: &scriptorium_sandbox::Interpreter, s: &Path| RunSpec {
+        interpreter: interp.clone(),
+        script: s.to_path_buf(),
+        input: Some(input.clone()),
+        args: vec![],
+        workdir: run_dir.clone(),
+        limits: limits.clone(),
+    };
+
+    let linux = LinuxBackend::new(LinuxConfig::default());
+    let wasm = WasiBackend::new().unwrap();
+    wasm.prepare(&wasi.path).await.unwrap();
+    // Warm both paths (page cache, the engine's first instantiation).
+    for _ in 0..3 {
+        bare(&native.path, &script, &input);
+        sandboxed(&linux, &spec(&native, &script)).await;
+        sandboxed(&wasm, &spec(&wasi, &script)).await;
+    }
+    // Interleaved, so drift on the machine hits both sides alike.
+    let (mut b, mut l, mut w) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        b.push(bare(&native.path, &script, &input));
+        l.push(sandboxed(&linux, &spec(&native, &script)).await);
+        w.push(sandboxed(&wasm, &spec(&wasi, &script)).await);
+    }
+    let (b, l, w) = (median(b), median(l), median(w));
+    let (mut cn, mut cw) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        cn.push(bare(&native.path, &cpu, &input));
+        cw.push(sandboxed(&wasm, &spec(&wasi, &cpu)).await);
+    }
+    let (cn, cw) = (median(cn), median(cw));
+
+    println!("interpreters: native {} {} ({}), wasi {} {}", native.implementation, native.version, native.path.display(), wasi.implementation, wasi.version);
+    println!("| measurement | median | ratio | target |");
+    println!("|---|---|---|---|");
+    println!("| bare native `pass` (baseline) | {:.1} ms | 1.00× | |", ms(b));
+    println!("| linux sandbox `pass` | {:.1} ms | {:.2}× | ≤ 1.10× |", ms(l), ms(l) / ms(b));
+    println!("| wasi `pass`, warm engine | {:.1} ms | {:.2}× | ≤ 1.0× |", ms(w), ms(w) / ms(b));
+    println!("| native CPU loop (3M iterations, baseline) | {:.0} ms | 1.00× | |", ms(cn));
+    println!("| wasi CPU loop | {:.0} ms | {:.2}× | ≤ 3× |", ms(cw), ms(cw) / ms(cn));
+}
