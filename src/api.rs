@@ -1,9 +1,11 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+mod runs;
 mod scripts;
 mod session;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
@@ -15,6 +17,8 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Auth};
 use crate::error::ApiError;
+use scriptorium_actors::events::LiveLogs;
+use scriptorium_actors::run_scheduler::RunSchedulerHandle;
 use scriptorium_actors::{Catalog, ScriptRepoHandle};
 use scriptorium_sandbox::Registry;
 
@@ -26,6 +30,9 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub catalog: Arc<Catalog>,
     pub repo: ScriptRepoHandle,
+    pub runs: RunSchedulerHandle,
+    pub live: Arc<LiveLogs>,
+    pub runs_dir: PathBuf,
     pub interpreters: Arc<Registry>,
 }
 
@@ -45,10 +52,10 @@ impl AppState {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-/// A script id from the path, with a clear error when it is not a number.
-pub struct ScriptId(pub i64);
+/// The `{id}` of a path (a script, run or pass), with a clear error when it is not a number.
+pub struct PathId(pub i64);
 
-impl<S: Send + Sync> FromRequestParts<S> for ScriptId {
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let axum::extract::Path(params): axum::extract::Path<Vec<(String, String)>> =
@@ -57,8 +64,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ScriptId {
         raw.parse::<i64>()
             .ok()
             .filter(|id| *id > 0)
-            .map(ScriptId)
-            .ok_or_else(|| ApiError::BadRequest(format!("script id `{raw}` is not a positive whole number")))
+            .map(PathId)
+            .ok_or_else(|| ApiError::BadRequest(format!("id `{raw}` is not a positive whole number")))
     }
 }
 
@@ -79,6 +86,20 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts/{id}/test-data", get(scripts::test_data_get).put(scripts::test_data_put))
         .route("/scripts/{id}/publish", post(scripts::publish))
         .route("/scripts/{id}/ordering", put(scripts::set_ordering))
+        .route("/scripts/{id}/last-success", get(runs::last_success))
+        .route("/scripts/{id}/production-data", get(runs::production_data_get).put(runs::production_data_put))
+        .route("/runs", get(runs::list).post(runs::start))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/events", get(runs::events))
+        .route("/runs/{id}/log", get(runs::log))
+        .route("/runs/{id}/artifacts", get(runs::artifacts))
+        .route("/runs/{id}/artifacts/{*name}", get(runs::artifact))
+        .route("/passes", post(runs::pass_start))
+        .route("/passes/latest", get(runs::pass_latest))
+        .route("/passes/{id}", get(runs::pass_get))
+        .route("/passes/{id}/cancel", post(runs::pass_cancel))
+        .route("/passes/{id}/events", get(runs::pass_events))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -55,6 +55,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         (&Method::POST, "/api/login") | (&Method::GET, "/api/health") => None,
         // Anyone signed in may sign out.
         (&Method::POST, "/api/logout") => Some(Role::Viewer),
+        // Production data is for editors only, reading included.
+        (_, p) if p.ends_with("/production-data") => Some(Role::Editor),
         // Reading is for viewers (the language server socket is read-only for them).
         (&Method::GET | &Method::HEAD, _) => Some(Role::Viewer),
         // Everything that changes something is for editors.
@@ -217,6 +219,8 @@ mod tests {
         assert_eq!(required_role(&Method::PUT, "/api/scripts/1"), Some(Role::Editor));
         assert_eq!(required_role(&Method::POST, "/api/logout"), Some(Role::Viewer));
         assert_eq!(required_role(&Method::DELETE, "/api/anything"), Some(Role::Editor));
+        assert_eq!(required_role(&Method::GET, "/api/scripts/1/production-data"), Some(Role::Editor));
+        assert_eq!(required_role(&Method::GET, "/api/runs/1/events"), Some(Role::Viewer));
     }
 
     #[test]

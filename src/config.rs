@@ -34,6 +34,24 @@ struct FileConfig {
     users: Vec<UserConfig>,
     #[serde(default)]
     sandbox: SandboxConfig,
+    #[serde(default)]
+    runs: RunsConfig,
+}
+
+/// `[runs]`: how much runs at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunsConfig {
+    /// Sandboxed processes at once, single runs and pass runs together.
+    pub workers: usize,
+    /// Run-all passes at once.
+    pub max_passes: usize,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        RunsConfig { workers: 4, max_passes: 1 }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +67,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// `[sandbox]`: how runs are isolated (e.g. the uid scripts run as).
     pub sandbox: SandboxConfig,
+    /// `[runs]`: worker and pass limits.
+    pub runs: RunsConfig,
     /// The file the configuration was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -157,7 +177,17 @@ impl Config {
         if let Some(v) = env("SCRIPTORIUM_SANDBOX_ALLOW_DEGRADED") {
             sandbox.linux.allow_degraded = matches!(v.as_str(), "1" | "true" | "yes");
         }
-        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, source: path })
+        let mut runs = file.runs;
+        if let Some(v) = env("SCRIPTORIUM_WORKERS") {
+            runs.workers = v.parse().map_err(|e| env_err("SCRIPTORIUM_WORKERS", &v, format!("{e}; give a whole number")))?;
+        }
+        if runs.workers == 0 || runs.max_passes == 0 {
+            return Err(ConfigError::Parse {
+                path: path.clone().unwrap_or_default(),
+                message: "[runs] workers and max_passes must be at least 1".into(),
+            });
+        }
+        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, source: path })
     }
 
     pub fn editors(&self) -> Vec<String> {

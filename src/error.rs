@@ -88,6 +88,7 @@ impl From<RepoError> for ApiError {
             },
             RepoError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
             RepoError::BadInput(m) => ApiError::BadRequest(m),
+            RepoError::Missing(m) => ApiError::NotFound(m),
             RepoError::Conflict(m) => ApiError::Conflict { message: m, extra: json!({}) },
             RepoError::Git(_) | RepoError::Db(_) | RepoError::Checker(_) => ApiError::Internal(e.to_string()),
         }

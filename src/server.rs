@@ -1,7 +1,7 @@
 //! Starting and stopping the whole server: actors, state, router, listener.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use axum::Router;
@@ -14,8 +14,12 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::frontend;
 use scriptorium_actors::supervisor::{self, SupervisorArgs, SupervisorMessage};
+use scriptorium_actors::events::LiveLogs;
+use scriptorium_actors::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
+use scriptorium_actors::runner::Runner;
 use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
-use scriptorium_sandbox::Registry;
+use scriptorium_sandbox::{Backends, Registry};
+use tokio::sync::Semaphore;
 
 /// A started application: its router and the actors behind it.
 pub struct App {
@@ -56,18 +60,40 @@ impl App {
             seed_examples: config.seed_examples,
         };
         let db_path = store.db_path();
+        std::fs::create_dir_all(&config.data_dir)?;
+        let runs_dir = config.data_dir.join("runs");
+        std::fs::create_dir_all(&runs_dir)?;
+        let live = Arc::new(LiveLogs::default());
+        let interpreters = Arc::new(interpreters);
+        let catalog = Arc::new(Catalog::new(&config.data_dir));
+        let runner = Arc::new(Runner {
+            runs_dir: runs_dir.clone(),
+            backends: Backends::for_this_machine(&config.sandbox),
+            db: Arc::new(Mutex::new(scriptorium_actors::db::open_existing(&db_path)?)),
+            live: live.clone(),
+            workers: Arc::new(Semaphore::new(config.runs.workers)),
+        });
+        let runs = Arc::new(RunSchedulerArgs {
+            runner,
+            registry: interpreters.clone(),
+            catalog: catalog.clone(),
+            max_passes: config.runs.max_passes,
+        });
         // Unique per process, so several servers (tests) can share one actor registry.
         static INSTANCES: AtomicUsize = AtomicUsize::new(0);
         let instance = format!("scriptorium-{}", INSTANCES.fetch_add(1, AtomicOrdering::Relaxed));
-        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs { instance: instance.clone(), store })
+        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs { instance: instance.clone(), store, runs })
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the script repository: {e}"))?;
         let auth = Arc::new(Auth::new(&config.users, &db_path, config.session_hours)?);
         let state = AppState {
             auth,
-            catalog: Arc::new(Catalog::new(&config.data_dir)),
+            catalog,
             repo: ScriptRepoHandle::new(&instance),
-            interpreters: Arc::new(interpreters),
+            runs: RunSchedulerHandle::new(&instance),
+            live,
+            runs_dir,
+            interpreters,
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

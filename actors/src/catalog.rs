@@ -67,6 +67,17 @@ pub struct VersionInfo {
     pub published: bool,
 }
 
+/// A script version ready to run.
+#[derive(Debug, Clone)]
+pub struct RunSource {
+    pub id: i64,
+    pub filename: String,
+    pub ordering: Ordering,
+    pub version: Version,
+    pub content: String,
+    pub test_data: Vec<u8>,
+}
+
 pub struct Catalog {
     db_path: PathBuf,
     repo_path: PathBuf,
@@ -125,15 +136,64 @@ impl Catalog {
         Ok(Repository::open_bare(&self.repo_path)?)
     }
 
-    /// All scripts in ordering order.
+    /// All scripts in ordering order, each with its latest run.
     pub fn list(&self) -> Result<Vec<ScriptSummary>> {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM scripts s ORDER BY s.ordering_group, s.ordering_frac"
             ))?;
-            let rows = stmt.query_map([], summary)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut rows = stmt.query_map([], summary)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut latest = crate::runstore::latest_runs(c)?;
+            for r in &mut rows {
+                r.last_run = latest.remove(&r.id);
+            }
             Ok(rows)
         })
+    }
+
+    /// What a single run of a script needs: the content of `version` (default: the
+    /// current one) and the current test data.
+    pub fn run_source(&self, id: i64, version: Option<Version>) -> Result<RunSource> {
+        let summary = self.summary(id)?;
+        let version = version.unwrap_or(summary.version);
+        let content = self.version_content(id, version)?;
+        let test_data = self.test_data(id)?;
+        Ok(RunSource { id, filename: summary.filename, ordering: summary.ordering, version, content, test_data })
+    }
+
+    /// The scripts published on `prod`, in ordering order, with their published
+    /// content and the test data published with them.
+    pub fn published(&self) -> Result<Vec<RunSource>> {
+        let rows: Vec<(i64, String, u64, String, u32, u32, String)> = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT s.id, s.filename, s.ordering_group, s.ordering_frac, s.published_major, s.published_minor, v.blob_id
+                 FROM scripts s JOIN versions v
+                   ON v.script_id = s.id AND v.major = s.published_major AND v.minor = s.published_minor
+                 WHERE s.published_major IS NOT NULL ORDER BY s.ordering_group, s.ordering_frac",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        let repo = self.repo()?;
+        let prod = repo.find_branch(crate::gitstore::PROD, git2::BranchType::Local)?.get().peel_to_tree()?;
+        rows.into_iter()
+            .map(|(id, filename, group, frac, major, minor, blob)| {
+                let test_data = match prod.get_path(std::path::Path::new(&format!("testdata/{}", crate::store::stem(&filename)))) {
+                    Ok(entry) => repo.find_blob(entry.id())?.content().to_vec(),
+                    Err(_) => Vec::new(),
+                };
+                Ok(RunSource {
+                    id,
+                    filename,
+                    ordering: Ordering::from_parts(group, &frac),
+                    version: Version::new(major, minor),
+                    content: self.blob_text(&blob)?,
+                    test_data,
+                })
+            })
+            .collect()
     }
 
     pub fn summary(&self, id: i64) -> Result<ScriptSummary> {

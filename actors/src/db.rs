@@ -6,10 +6,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// The migrations, in the order they apply. `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_scripts.sql",
-    include_str!("../../migrations/0001_scripts.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_scripts.sql", include_str!("../../migrations/0001_scripts.sql")),
+    ("0002_runs.sql", include_str!("../../migrations/0002_runs.sql")),
+];
 
 /// Opens (creating if needed) the database in WAL mode and brings its schema up to date.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {

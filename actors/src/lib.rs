@@ -3,6 +3,10 @@
 //! - [`supervisor`]: the root supervisor that starts and restarts the actors.
 //! - [`script_repo`]: `ScriptRepo`, the only writer of git and the script metadata.
 //! - [`store`]: what `ScriptRepo` does (git commit + SQLite record, start-up repair).
+//! - [`run_scheduler`]: `RunScheduler`, the job queue for single runs and run-all passes.
+//! - [`group_executor`]: `GroupExecutor`, one ordering group of a pass, concurrently.
+//! - [`runner`]: executing one run in the sandbox; [`runstore`]: runs in SQLite;
+//!   [`events`]: live, replayable event logs for SSE.
 //! - [`catalog`]: the read side (list, details, history), used without the actor.
 //! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker.
 //! - [`version`], [`ordering`], [`clock`]: `Major.Minor`, exact ordering numbers, 0.01 s time.
@@ -10,9 +14,14 @@
 pub mod catalog;
 pub mod clock;
 pub mod db;
+pub mod events;
 pub mod gitstore;
+pub mod group_executor;
 pub mod ordering;
 pub mod python;
+pub mod run_scheduler;
+pub mod runner;
+pub mod runstore;
 pub mod script_repo;
 pub mod store;
 pub mod supervisor;

@@ -39,6 +39,9 @@ pub enum RepoError {
     TooLarge { what: &'static str, size: usize, limit: usize },
     #[error("{0}")]
     BadInput(String),
+    /// Something other than a script does not exist (a run, a pass, an artifact).
+    #[error("{0}")]
+    Missing(String),
     #[error("{0}")]
     Conflict(String),
     #[error("git: {0}")]

@@ -1,10 +1,12 @@
 //! The root supervisor: starts the actors, restarts one that fails, and never lets a
 //! failure take the server down.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use crate::run_scheduler::{self, RunScheduler, RunSchedulerArgs};
 use crate::script_repo::{self, ScriptRepo};
 use crate::store::StoreConfig;
 
@@ -14,11 +16,11 @@ pub struct SupervisorArgs {
     /// Names this server's actors apart from others in the same process.
     pub instance: String,
     pub store: StoreConfig,
+    pub runs: Arc<RunSchedulerArgs>,
 }
 
 pub struct SupervisorState {
-    instance: String,
-    store: StoreConfig,
+    args: SupervisorArgs,
     /// Recent restarts, to stop restarting an actor that fails at once every time.
     restarts: Vec<Instant>,
 }
@@ -29,9 +31,24 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 pub enum SupervisorMessage {}
 
+/// The children, by what they are.
+#[derive(Clone, Copy, Debug)]
+enum Child {
+    ScriptRepo,
+    RunScheduler,
+}
+
 impl Supervisor {
-    async fn start_script_repo(myself: &ActorRef<SupervisorMessage>, instance: &str, cfg: StoreConfig) -> Result<(), ActorProcessingErr> {
-        Actor::spawn_linked(Some(script_repo::name(instance)), ScriptRepo, cfg, myself.get_cell()).await?;
+    async fn start(myself: &ActorRef<SupervisorMessage>, args: &SupervisorArgs, child: Child) -> Result<(), ActorProcessingErr> {
+        match child {
+            Child::ScriptRepo => {
+                Actor::spawn_linked(Some(script_repo::name(&args.instance)), ScriptRepo, args.store.clone(), myself.get_cell()).await?;
+            }
+            Child::RunScheduler => {
+                Actor::spawn_linked(Some(run_scheduler::name(&args.instance)), RunScheduler, args.runs.clone(), myself.get_cell())
+                    .await?;
+            }
+        }
         Ok(())
     }
 }
@@ -42,8 +59,10 @@ impl Actor for Supervisor {
     type Arguments = SupervisorArgs;
 
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: SupervisorArgs) -> Result<Self::State, ActorProcessingErr> {
-        Self::start_script_repo(&myself, &args.instance, args.store.clone()).await?;
-        Ok(SupervisorState { instance: args.instance, store: args.store, restarts: Vec::new() })
+        // The repository first: opening it applies the database migrations.
+        Self::start(&myself, &args, Child::ScriptRepo).await?;
+        Self::start(&myself, &args, Child::RunScheduler).await?;
+        Ok(SupervisorState { args, restarts: Vec::new() })
     }
 
     async fn handle_supervisor_evt(
@@ -58,10 +77,14 @@ impl Actor for Supervisor {
             _ => return Ok(()),
         };
         let name = cell.get_name().unwrap_or_default();
-        tracing::error!(actor = %name, %reason, "supervised actor ended");
-        if name != script_repo::name(&state.instance) {
+        let child = if name == script_repo::name(&state.args.instance) {
+            Child::ScriptRepo
+        } else if name == run_scheduler::name(&state.args.instance) {
+            Child::RunScheduler
+        } else {
             return Ok(());
-        }
+        };
+        tracing::error!(actor = %name, %reason, "supervised actor ended");
         let now = Instant::now();
         state.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
         if state.restarts.len() >= MAX_RESTARTS {
@@ -69,8 +92,8 @@ impl Actor for Supervisor {
             return Ok(());
         }
         state.restarts.push(now);
-        match Self::start_script_repo(&myself, &state.instance, state.store.clone()).await {
-            Ok(()) => tracing::warn!(actor = %name, "restarted"),
+        match Self::start(&myself, &state.args, child).await {
+            Ok(()) => tracing::warn!(actor = %name, ?child, "restarted"),
             Err(e) => tracing::error!(actor = %name, error = %e, "restart failed"),
         }
         Ok(())

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiJson, AppState, ScriptId};
+use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use scriptorium_actors::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
@@ -71,14 +71,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{id}"))], Json(detail)).into_response())
 }
 
-pub async fn get(State(state): State<AppState>, ScriptId(id): ScriptId) -> Result<Json<ScriptDetail>, ApiError> {
+pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<ScriptDetail>, ApiError> {
     Ok(Json(state.read(move |c| c.detail(id)).await?))
 }
 
 pub async fn save(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
-    ScriptId(id): ScriptId,
+    PathId(id): PathId,
     ApiJson(body): ApiJson<SaveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let base = parse_version(&body.base_version, "base_version")?;
@@ -89,7 +89,7 @@ pub async fn save(
 pub async fn bump_major(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
-    ScriptId(id): ScriptId,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let version = state.repo.bump_major(user.committer(), id).await?;
     Ok(Json(json!({ "version": version })))
@@ -98,20 +98,20 @@ pub async fn bump_major(
 pub async fn fork(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
-    ScriptId(id): ScriptId,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let new_id = state.repo.fork(user.committer(), id).await?;
     let detail = state.read(move |c| c.detail(new_id)).await?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{new_id}"))], Json(detail)).into_response())
 }
 
-pub async fn versions(State(state): State<AppState>, ScriptId(id): ScriptId) -> Result<Json<Vec<VersionInfo>>, ApiError> {
+pub async fn versions(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Vec<VersionInfo>>, ApiError> {
     Ok(Json(state.read(move |c| c.versions(id)).await?))
 }
 
 pub async fn version(
     State(state): State<AppState>,
-    ScriptId(id): ScriptId,
+    PathId(id): PathId,
     Path((_, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let v = parse_version(&version, "version")?;
@@ -119,7 +119,7 @@ pub async fn version(
     Ok(Json(json!({ "id": id, "version": v, "content": content })))
 }
 
-pub async fn test_data_get(State(state): State<AppState>, ScriptId(id): ScriptId) -> Result<Response, ApiError> {
+pub async fn test_data_get(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let data = state.read(move |c| c.test_data(id)).await?;
     let kind = if std::str::from_utf8(&data).is_ok() { "text/plain; charset=utf-8" } else { "application/octet-stream" };
     Ok(([(header::CONTENT_TYPE, kind)], data).into_response())
@@ -128,7 +128,7 @@ pub async fn test_data_get(State(state): State<AppState>, ScriptId(id): ScriptId
 pub async fn test_data_put(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
-    ScriptId(id): ScriptId,
+    PathId(id): PathId,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let changed = state.repo.put_test_data(user.committer(), id, body?.to_vec()).await?;
@@ -138,7 +138,7 @@ pub async fn test_data_put(
 pub async fn publish(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
-    ScriptId(id): ScriptId,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let (version, changed) = state.repo.publish(user.committer(), id).await?;
     Ok(Json(json!({ "published_version": version, "changed": changed })))
@@ -146,7 +146,7 @@ pub async fn publish(
 
 pub async fn set_ordering(
     State(state): State<AppState>,
-    ScriptId(id): ScriptId,
+    PathId(id): PathId,
     ApiJson(body): ApiJson<OrderingBody>,
 ) -> Result<Json<ScriptSummary>, ApiError> {
     let ordering = parse_ordering(&body.ordering)?;

@@ -1,0 +1,398 @@
+//! Runs, passes and their events in SQLite.
+//!
+//! Writes happen on the `RunScheduler`'s connection (its runs are the only writer of
+//! these tables); the read functions take any connection, so the HTTP side reads
+//! through the catalog's pool.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::{self, Centis};
+use crate::events::Event;
+use crate::store::{RepoError, Result};
+use crate::version::Version;
+
+/// Run states. `queued` and `running` are live; the rest are final.
+pub mod status {
+    pub const QUEUED: &str = "queued";
+    pub const RUNNING: &str = "running";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+    /// The sandbox could not run the script at all.
+    pub const ERROR: &str = "error";
+    /// The server stopped while the run was queued or running.
+    pub const INTERRUPTED: &str = "interrupted";
+    /// A pass stopped after a failure before reaching this script.
+    pub const SKIPPED: &str = "skipped";
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Artifact {
+    /// Path relative to the run directory, with `/` separators.
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub script_id: i64,
+    pub version: Version,
+    pub pass_id: Option<i64>,
+    pub ordering: Option<String>,
+    pub mode: String,
+    pub requested_by: String,
+    pub interpreter: String,
+    pub interpreter_version: String,
+    pub backend: String,
+    pub protections: Option<Value>,
+    pub status: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// Seconds, 0.01 s precision.
+    pub duration: Option<f64>,
+    pub exit_code: Option<i32>,
+    /// The limit that ended the run (`wall_time`, `memory`, …).
+    pub limit: Option<String>,
+    pub message: Option<String>,
+    pub output_bytes: u64,
+    pub artifacts: Vec<Artifact>,
+}
+
+const RUN_COLUMNS: &str = "id, script_id, major, minor, pass_id, ordering, mode, requested_by, interpreter,
+    interpreter_version, backend, protections, status, created_at, started_at, ended_at, exit_code, limit_hit,
+    message, output_bytes, artifacts";
+
+fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let started: Option<Centis> = r.get(14)?;
+    let ended: Option<Centis> = r.get(15)?;
+    let protections: Option<String> = r.get(11)?;
+    let artifacts: String = r.get(20)?;
+    Ok(RunRecord {
+        id: r.get(0)?,
+        script_id: r.get(1)?,
+        version: Version::new(r.get(2)?, r.get(3)?),
+        pass_id: r.get(4)?,
+        ordering: r.get(5)?,
+        mode: r.get(6)?,
+        requested_by: r.get(7)?,
+        interpreter: r.get(8)?,
+        interpreter_version: r.get(9)?,
+        backend: r.get(10)?,
+        protections: protections.and_then(|p| serde_json::from_str(&p).ok()),
+        status: r.get(12)?,
+        created_at: clock::format(r.get(13)?),
+        started_at: started.map(clock::format),
+        ended_at: ended.map(clock::format),
+        duration: started.zip(ended).map(|(s, e)| (e - s) as f64 / 100.0),
+        exit_code: r.get(16)?,
+        limit: r.get(17)?,
+        message: r.get(18)?,
+        output_bytes: r.get::<_, i64>(19)? as u64,
+        artifacts: serde_json::from_str(&artifacts).unwrap_or_default(),
+    })
+}
+
+/// What a new run row holds.
+pub struct NewRun<'a> {
+    pub script_id: i64,
+    pub version: Version,
+    pub pass_id: Option<i64>,
+    pub ordering: Option<&'a str>,
+    pub mode: &'a str,
+    pub requested_by: &'a str,
+    pub interpreter: &'a str,
+    pub interpreter_version: &'a str,
+    pub backend: &'a str,
+}
+
+pub fn insert_run(c: &Connection, r: &NewRun<'_>) -> Result<i64> {
+    c.execute(
+        "INSERT INTO runs (script_id, major, minor, pass_id, ordering, mode, requested_by, interpreter,
+            interpreter_version, backend, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11)",
+        params![
+            r.script_id,
+            r.version.major,
+            r.version.minor,
+            r.pass_id,
+            r.ordering,
+            r.mode,
+            r.requested_by,
+            r.interpreter,
+            r.interpreter_version,
+            r.backend,
+            clock::now()
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+pub fn mark_running(c: &Connection, id: i64, at: Centis) -> Result<()> {
+    c.execute("UPDATE runs SET status = 'running', started_at = ?2 WHERE id = ?1", params![id, at])?;
+    Ok(())
+}
+
+/// How a run ended, for its row.
+pub struct Finished<'a> {
+    pub status: &'a str,
+    pub started_at: Option<Centis>,
+    pub ended_at: Centis,
+    pub exit_code: Option<i32>,
+    pub limit: Option<&'a str>,
+    pub message: &'a str,
+    pub output_bytes: u64,
+    pub artifacts: &'a [Artifact],
+    pub protections: Option<&'a Value>,
+}
+
+pub fn finish_run(c: &Connection, id: i64, f: &Finished<'_>) -> Result<()> {
+    c.execute(
+        "UPDATE runs SET status = ?2, started_at = COALESCE(started_at, ?3), ended_at = ?4, exit_code = ?5,
+            limit_hit = ?6, message = ?7, output_bytes = ?8, artifacts = ?9, protections = ?10 WHERE id = ?1",
+        params![
+            id,
+            f.status,
+            f.started_at,
+            f.ended_at,
+            f.exit_code,
+            f.limit,
+            f.message,
+            f.output_bytes as i64,
+            serde_json::to_string(f.artifacts).expect("artifacts serialise"),
+            f.protections.map(|p| p.to_string()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Which event table.
+#[derive(Clone, Copy)]
+pub enum Log {
+    Run(i64),
+    Pass(i64),
+}
+
+pub fn append_events(c: &Connection, log: Log, events: &[Event]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (sql, id) = match log {
+        Log::Run(id) => ("INSERT OR IGNORE INTO run_events (run_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)", id),
+        Log::Pass(id) => ("INSERT OR IGNORE INTO pass_events (pass_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)", id),
+    };
+    let mut stmt = c.prepare_cached(sql)?;
+    for e in events {
+        stmt.execute(params![id, e.seq as i64, e.kind, e.data.to_string()])?;
+    }
+    Ok(())
+}
+
+pub fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {
+    let (sql, id) = match log {
+        Log::Run(id) => ("SELECT seq, kind, data FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq", id),
+        Log::Pass(id) => ("SELECT seq, kind, data FROM pass_events WHERE pass_id = ?1 AND seq > ?2 ORDER BY seq", id),
+    };
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params![id, after as i64], |r| {
+            Ok(Event {
+                seq: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                data: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn run(c: &Connection, id: i64) -> Result<Option<RunRecord>> {
+    Ok(c.query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_record).optional()?)
+}
+
+/// Newest first, at most `limit`.
+pub fn runs(c: &Connection, script_id: Option<i64>, limit: u32) -> Result<Vec<RunRecord>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR script_id = ?1) ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![script_id, limit], run_record)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The last successful run of a script, with its output lines.
+pub fn last_success(c: &Connection, script_id: i64) -> Result<Option<RunRecord>> {
+    Ok(c
+        .query_row(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE script_id = ?1 AND status = 'succeeded' ORDER BY id DESC LIMIT 1"),
+            [script_id],
+            run_record,
+        )
+        .optional()?)
+}
+
+/// The output of a run as `(stream, line)` pairs.
+pub fn output(c: &Connection, run_id: i64) -> Result<Vec<(String, String)>> {
+    Ok(events(c, Log::Run(run_id), 0)?
+        .into_iter()
+        .filter(|e| e.kind == "log")
+        .map(|e| {
+            (
+                e.data["stream"].as_str().unwrap_or("stdout").to_string(),
+                e.data["line"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Marks what was in flight when the server stopped.
+pub fn interrupt_unfinished(c: &Connection) -> Result<(usize, usize)> {
+    let now = clock::now();
+    let runs = c.execute(
+        "UPDATE runs SET status = 'interrupted', ended_at = ?1,
+            message = 'the server stopped while this run was ' || status WHERE status IN ('queued', 'running')",
+        [now],
+    )?;
+    let passes = c.execute(
+        "UPDATE passes SET status = 'interrupted', ended_at = ?1, message = 'the server stopped during this pass'
+         WHERE status IN ('queued', 'running')",
+        [now],
+    )?;
+    Ok((runs, passes))
+}
+
+// ---- passes ----
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassRecord {
+    pub id: i64,
+    pub mode: String,
+    pub on_failure: String,
+    pub requested_by: String,
+    pub status: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration: Option<f64>,
+    pub message: Option<String>,
+    /// Groups in order, each with its scripts' runs.
+    pub groups: Vec<PassGroup>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassGroup {
+    pub group: u64,
+    pub runs: Vec<RunRecord>,
+}
+
+pub fn insert_pass(c: &Connection, mode: &str, on_failure: &str, by: &str) -> Result<i64> {
+    c.execute(
+        "INSERT INTO passes (mode, on_failure, requested_by, status, created_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+        params![mode, on_failure, by, clock::now()],
+    )?;
+    let id = c.last_insert_rowid();
+    c.execute("UPDATE passes SET started_at = created_at WHERE id = ?1", [id])?;
+    Ok(id)
+}
+
+pub fn finish_pass(c: &Connection, id: i64, status: &str, message: &str) -> Result<()> {
+    c.execute(
+        "UPDATE passes SET status = ?2, ended_at = ?3, message = ?4 WHERE id = ?1",
+        params![id, status, clock::now(), message],
+    )?;
+    Ok(())
+}
+
+pub fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
+    let head = c
+        .query_row(
+            "SELECT id, mode, on_failure, requested_by, status, created_at, started_at, ended_at, message FROM passes WHERE id = ?1",
+            [id],
+            |r| {
+                let started: Option<Centis> = r.get(6)?;
+                let ended: Option<Centis> = r.get(7)?;
+                Ok(PassRecord {
+                    id: r.get(0)?,
+                    mode: r.get(1)?,
+                    on_failure: r.get(2)?,
+                    requested_by: r.get(3)?,
+                    status: r.get(4)?,
+                    created_at: clock::format(r.get(5)?),
+                    started_at: started.map(clock::format),
+                    ended_at: ended.map(clock::format),
+                    duration: started.zip(ended).map(|(s, e)| (e - s) as f64 / 100.0),
+                    message: r.get(8)?,
+                    groups: Vec::new(),
+                })
+            },
+        )
+        .optional()?;
+    let Some(mut pass) = head else { return Ok(None) };
+    let mut stmt = c.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE pass_id = ?1 ORDER BY id"))?;
+    let runs = stmt.query_map([id], run_record)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    for run in runs {
+        let group = run.ordering.as_deref().and_then(|o| o.split('.').next()).and_then(|g| g.parse().ok()).unwrap_or(0);
+        match pass.groups.last_mut() {
+            Some(g) if g.group == group => g.runs.push(run),
+            _ => pass.groups.push(PassGroup { group, runs: vec![run] }),
+        }
+    }
+    Ok(Some(pass))
+}
+
+/// The latest pass that ran to its end (every script run, none cancelled).
+pub fn latest_full_pass(c: &Connection) -> Result<Option<PassRecord>> {
+    let id: Option<i64> = c
+        .query_row("SELECT id FROM passes WHERE status IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+        .optional()?;
+    match id {
+        Some(id) => pass(c, id),
+        None => Ok(None),
+    }
+}
+
+/// The latest run of each script: for the script list.
+pub fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT r.script_id, r.id, r.status, r.ended_at, r.started_at FROM runs r
+         JOIN (SELECT script_id, MAX(id) AS id FROM runs GROUP BY script_id) m ON m.id = r.id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            let ended: Option<Centis> = r.get(3)?;
+            let started: Option<Centis> = r.get(4)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                serde_json::json!({
+                    "run_id": r.get::<_, i64>(1)?,
+                    "status": r.get::<_, String>(2)?,
+                    "started_at": started.map(clock::format),
+                    "ended_at": ended.map(clock::format),
+                }),
+            ))
+        })?
+        .collect::<rusqlite::Result<std::collections::HashMap<_, _>>>()?;
+    Ok(rows)
+}
+
+// ---- production data ----
+
+pub fn production_data(c: &Connection, script_id: i64) -> Result<Option<Vec<u8>>> {
+    Ok(c.query_row("SELECT data FROM production_data WHERE script_id = ?1", [script_id], |r| r.get(0)).optional()?)
+}
+
+pub fn put_production_data(c: &Connection, script_id: i64, data: &[u8], by: &str) -> Result<()> {
+    if c.query_row("SELECT 1 FROM scripts WHERE id = ?1", [script_id], |_| Ok(())).optional()?.is_none() {
+        return Err(RepoError::NotFound(script_id));
+    }
+    c.execute(
+        "INSERT INTO production_data (script_id, data, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (script_id) DO UPDATE SET data = excluded.data, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+        params![script_id, data, by, clock::now()],
+    )?;
+    Ok(())
+}
