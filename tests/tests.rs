@@ -5,4 +5,5 @@ mod util;
 mod access;
 mod durability;
 mod exec;
+mod runs;
 mod scripts;

@@ -218,3 +218,81 @@ pub async fn http_client(server: &ServerProcess, user: &str, password: &str) -> 
     assert_eq!(r.status(), 200);
     client
 }
+
+/// One server-sent event, with when it arrived.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub id: u64,
+    pub event: String,
+    pub data: Value,
+    pub at: std::time::Instant,
+}
+
+/// Parses complete events out of `buf`, leaving a partial one in place.
+pub fn parse_sse(buf: &mut String, out: &mut Vec<Sse>) {
+    while let Some(end) = buf.find("\n\n") {
+        let block: String = buf.drain(..end + 2).collect();
+        let (mut id, mut event, mut data) = (0, String::from("message"), String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if !data.is_empty() {
+            out.push(Sse { id, event, data: serde_json::from_str(&data).unwrap_or(Value::Null), at: std::time::Instant::now() });
+        }
+    }
+}
+
+impl TestApp {
+    /// Reads the SSE stream at `path` until a `complete` event or `max` events.
+    pub async fn sse(&self, path: &str, cookie: &str, last_event_id: Option<u64>, max: usize) -> Vec<Sse> {
+        let mut req = Request::builder().method(Method::GET).uri(path).header(header::COOKIE, cookie);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let router = self.app.as_ref().unwrap().router.clone();
+        let res = router.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "SSE {path}");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+        let mut body = res.into_body();
+        let (mut buf, mut out) = (String::new(), Vec::new());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while out.len() < max && !out.iter().any(|e: &Sse| e.event == "complete") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let frame = tokio::time::timeout(left, body.frame()).await.expect("SSE stalled");
+            let Some(frame) = frame else { break };
+            if let Ok(data) = frame.unwrap().into_data() {
+                buf.push_str(&String::from_utf8_lossy(&data));
+                parse_sse(&mut buf, &mut out);
+            }
+        }
+        out.truncate(max);
+        out
+    }
+
+    /// Creates a script at `ordering` with `content` and test data, and publishes it.
+    pub async fn published(&self, cookie: &str, ordering: &str, content: &str, test_data: &str) -> i64 {
+        let r = self
+            .json(Method::POST, "/api/scripts", Some(cookie), Some(serde_json::json!({ "content": content, "ordering": ordering })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+        let id = r.json()["id"].as_i64().unwrap();
+        let put = self.call(Method::PUT, &format!("/api/scripts/{id}/test-data"), Some(cookie), Body::from(test_data.to_string()), None).await;
+        assert_eq!(put.status, StatusCode::OK);
+        let p = self.json(Method::POST, &format!("/api/scripts/{id}/publish"), Some(cookie), None).await;
+        assert_eq!(p.status, StatusCode::OK);
+        id
+    }
+
+    /// Starts a run and returns its id.
+    pub async fn start_run(&self, cookie: &str, body: Value) -> i64 {
+        let r = self.json(Method::POST, "/api/runs", Some(cookie), Some(body)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["run_id"].as_i64().unwrap()
+    }
+}

@@ -226,6 +226,7 @@ impl LinuxBackend {
             ],
             ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
             report_w: report_w.as_raw_fd(),
+            server_pid: std::process::id() as libc::pid_t,
         };
 
         let mut cmd = tokio::process::Command::new(&interp.path);

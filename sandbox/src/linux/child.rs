@@ -53,6 +53,8 @@ pub struct Plan {
     /// The Landlock ruleset built by the parent, or -1.
     pub ruleset_fd: RawFd,
     pub report_w: RawFd,
+    /// The server's pid: the intermediate dies with it (no run outlives the server).
+    pub server_pid: libc::pid_t,
 }
 
 const SLASH: &[u8] = b"/\0";
@@ -160,6 +162,10 @@ fn write_id_maps(plan: &Plan) {
 pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
     unsafe {
         // --- intermediate ---
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != plan.server_pid {
+            libc::_exit(SETUP_FAILED);
+        }
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
