@@ -30,6 +30,7 @@ check-windows: setup-test
 ## Benchmarks; copy the tables into docs/benchmarks.md.
 bench: setup wasi
 	$(CARGO) bench --bench repo
+	$(CARGO) bench --bench runs
 	$(CARGO) bench -p scriptorium-sandbox --bench sandbox
 
 setup:
