@@ -5,10 +5,10 @@ CARGO ?= cargo
 DATA ?= data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test bench setup setup-test build wasi check-windows check clean
+.PHONY: run test bench setup setup-test build wasi lsp check-windows check clean
 
 ## Install what is missing, build, and start the server on http://$(LISTEN).
-run: build wasi
+run: build wasi lsp
 	./target/release/scriptorium serve --data $(DATA) --listen $(LISTEN)
 
 build: setup
@@ -18,8 +18,12 @@ build: setup
 wasi: setup
 	scripts/build-wasi.sh
 
+## The language server (python-lsp-server + ruff, from PyPI via uv).
+lsp: setup
+	scripts/setup-lsp.sh
+
 ## Install what the tests need and run every test.
-test: setup-test wasi
+test: setup-test wasi lsp
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) check-windows
 
@@ -28,7 +32,7 @@ check-windows: setup-test
 	$(CARGO) check -p scriptorium-sandbox --no-default-features --target x86_64-pc-windows-gnu
 
 ## Benchmarks; copy the tables into docs/benchmarks.md.
-bench: setup wasi
+bench: setup wasi lsp
 	$(CARGO) bench --bench repo
 	$(CARGO) bench --bench runs
 	$(CARGO) bench -p scriptorium-sandbox --bench sandbox

@@ -1,6 +1,7 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+mod lsp;
 mod runs;
 mod scripts;
 mod session;
@@ -34,7 +35,10 @@ pub struct AppState {
     pub live: Arc<LiveLogs>,
     pub runs_dir: PathBuf,
     pub interpreters: Arc<Registry>,
+    pub lsp: Arc<lsp::LspSessions>,
 }
+
+pub use lsp::LspSessions;
 
 impl AppState {
     /// Runs a blocking catalog read on the blocking pool.
@@ -77,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(session::me))
         .route("/template", get(scripts::template))
         .route("/interpreters", get(interpreters_list))
+        .route("/lsp", get(lsp::connect))
         .route("/scripts", get(scripts::list).post(scripts::create))
         .route("/scripts/{id}", get(scripts::get).put(scripts::save))
         .route("/scripts/{id}/bump-major", post(scripts::bump_major))

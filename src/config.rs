@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
+use scriptorium_actors::lsp_session::LspConfig;
 use scriptorium_sandbox::SandboxConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +37,8 @@ struct FileConfig {
     sandbox: SandboxConfig,
     #[serde(default)]
     runs: RunsConfig,
+    #[serde(default)]
+    lsp: LspConfig,
 }
 
 /// `[runs]`: how much runs at once.
@@ -69,6 +72,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// `[runs]`: worker and pass limits.
     pub runs: RunsConfig,
+    /// `[lsp]`: the language server and its limits.
+    pub lsp: LspConfig,
     /// The file the configuration was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -187,7 +192,7 @@ impl Config {
                 message: "[runs] workers and max_passes must be at least 1".into(),
             });
         }
-        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, source: path })
+        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, lsp: file.lsp, source: path })
     }
 
     pub fn editors(&self) -> Vec<String> {

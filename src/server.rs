@@ -9,7 +9,7 @@ use ractor::ActorRef;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, LspSessions};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::frontend;
@@ -94,6 +94,7 @@ impl App {
             live,
             runs_dir,
             interpreters,
+            lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"))),
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

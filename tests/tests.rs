@@ -5,5 +5,6 @@ mod util;
 mod access;
 mod durability;
 mod exec;
+mod lsp;
 mod runs;
 mod scripts;

@@ -7,6 +7,7 @@
 //! - [`group_executor`]: `GroupExecutor`, one ordering group of a pass, concurrently.
 //! - [`runner`]: executing one run in the sandbox; [`runstore`]: runs in SQLite;
 //!   [`events`]: live, replayable event logs for SSE.
+//! - [`lsp_session`]: `LspSession`, one language server per editor WebSocket.
 //! - [`catalog`]: the read side (list, details, history), used without the actor.
 //! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker.
 //! - [`version`], [`ordering`], [`clock`]: `Major.Minor`, exact ordering numbers, 0.01 s time.
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod db;
 pub mod events;
 pub mod gitstore;
+pub mod lsp_session;
 pub mod group_executor;
 pub mod ordering;
 pub mod python;

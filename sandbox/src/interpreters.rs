@@ -425,12 +425,16 @@ const PROBE: &str = r#"import json, os, platform, sys
 print(json.dumps({
   "implementation": {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalPy"}.get(sys.implementation.name, sys.implementation.name),
   "version": platform.python_version(),
-  "executable": os.path.realpath(sys.executable),
+  "executable": os.path.abspath(sys.executable),
   "base_prefix": sys.base_prefix, "prefix": sys.prefix, "path": sys.path,
 }))"#;
 
 /// Runs `path` once to learn what it is. Isolated mode (`-I`) keeps the user's
 /// environment variables and site directory from changing the answer.
+///
+/// `sys.executable` is kept as it is, not resolved: a venv's `bin/python` is a link to
+/// the base interpreter, and only the link makes Python use the venv. (A pyenv shim
+/// execs the real binary, so `sys.executable` already names that.)
 fn probe(path: &Path) -> Result<Probe, String> {
     let mut child = Command::new(path)
         .args(["-I", "-c", PROBE])

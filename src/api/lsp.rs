@@ -1,0 +1,167 @@
+//! `GET /api/lsp?interpreter=ID`: a WebSocket to a language server that knows the
+//! chosen interpreter's packages. One `LspSession` actor per socket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use rand::RngCore;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::AppState;
+use crate::auth::{CurrentUser, Role};
+use crate::error::ApiError;
+use scriptorium_actors::lsp_session::{LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound};
+use scriptorium_sandbox::InterpreterKind;
+
+/// Open sessions, per user and in total.
+pub struct LspSessions {
+    pub config: LspConfig,
+    pub root: std::path::PathBuf,
+    per_user: Mutex<HashMap<String, usize>>,
+}
+
+pub struct SessionGuard {
+    sessions: Arc<LspSessions>,
+    user: String,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut m = self.sessions.per_user.lock().expect("sessions lock");
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl LspSessions {
+    pub fn new(config: LspConfig, root: std::path::PathBuf) -> LspSessions {
+        LspSessions { config, root, per_user: Mutex::new(HashMap::new()) }
+    }
+
+    fn acquire(self: &Arc<Self>, user: &str) -> Result<SessionGuard, ApiError> {
+        let mut m = self.per_user.lock().expect("sessions lock");
+        let total: usize = m.values().sum();
+        if total >= self.config.max_sessions {
+            return Err(ApiError::TooMany(format!(
+                "{total} language-server sessions are open, the most allowed; close an editor tab or try again later"
+            )));
+        }
+        let mine = m.entry(user.to_string()).or_default();
+        if *mine >= self.config.max_sessions_per_user {
+            return Err(ApiError::TooMany(format!(
+                "you have {} language-server sessions open, the most allowed per user; close an editor tab",
+                *mine
+            )));
+        }
+        *mine += 1;
+        Ok(SessionGuard { sessions: self.clone(), user: user.to_string() })
+    }
+
+    /// Sessions open now (all users).
+    pub fn open(&self) -> usize {
+        self.per_user.lock().expect("sessions lock").values().sum()
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LspQuery {
+    interpreter: Option<String>,
+}
+
+pub async fn connect(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Query(q): Query<LspQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let interp = state.interpreters.get(q.interpreter.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // A WASI interpreter is analysed with the native one: its standard library is CPython's.
+    let python = match interp.kind {
+        InterpreterKind::Native => interp.path.clone(),
+        InterpreterKind::Wasi => state
+            .interpreters
+            .native_default()
+            .map(|i| i.path.clone())
+            .ok_or_else(|| ApiError::Unavailable("no native interpreter to analyse code with".into()))?,
+    };
+    let guard = state.lsp.acquire(&user.username)?;
+    let mut raw = [0u8; 8];
+    rand::rng().fill_bytes(&mut raw);
+    let id = hex::encode(raw);
+    let sessions = state.lsp.clone();
+    Ok(ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| async move {
+        let read_only = !user.has(Role::Editor);
+        session(socket, sessions, id, user.username.clone(), read_only, python).await;
+        drop(guard);
+    }))
+}
+
+async fn session(socket: WebSocket, sessions: Arc<LspSessions>, id: String, user: String, read_only: bool, python: std::path::PathBuf) {
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(MAX_PENDING);
+    let pending = Arc::new(AtomicUsize::new(0));
+    let args = LspSessionArgs {
+        workspace: sessions.root.join(&id),
+        id: id.clone(),
+        user,
+        read_only,
+        config: sessions.config.clone(),
+        python,
+        outbound: out_tx,
+        pending: pending.clone(),
+    };
+    let (mut sink, mut stream) = socket.split();
+    let actor = match ractor::Actor::spawn(None, LspSession, args).await {
+        Ok((actor, _)) => actor,
+        Err(e) => {
+            tracing::error!(session = %id, error = %e, "cannot start a language server");
+            let frame = CloseFrame { code: 1011, reason: format!("{e}").chars().take(120).collect::<String>().into() };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
+                        let frame = CloseFrame { code: 1008, reason: "too many messages waiting for the language server".into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break;
+                    }
+                    if actor.cast(LspSessionMessage::FromClient(text.to_string())).is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let frame = CloseFrame { code: 1003, reason: "send JSON-RPC as text frames".into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            outgoing = out_rx.recv() => match outgoing {
+                Some(Outbound::Text(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    // The socket is gone: end the server process before this session counts as closed.
+    let _ = actor.stop_and_wait(Some("socket closed".into()), Some(std::time::Duration::from_secs(5))).await;
+}

@@ -1,0 +1,247 @@
+//! The language-server bridge with the real pylsp over the real WebSocket endpoint.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::util::TestApp;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Serves the app on a real socket (WebSockets need one).
+async fn serve(app: &TestApp) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.app.as_ref().unwrap().router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+async fn connect(addr: std::net::SocketAddr, cookie: Option<&str>, interpreter: Option<&str>) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let q = interpreter.map(|i| format!("?interpreter={i}")).unwrap_or_default();
+    let mut req = format!("ws://{addr}/api/lsp{q}").into_client_request().unwrap();
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.map(|(s, _)| s)
+}
+
+struct Lsp {
+    ws: Socket,
+    next: i64,
+    seen: Vec<Value>,
+    session: Value,
+}
+
+impl Lsp {
+    async fn open(addr: std::net::SocketAddr, cookie: &str, interpreter: Option<&str>) -> Lsp {
+        let ws = connect(addr, Some(cookie), interpreter).await.expect("upgrade");
+        let mut lsp = Lsp { ws, next: 1, seen: Vec::new(), session: Value::Null };
+        lsp.session = lsp.notification("scriptorium/session").await;
+        let init = lsp.request("initialize", json!({ "processId": null, "rootUri": null, "capabilities": {
+            "textDocument": { "hover": { "contentFormat": ["markdown", "plaintext"] },
+                              "completion": { "completionItem": { "snippetSupport": false } } } } })).await;
+        assert!(init["result"]["capabilities"].is_object(), "{init}");
+        lsp.notify("initialized", json!({})).await;
+        lsp
+    }
+
+    fn root(&self) -> String {
+        self.session["params"]["rootUri"].as_str().unwrap().to_string()
+    }
+
+    async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.expect("no message within 30 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+                Some(Ok(Message::Close(f))) => return json!({ "closed": f.map(|f| (u16::from(f.code), f.reason.to_string())) }),
+                Some(Ok(_)) => continue,
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) {
+        let m = json!({ "jsonrpc": "2.0", "method": method, "params": params });
+        self.ws.send(Message::Text(m.to_string().into())).await.unwrap();
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        let m = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        self.ws.send(Message::Text(m.to_string().into())).await.unwrap();
+        loop {
+            let v = self.recv().await;
+            if v["id"] == id && v.get("method").is_none() {
+                return v;
+            }
+            if v["method"] == "workspace/configuration" || v["method"] == "client/registerCapability" {
+                // Answer server requests so it carries on.
+                let reply = json!({ "jsonrpc": "2.0", "id": v["id"], "result": null });
+                self.ws.send(Message::Text(reply.to_string().into())).await.unwrap();
+            }
+            self.seen.push(v);
+        }
+    }
+
+    async fn notification(&mut self, method: &str) -> Value {
+        if let Some(i) = self.seen.iter().position(|v| v["method"] == method) {
+            return self.seen.remove(i);
+        }
+        loop {
+            let v = self.recv().await;
+            if v["method"] == method {
+                return v;
+            }
+            self.seen.push(v);
+        }
+    }
+
+    async fn open_doc(&mut self, name: &str, text: &str) -> String {
+        let uri = format!("{}/{name}", self.root());
+        self.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "python", "version": 1, "text": text } })).await;
+        uri
+    }
+
+    async fn completion_labels(&mut self, uri: &str, line: u32, character: u32) -> Vec<String> {
+        let r = self.request("textDocument/completion", json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } })).await;
+        let items = if r["result"].is_array() { r["result"].clone() } else { r["result"]["items"].clone() };
+        items.as_array().map(|a| a.iter().map(|i| i["label"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+    }
+}
+
+fn pid_alive(pid: u64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+#[tokio::test]
+async fn diagnostics_completion_hover_and_formatting_come_from_pylsp() {
+    let app = TestApp::start().await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let mut lsp = Lsp::open(addr, &ed1, None).await;
+    // The documents live under a real per-session directory.
+    assert!(lsp.root().starts_with("file:///") && lsp.root().contains("/lsp/"), "{}", lsp.root());
+
+    // ruff reports only syntax errors for a file that does not parse, so the two
+    // problems are in two documents.
+    let uri = lsp.open_doc("undefined.py", "import sys\n\nprint(undefined_name)\n").await;
+    let diags = lsp.notification("textDocument/publishDiagnostics").await;
+    assert_eq!(diags["params"]["uri"], uri);
+    let d = diags["params"]["diagnostics"].as_array().unwrap().clone();
+    let undefined = d.iter().find(|x| x["message"].as_str().unwrap_or("").contains("undefined_name")).unwrap_or_else(|| panic!("{diags}"));
+    assert_eq!(undefined["range"]["start"]["line"], 2);
+    assert!(d.iter().any(|x| x["message"].as_str().unwrap_or("").contains("sys")), "unused import: {diags}");
+    let uri = lsp.open_doc("broken.py", "x = 1\n\n\n\ndef f(:\n    pass\n").await;
+    let diags = lsp.notification("textDocument/publishDiagnostics").await;
+    assert_eq!(diags["params"]["uri"], uri);
+    let d = diags["params"]["diagnostics"].as_array().unwrap();
+    assert!(d.iter().any(|x| x["range"]["start"]["line"] == 4 && x["severity"] == 1), "a syntax error on line 5: {diags}");
+
+    let uri = lsp.open_doc("complete.py", "import os\nos.pa").await;
+    let labels = lsp.completion_labels(&uri, 1, 5).await;
+    assert!(labels.iter().any(|l| l == "path"), "{labels:?}");
+
+    let uri = lsp.open_doc("hover.py", "import os.path\nos.path.join('a', 'b')\n").await;
+    let hover = lsp.request("textDocument/hover", json!({ "textDocument": { "uri": uri }, "position": { "line": 1, "character": 9 } })).await;
+    let text = hover["result"]["contents"].to_string();
+    assert!(text.contains("join(") , "{hover}");
+
+    let uri = lsp.open_doc("ugly.py", "x=1\nprint( x )\n").await;
+    let fmt = lsp.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } })).await;
+    let edits = fmt["result"].as_array().unwrap_or_else(|| panic!("{fmt}"));
+    assert!(!edits.is_empty());
+    assert!(edits.iter().any(|e| e["newText"].as_str().unwrap_or("").contains("x = 1")), "{fmt}");
+}
+
+#[tokio::test]
+async fn completion_sees_the_packages_of_the_chosen_interpreter() {
+    // An interpreter with a package no other has.
+    let extra = tempfile::tempdir().unwrap();
+    let venv = extra.path().join("venv");
+    let ok = std::process::Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap();
+    assert!(ok.success());
+    let site = std::fs::read_dir(venv.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages");
+    std::fs::create_dir_all(site.join("scriptorium_probe_pkg")).unwrap();
+    std::fs::write(site.join("scriptorium_probe_pkg/__init__.py"), "def probe_function():\n    \"\"\"Only here.\"\"\"\n").unwrap();
+    let toml = extra.path().join("interpreters.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "default = \"plain\"\n[detect]\nenabled = false\n[[interpreter]]\nid = \"plain\"\nkind = \"native\"\ncommand = \"python3\"\nbackends = [\"linux\"]\n[[interpreter]]\nid = \"with-pkg\"\nkind = \"native\"\ncommand = \"{}\"\nbackends = [\"linux\"]\n",
+            venv.join("bin/python").display()
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start_with(|c| c.interpreters = toml.clone()).await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let text = "import scriptorium_probe_pkg\nscriptorium_probe_pkg.pro";
+    let mut with = Lsp::open(addr, &ed1, Some("with-pkg")).await;
+    let uri = with.open_doc("a.py", text).await;
+    // Jedi labels functions with their parentheses.
+    let labels = with.completion_labels(&uri, 1, 25).await;
+    assert!(labels.iter().any(|l| l.starts_with("probe_function")), "{labels:?}");
+    let mut without = Lsp::open(addr, &ed1, Some("plain")).await;
+    let uri = without.open_doc("a.py", text).await;
+    let labels = without.completion_labels(&uri, 1, 25).await;
+    assert!(!labels.iter().any(|l| l.starts_with("probe_function")), "{labels:?}");
+}
+
+#[tokio::test]
+async fn the_server_process_lives_exactly_as_long_as_the_socket() {
+    let app = TestApp::start().await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let mut lsp = Lsp::open(addr, &ed1, None).await;
+    let pid = lsp.session["params"]["pid"].as_u64().unwrap();
+    assert!(pid_alive(pid));
+    lsp.ws.close(None).await.unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        if !pid_alive(pid) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "pylsp {pid} outlived its socket");
+
+    // Killing the server mid-session: the client is told, and the socket closes.
+    let mut lsp = Lsp::open(addr, &ed1, None).await;
+    let pid = lsp.session["params"]["pid"].as_u64().unwrap();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let note = lsp.notification("window/showMessage").await;
+    assert!(note["params"]["message"].as_str().unwrap().contains("language server stopped"), "{note}");
+    let closed = lsp.recv().await;
+    assert_eq!(closed["closed"][0], 1011, "{closed}");
+}
+
+#[tokio::test]
+async fn anonymous_upgrades_are_refused_and_viewers_cannot_format() {
+    let app = TestApp::start().await;
+    let addr = serve(&app).await;
+    match connect(addr, None, None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    let mo1 = app.mo1().await;
+    let mut lsp = Lsp::open(addr, &mo1, None).await;
+    assert_eq!(lsp.session["params"]["readOnly"], true);
+    let uri = lsp.open_doc("v.py", "x=1\n").await;
+    let fmt = lsp.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } })).await;
+    assert!(fmt["error"]["message"].as_str().unwrap().contains("viewers cannot change code"), "{fmt}");
+    // Reading still works for viewers.
+    let uri = lsp.open_doc("c.py", "import os\nos.pa").await;
+    assert!(lsp.completion_labels(&uri, 1, 5).await.iter().any(|l| l == "path"));
+    match connect(addr, Some(&mo1), Some("nope")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 400),
+        other => panic!("expected 400, got {:?}", other.map(|_| ())),
+    }
+}
