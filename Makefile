@@ -35,6 +35,7 @@ check-windows: setup-test
 bench: setup wasi lsp
 	$(CARGO) bench --bench repo
 	$(CARGO) bench --bench runs
+	$(CARGO) bench --bench lsp
 	$(CARGO) bench -p scriptorium-sandbox --bench sandbox
 
 setup:
