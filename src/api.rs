@@ -1,6 +1,7 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+mod llm;
 mod lsp;
 mod runs;
 mod scripts;
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use crate::auth::{self, Auth};
 use crate::error::ApiError;
 use scriptorium_actors::events::LiveLogs;
+use scriptorium_actors::llm_broker::LlmBrokerHandle;
 use scriptorium_actors::run_scheduler::RunSchedulerHandle;
 use scriptorium_actors::{Catalog, ScriptRepoHandle};
 use scriptorium_sandbox::Registry;
@@ -32,6 +34,7 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub repo: ScriptRepoHandle,
     pub runs: RunSchedulerHandle,
+    pub llm: LlmBrokerHandle,
     pub live: Arc<LiveLogs>,
     pub runs_dir: PathBuf,
     pub interpreters: Arc<Registry>,
@@ -92,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts/{id}/publish", post(scripts::publish))
         .route("/scripts/{id}/ordering", put(scripts::set_ordering))
         .route("/scripts/{id}/last-success", get(runs::last_success))
+        .route("/scripts/{id}/prompt", post(llm::prompt))
+        .route("/scripts/{id}/exchanges", get(llm::exchanges))
         .route("/scripts/{id}/production-data", get(runs::production_data_get).put(runs::production_data_put))
         .route("/runs", get(runs::list).post(runs::start))
         .route("/runs/{id}", get(runs::get))

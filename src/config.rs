@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
+use scriptorium_actors::llm::LlmConfig;
 use scriptorium_actors::lsp_session::LspConfig;
 use scriptorium_sandbox::SandboxConfig;
 
@@ -39,6 +40,8 @@ struct FileConfig {
     runs: RunsConfig,
     #[serde(default)]
     lsp: LspConfig,
+    #[serde(default)]
+    llm: LlmConfig,
 }
 
 /// `[runs]`: how much runs at once.
@@ -74,6 +77,8 @@ pub struct Config {
     pub runs: RunsConfig,
     /// `[lsp]`: the language server and its limits.
     pub lsp: LspConfig,
+    /// `[llm]`: the provider (OpenRouter, or offline without a key) and guardrails.
+    pub llm: LlmConfig,
     /// The file the configuration was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -182,6 +187,16 @@ impl Config {
         if let Some(v) = env("SCRIPTORIUM_SANDBOX_ALLOW_DEGRADED") {
             sandbox.linux.allow_degraded = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        let mut llm = file.llm;
+        if let Some(v) = env("SCRIPTORIUM_LLM_BASE_URL") {
+            llm.base_url = v;
+        }
+        if let Some(v) = env("SCRIPTORIUM_LLM_MODEL") {
+            llm.model = v;
+        }
+        if let Some(v) = env("OPENROUTER_API_KEY").filter(|k| !k.trim().is_empty()) {
+            llm.api_key = Some(v);
+        }
         let mut runs = file.runs;
         if let Some(v) = env("SCRIPTORIUM_WORKERS") {
             runs.workers = v.parse().map_err(|e| env_err("SCRIPTORIUM_WORKERS", &v, format!("{e}; give a whole number")))?;
@@ -192,7 +207,7 @@ impl Config {
                 message: "[runs] workers and max_passes must be at least 1".into(),
             });
         }
-        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, lsp: file.lsp, source: path })
+        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, lsp: file.lsp, llm, source: path })
     }
 
     pub fn editors(&self) -> Vec<String> {

@@ -16,6 +16,7 @@ use crate::frontend;
 use scriptorium_actors::supervisor::{self, SupervisorArgs, SupervisorMessage};
 use scriptorium_actors::events::LiveLogs;
 use scriptorium_actors::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
+use scriptorium_actors::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
 use scriptorium_actors::runner::Runner;
 use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
 use scriptorium_sandbox::{Backends, Registry};
@@ -40,7 +41,7 @@ impl App {
                 Some(p) => tracing::warn!(id = %i.id, problem = %p, "interpreter unavailable"),
             }
         }
-        let python = interpreters
+        let python: std::path::PathBuf = interpreters
             .native_default()
             .ok_or_else(|| anyhow::anyhow!("no native Python interpreter found; install python3 or fix interpreters.toml"))?
             .path
@@ -54,7 +55,7 @@ impl App {
             .collect();
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
-            python,
+            python: python.clone(),
             editors: config.editors(),
             interpreters_note: note,
             seed_examples: config.seed_examples,
@@ -73,6 +74,15 @@ impl App {
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
         });
+        let llm = LlmBrokerArgs {
+            config: config.llm.clone(),
+            python: python.clone(),
+            registry: interpreters.clone(),
+            backends: Backends::for_this_machine(&config.sandbox),
+            scratch: config.data_dir.join("llm-tools"),
+            db: Arc::new(Mutex::new(scriptorium_actors::db::open_existing(&db_path)?)),
+            catalog: catalog.clone(),
+        };
         let runs = Arc::new(RunSchedulerArgs {
             runner,
             registry: interpreters.clone(),
@@ -82,7 +92,7 @@ impl App {
         // Unique per process, so several servers (tests) can share one actor registry.
         static INSTANCES: AtomicUsize = AtomicUsize::new(0);
         let instance = format!("scriptorium-{}", INSTANCES.fetch_add(1, AtomicOrdering::Relaxed));
-        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs { instance: instance.clone(), store, runs })
+        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs { instance: instance.clone(), store, runs, llm })
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the script repository: {e}"))?;
         let auth = Arc::new(Auth::new(&config.users, &db_path, config.session_hours)?);
@@ -91,6 +101,7 @@ impl App {
             catalog,
             repo: ScriptRepoHandle::new(&instance),
             runs: RunSchedulerHandle::new(&instance),
+            llm: LlmBrokerHandle::new(&instance),
             live,
             runs_dir,
             interpreters,

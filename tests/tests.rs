@@ -5,6 +5,7 @@ mod util;
 mod access;
 mod durability;
 mod exec;
+mod llm;
 mod lsp;
 mod runs;
 mod scripts;

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_scripts.sql", include_str!("../../migrations/0001_scripts.sql")),
     ("0002_runs.sql", include_str!("../../migrations/0002_runs.sql")),
+    ("0003_llm.sql", include_str!("../../migrations/0003_llm.sql")),
 ];
 
 /// Opens (creating if needed) the database in WAL mode and brings its schema up to date.

@@ -7,6 +7,8 @@
 //! - [`group_executor`]: `GroupExecutor`, one ordering group of a pass, concurrently.
 //! - [`runner`]: executing one run in the sandbox; [`runstore`]: runs in SQLite;
 //!   [`events`]: live, replayable event logs for SSE.
+//! - [`llm_broker`]: `LlmBroker`, prompt-to-code with guardrails and a logged exchange;
+//!   [`llm`]: its providers, tools and guardrails.
 //! - [`lsp_session`]: `LspSession`, one language server per editor WebSocket.
 //! - [`catalog`]: the read side (list, details, history), used without the actor.
 //! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker.
@@ -19,6 +21,8 @@ pub mod events;
 pub mod gitstore;
 pub mod lsp_session;
 pub mod group_executor;
+pub mod llm;
+pub mod llm_broker;
 pub mod ordering;
 pub mod python;
 pub mod run_scheduler;

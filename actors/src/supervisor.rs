@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use crate::llm_broker::{self, LlmBroker, LlmBrokerArgs};
 use crate::run_scheduler::{self, RunScheduler, RunSchedulerArgs};
 use crate::script_repo::{self, ScriptRepo};
 use crate::store::StoreConfig;
@@ -17,6 +18,7 @@ pub struct SupervisorArgs {
     pub instance: String,
     pub store: StoreConfig,
     pub runs: Arc<RunSchedulerArgs>,
+    pub llm: LlmBrokerArgs,
 }
 
 pub struct SupervisorState {
@@ -36,6 +38,7 @@ pub enum SupervisorMessage {}
 enum Child {
     ScriptRepo,
     RunScheduler,
+    LlmBroker,
 }
 
 impl Supervisor {
@@ -47,6 +50,9 @@ impl Supervisor {
             Child::RunScheduler => {
                 Actor::spawn_linked(Some(run_scheduler::name(&args.instance)), RunScheduler, args.runs.clone(), myself.get_cell())
                     .await?;
+            }
+            Child::LlmBroker => {
+                Actor::spawn_linked(Some(llm_broker::name(&args.instance)), LlmBroker, args.llm.clone(), myself.get_cell()).await?;
             }
         }
         Ok(())
@@ -62,6 +68,7 @@ impl Actor for Supervisor {
         // The repository first: opening it applies the database migrations.
         Self::start(&myself, &args, Child::ScriptRepo).await?;
         Self::start(&myself, &args, Child::RunScheduler).await?;
+        Self::start(&myself, &args, Child::LlmBroker).await?;
         Ok(SupervisorState { args, restarts: Vec::new() })
     }
 
@@ -81,6 +88,8 @@ impl Actor for Supervisor {
             Child::ScriptRepo
         } else if name == run_scheduler::name(&state.args.instance) {
             Child::RunScheduler
+        } else if name == llm_broker::name(&state.args.instance) {
+            Child::LlmBroker
         } else {
             return Ok(());
         };

@@ -28,6 +28,8 @@ pub struct CreateBody {
 pub struct SaveBody {
     content: String,
     base_version: String,
+    /// The LLM exchange whose proposal this save accepts.
+    exchange_id: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -83,7 +85,11 @@ pub async fn save(
 ) -> Result<Json<Value>, ApiError> {
     let base = parse_version(&body.base_version, "base_version")?;
     let saved = state.repo.save(user.committer(), id, body.content, base).await?;
-    Ok(Json(json!({ "version": saved.version, "changed": saved.changed })))
+    let linked = match body.exchange_id {
+        Some(x) if saved.changed => state.llm.link(x, id, saved.version).await,
+        _ => false,
+    };
+    Ok(Json(json!({ "version": saved.version, "changed": saved.changed, "linked_exchange": linked })))
 }
 
 pub async fn bump_major(
