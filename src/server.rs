@@ -70,7 +70,7 @@ impl App {
         let runner = Arc::new(Runner {
             runs_dir: runs_dir.clone(),
             backends: Backends::for_this_machine(&config.sandbox),
-            db: Arc::new(Mutex::new(scriptorium_actors::db::open_existing(&db_path)?)),
+            db: Arc::new(Mutex::new(scriptorium_actors::db::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
         });
@@ -80,7 +80,7 @@ impl App {
             registry: interpreters.clone(),
             backends: Backends::for_this_machine(&config.sandbox),
             scratch: config.data_dir.join("llm-tools"),
-            db: Arc::new(Mutex::new(scriptorium_actors::db::open_existing(&db_path)?)),
+            db: Arc::new(Mutex::new(scriptorium_actors::db::open_for_logs(&db_path)?)),
             catalog: catalog.clone(),
         };
         let runs = Arc::new(RunSchedulerArgs {

@@ -19,6 +19,15 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// A connection for logs (runs, events, LLM exchanges): `synchronous = NORMAL`. In WAL
+/// mode that survives a killed process; a power cut may lose the last transactions of
+/// a log, never a saved script (script saves use [`open`]'s `FULL`).
+pub fn open_for_logs(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = open_existing(path)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
 /// Opens a further connection (readers) without migrating.
 pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
