@@ -208,6 +208,7 @@ impl LinuxBackend {
 
         let covers = covers_for(read.iter().chain([&spec.workdir]), &tmp, support.root.then_some((uid, gid)));
         let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let mib = |m: u64| m.saturating_mul(1024 * 1024);
         let plan = child::Plan {
             switch_user: support.root,
@@ -227,6 +228,7 @@ impl LinuxBackend {
             ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
             report_w: report_w.as_raw_fd(),
             server_pid: std::process::id() as libc::pid_t,
+            status_w: status_w.as_raw_fd(),
         };
 
         let mut cmd = tokio::process::Command::new(&interp.path);
@@ -259,28 +261,55 @@ impl LinuxBackend {
         let started = Instant::now();
         let spawned = cmd.spawn();
         drop(report_w);
+        drop(status_w);
         drop(ruleset);
         let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", interp.path.display())))?;
 
         let budget = Budget::new(limits.output_bytes);
         let tail = Arc::new(StderrTail::new(sink));
-        let out = tokio::spawn(pump(child.stdout.take().expect("piped"), Stream::Stdout, tail.clone(), budget.clone()));
-        let err = tokio::spawn(pump(child.stderr.take().expect("piped"), Stream::Stderr, tail.clone(), budget.clone()));
+        let mut out = tokio::spawn(pump(child.stdout.take().expect("piped"), Stream::Stdout, tail.clone(), budget.clone()));
+        let mut err = tokio::spawn(pump(child.stderr.take().expect("piped"), Stream::Stderr, tail.clone(), budget.clone()));
 
+        // The run is over when init has reported the script's wait status and both output
+        // pipes have ended: only the sandbox's processes held them, so every one of them
+        // is gone. The namespaces' teardown then goes on without the server waiting.
+        let mut status_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r)?;
+        let finished = async {
+            let mut raw = [0u8; 4];
+            let status = status_rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw));
+            let _ = (&mut out).await;
+            let _ = (&mut err).await;
+            status
+        };
         enum Stop {
-            Exited(std::process::ExitStatus),
+            Exited(Option<i32>),
             Cancelled,
             WallTime,
             Output,
         }
         let stop = tokio::select! {
-            status = child.wait() => Stop::Exited(status?),
+            status = finished => Stop::Exited(status),
             _ = cancel.cancelled() => Stop::Cancelled,
             _ = tokio::time::sleep(secs(limits.wall_seconds)) => Stop::WallTime,
             _ = budget.exceeded() => Stop::Output,
         };
-        let status = match stop {
-            Stop::Exited(s) => Some(s),
+        let duration = started.elapsed();
+        // `finished` already drained the output when the script ended by itself.
+        let drained = matches!(stop, Stop::Exited(_));
+        let status: Option<(Option<i32>, Option<i32>)> = match stop {
+            Stop::Exited(Some(raw)) => {
+                // Reap the intermediate in the background.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                Some(if libc::WIFSIGNALED(raw) { (None, Some(libc::WTERMSIG(raw))) } else { (Some(libc::WEXITSTATUS(raw)), None) })
+            }
+            Stop::Exited(None) => {
+                // No status from init (its setup failed): the intermediate's exit says why.
+                use std::os::unix::process::ExitStatusExt;
+                let s = child.wait().await?;
+                Some((s.code(), s.signal()))
+            }
             _ => {
                 // SIGKILL to the intermediate; init follows (PDEATHSIG) and takes the
                 // whole pid namespace with it.
@@ -289,13 +318,14 @@ impl LinuxBackend {
                 None
             }
         };
-        let duration = started.elapsed();
-        // The pipes close when the last process of the namespace is gone.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            let _ = out.await;
-            let _ = err.await;
-        })
-        .await;
+        if !drained {
+            // The pipes close when the last process of the namespace is gone.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                let _ = out.await;
+                let _ = err.await;
+            })
+            .await;
+        }
         let mut report = String::new();
         let mut report_file = tokio::fs::File::from_std(std::fs::File::from(report_r));
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), report_file.read_to_string(&mut report)).await;
@@ -304,13 +334,12 @@ impl LinuxBackend {
             (Stop::Cancelled, _) => Outcome::Cancelled,
             (Stop::WallTime, _) => Outcome::limit(Limit::WallTime, &limits),
             (Stop::Output, _) => Outcome::limit(Limit::Output, &limits),
-            (Stop::Exited(_), Some(status)) => {
-                use std::os::unix::process::ExitStatusExt;
+            (Stop::Exited(_), Some((code, signal))) => {
                 if !report.trim().is_empty() {
                     return Err(SandboxError::Setup(report.trim().to_string()));
                 }
                 let stderr = tail.text();
-                classify(status.code(), status.signal(), &stderr, &limits, budget.is_exceeded())
+                classify(code, signal, &stderr, &limits, budget.is_exceeded())
             }
             (Stop::Exited(_), None) => unreachable!("an exited run has a status"),
         };

@@ -55,6 +55,9 @@ pub struct Plan {
     pub report_w: RawFd,
     /// The server's pid: the intermediate dies with it (no run outlives the server).
     pub server_pid: libc::pid_t,
+    /// Init writes the script's raw wait status here the moment it exits, so the server
+    /// need not wait for the namespaces to be torn down.
+    pub status_w: RawFd,
 }
 
 const SLASH: &[u8] = b"/\0";
@@ -250,8 +253,12 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         let init = libc::fork();
         check(plan, init, b"fork init");
         if init > 0 {
-            // The intermediate waits for init and passes the script's status on.
+            // The intermediate waits for init and passes the script's status on. It lets
+            // go of the output pipes, so their end means the sandbox's processes are gone.
             close_except(&[status_pipe[0], lifeline[1]]);
+            for fd in 0..3 {
+                libc::close(fd);
+            }
             let mut st = 0;
             while libc::waitpid(init, &mut st, 0) < 0 && errno() == libc::EINTR {}
             let mut raw = [0u8; 4];
@@ -291,12 +298,16 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         let worker = libc::fork();
         check(plan, worker, b"fork the worker");
         if worker > 0 {
-            close_except(&[status_pipe[1], plan.report_w]);
+            close_except(&[status_pipe[1], plan.report_w, plan.status_w]);
+            for fd in 0..3 {
+                libc::close(fd);
+            }
             loop {
                 let mut st = 0;
                 let pid = libc::waitpid(-1, &mut st, 0);
                 if pid == worker {
                     let raw = st.to_ne_bytes();
+                    libc::write(plan.status_w, raw.as_ptr().cast(), 4);
                     libc::write(status_pipe[1], raw.as_ptr().cast(), 4);
                     // Exiting ends the pid namespace: the kernel kills what is left.
                     libc::_exit(0);
