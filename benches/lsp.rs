@@ -6,17 +6,14 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Method, Request, header};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tower::ServiceExt;
 
-use scriptorium::config::{Config, Overrides};
-use scriptorium::server::App;
+#[path = "support.rs"]
+mod support;
 
 const SAMPLES: usize = 150;
 const TEXT: &str = "import os\nimport os.path\nos.path.join('a', 'b')\nos.pa";
@@ -87,19 +84,9 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::load_with(&Overrides { data_dir: Some(dir.path().join("data")), ..Default::default() }, |_| None).unwrap();
-    config.interpreters = concat!(env!("CARGO_MANIFEST_DIR"), "/interpreters.toml").into();
-    config.frontend_dir = dir.path().join("none");
-    let app = App::start(&config).await.unwrap();
+    let (app, config) = support::start(dir.path(), |_| {}).await;
     let python = app.state.interpreters.native_default().unwrap().path.clone();
-    let login = Request::builder()
-        .method(Method::POST)
-        .uri("/api/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"username": "ed1", "password": "1editor"}).to_string()))
-        .unwrap();
-    let res = app.router.clone().oneshot(login).await.unwrap();
-    let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookie = support::login(&app).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app.router.clone();

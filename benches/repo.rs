@@ -11,14 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use scriptorium::config::{Config, Overrides};
 use scriptorium::server::App;
+
+#[path = "support.rs"]
+mod support;
 
 struct Bench {
     app: App,
@@ -30,35 +29,13 @@ struct Bench {
 
 impl Bench {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(path).header(header::COOKIE, &self.cookie);
-        let body = match body {
-            Some(b) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        let res = self.app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        support::call(&self.app, &self.cookie, method, path, body).await
     }
 
     async fn build(scripts: usize, versions_each: usize) -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::load_with(&Overrides { data_dir: Some(dir.path().to_path_buf()), ..Default::default() }, |_| None).unwrap();
-        config.interpreters = concat!(env!("CARGO_MANIFEST_DIR"), "/interpreters.toml").into();
-        config.seed_examples = false;
-        config.frontend_dir = dir.path().join("none");
-        let app = App::start(&config).await.unwrap();
-        let login = Request::builder()
-            .method(Method::POST)
-            .uri("/api/login")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json!({"username": "ed1", "password": "1editor"}).to_string()))
-            .unwrap();
-        let res = app.router.clone().oneshot(login).await.unwrap();
-        let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
+        let (app, _) = support::start(dir.path(), |_| {}).await;
+        let cookie = support::login(&app).await;
         let mut b = Bench { app, cookie, _dir: dir, scripts: Vec::new() };
         for i in 0..scripts {
             let (s, v) = b.call(Method::POST, "/api/scripts", Some(json!({ "content": body(i, 0) }))).await;

@@ -16,8 +16,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use scriptorium::config::{Config, Overrides};
 use scriptorium::server::App;
+
+#[path = "support.rs"]
+mod support;
 use scriptorium_sandbox::linux::{LinuxBackend, LinuxConfig};
 use scriptorium_sandbox::{Backend, Collect, Registry, RunSpec};
 
@@ -28,17 +30,7 @@ const REPEAT: usize = 3;
 const SCRIPT: &str = "import sys\nprint(open(sys.argv[1]).read().strip())\n";
 
 async fn call(app: &App, cookie: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-    let mut req = Request::builder().method(method).uri(path).header(header::COOKIE, cookie);
-    let body = match body {
-        Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let res = app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    support::call(app, cookie, method, path, body).await.1
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -49,20 +41,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::load_with(&Overrides { data_dir: Some(dir.path().join("data")), ..Default::default() }, |_| None).unwrap();
-    config.interpreters = concat!(env!("CARGO_MANIFEST_DIR"), "/interpreters.toml").into();
-    config.seed_examples = false;
-    config.frontend_dir = dir.path().join("none");
-    config.runs.workers = WORKERS;
-    let app = App::start(&config).await.unwrap();
-    let login = Request::builder()
-        .method(Method::POST)
-        .uri("/api/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"username": "ed1", "password": "1editor"}).to_string()))
-        .unwrap();
-    let res = app.router.clone().oneshot(login).await.unwrap();
-    let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
+    let (app, config) = support::start(dir.path(), |c| c.runs.workers = WORKERS).await;
+    let cookie = support::login(&app).await;
     for g in 1..=GROUPS {
         for k in 0..PER_GROUP {
             let s = call(&app, &cookie, Method::POST, "/api/scripts", Some(json!({ "content": SCRIPT, "ordering": format!("{g}.{k}") }))).await;

@@ -294,7 +294,8 @@ async fn the_offline_provider_answers_every_template_with_code_that_compiles() {
         assert_eq!(p["valid"], true, "{instruction}: {}", p["code"]);
         assert!(p["code"].as_str().unwrap().contains(marker), "{instruction}: {}", p["code"]);
         // The proposal saves like any code.
-        let save = app.save(&ed1, id, p["code"].as_str().unwrap(), &app.get(&format!("/api/scripts/{id}"), &ed1).await.json()["version"].as_str().unwrap().to_string()).await;
+        let current = app.get(&format!("/api/scripts/{id}"), &ed1).await.json();
+        let save = app.save(&ed1, id, p["code"].as_str().unwrap(), current["version"].as_str().unwrap()).await;
         assert_eq!(save.status, StatusCode::OK, "{instruction}");
     }
     let docstring = app.create(&ed1, "print(1)\n").await;

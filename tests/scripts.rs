@@ -105,7 +105,9 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let id = app.create(&ed1, "x = 1\n").await;
     let before = app.git(&["rev-list", "--all", "--count"]);
     let path = format!("/api/scripts/{id}");
-    let cases: Vec<(Method, String, Body, Option<&str>, StatusCode, &str)> = vec![
+    // (method, path, body, content type, expected status, words the error must contain)
+    type Case<'a> = (Method, String, Body, Option<&'a str>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (Method::PUT, path.clone(), "{not json".into(), Some("application/json"), StatusCode::BAD_REQUEST, "JSON"),
         (Method::PUT, path.clone(), json!({"content": "x"}).to_string().into(), Some("application/json"), StatusCode::BAD_REQUEST, "base_version"),
         (Method::PUT, path.clone(), json!({"content": "x", "base_version": "0.1"}).to_string().into(), None, StatusCode::BAD_REQUEST, "Content-Type"),

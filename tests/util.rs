@@ -174,7 +174,12 @@ impl ServerProcess {
                 let addr = rest.split_whitespace().next().unwrap().to_string();
                 return ServerProcess { child, addr, log };
             }
-            assert!(std::time::Instant::now() < deadline, "server did not start: {text}");
+            if std::time::Instant::now() > deadline {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not start: {text}");
+            }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }

@@ -44,7 +44,7 @@ mod tests {
     #[test]
     fn formats_with_centiseconds() {
         assert_eq!(super::format(0), "1970-01-01T00:00:00.00Z");
-        assert_eq!(super::format(1_779_340_811_37), "2026-05-21T05:20:11.37Z");
-        assert_eq!(super::format(951_782_400_05), "2000-02-29T00:00:00.05Z");
+        assert_eq!(super::format(177_934_081_137), "2026-05-21T05:20:11.37Z");
+        assert_eq!(super::format(95_178_240_005), "2000-02-29T00:00:00.05Z");
     }
 }

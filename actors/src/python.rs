@@ -136,7 +136,7 @@ impl PythonChecker {
         let python = self.python.display().to_string();
         let w = self.worker.as_mut().expect("worker just started");
         let io = |e: std::io::Error| CheckerError { python: python.clone(), message: e.to_string() };
-        write!(w.stdin, "{}\n", source.len()).map_err(io)?;
+        writeln!(w.stdin, "{}", source.len()).map_err(io)?;
         w.stdin.write_all(source.as_bytes()).map_err(io)?;
         w.stdin.flush().map_err(io)?;
         let mut line = String::new();

@@ -2,59 +2,30 @@
 
 #![cfg(target_os = "linux")]
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+#[path = "support.rs"]
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scriptorium_sandbox::linux::{LinuxBackend, LinuxConfig};
-use scriptorium_sandbox::{Backend, Collect, Limit, Limits, Outcome, OutputSink, Registry, RunReport, RunSpec, Stream};
+use scriptorium_sandbox::{Backend, Collect, Limit, Limits, Outcome, Registry, RunReport, Stream};
+use support::Sandbox;
 use tokio_util::sync::CancellationToken;
 
 fn python() -> scriptorium_sandbox::Interpreter {
     Registry::resolve(Default::default(), Path::new(".")).native_default().expect("a python3").clone()
 }
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("in")).unwrap();
-        std::fs::create_dir(dir.path().join("run")).unwrap();
-        Sandbox { dir }
-    }
-    fn run_dir(&self) -> PathBuf {
-        self.dir.path().join("run")
-    }
-    fn spec(&self, script: &str, input: &str, limits: Limits) -> RunSpec {
-        let s = self.dir.path().join("in/script.py");
-        std::fs::write(&s, script).unwrap();
-        let i = self.dir.path().join("in/input.txt");
-        std::fs::write(&i, input).unwrap();
-        RunSpec { interpreter: python(), script: s, input: Some(i), args: vec![], workdir: self.run_dir(), limits }
-    }
-}
-
 fn limits() -> Limits {
     Limits { wall_seconds: 20.0, cpu_seconds: 20, memory_mib: 512, processes: 32, output_bytes: 1 << 20, ..Limits::default() }
-}
-
-/// Lines with the time they arrived.
-#[derive(Default)]
-struct Timed(Mutex<Vec<(Instant, Stream, String)>>);
-
-impl OutputSink for Timed {
-    fn line(&self, stream: Stream, line: &str) {
-        self.0.lock().unwrap().push((Instant::now(), stream, line.to_string()));
-    }
 }
 
 async fn run(sb: &Sandbox, script: &str, limits: Limits) -> (RunReport, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
     let backend = LinuxBackend::new(LinuxConfig::default());
-    let report = backend.run(sb.spec(script, "alpha\nbeta\n", limits), sink.clone(), CancellationToken::new()).await.unwrap();
+    let report = backend.run(sb.spec(&python(), script, "alpha\nbeta\n", limits), sink.clone(), CancellationToken::new()).await.unwrap();
     (report, sink)
 }
 
@@ -78,62 +49,13 @@ async fn reads_argv1_prints_and_writes_an_artifact() {
 
 #[tokio::test]
 async fn output_arrives_line_by_line_while_the_script_runs() {
-    let sb = Sandbox::new();
-    let sink = Arc::new(Timed::default());
-    let backend = LinuxBackend::new(LinuxConfig::default());
-    let spec = sb.spec("import time\nprint('first')\ntime.sleep(1)\nprint('second')\n", "", limits());
-    let report = backend.run(spec, sink.clone(), CancellationToken::new()).await.unwrap();
-    let ended = Instant::now();
-    assert!(report.outcome.success());
-    let lines = sink.0.lock().unwrap();
-    assert_eq!(lines.iter().map(|l| l.2.as_str()).collect::<Vec<_>>(), ["first", "second"]);
-    let early = ended.duration_since(lines[0].0);
-    assert!(early >= Duration::from_millis(800), "first line came only {early:?} before the end");
+    support::assert_streams_line_by_line(&LinuxBackend::new(LinuxConfig::default()), &python(), limits()).await;
 }
 
 #[tokio::test]
 async fn secrets_files_and_the_network_are_out_of_reach() {
-    let sb = Sandbox::new();
-    // Something like the server's data directory, beside the run directory.
-    let secret = sb.dir.path().join("scriptorium.db");
-    std::fs::write(&secret, "server secret").unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let home = std::env::var("HOME").unwrap();
-    let outside = sb.dir.path().join("escaped.txt");
-    let script = format!(
-        r#"
-import os, socket
-def attempt(name, f):
-    try:
-        f()
-        print(name, "LEAKED")
-    except Exception as e:
-        print(name, "denied", type(e).__name__)
-attempt("shadow", lambda: open("/etc/shadow").read())
-attempt("data", lambda: open({secret:?}).read())
-attempt("home", lambda: os.listdir({home:?}))
-attempt("write", lambda: open({outside:?}, "w").write("x"))
-attempt("tcp", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2))
-attempt("kill", lambda: os.kill({pid}, 0))
-print("key", os.environ.get("OPENROUTER_API_KEY"))
-print("env", sorted(os.environ))
-"#,
-        pid = std::process::id()
-    );
-    // The test process has a key in its environment; the script must not see it.
-    unsafe { std::env::set_var("OPENROUTER_API_KEY", "sk-or-test-secret") };
-    let (report, out) = run(&sb, &script, limits()).await;
-    assert!(report.outcome.success(), "{}", out.text(Stream::Stderr));
-    let text = out.text(Stream::Stdout);
-    for name in ["shadow", "data", "home", "write", "tcp", "kill"] {
-        assert!(text.contains(&format!("{name} denied")), "{name}: {text}");
-    }
-    assert!(!text.contains("LEAKED") && !text.contains("sk-or-test-secret"), "{text}");
-    assert!(text.contains("key None"), "{text}");
-    assert!(!outside.exists());
-    assert!(listener.accept().is_err(), "the listener saw a connection");
+    let (_, escaped, connected) = support::probe_containment(&LinuxBackend::new(LinuxConfig::default()), &python(), limits()).await;
+    assert!(!escaped && !connected);
 }
 
 #[tokio::test]
@@ -217,7 +139,7 @@ async fn cancelling_kills_the_whole_run_within_a_second() {
     let backend = LinuxBackend::new(LinuxConfig::default());
     let cancel = CancellationToken::new();
     let sink = Arc::new(Collect::default());
-    let spec = sb.spec(&script, "", limits());
+    let spec = sb.spec(&python(), &script, "", limits());
     let task = {
         let cancel = cancel.clone();
         let sink = sink.clone();

@@ -231,7 +231,7 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
                     let r = libc::syscall(
                         libc::SYS_move_mount,
                         trees[t],
-                        b"\0".as_ptr(),
+                        c"".as_ptr(),
                         libc::AT_FDCWD,
                         e.as_ptr(),
                         libc::MOVE_MOUNT_F_EMPTY_PATH,
