@@ -6,6 +6,7 @@ mod lsp;
 mod runs;
 mod scripts;
 mod session;
+mod tokens;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login", post(session::login))
         .route("/logout", post(session::logout))
         .route("/me", get(session::me))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/template", get(scripts::template))
         .route("/interpreters", get(interpreters_list))
         .route("/lsp", get(lsp::connect))

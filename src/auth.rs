@@ -22,6 +22,19 @@ use crate::error::ApiError;
 use scriptorium_actors::{Committer, clock};
 
 pub const COOKIE: &str = "scriptorium_session";
+/// Personal API tokens start with this, so they are easy to recognise (and to scan for).
+pub const TOKEN_PREFIX: &str = "scr_";
+
+/// A personal API token as its owner sees it (never the token itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    /// The first characters, to tell tokens apart.
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +50,9 @@ pub struct CurrentUser {
     pub roles: Vec<Role>,
     #[serde(skip)]
     pub email: String,
+    /// Signed in with a personal API token rather than the web session.
+    #[serde(skip)]
+    pub via_token: bool,
 }
 
 impl CurrentUser {
@@ -57,6 +73,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         (&Method::POST, "/api/logout") => Some(Role::Viewer),
         // Production data is for editors only, reading included.
         (_, p) if p.ends_with("/production-data") => Some(Role::Editor),
+        // Everyone signed in manages their own API tokens.
+        (_, p) if p == "/api/tokens" || p.starts_with("/api/tokens/") => Some(Role::Viewer),
         // Reading is for viewers (the language server socket is read-only for them).
         (&Method::GET | &Method::HEAD, _) => Some(Role::Viewer),
         // Everything that changes something is for editors.
@@ -88,7 +106,71 @@ impl Auth {
             username: u.username.clone(),
             roles: u.roles.clone(),
             email: u.email.clone().unwrap_or_else(|| format!("{}@scriptorium.local", u.username)),
+            via_token: false,
         }
+    }
+
+    /// Creates a personal API token for `user`; the token is returned once, only its
+    /// hash is kept.
+    pub fn create_token(&self, user: &str, name: &str) -> Result<(ApiToken, String), ApiError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(ApiError::BadRequest("give the token a name of 1–100 characters, e.g. `ci-nightly`".into()));
+        }
+        let mut raw = [0u8; 24];
+        rand::rng().fill_bytes(&mut raw);
+        let token = format!("{TOKEN_PREFIX}{}", hex::encode(raw));
+        let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
+        let now = clock::now();
+        let conn = self.sessions.lock().expect("sessions lock");
+        conn.execute(
+            "INSERT INTO api_tokens (username, name, token_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user, name, token_hash(&token), prefix, now],
+        )?;
+        let id = conn.last_insert_rowid();
+        Ok((ApiToken { id, name: name.to_string(), prefix, created_at: clock::format(now), revoked_at: None }, token))
+    }
+
+    pub fn tokens(&self, user: &str) -> Result<Vec<ApiToken>, ApiError> {
+        let conn = self.sessions.lock().expect("sessions lock");
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, prefix, created_at, revoked_at FROM api_tokens WHERE username = ?1 ORDER BY id DESC",
+        )?;
+        let rows = stmt
+            .query_map([user], |r| {
+                Ok(ApiToken {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    prefix: r.get(2)?,
+                    created_at: clock::format(r.get(3)?),
+                    revoked_at: r.get::<_, Option<i64>>(4)?.map(clock::format),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Revokes one of `user`'s tokens; false if it was not theirs or did not exist.
+    pub fn revoke_token(&self, user: &str, id: i64) -> Result<bool, ApiError> {
+        let conn = self.sessions.lock().expect("sessions lock");
+        let n = conn.execute(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND username = ?2",
+            params![id, user, clock::now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The user behind a live API token, with the roles configured for them now.
+    pub fn token_user(&self, token: &str) -> Result<Option<CurrentUser>, ApiError> {
+        let conn = self.sessions.lock().expect("sessions lock");
+        let name: Option<String> = conn
+            .query_row(
+                "SELECT username FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
+                [token_hash(token)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(name.and_then(|n| self.users.get(&n)).map(|u| CurrentUser { via_token: true, ..self.current(u) }))
     }
 
     /// Checks a password (slow on purpose: argon2) and opens a session.
@@ -174,15 +256,31 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
     let Some(needed) = required_role(req.method(), &path) else {
         return Ok(next.run(req).await);
     };
-    let user = match session_token(req.headers()) {
-        Some(token) => {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let user = match (bearer, session_token(req.headers())) {
+        (Some(token), _) => {
+            let auth = auth.clone();
+            let user = tokio::task::spawn_blocking(move || auth.token_user(&token)).await??;
+            if user.is_none() {
+                return Err(ApiError::Unauthorized("the API token is unknown or revoked; create a new one in the UI".into()));
+            }
+            user
+        }
+        (None, Some(token)) => {
             let auth = auth.clone();
             tokio::task::spawn_blocking(move || auth.session_user(&token)).await??
         }
-        None => None,
+        (None, None) => None,
     };
     let Some(user) = user else {
-        return Err(ApiError::Unauthorized("sign in first: POST /api/login with your user name and password".into()));
+        return Err(ApiError::Unauthorized(
+            "sign in first: POST /api/login with your user name and password, or send `Authorization: Bearer <API token>`".into(),
+        ));
     };
     if !user.has(needed) {
         return Err(ApiError::Forbidden(format!(

@@ -10,6 +10,7 @@ fn routes(id: i64) -> Vec<(Method, String, Option<serde_json::Value>)> {
     let s = format!("/api/scripts/{id}");
     vec![
         (Method::GET, "/api/me".into(), None),
+        (Method::GET, "/api/tokens".into(), None),
         (Method::GET, "/api/scripts".into(), None),
         (Method::GET, "/api/template".into(), None),
         (Method::GET, "/api/interpreters".into(), None),

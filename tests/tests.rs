@@ -9,3 +9,4 @@ mod llm;
 mod lsp;
 mod runs;
 mod scripts;
+mod tokens;

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_scripts.sql", include_str!("../../migrations/0001_scripts.sql")),
     ("0002_runs.sql", include_str!("../../migrations/0002_runs.sql")),
     ("0003_llm.sql", include_str!("../../migrations/0003_llm.sql")),
+    ("0004_tokens.sql", include_str!("../../migrations/0004_tokens.sql")),
 ];
 
 /// Opens (creating if needed) the database in WAL mode and brings its schema up to date.
