@@ -5,10 +5,10 @@ CARGO ?= cargo
 DATA ?= data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test bench setup setup-test build wasi lsp check-windows check clean
+.PHONY: run test bench setup setup-test build wasi lsp frontend check-windows check clean
 
 ## Install what is missing, build, and start the server on http://$(LISTEN).
-run: build wasi lsp
+run: build wasi lsp frontend
 	./target/release/scriptorium serve --data $(DATA) --listen $(LISTEN)
 
 build: setup
@@ -22,10 +22,15 @@ wasi: setup
 lsp: setup
 	scripts/setup-lsp.sh
 
+## The browser UI (React + Monaco + three.js, from npm), built into frontend/dist.
+frontend: setup
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+
 ## Install what the tests need and run every test.
-test: setup-test wasi lsp
+test: setup-test wasi lsp frontend
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) check-windows
+	cd frontend && npm test && npm run e2e
 
 ## The Windows backend type-checks for x86_64-pc-windows-gnu (it cannot run here).
 check-windows: setup-test

@@ -12,6 +12,12 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v npm >/dev/null || missing+=(npm)
+if [ "${1:-}" = "--test" ]; then
+  # The end-to-end tests drive Debian's chromium; some tests use curl like a user would.
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v curl >/dev/null || missing+=(curl)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -1,0 +1,178 @@
+// End-to-end: the real server (built by cargo), the built frontend, Debian's chromium
+// driven by playwright-core. Screenshots go to e2e/screenshots/.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const shots = path.join(import.meta.dirname, "screenshots");
+mkdirSync(shots, { recursive: true });
+
+let server;
+let base;
+let browser;
+const hosts = new Set();
+let dataDir;
+
+async function startServer() {
+  dataDir = mkdtempSync(path.join(tmpdir(), "scriptorium-e2e-"));
+  const bin = process.env.SCRIPTORIUM_BIN ?? path.join(root, "target/debug/scriptorium");
+  const env = { ...process.env, RUST_LOG: "info", SCRIPTORIUM_FRONTEND_DIR: path.join(root, "frontend/dist"), SCRIPTORIUM_INTERPRETERS: path.join(root, "interpreters.toml") };
+  delete env.OPENROUTER_API_KEY;
+  server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data", dataDir], { cwd: root, env, stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 60_000);
+    server.stderr.on("data", (d) => {
+      log += d.toString();
+      const m = /Scriptorium is listening addr=(\S+)/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve(`http://${m[1]}`);
+      }
+    });
+    server.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
+  });
+}
+
+async function signIn(user, password) {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  page.on("request", (r) => {
+    const u = new URL(r.url());
+    if (u.protocol.startsWith("http") || u.protocol.startsWith("ws")) hosts.add(u.host);
+  });
+  page.on("websocket", (ws) => hosts.add(new URL(ws.url()).host));
+  await page.goto(base);
+  await page.getByLabel("User name").fill(user);
+  await page.getByLabel("Password").fill(password);
+  await page.screenshot({ path: path.join(shots, `login-${user}.png`) });
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("user").waitFor();
+  return { context, page };
+}
+
+/** Replaces the editor's text by typing it (Monaco closes brackets and quotes itself). */
+async function typeInEditor(page, text) {
+  await page.locator("[data-testid=editor] .monaco-editor").click();
+  await page.keyboard.press("Control+A");
+  await page.keyboard.press("Delete");
+  await page.keyboard.type(text, { delay: 5 });
+}
+
+before(async () => {
+  base = await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--use-angle=swiftshader",
+      "--enable-unsafe-swiftshader",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("an editor writes, checks, saves, runs and views a script", { timeout: 240_000 }, async () => {
+  const { context, page } = await signIn("ed1", "1editor");
+  assert.match(await page.getByTestId("user").textContent(), /ed1 \(viewer, editor\)/);
+
+  // A new script from the template.
+  await page.getByRole("button", { name: "New script" }).click();
+  await page.getByTestId("version").filter({ hasText: "v0.1" }).waitFor();
+  await page.getByText("language server ready").waitFor({ timeout: 60_000 });
+
+  // Completion from the language server.
+  await typeInEditor(page, "import os\nos.pa");
+  const suggestion = page.locator(".suggest-widget .monaco-list-row", { hasText: "path" }).first();
+  await suggestion.waitFor({ timeout: 60_000 });
+  await page.screenshot({ path: path.join(shots, "editor-completion.png") });
+  await page.keyboard.press("Escape");
+
+  // A diagnostic as a squiggle and in the problems list.
+  await typeInEditor(page, "import os\nprint(undefined_name");
+  await page.locator("[data-testid=editor] .squiggly-error").first().waitFor({ timeout: 60_000 });
+  await page.getByRole("region", { name: "Problems" }).getByText(/undefined_name/).first().waitFor();
+  await page.screenshot({ path: path.join(shots, "editor-diagnostic.png") });
+
+  // Save (Ctrl+S): version 0.2.
+  await typeInEditor(page, 'import time\nprint("first line", flush=True)\ntime.sleep(1.5)\nprint("second line")\n');
+  await page.keyboard.press("Control+S");
+  await page.getByTestId("version").filter({ hasText: "v0.2" }).waitFor();
+  await page.getByText("Saved as version 0.2").waitFor();
+
+  // Run & Stream: the first line arrives while the script still runs, then Success.
+  await page.getByRole("button", { name: "Run & Stream" }).click();
+  await page.getByTestId("run-log").getByText("first line").waitFor({ timeout: 30_000 });
+  const whileRunning = await page.getByTestId("run-status").textContent();
+  assert.doesNotMatch(whileRunning, /Success/, "the first line came only at the end");
+  await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
+  assert.match(await page.getByTestId("run-log").textContent(), /second line/);
+  await page.screenshot({ path: path.join(shots, "run.png") });
+
+  // A script that writes an STL shows it in the 3D viewer.
+  const stl = ["solid t", ...[[0, 0, 0, 10, 0, 0, 0, 10, 0], [0, 0, 0, 0, 10, 0, 0, 0, 10], [0, 0, 0, 0, 0, 10, 10, 0, 0], [10, 0, 0, 0, 0, 10, 0, 10, 0]].map(
+    (f) => `facet normal 0 0 0\nouter loop\nvertex ${f.slice(0, 3).join(" ")}\nvertex ${f.slice(3, 6).join(" ")}\nvertex ${f.slice(6, 9).join(" ")}\nendloop\nendfacet`,
+  ), "endsolid t"].join("\n");
+  const created = await page.request.post(`${base}/api/scripts`, { data: { content: `"""Tetrahedron"""\nopen("model.stl", "w").write(${JSON.stringify(stl + "\n")})\n` } });
+  assert.equal(created.status(), 201);
+  const { id } = await created.json();
+  await page.reload();
+  await page.getByRole("button", { name: /Tetrahedron/ }).click();
+  await page.getByRole("button", { name: "Run & Stream" }).click();
+  await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
+  await page.locator("[data-testid=viewer-canvas] canvas").waitFor();
+  await page.getByRole("list", { name: "Layers" }).getByText("model.stl").waitFor();
+  await page.waitForTimeout(500);
+  await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer.png") });
+  assert.ok(id > 0);
+
+  // Run all: the published examples in groups.
+  await page.getByRole("button", { name: "Pipeline" }).click();
+  await page.getByRole("button", { name: "Run all" }).click();
+  await page.getByTestId("pass-status").filter({ hasText: "succeeded" }).waitFor({ timeout: 60_000 });
+  const lanes = await page.getByTestId("pipeline-group").allTextContents();
+  assert.equal(lanes.length, 2, lanes.join(" | "));
+  assert.match(lanes[0], /Group 1[\s\S]*1\.0/);
+  assert.match(lanes[1], /Group 2[\s\S]*2\.0[\s\S]*2\.1/);
+  await page.screenshot({ path: path.join(shots, "pipeline.png") });
+  await context.close();
+});
+
+test("a viewer sees the same screens without save or run controls", { timeout: 120_000 }, async () => {
+  const { context, page } = await signIn("mo1", "2viewer");
+  assert.match(await page.getByTestId("user").textContent(), /mo1 \(viewer\)/);
+  assert.equal(await page.getByRole("button", { name: "New script" }).count(), 0);
+  await page.getByRole("button", { name: /Count words/ }).click();
+  await page.getByTestId("version").waitFor();
+  for (const name of ["Save", "Bump Major", "Fork", "Publish", "Run & Stream"]) {
+    assert.equal(await page.getByRole("button", { name, exact: true }).count(), 0, `${name} is shown to a viewer`);
+  }
+  await page.getByRole("button", { name: "Pipeline" }).click();
+  await page.getByTestId("pass-status").waitFor();
+  assert.equal(await page.getByRole("button", { name: "Run all" }).count(), 0);
+  await page.screenshot({ path: path.join(shots, "viewer-role.png") });
+  await context.close();
+});
+
+test("the page talks to no host but the server", () => {
+  const server = new URL(base).host;
+  assert.deepEqual([...hosts], [server], `requests went to ${[...hosts].join(", ")}`);
+});

@@ -1,0 +1,235 @@
+// The one place that knows the server's routes. Components call these; none fetch.
+
+export type Role = "viewer" | "editor";
+
+export interface Me {
+  username: string;
+  roles: Role[];
+}
+
+export interface LastRun {
+  run_id: number;
+  status: string;
+  started_at: string | null;
+  ended_at: string | null;
+}
+
+export interface ScriptSummary {
+  id: number;
+  ordering: string;
+  name: string;
+  filename: string;
+  version: string;
+  published_version: string | null;
+  last_modified: string;
+  description: string;
+  parent: { id: number; version: string } | null;
+  has_test_data: boolean;
+  last_run: LastRun | null;
+}
+
+export interface ScriptDetail extends ScriptSummary {
+  content: string;
+  created_by: string;
+  created_at: string;
+}
+
+export interface VersionInfo {
+  version: string;
+  kind: string;
+  committer: string;
+  created_at: string;
+  commit: string;
+  published: boolean;
+}
+
+export interface Interpreter {
+  id: string;
+  kind: "native" | "wasi";
+  implementation: string;
+  version: string;
+  backends: string[];
+  default_backend: string;
+  available: boolean;
+  problem?: string;
+  description?: string;
+}
+
+export interface Artifact {
+  name: string;
+  size: number;
+  content_type: string;
+}
+
+export interface RunRecord {
+  id: number;
+  script_id: number;
+  version: string;
+  pass_id: number | null;
+  ordering: string | null;
+  status: string;
+  interpreter: string;
+  interpreter_version: string;
+  backend: string;
+  protections: Record<string, unknown> | null;
+  started_at: string | null;
+  ended_at: string | null;
+  duration: number | null;
+  exit_code: number | null;
+  limit: string | null;
+  message: string | null;
+  artifacts: Artifact[];
+}
+
+export interface PassRecord {
+  id: number;
+  status: string;
+  mode: string;
+  on_failure: string;
+  duration: number | null;
+  message: string | null;
+  groups: { group: number; runs: RunRecord[] }[];
+}
+
+export interface Proposal {
+  exchange_id: number;
+  code: string;
+  explanation: string;
+  provider: string;
+  model: string;
+  usage: { prompt_tokens: number; completion_tokens: number; cost: number };
+  latency_ms: number;
+  pseudonymisation: string;
+  valid: boolean;
+  problem: string | null;
+}
+
+export interface Exchange {
+  id: number;
+  user: string;
+  created_at: string;
+  model: string;
+  instruction: string;
+  status: string;
+  error: string | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost: number;
+  latency_ms: number;
+  produced_version: string | null;
+}
+
+/** An error the server explained: `message` says what was wrong and what to do. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+    public body: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+async function request<T>(method: string, path: string, body?: unknown, raw = false): Promise<T> {
+  const init: RequestInit = { method, credentials: "same-origin", headers: {} };
+  if (body !== undefined) {
+    if (raw) {
+      init.body = body as string;
+    } else {
+      init.body = JSON.stringify(body);
+      (init.headers as Record<string, string>)["content-type"] = "application/json";
+    }
+  }
+  const res = await fetch(path, init);
+  const text = await res.text();
+  let json: unknown = undefined;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  if (!res.ok) {
+    const b = (json ?? {}) as Record<string, unknown>;
+    throw new ApiError(res.status, (b.error as string) ?? `${res.status} ${res.statusText}`, b);
+  }
+  return (json ?? text) as T;
+}
+
+export const api = {
+  login: (username: string, password: string) => request<Me>("POST", "/api/login", { username, password }),
+  logout: () => request<unknown>("POST", "/api/logout"),
+  me: () => request<Me>("GET", "/api/me"),
+  scripts: () => request<ScriptSummary[]>("GET", "/api/scripts"),
+  script: (id: number) => request<ScriptDetail>("GET", `/api/scripts/${id}`),
+  create: (content?: string) => request<ScriptDetail>("POST", "/api/scripts", content === undefined ? undefined : { content }),
+  save: (id: number, content: string, base_version: string, exchange_id?: number) =>
+    request<{ version: string; changed: boolean }>("PUT", `/api/scripts/${id}`, { content, base_version, exchange_id }),
+  bumpMajor: (id: number) => request<{ version: string }>("POST", `/api/scripts/${id}/bump-major`),
+  fork: (id: number) => request<ScriptDetail>("POST", `/api/scripts/${id}/fork`),
+  publish: (id: number) => request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`),
+  versions: (id: number) => request<VersionInfo[]>("GET", `/api/scripts/${id}/versions`),
+  version: (id: number, v: string) => request<{ content: string }>("GET", `/api/scripts/${id}/versions/${v}`),
+  testData: (id: number) => request<string>("GET", `/api/scripts/${id}/test-data`),
+  putTestData: (id: number, data: string) => request<{ changed: boolean }>("PUT", `/api/scripts/${id}/test-data`, data, true),
+  interpreters: () => request<{ default: string | null; interpreters: Interpreter[] }>("GET", "/api/interpreters"),
+  startRun: (script_id: number, interpreter?: string, backend?: string) =>
+    request<{ run_id: number }>("POST", "/api/runs", { script_id, interpreter, backend }),
+  run: (id: number) => request<RunRecord>("GET", `/api/runs/${id}`),
+  cancelRun: (id: number) => request<unknown>("POST", `/api/runs/${id}/cancel`),
+  startPass: (on_failure: "stop" | "continue") => request<{ pass_id: number }>("POST", "/api/passes", { on_failure }),
+  pass: (id: number) => request<PassRecord>("GET", `/api/passes/${id}`),
+  latestPass: () => request<PassRecord>("GET", "/api/passes/latest"),
+  cancelPass: (id: number) => request<unknown>("POST", `/api/passes/${id}/cancel`),
+  exchanges: (id: number) => request<Exchange[]>("GET", `/api/scripts/${id}/exchanges`),
+  artifactUrl: (run: number, name: string) => `/api/runs/${run}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`,
+  runEventsUrl: (id: number) => `/api/runs/${id}/events`,
+  passEventsUrl: (id: number) => `/api/passes/${id}/events`,
+  lspUrl: (interpreter?: string) => {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${proto}//${location.host}/api/lsp${interpreter ? `?interpreter=${encodeURIComponent(interpreter)}` : ""}`;
+  },
+};
+
+/** Streams an LLM proposal: `onEvent` gets status/delta/tool events, then it resolves. */
+export async function streamPrompt(
+  id: number,
+  instruction: string,
+  code: string,
+  onEvent: (kind: string, data: Record<string, unknown>) => void,
+): Promise<Proposal> {
+  const res = await fetch(`/api/scripts/${id}/prompt`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json", accept: "text/event-stream" },
+    body: JSON.stringify({ instruction, code }),
+  });
+  if (!res.ok || !res.body) {
+    const b = await res.json().catch(() => ({}));
+    throw new ApiError(res.status, b.error ?? res.statusText, b);
+  }
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let kind = "message";
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) kind = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+      }
+      if (!data) continue;
+      const parsed = JSON.parse(data);
+      if (kind === "proposal") return parsed as Proposal;
+      if (kind === "error") throw new ApiError(502, parsed.error as string);
+      onEvent(kind, parsed);
+    }
+  }
+  throw new ApiError(502, "the answer ended without a proposal");
+}

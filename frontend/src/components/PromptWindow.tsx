@@ -1,0 +1,104 @@
+import { useEffect, useState } from "react";
+import { api, ApiError, streamPrompt, type Exchange, type Proposal } from "../api";
+import { DiffView } from "./DiffView";
+
+/** Instruction → streamed answer → diff of proposed vs current → accept or reject. */
+export function PromptWindow(props: { scriptId: number; code: string; canEdit: boolean; onAccept: (code: string, exchangeId: number) => void }) {
+  const [instruction, setInstruction] = useState("");
+  const [streamed, setStreamed] = useState("");
+  const [status, setStatus] = useState("");
+  const [proposal, setProposal] = useState<Proposal | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [history, setHistory] = useState<Exchange[]>([]);
+  const [busy, setBusy] = useState(false);
+
+  const refresh = () => api.exchanges(props.scriptId).then(setHistory, () => undefined);
+  useEffect(() => {
+    refresh();
+    setProposal(null);
+    setStreamed("");
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [props.scriptId]);
+
+  async function ask() {
+    setBusy(true);
+    setError(null);
+    setProposal(null);
+    setStreamed("");
+    try {
+      const p = await streamPrompt(props.scriptId, instruction, props.code, (kind, data) => {
+        if (kind === "delta") setStreamed((s) => s + (data.text as string));
+        else if (kind === "status") setStatus(data.message as string);
+        else if (kind === "tool") setStatus(`the model looks up ${data.name}`);
+      });
+      setProposal(p);
+      setStatus("");
+    } catch (e) {
+      setError(e instanceof ApiError ? e.message : String(e));
+    } finally {
+      setBusy(false);
+      refresh();
+    }
+  }
+
+  return (
+    <section className="prompt" aria-label="Prompt">
+      {props.canEdit && (
+        <div className="prompt-input">
+          <textarea
+            placeholder="What should the script do? e.g. read CSV input and add logging"
+            value={instruction}
+            onChange={(e) => setInstruction(e.target.value)}
+            rows={3}
+            aria-label="Instruction"
+          />
+          <button className="primary" onClick={ask} disabled={busy || !instruction.trim()}>
+            Ask
+          </button>
+        </div>
+      )}
+      {status && <p className="muted">{status}</p>}
+      {error && <p className="error" role="alert">{error}</p>}
+      {streamed && !proposal && <pre className="streamed">{streamed}</pre>}
+      {proposal && (
+        <div className="proposal">
+          <p>{proposal.explanation}</p>
+          <p className="muted">
+            {proposal.model} · {proposal.usage.prompt_tokens + proposal.usage.completion_tokens} tokens · ${proposal.usage.cost.toFixed(4)} ·{" "}
+            {proposal.latency_ms} ms · names pseudonymised: {proposal.pseudonymisation}
+            {!proposal.valid && ` · does not compile: ${proposal.problem}`}
+          </p>
+          <DiffView original={props.code} modified={proposal.code} />
+          <div className="actions">
+            <button className="primary" onClick={() => { props.onAccept(proposal.code, proposal.exchange_id); setProposal(null); }}>
+              Accept
+            </button>
+            <button onClick={() => setProposal(null)}>Reject</button>
+          </div>
+        </div>
+      )}
+      <h3>LLM history</h3>
+      <table className="exchanges">
+        <thead>
+          <tr>
+            <th>When</th><th>Who</th><th>Instruction</th><th>Model</th><th>Tokens</th><th>Cost</th><th>Latency</th><th>Result</th>
+          </tr>
+        </thead>
+        <tbody>
+          {history.map((x) => (
+            <tr key={x.id}>
+              <td>{x.created_at.replace("T", " ").replace("Z", "")}</td>
+              <td>{x.user}</td>
+              <td>{x.instruction}</td>
+              <td>{x.model}</td>
+              <td>{x.prompt_tokens + x.completion_tokens}</td>
+              <td>${x.cost.toFixed(4)}</td>
+              <td>{x.latency_ms} ms</td>
+              <td>{x.status === "ok" ? (x.produced_version ? `saved as ${x.produced_version}` : "proposed") : `${x.status}${x.error ? `: ${x.error}` : ""}`}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}

@@ -1,0 +1,50 @@
+import type { ScriptSummary } from "../api";
+
+/** The tooltip: version, last modified (0.01 s), the full docstring. */
+export function tooltip(s: ScriptSummary): string {
+  return [`version ${s.version}`, `last modified ${s.last_modified}`, s.description || "(no docstring)"].join("\n");
+}
+
+function result(s: ScriptSummary) {
+  const r = s.last_run;
+  if (!r) return <span className="result none">never run</span>;
+  const label = r.status === "succeeded" ? "Success" : r.status === "running" || r.status === "queued" ? "Running" : "Failure";
+  const cls = label === "Success" ? "success" : label === "Running" ? "running" : "failure";
+  return (
+    <span className={`result ${cls}`} title={r.status}>
+      {label} {r.ended_at ? r.ended_at.replace("T", " ").replace("Z", "") : ""}
+    </span>
+  );
+}
+
+export function ScriptList(props: {
+  scripts: ScriptSummary[];
+  selected: number | null;
+  canEdit: boolean;
+  onSelect: (id: number) => void;
+  onCreate: () => void;
+}) {
+  return (
+    <nav className="script-list" aria-label="Scripts">
+      <header>
+        <h2>Scripts</h2>
+        {props.canEdit && (
+          <button className="add" onClick={props.onCreate} title="New script from the template" aria-label="New script">
+            +
+          </button>
+        )}
+      </header>
+      <ul>
+        {props.scripts.map((s) => (
+          <li key={s.id}>
+            <button className={s.id === props.selected ? "selected" : ""} title={tooltip(s)} onClick={() => props.onSelect(s.id)}>
+              <span className="ordering">{s.ordering}</span>
+              <span className="name">{s.name || s.filename}</span>
+              {result(s)}
+            </button>
+          </li>
+        ))}
+      </ul>
+    </nav>
+  );
+}

@@ -1,0 +1,206 @@
+// A small LSP client for Monaco over the server's WebSocket bridge: document sync,
+// completion, hover, diagnostics (as markers) and formatting.
+
+import { monaco } from "./monaco";
+
+type Json = Record<string, any>;
+
+export interface Diagnostic {
+  line: number;
+  column: number;
+  severity: "error" | "warning" | "info";
+  message: string;
+  source?: string;
+}
+
+const KIND: Record<number, monaco.languages.CompletionItemKind> = {
+  2: monaco.languages.CompletionItemKind.Method,
+  3: monaco.languages.CompletionItemKind.Function,
+  4: monaco.languages.CompletionItemKind.Constructor,
+  5: monaco.languages.CompletionItemKind.Field,
+  6: monaco.languages.CompletionItemKind.Variable,
+  7: monaco.languages.CompletionItemKind.Class,
+  9: monaco.languages.CompletionItemKind.Module,
+  10: monaco.languages.CompletionItemKind.Property,
+  14: monaco.languages.CompletionItemKind.Keyword,
+};
+
+export class LspClient {
+  private ws: WebSocket;
+  private next = 1;
+  private pending = new Map<number, (v: Json) => void>();
+  private ready: Promise<void>;
+  private uri = "";
+  private version = 1;
+  private disposables: monaco.IDisposable[] = [];
+  readOnly = false;
+
+  constructor(
+    url: string,
+    private model: monaco.editor.ITextModel,
+    private onDiagnostics: (d: Diagnostic[]) => void,
+    private onStatus: (s: string) => void,
+  ) {
+    this.ws = new WebSocket(url);
+    this.ready = new Promise((resolve, reject) => {
+      this.ws.onerror = () => reject(new Error("the language server connection failed"));
+      this.ws.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data as string) as Json;
+        if (msg.method === "scriptorium/session") {
+          this.uri = `${msg.params.rootUri}/script.py`;
+          this.readOnly = !!msg.params.readOnly;
+          this.start().then(resolve, reject);
+          return;
+        }
+        this.dispatch(msg);
+      };
+    });
+    this.ws.onclose = (ev) => this.onStatus(ev.reason ? `language server: ${ev.reason}` : "language server disconnected");
+  }
+
+  private dispatch(msg: Json) {
+    if (msg.id !== undefined && msg.method === undefined) {
+      this.pending.get(msg.id)?.(msg);
+      this.pending.delete(msg.id);
+    } else if (msg.method === "textDocument/publishDiagnostics") {
+      this.showDiagnostics(msg.params.diagnostics as Json[]);
+    } else if (msg.method === "window/showMessage") {
+      this.onStatus(msg.params.message);
+    } else if (msg.id !== undefined) {
+      // A request from the server (configuration, capabilities): answer it.
+      this.ws.send(JSON.stringify({ jsonrpc: "2.0", id: msg.id, result: null }));
+    }
+  }
+
+  private send(method: string, params: Json) {
+    this.ws.send(JSON.stringify({ jsonrpc: "2.0", method, params }));
+  }
+
+  private call(method: string, params: Json): Promise<Json> {
+    const id = this.next++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.ws.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
+    });
+  }
+
+  private async start() {
+    await this.call("initialize", {
+      processId: null,
+      rootUri: null,
+      capabilities: {
+        textDocument: {
+          hover: { contentFormat: ["markdown", "plaintext"] },
+          completion: { completionItem: { snippetSupport: false, documentationFormat: ["markdown", "plaintext"] } },
+          publishDiagnostics: {},
+        },
+      },
+    });
+    this.send("initialized", {});
+    this.send("textDocument/didOpen", {
+      textDocument: { uri: this.uri, languageId: "python", version: this.version, text: this.model.getValue() },
+    });
+    this.disposables.push(
+      this.model.onDidChangeContent(() => {
+        this.version += 1;
+        this.send("textDocument/didChange", {
+          textDocument: { uri: this.uri, version: this.version },
+          contentChanges: [{ text: this.model.getValue() }],
+        });
+      }),
+    );
+    const isMine = (m: monaco.editor.ITextModel) => m === this.model;
+    this.disposables.push(
+      monaco.languages.registerCompletionItemProvider("python", {
+        triggerCharacters: ["."],
+        provideCompletionItems: async (model, position) => {
+          if (!isMine(model)) return { suggestions: [] };
+          const r = await this.call("textDocument/completion", {
+            textDocument: { uri: this.uri },
+            position: { line: position.lineNumber - 1, character: position.column - 1 },
+          });
+          const items = (Array.isArray(r.result) ? r.result : (r.result?.items ?? [])) as Json[];
+          const word = model.getWordUntilPosition(position);
+          const range = new monaco.Range(position.lineNumber, word.startColumn, position.lineNumber, word.endColumn);
+          return {
+            suggestions: items.map((i) => ({
+              label: i.label as string,
+              kind: KIND[i.kind as number] ?? monaco.languages.CompletionItemKind.Text,
+              insertText: (i.insertText as string) ?? (i.label as string).replace(/\(.*$/, ""),
+              detail: i.detail as string,
+              documentation: typeof i.documentation === "string" ? i.documentation : i.documentation?.value,
+              sortText: i.sortText as string,
+              range,
+            })),
+          };
+        },
+      }),
+      monaco.languages.registerHoverProvider("python", {
+        provideHover: async (model, position) => {
+          if (!isMine(model)) return null;
+          const r = await this.call("textDocument/hover", {
+            textDocument: { uri: this.uri },
+            position: { line: position.lineNumber - 1, character: position.column - 1 },
+          });
+          const c = r.result?.contents;
+          if (!c) return null;
+          const parts = (Array.isArray(c) ? c : [c]).map((p: Json | string) =>
+            typeof p === "string" ? { value: p } : { value: p.value ?? "" },
+          );
+          return { contents: parts };
+        },
+      }),
+    );
+    this.onStatus("language server ready");
+  }
+
+  private showDiagnostics(list: Json[]) {
+    const markers = list.map((d) => ({
+      startLineNumber: d.range.start.line + 1,
+      startColumn: d.range.start.character + 1,
+      endLineNumber: d.range.end.line + 1,
+      endColumn: Math.max(d.range.end.character + 1, d.range.start.character + 2),
+      message: `${d.message}${d.code ? ` (${d.code})` : ""}`,
+      severity: d.severity === 1 ? monaco.MarkerSeverity.Error : d.severity === 2 ? monaco.MarkerSeverity.Warning : monaco.MarkerSeverity.Info,
+      source: d.source,
+    }));
+    monaco.editor.setModelMarkers(this.model, "lsp", markers);
+    this.onDiagnostics(
+      list.map((d) => ({
+        line: d.range.start.line + 1,
+        column: d.range.start.character + 1,
+        severity: d.severity === 1 ? "error" : d.severity === 2 ? "warning" : "info",
+        message: d.message,
+        source: d.source,
+      })),
+    );
+  }
+
+  /** The formatted text (ruff), or null when unchanged or not allowed. */
+  async format(): Promise<string | null> {
+    await this.ready;
+    if (this.readOnly) return null;
+    const r = await this.call("textDocument/formatting", {
+      textDocument: { uri: this.uri },
+      options: { tabSize: 4, insertSpaces: true },
+    });
+    const edits = (r.result ?? []) as Json[];
+    if (!edits.length) return null;
+    const model = this.model;
+    model.pushEditOperations(
+      [],
+      edits.map((e) => ({
+        range: new monaco.Range(e.range.start.line + 1, e.range.start.character + 1, e.range.end.line + 1, e.range.end.character + 1),
+        text: e.newText as string,
+      })),
+      () => null,
+    );
+    return model.getValue();
+  }
+
+  dispose() {
+    this.disposables.forEach((d) => d.dispose());
+    monaco.editor.setModelMarkers(this.model, "lsp", []);
+    this.ws.close();
+  }
+}

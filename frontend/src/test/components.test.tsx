@@ -1,0 +1,128 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { cleanup, render, screen, waitFor } from "@testing-library/react";
+import { ScriptList, tooltip } from "../components/ScriptList";
+import { VersionBadge } from "../components/VersionBadge";
+import { PipelineView } from "../components/PipelineView";
+import type { ScriptSummary } from "../api";
+
+afterEach(() => {
+  cleanup();
+  vi.unstubAllGlobals();
+});
+
+const script = (over: Partial<ScriptSummary>): ScriptSummary => ({
+  id: 1,
+  ordering: "1.0",
+  name: "Count words",
+  filename: "word_count.py",
+  version: "0.10",
+  published_version: "0.9",
+  last_modified: "2026-11-21T05:25:57.42Z",
+  description: "Count words\n\nReads a text file.",
+  parent: null,
+  has_test_data: true,
+  last_run: null,
+  ...over,
+});
+
+describe("ScriptList", () => {
+  const scripts = [
+    script({ id: 1, ordering: "1.0", last_run: { run_id: 3, status: "succeeded", started_at: null, ended_at: "2026-11-21T06:00:00.12Z" } }),
+    script({ id: 2, ordering: "2.01", name: "Sum sales", last_run: { run_id: 4, status: "failed", started_at: null, ended_at: "2026-11-21T06:01:00.00Z" } }),
+    script({ id: 3, ordering: "2.1", name: "", filename: "script_0003.py" }),
+  ];
+
+  it("shows ordering, name and the last result with its colour", () => {
+    render(<ScriptList scripts={scripts} selected={2} canEdit onSelect={() => {}} onCreate={() => {}} />);
+    const items = screen.getAllByRole("listitem").map((li) => li.textContent);
+    expect(items[0]).toContain("1.0");
+    expect(items[0]).toContain("Count words");
+    expect(screen.getByText(/Success/).className).toContain("success");
+    expect(screen.getByText(/Failure/).className).toContain("failure");
+    expect(items[2]).toContain("script_0003.py");
+    expect(items[2]).toContain("never run");
+  });
+
+  it("has a tooltip with version, last modified to 0.01 s and the full docstring", () => {
+    const t = tooltip(scripts[0]);
+    expect(t).toContain("version 0.10");
+    expect(t).toContain("2026-11-21T05:25:57.42Z");
+    expect(t).toContain("Reads a text file.");
+    render(<ScriptList scripts={scripts} selected={null} canEdit onSelect={() => {}} onCreate={() => {}} />);
+    expect(screen.getAllByRole("button", { name: /Count words/ })[0].getAttribute("title")).toBe(t);
+  });
+
+  it("offers + to editors only", () => {
+    const { unmount } = render(<ScriptList scripts={scripts} selected={null} canEdit onSelect={() => {}} onCreate={() => {}} />);
+    expect(screen.getByRole("button", { name: "New script" })).toBeTruthy();
+    unmount();
+    render(<ScriptList scripts={scripts} selected={null} canEdit={false} onSelect={() => {}} onCreate={() => {}} />);
+    expect(screen.queryByRole("button", { name: "New script" })).toBeNull();
+  });
+});
+
+describe("VersionBadge", () => {
+  it("shows Major.Minor as given (0.10 is not 0.1), prod and unsaved state", () => {
+    render(<VersionBadge version="0.10" published="0.9" dirty />);
+    expect(screen.getByTestId("version").textContent).toBe("v0.10");
+    expect(screen.getByText("prod: 0.9")).toBeTruthy();
+    expect(screen.getByText("unsaved")).toBeTruthy();
+    cleanup();
+    render(<VersionBadge version="1.0" published={null} dirty={false} />);
+    expect(screen.getByTestId("version").textContent).toBe("v1.0");
+    expect(screen.queryByText("unsaved")).toBeNull();
+    expect(screen.queryByText(/prod:/)).toBeNull();
+  });
+});
+
+describe("role gating", () => {
+  function stubNoPass() {
+    vi.stubGlobal("fetch", vi.fn(async () => new Response(JSON.stringify({ error: "no full pass has run yet" }), { status: 404 })));
+  }
+
+  it("viewers see the pipeline but no Run all or Cancel", async () => {
+    stubNoPass();
+    render(<PipelineView canEdit={false} onFinished={() => {}} />);
+    await waitFor(() => expect(screen.getByTestId("pass-status").textContent).toBe("no pass yet"));
+    expect(screen.queryByRole("button", { name: "Run all" })).toBeNull();
+  });
+
+  it("editors get Run all", async () => {
+    stubNoPass();
+    render(<PipelineView canEdit onFinished={() => {}} />);
+    await waitFor(() => expect(screen.getByTestId("pass-status").textContent).toBe("no pass yet"));
+    expect(screen.getByRole("button", { name: "Run all" })).toBeTruthy();
+  });
+});
+
+describe("run panel gating", () => {
+  function stubInterpreters() {
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async () =>
+        new Response(
+          JSON.stringify({
+            default: "cpython",
+            interpreters: [
+              { id: "cpython", kind: "native", implementation: "CPython", version: "3.11.7", backends: ["linux"], default_backend: "linux", available: true },
+            ],
+          }),
+          { status: 200 },
+        ),
+      ),
+    );
+  }
+
+  it("shows the interpreter with its exact version to everyone, Run & Stream to editors only", async () => {
+    const { RunPanel } = await import("../components/RunPanel");
+    stubInterpreters();
+    const { unmount } = render(<RunPanel scriptId={1} canEdit={false} runTrigger={0} onFinished={() => {}} />);
+    await waitFor(() => expect(screen.getByRole("combobox", { name: "Interpreter" }).textContent).toContain("CPython 3.11.7"));
+    expect(screen.queryByRole("button", { name: /Run/ })).toBeNull();
+    unmount();
+    stubInterpreters();
+    render(<RunPanel scriptId={1} canEdit runTrigger={0} onFinished={() => {}} />);
+    await waitFor(() => expect(screen.getByRole("button", { name: /Run & Stream/ })).toBeTruthy());
+    expect(screen.getByText(/namespaces; Landlock/)).toBeTruthy();
+  });
+});
