@@ -21,7 +21,9 @@ let dataDir;
 
 async function startServer() {
   dataDir = mkdtempSync(path.join(tmpdir(), "scriptorium-e2e-"));
-  const bin = process.env.SCRIPTORIUM_BIN ?? path.join(root, "target/debug/scriptorium");
+  // The binary `cargo test` just built (a shared CARGO_TARGET_DIR is honoured).
+  const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, "target");
+  const bin = process.env.SCRIPTORIUM_BIN ?? path.join(targetDir, "debug/scriptorium");
   const env = { ...process.env, RUST_LOG: "info", SCRIPTORIUM_FRONTEND_DIR: path.join(root, "frontend/dist"), SCRIPTORIUM_INTERPRETERS: path.join(root, "interpreters.toml") };
   delete env.OPENROUTER_API_KEY;
   server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data", dataDir], { cwd: root, env, stdio: ["ignore", "ignore", "pipe"] });
