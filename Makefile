@@ -5,7 +5,7 @@ CARGO ?= cargo
 DATA ?= data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test bench setup setup-test build wasi lsp frontend check-windows check clean
+.PHONY: run test bench setup setup-test build wasi lsp frontend build123d check-windows check clean
 
 ## Install what is missing, build, and start the server on http://$(LISTEN).
 run: build wasi lsp frontend
@@ -26,8 +26,12 @@ lsp: setup
 frontend: setup
 	cd frontend && npm ci --no-audit --no-fund && npm run build
 
+## Optional: the build123d interpreter (a uv venv with build123d from PyPI, ~1 GB).
+build123d: setup
+	scripts/setup-build123d.sh
+
 ## Install what the tests need and run every test.
-test: setup-test wasi lsp frontend
+test: setup-test wasi lsp frontend build123d
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) check-windows
 	cd frontend && npm test && npm run e2e

@@ -3,6 +3,7 @@
 mod util;
 
 mod access;
+mod build123d;
 mod durability;
 mod exec;
 mod llm;

@@ -178,3 +178,25 @@ test("the page talks to no host but the server", () => {
   const server = new URL(base).host;
   assert.deepEqual([...hosts], [server], `requests went to ${[...hosts].join(", ")}`);
 });
+
+test("a build123d assembly shows as two layers", { timeout: 180_000 }, async () => {
+  const { context, page } = await signIn("ed1", "1editor");
+  const { readFileSync } = await import("node:fs");
+  const content = readFileSync(path.join(root, "examples/assembly.py"), "utf8");
+  const created = await page.request.post(`${base}/api/scripts`, { data: { content } });
+  assert.equal(created.status(), 201);
+  await page.reload();
+  await page.getByRole("button", { name: /Two-part assembly/ }).first().click();
+  await page.getByRole("button", { name: "Run & Stream" }).click();
+  await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 150_000 });
+  const layers = page.getByRole("list", { name: "Layers" }).getByRole("listitem");
+  await layers.nth(1).waitFor();
+  const names = await layers.allTextContents();
+  assert.equal(names.length, 2, names.join(" | "));
+  assert.match(names[0], /plate/);
+  assert.match(names[1], /pin/);
+  await page.getByLabel("Exploded view").fill("60");
+  await page.waitForTimeout(500);
+  await page.locator(".viewer3d").screenshot({ path: path.join(shots, "assembly.png") });
+  await context.close();
+});

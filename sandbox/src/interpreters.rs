@@ -132,6 +132,11 @@ pub struct InterpreterEntry {
     pub limits: Option<crate::limits::LimitsOverride>,
     /// A short description shown to users.
     pub description: Option<String>,
+    /// A runner script that runs the user's script (its path is the runner's first
+    /// argument), e.g. one that exports a build123d `result` afterwards.
+    pub wrapper: Option<PathBuf>,
+    /// How to install it, named when it is missing (e.g. `make build123d`).
+    pub setup: Option<String>,
 }
 
 /// One interpreter the server offers, resolved.
@@ -167,6 +172,9 @@ pub struct Interpreter {
     pub limits: Limits,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The runner script the user's script runs under, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrapper: Option<PathBuf>,
 }
 
 /// The resolved set of interpreters.
@@ -199,7 +207,7 @@ impl Registry {
             handles.into_iter().map(|h| h.join().expect("probe thread panicked")).collect()
         });
         if file.detect.enabled {
-            let known: HashSet<PathBuf> = interpreters.iter().map(|i| i.path.clone()).collect();
+            let known: HashSet<(PathBuf, PathBuf)> = interpreters.iter().map(identity).collect();
             let taken: HashSet<String> = interpreters.iter().map(|i| i.id.clone()).collect();
             interpreters.extend(detect(&known, &taken, &file.limits));
         }
@@ -356,6 +364,7 @@ fn resolve_entry(entry: &InterpreterEntry, limits: &Limits, base: &Path) -> Inte
         read_paths: entry.read_paths.iter().map(|p| base.join(p)).collect(),
         limits,
         description: entry.description.clone(),
+        wrapper: entry.wrapper.as_ref().map(|w| base.join(w)),
     };
     match entry.kind {
         InterpreterKind::Native => {
@@ -367,7 +376,12 @@ fn resolve_entry(entry: &InterpreterEntry, limits: &Limits, base: &Path) -> Inte
                 which(command)
             };
             match located {
-                None => interp.problem = Some(format!("`{command}` was not found")),
+                None => {
+                    interp.problem = Some(match &entry.setup {
+                        Some(setup) => format!("`{command}` was not found; run `{setup}` to install it"),
+                        None => format!("`{command}` was not found"),
+                    })
+                }
                 Some(path) => match probe(&path) {
                     Ok(p) => p.fill(&mut interp),
                     Err(e) => {
@@ -487,7 +501,13 @@ fn is_executable(p: &Path) -> bool {
 
 /// Candidates on the machine: python3.x, python3, pypy3, graalpy on PATH, and uv-managed
 /// CPythons. Returns those whose real executable is not already `known`.
-fn detect(known: &HashSet<PathBuf>, taken: &HashSet<String>, limits: &Limits) -> Vec<Interpreter> {
+/// What makes two interpreters the same: the real binary and its environment (`sys.prefix`).
+/// `python3` and `python3.11` of one installation are one; a venv on it is another.
+fn identity(i: &Interpreter) -> (PathBuf, PathBuf) {
+    (std::fs::canonicalize(&i.path).unwrap_or_else(|_| i.path.clone()), i.env_prefix.clone().unwrap_or_default())
+}
+
+fn detect(known: &HashSet<(PathBuf, PathBuf)>, taken: &HashSet<String>, limits: &Limits) -> Vec<Interpreter> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
@@ -523,10 +543,11 @@ fn detect(known: &HashSet<PathBuf>, taken: &HashSet<String>, limits: &Limits) ->
         let handles: Vec<_> = candidates.iter().map(|c| scope.spawn(move || probe(c).ok())).collect();
         handles.into_iter().filter_map(|h| h.join().ok().flatten()).collect()
     });
-    let mut by_exe: BTreeMap<PathBuf, Probe> = BTreeMap::new();
+    let mut by_exe: BTreeMap<(PathBuf, PathBuf), Probe> = BTreeMap::new();
     for p in probes {
-        if !known.contains(&p.executable) {
-            by_exe.entry(p.executable.clone()).or_insert(p);
+        let key = (std::fs::canonicalize(&p.executable).unwrap_or_else(|_| p.executable.clone()), p.prefix.clone());
+        if !known.contains(&key) {
+            by_exe.entry(key).or_insert(p);
         }
     }
     // Name them `<impl>-<major.minor>`, or with the full version where two share that.
@@ -565,6 +586,7 @@ fn detect(known: &HashSet<PathBuf>, taken: &HashSet<String>, limits: &Limits) ->
             read_paths: Vec::new(),
             limits: limits.clone(),
             description: None,
+            wrapper: None,
         };
         p.fill(&mut interp);
         out.push(interp);

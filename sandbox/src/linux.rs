@@ -159,6 +159,9 @@ impl LinuxBackend {
             }
         }
         read.insert(spec.script.clone());
+        if let Some(w) = &interp.wrapper {
+            read.insert(w.clone());
+        }
         if let Some(input) = &spec.input {
             read.insert(input.clone());
         }
@@ -233,7 +236,11 @@ impl LinuxBackend {
 
         let mut cmd = tokio::process::Command::new(&interp.path);
         // -I: ignore PYTHON* variables and the user site; -u: unbuffered output.
-        cmd.arg("-I").arg("-u").arg(&spec.script);
+        cmd.arg("-I").arg("-u");
+        if let Some(w) = &interp.wrapper {
+            cmd.arg(w);
+        }
+        cmd.arg(&spec.script);
         if let Some(input) = &spec.input {
             cmd.arg(input);
         }
@@ -248,6 +255,8 @@ impl LinuxBackend {
             .env("PYTHONIOENCODING", "utf-8")
             .env("HOME", &spec.workdir)
             .env("TMPDIR", "/tmp")
+            // Libraries' caches go to the private /tmp, not among the artifacts.
+            .env("XDG_CACHE_HOME", "/tmp/.cache")
             .current_dir(&spec.workdir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

@@ -151,7 +151,11 @@ async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken
     let limits = spec.limits.clone();
     let job = Job::new(&limits)?;
     let mut cmd = tokio::process::Command::new(&spec.interpreter.path);
-    cmd.arg("-I").arg("-u").arg(&spec.script);
+    cmd.arg("-I").arg("-u");
+    if let Some(w) = &spec.interpreter.wrapper {
+        cmd.arg(w);
+    }
+    cmd.arg(&spec.script);
     if let Some(input) = &spec.input {
         cmd.arg(input);
     }

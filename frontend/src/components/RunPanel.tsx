@@ -21,7 +21,14 @@ function protections(backend: string): string {
 }
 
 /** Interpreter and backend choice, Run & Stream with a live log, cancel, result, artifacts. */
-export function RunPanel(props: { scriptId: number; canEdit: boolean; runTrigger: number; onFinished: () => void }) {
+export function RunPanel(props: {
+  scriptId: number;
+  canEdit: boolean;
+  runTrigger: number;
+  onFinished: () => void;
+  /** The interpreter the script names in a `# interpreter: ID` line. */
+  preferred?: string;
+}) {
   const [interpreters, setInterpreters] = useState<Interpreter[]>([]);
   const [interp, setInterp] = useState<string>("");
   const [backend, setBackend] = useState<string>("");
@@ -37,7 +44,7 @@ export function RunPanel(props: { scriptId: number; canEdit: boolean; runTrigger
     api.interpreters().then((r) => {
       const usable = r.interpreters.filter((i) => i.available);
       setInterpreters(usable);
-      const d = usable.find((i) => i.id === r.default) ?? usable[0];
+      const d = usable.find((i) => i.id === props.preferred) ?? usable.find((i) => i.id === r.default) ?? usable[0];
       if (d) {
         setInterp(d.id);
         setBackend(d.default_backend);
@@ -92,8 +99,12 @@ export function RunPanel(props: { scriptId: number; canEdit: boolean; runTrigger
     }
   }
 
-  const models = (record?.artifacts ?? [])
-    .filter((a: Artifact) => /\.(stl|glb|gltf)$/i.test(a.name))
+  // 3D artifacts; where a GLB and an STL share a name (build123d's result), the GLB
+  // alone: it keeps part names and colours.
+  const all3d = (record?.artifacts ?? []).filter((a: Artifact) => /\.(stl|glb|gltf)$/i.test(a.name));
+  const stem = (n: string) => n.replace(/\.[^.]+$/, "");
+  const models = all3d
+    .filter((a) => !/\.stl$/i.test(a.name) || !all3d.some((b) => /\.(glb|gltf)$/i.test(b.name) && stem(b.name) === stem(a.name)))
     .map((a) => ({ name: a.name, url: api.artifactUrl(record!.id, a.name) }));
   const label = status === "succeeded" ? "Success" : status === "failed" || status === "error" ? "Failure" : status;
 

@@ -180,7 +180,15 @@ export function ScriptEditor(props: {
           </button>
         ))}
       </div>
-      {detail && tab === "run" && <RunPanel scriptId={detail.id} canEdit={props.canEdit} runTrigger={runTrigger} onFinished={props.onChanged} />}
+      {detail && tab === "run" && (
+        <RunPanel
+          scriptId={detail.id}
+          canEdit={props.canEdit}
+          runTrigger={runTrigger}
+          onFinished={props.onChanged}
+          preferred={/^#\s*interpreter:\s*(\S+)/m.exec(detail.content)?.[1]}
+        />
+      )}
       {detail && tab === "prompt" && (
         <PromptWindow
           scriptId={detail.id}

@@ -85,23 +85,27 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
           } else {
             const gltf = await new GLTFLoader().loadAsync(m.url);
             const root = gltf.scene;
+            // Metres → millimetres, Y-up → Z-up.
             root.scale.setScalar(1000);
             root.rotation.x = Math.PI / 2;
-            const parts = root.children.length > 1 ? [...root.children] : [root];
+            root.updateMatrixWorld(true);
+            // An assembly's parts are the children of the first node that has several.
+            let top: THREE.Object3D = root;
+            while (top.children.length === 1 && top.children[0].children.length > 0) top = top.children[0];
+            const parts = top.children.length > 1 ? [...top.children] : [top];
+            const holder = new THREE.Group();
+            holder.add(root);
             for (const part of parts) {
               let color = PALETTE[loaded.length % PALETTE.length];
               part.traverse((o) => {
                 const mat = (o as THREE.Mesh).material as THREE.MeshStandardMaterial | undefined;
                 if (mat?.color) color = `#${mat.color.getHexString()}`;
               });
-              const holder = new THREE.Group();
-              holder.add(part === root ? root : part);
-              if (part !== root) {
-                holder.scale.setScalar(1000);
-                holder.rotation.x = Math.PI / 2;
-              }
-              loaded.push({ name: `${m.name} · ${part.name || "part"}`, color, visible: true, object: holder, home: new THREE.Vector3() });
+              // Parts stay in the glTF's graph; the first layer carries the whole scene.
+              const object = part === root ? holder : part;
+              loaded.push({ name: `${m.name} · ${part.name || "part"}`, color, visible: true, object, home: object.position.clone() });
             }
+            if (parts[0] !== root) loaded[loaded.length - parts.length].object.userData.scene = holder;
           }
         } catch (e) {
           setError(`cannot load ${m.name}: ${e}`);
@@ -110,8 +114,13 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
       if (cancelled) return;
       ctx.scene.children.filter((c) => c.userData.layer).forEach((c) => ctx.scene.remove(c));
       for (const l of loaded) {
-        l.object.userData.layer = true;
-        ctx.scene.add(l.object);
+        // Top-level layers (STL meshes, whole glTF scenes) join the scene; assembly
+        // parts are already inside theirs.
+        const top = (l.object.userData.scene as THREE.Object3D | undefined) ?? (l.object.parent ? null : l.object);
+        if (top) {
+          top.userData.layer = true;
+          ctx.scene.add(top);
+        }
       }
       fit(ctx, loaded);
       setLayers(loaded);
@@ -134,9 +143,19 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
     const size = all.getSize(new THREE.Vector3()).length();
     for (const l of layers) {
       const c = new THREE.Box3().setFromObject(l.object).getCenter(new THREE.Vector3());
-      const dir = c.sub(centre);
+      const dir = c.clone().sub(centre);
       if (dir.lengthSq() < 1e-9) dir.set(0, 0, 1);
-      l.object.position.copy(l.home).add(dir.normalize().multiplyScalar((explode / 100) * size * 0.5));
+      const worldDelta = dir.normalize().multiplyScalar((explode / 100) * size * 0.5);
+      // The offset is in world space; a part inside a scaled, turned glTF moves in its parent's.
+      const parent = l.object.parent;
+      if (parent && !parent.userData.layer && parent.type !== "Scene") {
+        parent.updateMatrixWorld(true);
+        const a = parent.worldToLocal(c.clone());
+        const b = parent.worldToLocal(c.clone().add(worldDelta));
+        l.object.position.copy(l.home).add(b.sub(a));
+      } else {
+        l.object.position.copy(l.home).add(worldDelta);
+      }
     }
   }, [explode, layers]);
 

@@ -1,0 +1,57 @@
+"""Runs a build123d script, then exports its top-level `result`.
+
+Invoked as: python build123d_result.py SCRIPT [INPUT [ARGS...]]. The script runs as
+__main__ with sys.argv = [SCRIPT, INPUT, ...], in the run directory. Afterwards a
+top-level `result` (a Shape, Part, Compound, or a list of them) is written as
+result.stl (export_stl) and result.glb (export_gltf, binary: part names and colours of a
+Compound(children=[...]) are kept). Files the script writes itself stay as they are.
+"""
+
+import sys
+import traceback
+
+
+def fail(message: str, code: int = 3) -> None:
+    print(f"scriptorium: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        fail("usage: build123d_result.py SCRIPT [INPUT [ARGS...]]", 2)
+    script = sys.argv[1]
+    sys.argv = sys.argv[1:]
+    scope = {"__name__": "__main__", "__file__": script, "__builtins__": __builtins__}
+    with open(script, encoding="utf-8") as f:
+        code = compile(f.read(), script, "exec")
+    try:
+        exec(code, scope)
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise
+    except BaseException:
+        # The script's own error, shown without this runner's frames.
+        etype, value, tb = sys.exc_info()
+        traceback.print_exception(etype, value, tb.tb_next if tb else None)
+        sys.exit(1)
+    if "result" not in scope:
+        print("scriptorium: the script defines no top-level `result`; nothing to export "
+              "(assign the shape to `result` to see it in the viewer)", file=sys.stderr, flush=True)
+        return
+    result = scope["result"]
+    from build123d import Compound, Shape, export_gltf, export_stl
+
+    if isinstance(result, (list, tuple)):
+        parts = list(result)
+        if not parts or not all(isinstance(p, Shape) for p in parts):
+            fail(f"`result` must be a build123d shape or a list of shapes; got a list of {sorted({type(p).__name__ for p in parts})}")
+        result = Compound(children=parts)
+    elif not isinstance(result, Shape):
+        fail(f"`result` must be a build123d Shape, Part, Compound or a list of them; got {type(result).__name__}")
+    export_stl(result, "result.stl")
+    export_gltf(result, "result.glb", binary=True)
+    print("scriptorium: exported result.stl and result.glb", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
