@@ -235,16 +235,7 @@ impl LinuxBackend {
         };
 
         let mut cmd = tokio::process::Command::new(&interp.path);
-        // -I: ignore PYTHON* variables and the user site; -u: unbuffered output.
-        cmd.arg("-I").arg("-u");
-        if let Some(w) = &interp.wrapper {
-            cmd.arg(w);
-        }
-        cmd.arg(&spec.script);
-        if let Some(input) = &spec.input {
-            cmd.arg(input);
-        }
-        cmd.args(&spec.args);
+        cmd.args(spec.python_args());
         // Nothing of the server's environment reaches the script, API keys above all.
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")

@@ -24,6 +24,24 @@ pub struct RunSpec {
     pub limits: Limits,
 }
 
+impl RunSpec {
+    /// The interpreter's arguments for a native run: isolated (`-I`: no PYTHON* variables,
+    /// no user site) and unbuffered (`-u`), the interpreter's wrapper if it has one, the
+    /// script, the input file as `argv[1]`, then the further arguments.
+    pub fn python_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["-I".into(), "-u".into()];
+        if let Some(w) = &self.interpreter.wrapper {
+            a.push(w.into());
+        }
+        a.push(self.script.clone().into());
+        if let Some(input) = &self.input {
+            a.push(input.into());
+        }
+        a.extend(self.args.iter().map(Into::into));
+        a
+    }
+}
+
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -151,15 +151,7 @@ async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken
     let limits = spec.limits.clone();
     let job = Job::new(&limits)?;
     let mut cmd = tokio::process::Command::new(&spec.interpreter.path);
-    cmd.arg("-I").arg("-u");
-    if let Some(w) = &spec.interpreter.wrapper {
-        cmd.arg(w);
-    }
-    cmd.arg(&spec.script);
-    if let Some(input) = &spec.input {
-        cmd.arg(input);
-    }
-    cmd.args(&spec.args);
+    cmd.args(spec.python_args());
     // Nothing of the server's environment reaches the script; CPython on Windows needs
     // SYSTEMROOT to initialise its random source and sockets.
     cmd.env_clear()
