@@ -60,6 +60,17 @@ impl AppState {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// A JSON body that may be left out: empty means the defaults.
+pub fn optional_json<T: Default + serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the request body is not the JSON expected: {e}")))
+}
+
 /// The `{id}` of a path (a script, run or pass), with a clear error when it is not a number.
 pub struct PathId(pub i64);
 

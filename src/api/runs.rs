@@ -165,12 +165,7 @@ pub async fn pass_start(
     Extension(user): Extension<CurrentUser>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body?;
-    let body: StartPassBody = if body.iter().all(u8::is_ascii_whitespace) {
-        StartPassBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the request body is not the JSON expected: {e}")))?
-    };
+    let body: StartPassBody = super::optional_json(body)?;
     let pass_id = state
         .runs
         .start_pass(body.mode.unwrap_or(Mode::Test), body.on_failure.unwrap_or_default(), user.username.clone())

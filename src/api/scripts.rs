@@ -60,13 +60,7 @@ pub async fn create(
     Extension(user): Extension<CurrentUser>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body?;
-    let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("the request body is not the JSON expected: {e}")))?
-    };
+    let body: CreateBody = super::optional_json(body)?;
     let ordering = body.ordering.as_deref().map(parse_ordering).transpose()?;
     let id = state.repo.create(user.committer(), body.content, body.filename, ordering).await?;
     let detail = state.read(move |c| c.detail(id)).await?;
