@@ -38,6 +38,8 @@ pub struct AppState {
     pub llm: LlmBrokerHandle,
     pub live: Arc<LiveLogs>,
     pub runs_dir: PathBuf,
+    /// The runner's backends (their warm-start state is shown with the interpreters).
+    pub backends: scriptorium_sandbox::Backends,
     pub interpreters: Arc<Registry>,
     pub lsp: Arc<lsp::LspSessions>,
 }
@@ -140,8 +142,19 @@ async fn api_not_found(uri: axum::extract::OriginalUri) -> ApiError {
 }
 
 async fn interpreters_list(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
-    Json(json!({
-        "default": state.interpreters.default_id(),
-        "interpreters": state.interpreters.all(),
-    }))
+    let interpreters: Vec<Value> = state
+        .interpreters
+        .all()
+        .iter()
+        .map(|i| {
+            let mut v = serde_json::to_value(i).unwrap_or_default();
+            // Whether the next run starts warm (modules imported already), per backend.
+            let warm = state.backends.get(i.default_backend).ok().and_then(|b| b.warm_state(i, &state.runs_dir));
+            if let (Some(w), Some(obj)) = (warm, v.as_object_mut()) {
+                obj.insert("warm_state".into(), serde_json::to_value(w).unwrap_or_default());
+            }
+            v
+        })
+        .collect();
+    Json(json!({ "default": state.interpreters.default_id(), "interpreters": interpreters }))
 }

@@ -187,6 +187,9 @@ impl Config {
         if let Some(v) = env("SCRIPTORIUM_SANDBOX_ALLOW_DEGRADED") {
             sandbox.linux.allow_degraded = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        if let Some(v) = env("SCRIPTORIUM_SANDBOX_WARM") {
+            sandbox.linux.warm = v.parse().map_err(|e: String| env_err("SCRIPTORIUM_SANDBOX_WARM", &v, e))?;
+        }
         let mut llm = file.llm;
         if let Some(v) = env("SCRIPTORIUM_LLM_BASE_URL") {
             llm.base_url = v;

@@ -67,9 +67,21 @@ impl App {
         let live = Arc::new(LiveLogs::default());
         let interpreters = Arc::new(interpreters);
         let catalog = Arc::new(Catalog::new(&config.data_dir));
+        let backends = Backends::for_this_machine(&config.sandbox);
+        // Spare sandboxes with pre-imported modules, so the first run starts warm too.
+        for interp in interpreters.available().filter(|i| !i.warm.is_empty()) {
+            for kind in &interp.backends {
+                if let Ok(b) = backends.get(*kind) {
+                    b.prepare(interp, &runs_dir);
+                }
+            }
+        }
+        // The LLM's tool runs are few and short: no spares for them.
+        let mut tool_sandbox = config.sandbox.clone();
+        tool_sandbox.linux.warm = scriptorium_sandbox::linux::WarmMode::Off;
         let runner = Arc::new(Runner {
             runs_dir: runs_dir.clone(),
-            backends: Backends::for_this_machine(&config.sandbox),
+            backends: backends.clone(),
             db: Arc::new(Mutex::new(scriptorium_actors::db::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
@@ -78,7 +90,7 @@ impl App {
             config: config.llm.clone(),
             python: python.clone(),
             registry: interpreters.clone(),
-            backends: Backends::for_this_machine(&config.sandbox),
+            backends: Backends::for_this_machine(&tool_sandbox),
             scratch: config.data_dir.join("llm-tools"),
             db: Arc::new(Mutex::new(scriptorium_actors::db::open_for_logs(&db_path)?)),
             catalog: catalog.clone(),
@@ -104,6 +116,7 @@ impl App {
             llm: LlmBrokerHandle::new(&instance),
             live,
             runs_dir,
+            backends,
             interpreters,
             lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"))),
         };

@@ -24,7 +24,8 @@ fn glb_json(bytes: &[u8]) -> Value {
 
 #[tokio::test]
 async fn the_bracket_and_the_assembly_export_stl_and_glb() {
-    let app = TestApp::start_with(|c| c.seed_examples = false).await;
+    // Outside /tmp, so runs start warm: a spare imports build123d from start-up on.
+    let app = TestApp::start_in(tempfile::tempdir_in("/var/tmp").unwrap(), |c| c.seed_examples = false).await;
     let ed1 = app.ed1().await;
     let root = crate::util::repo_root();
     let read = |f: &str| std::fs::read_to_string(root.join("examples").join(f)).unwrap();
@@ -46,6 +47,7 @@ async fn the_bracket_and_the_assembly_export_stl_and_glb() {
 
     let (run, _) = run_example(&app, &ed1, &read("assembly.py"), &read("assembly.json")).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["warm_start"], true, "the assembly ran in the spare made after the bracket: {run}");
     let id = run["id"].as_i64().unwrap();
     let glb = app.get(&format!("/api/runs/{id}/artifacts/result.glb"), &ed1).await;
     assert_eq!(glb.headers["content-type"], "model/gltf-binary");

@@ -52,7 +52,11 @@ impl TestApp {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    /// A server whose data lives in `dir` (e.g. outside /tmp, where runs may start warm).
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let app = App::start(&config).await.expect("app starts");

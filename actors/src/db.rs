@@ -11,6 +11,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_runs.sql", include_str!("../../migrations/0002_runs.sql")),
     ("0003_llm.sql", include_str!("../../migrations/0003_llm.sql")),
     ("0004_tokens.sql", include_str!("../../migrations/0004_tokens.sql")),
+    ("0005_warm_start.sql", include_str!("../../migrations/0005_warm_start.sql")),
 ];
 
 /// Opens (creating if needed) the database in WAL mode and brings its schema up to date.

@@ -148,6 +148,7 @@ impl Runner {
                 artifacts,
                 protections: serde_json::to_value(&report.protections).ok(),
                 output_bytes: report.output_bytes,
+                warm_start: Some(report.warm_start),
             },
             Err(e) => Ending { started: Some(started), artifacts, ..Ending::without_run(status::ERROR, &e.to_string()) },
         };
@@ -189,6 +190,7 @@ impl Runner {
         let complete = json!({
             "status": st, "exit_code": e.exit_code, "limit": e.limit, "message": e.message,
             "duration": duration, "artifacts": e.artifacts, "output_bytes": e.output_bytes,
+            "warm_start": e.warm_start,
         });
         let stored = self
             .db(move |c| {
@@ -203,6 +205,7 @@ impl Runner {
                         limit: e.limit.as_deref(),
                         message: &e.message,
                         output_bytes: e.output_bytes,
+                        warm_start: e.warm_start,
                         artifacts: &e.artifacts,
                         protections: e.protections.as_ref(),
                     },
@@ -237,6 +240,7 @@ pub struct Ending {
     pub artifacts: Vec<Artifact>,
     pub protections: Option<serde_json::Value>,
     pub output_bytes: u64,
+    pub warm_start: Option<bool>,
 }
 
 impl Ending {
@@ -251,6 +255,7 @@ impl Ending {
             artifacts: Vec::new(),
             protections: None,
             output_bytes: 0,
+            warm_start: None,
         }
     }
 }

@@ -62,11 +62,13 @@ pub struct RunRecord {
     pub message: Option<String>,
     pub output_bytes: u64,
     pub artifacts: Vec<Artifact>,
+    /// The run used a spare sandbox with its interpreter's modules imported already.
+    pub warm_start: Option<bool>,
 }
 
 const RUN_COLUMNS: &str = "id, script_id, major, minor, pass_id, ordering, mode, requested_by, interpreter,
     interpreter_version, backend, protections, status, created_at, started_at, ended_at, exit_code, limit_hit,
-    message, output_bytes, artifacts";
+    message, output_bytes, artifacts, warm_start";
 
 fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let started: Option<Centis> = r.get(14)?;
@@ -95,6 +97,7 @@ fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         message: r.get(18)?,
         output_bytes: r.get::<_, i64>(19)? as u64,
         artifacts: serde_json::from_str(&artifacts).unwrap_or_default(),
+        warm_start: r.get(21)?,
     })
 }
 
@@ -149,12 +152,14 @@ pub struct Finished<'a> {
     pub output_bytes: u64,
     pub artifacts: &'a [Artifact],
     pub protections: Option<&'a Value>,
+    pub warm_start: Option<bool>,
 }
 
 pub fn finish_run(c: &Connection, id: i64, f: &Finished<'_>) -> Result<()> {
     c.execute(
         "UPDATE runs SET status = ?2, started_at = COALESCE(started_at, ?3), ended_at = ?4, exit_code = ?5,
-            limit_hit = ?6, message = ?7, output_bytes = ?8, artifacts = ?9, protections = ?10 WHERE id = ?1",
+            limit_hit = ?6, message = ?7, output_bytes = ?8, artifacts = ?9, protections = ?10,
+            warm_start = ?11 WHERE id = ?1",
         params![
             id,
             f.status,
@@ -166,6 +171,7 @@ pub fn finish_run(c: &Connection, id: i64, f: &Finished<'_>) -> Result<()> {
             f.output_bytes as i64,
             serde_json::to_string(f.artifacts).expect("artifacts serialise"),
             f.protections.map(|p| p.to_string()),
+            f.warm_start,
         ],
     )?;
     Ok(())

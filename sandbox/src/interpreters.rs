@@ -137,6 +137,10 @@ pub struct InterpreterEntry {
     pub wrapper: Option<PathBuf>,
     /// How to install it, named when it is missing (e.g. `make build123d`).
     pub setup: Option<String>,
+    /// Modules imported ahead of time in a spare sandbox, so a run does not wait for
+    /// them (warm start, linux backend), e.g. `["build123d"]`.
+    #[serde(default)]
+    pub warm: Vec<String>,
 }
 
 /// One interpreter the server offers, resolved.
@@ -175,6 +179,9 @@ pub struct Interpreter {
     /// The runner script the user's script runs under, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wrapper: Option<PathBuf>,
+    /// Modules a spare sandbox imports ahead of a run (warm start); empty: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warm: Vec<String>,
 }
 
 /// The resolved set of interpreters.
@@ -327,6 +334,12 @@ pub fn parse_file(path: &Path, text: &str) -> Result<InterpretersFile, Interpret
         {
             return Err(fail("`default_backend` must be one of its `backends`"));
         }
+        if !entry.warm.is_empty() && (entry.kind != InterpreterKind::Native || !entry.backends.contains(&BackendKind::Linux)) {
+            return Err(fail("`warm` (modules imported ahead of a run) needs a native interpreter with the linux backend"));
+        }
+        if let Some(m) = entry.warm.iter().find(|m| m.is_empty() || !m.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))) {
+            return Err(fail(&format!("`warm` entry `{m}` is not a module name (e.g. \"build123d\" or \"numpy.linalg\")")));
+        }
     }
     if let Some(d) = &file.default
         && !file.interpreters.iter().any(|i| &i.id == d)
@@ -365,6 +378,7 @@ fn resolve_entry(entry: &InterpreterEntry, limits: &Limits, base: &Path) -> Inte
         limits,
         description: entry.description.clone(),
         wrapper: entry.wrapper.as_ref().map(|w| base.join(w)),
+        warm: entry.warm.clone(),
     };
     match entry.kind {
         InterpreterKind::Native => {
@@ -587,6 +601,7 @@ fn detect(known: &HashSet<(PathBuf, PathBuf)>, taken: &HashSet<String>, limits: 
             limits: limits.clone(),
             description: None,
             wrapper: None,
+            warm: Vec::new(),
         };
         p.fill(&mut interp);
         out.push(interp);

@@ -41,6 +41,31 @@ pub trait Backend: Send + Sync {
     /// Runs `spec`, streaming output lines to `sink` as they are written, until the
     /// script ends, a limit is hit or `cancel` fires.
     fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>>;
+
+    /// Gets ready for runs of `interpreter` whose directories will be made in `runs_dir`
+    /// (the linux backend makes a spare sandbox with the interpreter's `warm` modules
+    /// imported). Returns at once; the work goes on in the background.
+    fn prepare(&self, _interpreter: &Interpreter, _runs_dir: &std::path::Path) {}
+
+    /// Whether a run of `interpreter` in `runs_dir` would start warm; `None` when this
+    /// backend has no warm start for it.
+    fn warm_state(&self, _interpreter: &Interpreter, _runs_dir: &std::path::Path) -> Option<WarmState> {
+        None
+    }
+}
+
+/// Where the warm start of an interpreter stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum WarmState {
+    /// No spare yet (lazy mode before the first run, or after the spare was used).
+    Idle,
+    /// A spare is importing the modules.
+    Warming,
+    /// A spare is ready: the next run starts warm.
+    Ready,
+    /// Making a spare failed; runs start cold until the retry.
+    Failed { problem: String },
 }
 
 /// `[sandbox]` configuration.

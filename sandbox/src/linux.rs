@@ -3,6 +3,7 @@
 //! unprivileged uid. See [`child`] for what happens between fork and exec.
 
 mod child;
+mod warm;
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::output::{Budget, StderrTail, limit_from_stderr, pump};
 use crate::run::{Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs};
-use crate::{Backend, BackendKind, BoxFuture};
+use crate::{Backend, BackendKind, BoxFuture, Interpreter, WarmState};
 
-/// `[sandbox]` settings for the linux backend.
+/// `[sandbox.linux]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinuxConfig {
@@ -33,11 +34,37 @@ pub struct LinuxConfig {
     /// Run with whatever protections are available when user namespaces or Landlock
     /// are missing (the run record lists what was missing). Off: such runs are refused.
     pub allow_degraded: bool,
+    /// Warm starts for interpreters with `warm` modules (see [`warm`]).
+    pub warm: WarmMode,
 }
 
 impl Default for LinuxConfig {
     fn default() -> Self {
-        LinuxConfig { uid: 65534, gid: 65534, allow_degraded: false }
+        LinuxConfig { uid: 65534, gid: 65534, allow_degraded: false, warm: WarmMode::Eager }
+    }
+}
+
+/// When spare sandboxes with pre-imported modules are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmMode {
+    /// At start-up (the server asks through [`Backend::prepare`]) and after every run.
+    Eager,
+    /// After the first run of such an interpreter.
+    Lazy,
+    /// Never: every run imports for itself.
+    Off,
+}
+
+impl std::str::FromStr for WarmMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<WarmMode, String> {
+        match s {
+            "eager" => Ok(WarmMode::Eager),
+            "lazy" => Ok(WarmMode::Lazy),
+            "off" => Ok(WarmMode::Off),
+            _ => Err("use eager, lazy or off".into()),
+        }
     }
 }
 
@@ -77,17 +104,146 @@ fn probe_userns() -> bool {
 }
 
 pub struct LinuxBackend {
+    sandbox: Arc<Sandbox>,
+    pool: Arc<warm::Pool>,
+}
+
+/// Starts sandboxed processes; shared with the tasks that make spares.
+struct Sandbox {
     config: LinuxConfig,
     support: Support,
 }
 
 impl LinuxBackend {
     pub fn new(config: LinuxConfig) -> LinuxBackend {
-        LinuxBackend { config, support: Support::probe() }
+        LinuxBackend { sandbox: Arc::new(Sandbox { config, support: Support::probe() }), pool: Arc::default() }
     }
 
     pub fn support(&self) -> Support {
-        self.support
+        self.sandbox.support
+    }
+}
+
+impl Backend for LinuxBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Linux
+    }
+
+    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
+        Box::pin(self.run_inner(spec, sink, cancel))
+    }
+
+    fn prepare(&self, interpreter: &Interpreter, runs_dir: &Path) {
+        if self.sandbox.config.warm == WarmMode::Eager && self.warm_capable(interpreter) && warm::runs_dir_allowed(runs_dir) {
+            self.pool.ensure(&self.sandbox, interpreter, &interpreter.limits, runs_dir);
+        }
+    }
+
+    fn warm_state(&self, interpreter: &Interpreter, runs_dir: &Path) -> Option<WarmState> {
+        (self.warm_capable(interpreter) && warm::runs_dir_allowed(runs_dir)).then(|| self.pool.state(interpreter, &interpreter.limits, runs_dir))
+    }
+}
+
+impl LinuxBackend {
+    /// Warm starts need the full sandbox: a spare's rules are fixed before its run is known.
+    fn warm_capable(&self, interpreter: &Interpreter) -> bool {
+        self.sandbox.config.warm != WarmMode::Off
+            && !interpreter.warm.is_empty()
+            && interpreter.kind == crate::InterpreterKind::Native
+            && self.sandbox.support.landlock_abi >= 1
+            && (self.sandbox.support.user_namespaces || self.sandbox.support.root)
+    }
+
+    async fn run_inner(&self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> Result<RunReport, SandboxError> {
+        let warm = self.warm_capable(&spec.interpreter) && warm::eligible(&spec);
+        let runs_dir = spec.workdir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut started = None;
+        if warm && let Some(spare) = self.pool.take(&spec.interpreter, &spec.limits, &runs_dir) {
+            let spare = tokio::select! {
+                s = spare => s,
+                _ = cancel.cancelled() => return Ok(RunReport::cancelled_before_start(Protections::default())),
+            };
+            let owner = self.sandbox.support.root.then(|| (self.sandbox.uid(), self.sandbox.gid()));
+            let claimed = match spare {
+                Ok(spare) => spare.claim(&spec, owner).await,
+                Err(e) => Err(e),
+            };
+            match claimed {
+                Ok(s) => started = Some(s),
+                Err(e) => tracing::warn!(interpreter = %spec.interpreter.id, error = %e, "no warm start; starting cold"),
+            }
+        }
+        let warm_start = started.is_some();
+        let started = match started {
+            Some(s) => s,
+            None => self.sandbox.start(Launch::for_run(&spec))?,
+        };
+        let report = supervise(started, &spec.limits, sink, cancel, warm_start).await;
+        if warm {
+            // The next run of this interpreter finds a spare ready.
+            self.pool.ensure(&self.sandbox, &spec.interpreter, &spec.limits, &runs_dir);
+        }
+        report
+    }
+}
+
+/// One sandboxed process to start.
+struct Launch<'a> {
+    interpreter: &'a Interpreter,
+    args: Vec<std::ffi::OsString>,
+    /// Files and directories the process may read besides the interpreter's.
+    read: Vec<PathBuf>,
+    /// The only writable place (with the private /tmp), the working directory.
+    workdir: &'a Path,
+    /// What is shown inside when the workdir lies below a cover (a spare shows the runs
+    /// directory, so the run directory it is renamed to is visible at the same path).
+    expose: &'a Path,
+    home: &'a Path,
+    limits: &'a crate::Limits,
+    /// CPU seconds allowed on top of the limit (a spare's import; its runner takes them
+    /// back before the script starts).
+    extra_cpu: u64,
+    /// Keep a pipe to stdin (a spare reads its request there); else /dev/null.
+    stdin: bool,
+}
+
+impl<'a> Launch<'a> {
+    fn for_run(spec: &'a RunSpec) -> Launch<'a> {
+        let mut read = vec![spec.script.clone()];
+        read.extend(spec.input.clone());
+        Launch {
+            interpreter: &spec.interpreter,
+            args: spec.python_args(),
+            read,
+            workdir: &spec.workdir,
+            expose: &spec.workdir,
+            home: &spec.workdir,
+            limits: &spec.limits,
+            extra_cpu: 0,
+            stdin: false,
+        }
+    }
+}
+
+/// A started sandbox: the intermediate process and the pipes to watch.
+struct Started {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::process::ChildStdout,
+    stderr: tokio::process::ChildStderr,
+    status_r: OwnedFd,
+    report_r: OwnedFd,
+    protections: Protections,
+    _tmp: RemoveDir,
+}
+
+impl Sandbox {
+    fn uid(&self) -> u32 {
+        if self.support.root { self.config.uid } else { unsafe { libc::geteuid() } }
+    }
+
+    fn gid(&self) -> u32 {
+        if self.support.root { self.config.gid } else { unsafe { libc::getegid() } }
     }
 
     /// Refuses (unless allowed) when a protection is missing; lists what is missing.
@@ -108,40 +264,26 @@ impl LinuxBackend {
         }
         Ok(missing.into_iter().map(|(w, _)| w.to_string()).collect())
     }
-}
 
-impl Backend for LinuxBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Linux
-    }
-
-    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
-        Box::pin(self.run_inner(spec, sink, cancel))
-    }
-}
-
-impl LinuxBackend {
-    async fn run_inner(&self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> Result<RunReport, SandboxError> {
+    /// Starts `launch` in a fresh sandbox and returns at once.
+    fn start(&self, launch: Launch<'_>) -> Result<Started, SandboxError> {
         let missing = self.missing()?;
         let support = self.support;
-        let limits = spec.limits.clone();
-        let (uid, gid) = if support.root {
-            (self.config.uid, self.config.gid)
-        } else {
-            unsafe { (libc::geteuid(), libc::getegid()) }
-        };
-        let interp = &spec.interpreter;
+        let limits = launch.limits;
+        let (uid, gid) = (self.uid(), self.gid());
+        let interp = launch.interpreter;
         if !interp.path.is_file() {
             return Err(SandboxError::Setup(format!("the interpreter {} does not exist", interp.path.display())));
         }
 
         // The private /tmp, beside the run directory, owned by the sandbox user.
-        let name = spec.workdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-        let tmp = spec.workdir.with_file_name(format!(".{name}.tmp"));
+        let workdir = launch.workdir;
+        let name = workdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+        let tmp = workdir.with_file_name(format!(".{name}.tmp"));
         std::fs::create_dir_all(&tmp)?;
-        let _tmp_guard = RemoveDir(tmp.clone());
+        let tmp_guard = RemoveDir(tmp.clone());
         if support.root {
-            chown_tree(&spec.workdir, uid, gid)?;
+            chown_tree(workdir, uid, gid)?;
             std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
         }
 
@@ -158,12 +300,9 @@ impl LinuxBackend {
                 read.insert(p.clone());
             }
         }
-        read.insert(spec.script.clone());
+        read.extend(launch.read.iter().cloned());
         if let Some(w) = &interp.wrapper {
             read.insert(w.clone());
-        }
-        if let Some(input) = &spec.input {
-            read.insert(input.clone());
         }
         let system: Vec<PathBuf> = [
             "/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
@@ -177,7 +316,7 @@ impl LinuxBackend {
             .iter()
             .map(PathBuf::from)
             .collect();
-        let writable = [spec.workdir.clone(), tmp.clone()];
+        let writable = [workdir.to_path_buf(), tmp.clone()];
 
         let mut protections = Protections {
             backend: Some(BackendKind::Linux),
@@ -209,10 +348,12 @@ impl LinuxBackend {
             None
         };
 
-        let covers = covers_for(read.iter().chain([&spec.workdir]), &tmp, support.root.then_some((uid, gid)));
+        let expose = launch.expose.to_path_buf();
+        let covers = covers_for(read.iter().chain([&expose]), &tmp, support.root.then_some((uid, gid)));
         let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let mib = |m: u64| m.saturating_mul(1024 * 1024);
+        let cpu = limits.cpu_seconds + launch.extra_cpu;
         let plan = child::Plan {
             switch_user: support.root,
             uid,
@@ -221,7 +362,7 @@ impl LinuxBackend {
             gid_map: std::ffi::CString::new(format!("{} {gid} 1", child::INNER_ID)).expect("no NUL"),
             covers,
             rlimits: vec![
-                (libc::RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
+                (libc::RLIMIT_CPU, cpu, cpu + 1),
                 (libc::RLIMIT_AS, mib(limits.memory_mib), mib(limits.memory_mib)),
                 (libc::RLIMIT_NPROC, limits.processes, limits.processes),
                 (libc::RLIMIT_FSIZE, mib(limits.file_size_mib), mib(limits.file_size_mib)),
@@ -235,7 +376,7 @@ impl LinuxBackend {
         };
 
         let mut cmd = tokio::process::Command::new(&interp.path);
-        cmd.args(spec.python_args());
+        cmd.args(&launch.args);
         // Nothing of the server's environment reaches the script, API keys above all.
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -244,12 +385,12 @@ impl LinuxBackend {
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONIOENCODING", "utf-8")
-            .env("HOME", &spec.workdir)
+            .env("HOME", launch.home)
             .env("TMPDIR", "/tmp")
             // Libraries' caches go to the private /tmp, not among the artifacts.
             .env("XDG_CACHE_HOME", "/tmp/.cache")
-            .current_dir(&spec.workdir)
-            .stdin(std::process::Stdio::null())
+            .current_dir(workdir)
+            .stdin(if launch.stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
@@ -258,93 +399,115 @@ impl LinuxBackend {
         unsafe {
             cmd.pre_exec(move || child::enter(&child_plan));
         }
-        let started = Instant::now();
         let spawned = cmd.spawn();
         drop(report_w);
         drop(status_w);
         drop(ruleset);
         let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", interp.path.display())))?;
-
-        let budget = Budget::new(limits.output_bytes);
-        let tail = Arc::new(StderrTail::new(sink));
-        let mut out = tokio::spawn(pump(child.stdout.take().expect("piped"), Stream::Stdout, tail.clone(), budget.clone()));
-        let mut err = tokio::spawn(pump(child.stderr.take().expect("piped"), Stream::Stderr, tail.clone(), budget.clone()));
-
-        // The run is over when init has reported the script's wait status and both output
-        // pipes have ended: only the sandbox's processes held them, so every one of them
-        // is gone. The namespaces' teardown then goes on without the server waiting.
-        let mut status_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r)?;
-        let finished = async {
-            let mut raw = [0u8; 4];
-            let status = status_rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw));
-            let _ = (&mut out).await;
-            let _ = (&mut err).await;
-            status
-        };
-        enum Stop {
-            Exited(Option<i32>),
-            Cancelled,
-            WallTime,
-            Output,
-        }
-        let stop = tokio::select! {
-            status = finished => Stop::Exited(status),
-            _ = cancel.cancelled() => Stop::Cancelled,
-            _ = tokio::time::sleep(secs(limits.wall_seconds)) => Stop::WallTime,
-            _ = budget.exceeded() => Stop::Output,
-        };
-        let duration = started.elapsed();
-        // `finished` already drained the output when the script ended by itself.
-        let drained = matches!(stop, Stop::Exited(_));
-        let status: Option<(Option<i32>, Option<i32>)> = match stop {
-            Stop::Exited(Some(raw)) => {
-                // Reap the intermediate in the background.
-                tokio::spawn(async move {
-                    let _ = child.wait().await;
-                });
-                Some(if libc::WIFSIGNALED(raw) { (None, Some(libc::WTERMSIG(raw))) } else { (Some(libc::WEXITSTATUS(raw)), None) })
-            }
-            Stop::Exited(None) => {
-                // No status from init (its setup failed): the intermediate's exit says why.
-                use std::os::unix::process::ExitStatusExt;
-                let s = child.wait().await?;
-                Some((s.code(), s.signal()))
-            }
-            _ => {
-                // SIGKILL to the intermediate; init follows (PDEATHSIG) and takes the
-                // whole pid namespace with it.
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                None
-            }
-        };
-        if !drained {
-            // The pipes close when the last process of the namespace is gone.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                let _ = out.await;
-                let _ = err.await;
-            })
-            .await;
-        }
-        let mut report = String::new();
-        let mut report_file = tokio::fs::File::from_std(std::fs::File::from(report_r));
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), report_file.read_to_string(&mut report)).await;
-
-        let outcome = match (stop, status) {
-            (Stop::Cancelled, _) => Outcome::Cancelled,
-            (Stop::WallTime, _) => Outcome::limit(Limit::WallTime, &limits),
-            (Stop::Output, _) => Outcome::limit(Limit::Output, &limits),
-            (Stop::Exited(_), Some((code, signal))) => {
-                if !report.trim().is_empty() {
-                    return Err(SandboxError::Setup(report.trim().to_string()));
-                }
-                let stderr = tail.text();
-                classify(code, signal, &stderr, &limits, budget.is_exceeded())
-            }
-            (Stop::Exited(_), None) => unreachable!("an exited run has a status"),
-        };
-        Ok(RunReport { outcome, protections, duration, output_bytes: budget.used() })
+        Ok(Started {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().expect("piped"),
+            stderr: child.stderr.take().expect("piped"),
+            child,
+            status_r,
+            report_r,
+            protections,
+            _tmp: tmp_guard,
+        })
     }
+}
+
+/// Streams a started sandbox's output to `sink` and waits until it ends, a limit is hit
+/// or `cancel` fires. The wall-time limit counts from here.
+async fn supervise(
+    started: Started,
+    limits: &crate::Limits,
+    sink: Arc<dyn OutputSink>,
+    cancel: CancellationToken,
+    warm_start: bool,
+) -> Result<RunReport, SandboxError> {
+    let Started { mut child, stdin, stdout, stderr, status_r, report_r, protections, _tmp } = started;
+    drop(stdin);
+    let started = Instant::now();
+    let budget = Budget::new(limits.output_bytes);
+    let tail = Arc::new(StderrTail::new(sink));
+    let mut out = tokio::spawn(pump(stdout, Stream::Stdout, tail.clone(), budget.clone()));
+    let mut err = tokio::spawn(pump(stderr, Stream::Stderr, tail.clone(), budget.clone()));
+
+    // The run is over when init has reported the script's wait status and both output
+    // pipes have ended: only the sandbox's processes held them, so every one of them
+    // is gone. The namespaces' teardown then goes on without the server waiting.
+    let mut status_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r)?;
+    let finished = async {
+        let mut raw = [0u8; 4];
+        let status = status_rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw));
+        let _ = (&mut out).await;
+        let _ = (&mut err).await;
+        status
+    };
+    enum Stop {
+        Exited(Option<i32>),
+        Cancelled,
+        WallTime,
+        Output,
+    }
+    let stop = tokio::select! {
+        status = finished => Stop::Exited(status),
+        _ = cancel.cancelled() => Stop::Cancelled,
+        _ = tokio::time::sleep(secs(limits.wall_seconds)) => Stop::WallTime,
+        _ = budget.exceeded() => Stop::Output,
+    };
+    let duration = started.elapsed();
+    // `finished` already drained the output when the script ended by itself.
+    let drained = matches!(stop, Stop::Exited(_));
+    let status: Option<(Option<i32>, Option<i32>)> = match stop {
+        Stop::Exited(Some(raw)) => {
+            // Reap the intermediate in the background.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            Some(if libc::WIFSIGNALED(raw) { (None, Some(libc::WTERMSIG(raw))) } else { (Some(libc::WEXITSTATUS(raw)), None) })
+        }
+        Stop::Exited(None) => {
+            // No status from init (its setup failed): the intermediate's exit says why.
+            use std::os::unix::process::ExitStatusExt;
+            let s = child.wait().await?;
+            Some((s.code(), s.signal()))
+        }
+        _ => {
+            // SIGKILL to the intermediate; init follows (PDEATHSIG) and takes the
+            // whole pid namespace with it.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            None
+        }
+    };
+    if !drained {
+        // The pipes close when the last process of the namespace is gone.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let _ = out.await;
+            let _ = err.await;
+        })
+        .await;
+    }
+    let mut report = String::new();
+    let mut report_file = tokio::fs::File::from_std(std::fs::File::from(report_r));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), report_file.read_to_string(&mut report)).await;
+
+    let outcome = match (stop, status) {
+        (Stop::Cancelled, _) => Outcome::Cancelled,
+        (Stop::WallTime, _) => Outcome::limit(Limit::WallTime, limits),
+        (Stop::Output, _) => Outcome::limit(Limit::Output, limits),
+        (Stop::Exited(_), Some((code, signal))) => {
+            if !report.trim().is_empty() {
+                return Err(SandboxError::Setup(report.trim().to_string()));
+            }
+            let stderr = tail.text();
+            classify(code, signal, &stderr, limits, budget.is_exceeded())
+        }
+        (Stop::Exited(_), None) => unreachable!("an exited run has a status"),
+    };
+    Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start })
 }
 
 /// Names the limit behind a failure where the evidence allows.

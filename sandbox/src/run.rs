@@ -178,6 +178,15 @@ pub struct RunReport {
     pub duration: Duration,
     /// Bytes of stdout + stderr the script wrote (up to the cap).
     pub output_bytes: u64,
+    /// The run used a spare sandbox whose interpreter had its modules imported already.
+    pub warm_start: bool,
+}
+
+impl RunReport {
+    /// A run cancelled before its script started.
+    pub fn cancelled_before_start(protections: Protections) -> RunReport {
+        RunReport { outcome: Outcome::Cancelled, protections, duration: Duration::ZERO, output_bytes: 0, warm_start: false }
+    }
 }
 
 mod duration_secs {

@@ -274,7 +274,7 @@ impl WasiBackend {
             wasm_isolation: true,
             ..Default::default()
         };
-        Ok(RunReport { outcome, protections, duration, output_bytes: budget.used() })
+        Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start: false })
     }
 }
 

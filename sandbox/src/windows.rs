@@ -216,5 +216,5 @@ async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken
         },
     };
     let protections = Protections { backend: Some(BackendKind::Windows), job_object: true, rlimits: true, ..Default::default() };
-    Ok(RunReport { outcome, protections, duration, output_bytes: budget.used() })
+    Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start: false })
 }
