@@ -41,10 +41,11 @@ check-windows: setup-test
 	$(CARGO) check -p scriptorium-sandbox --no-default-features --target x86_64-pc-windows-gnu
 
 ## Benchmarks; copy the tables into docs/benchmarks.md.
-bench: setup wasi lsp
+bench: setup wasi lsp build123d
 	$(CARGO) bench --bench repo
 	$(CARGO) bench --bench runs
 	$(CARGO) bench --bench lsp
+	$(CARGO) bench --bench build123d
 	$(CARGO) bench -p scriptorium-sandbox --bench sandbox
 
 setup:

@@ -92,20 +92,7 @@ async fn main() {
         let t = Instant::now();
         let p = call(&app, &cookie, Method::POST, "/api/passes", None).await;
         let id = p["pass_id"].as_i64().expect("pass started");
-        // Wait as a client does: on the pass's event stream, until `complete`.
-        let req = Request::builder().uri(format!("/api/passes/{id}/events")).header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
-        let mut body = app.router.clone().oneshot(req).await.unwrap().into_body();
-        let mut seen = String::new();
-        while !seen.contains("event: complete") {
-            match body.frame().await {
-                Some(Ok(f)) => {
-                    if let Ok(d) = f.into_data() {
-                        seen.push_str(&String::from_utf8_lossy(&d));
-                    }
-                }
-                _ => break,
-            }
-        }
+        support::wait_complete(&app, &cookie, &format!("/api/passes/{id}/events")).await;
         let took = t.elapsed();
         let pass = call(&app, &cookie, Method::GET, &format!("/api/passes/{id}"), None).await;
         assert_eq!(pass["status"], "succeeded", "{pass}");

@@ -48,3 +48,21 @@ pub async fn call(app: &App, cookie: &str, method: Method, path: &str, body: Opt
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
+
+/// Follows an event stream (`/api/runs/{id}/events`, `/api/passes/{id}/events`) as a
+/// client does, until its `complete` event.
+pub async fn wait_complete(app: &App, cookie: &str, path: &str) {
+    let req = Request::builder().uri(path).header(header::COOKIE, cookie).body(Body::empty()).unwrap();
+    let mut body = app.router.clone().oneshot(req).await.unwrap().into_body();
+    let mut seen = String::new();
+    while !seen.contains("event: complete") {
+        match body.frame().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    seen.push_str(&String::from_utf8_lossy(&d));
+                }
+            }
+            _ => break,
+        }
+    }
+}
