@@ -174,6 +174,26 @@ test("a viewer sees the same screens without save or run controls", { timeout: 1
   await context.close();
 });
 
+test("an API token made in the browser works from outside until it is revoked", { timeout: 60_000 }, async () => {
+  const { context, page } = await signIn("ed1", "1editor");
+  await page.getByRole("button", { name: "API tokens" }).click();
+  await page.getByLabel("Name").fill("ci-e2e");
+  await page.getByRole("button", { name: "Create token" }).click();
+  const token = (await page.getByTestId("token-secret").textContent()).trim();
+  assert.match(token, /^scr_/);
+  await page.screenshot({ path: path.join(shots, "tokens.png") });
+  // An agent outside the browser: no cookie, only the token.
+  const me = () => fetch(`${base}/api/me`, { headers: { authorization: `Bearer ${token}` } });
+  const ok = await me();
+  assert.equal(ok.status, 200);
+  assert.equal((await ok.json()).username, "ed1");
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("row", { name: /ci-e2e/ }).getByRole("button", { name: "Revoke" }).click();
+  await page.getByRole("row", { name: /ci-e2e/ }).getByText(/^revoked/).waitFor();
+  assert.equal((await me()).status, 401);
+  await context.close();
+});
+
 test("the page talks to no host but the server", () => {
   const server = new URL(base).host;
   assert.deepEqual([...hosts], [server], `requests went to ${[...hosts].join(", ")}`);

@@ -4,12 +4,13 @@ import { Login } from "./components/Login";
 import { ScriptList } from "./components/ScriptList";
 import { ScriptEditor } from "./components/ScriptEditor";
 import { PipelineView } from "./components/PipelineView";
+import { TokensPanel } from "./components/TokensPanel";
 
 export function App() {
   const [me, setMe] = useState<Me | null | undefined>(undefined);
   const [scripts, setScripts] = useState<ScriptSummary[]>([]);
   const [selected, setSelected] = useState<number | null>(null);
-  const [view, setView] = useState<"scripts" | "pipeline">("scripts");
+  const [view, setView] = useState<"scripts" | "pipeline" | "tokens">("scripts");
   const [dirty, setDirty] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -56,6 +57,7 @@ export function App() {
         <nav>
           <button className={view === "scripts" ? "active" : ""} onClick={() => setView("scripts")}>Scripts</button>
           <button className={view === "pipeline" ? "active" : ""} onClick={() => setView("pipeline")}>Pipeline</button>
+          <button className={view === "tokens" ? "active" : ""} onClick={() => setView("tokens")}>API tokens</button>
         </nav>
         <span className="user" data-testid="user">
           {me.username} ({me.roles.join(", ")})
@@ -66,7 +68,9 @@ export function App() {
       <main>
         <ScriptList scripts={scripts} selected={selected} canEdit={canEdit} onSelect={open} onCreate={create} />
         <div className="workspace">
-          {view === "pipeline" ? (
+          {view === "tokens" ? (
+            <TokensPanel username={me.username} />
+          ) : view === "pipeline" ? (
             <PipelineView canEdit={canEdit} onFinished={refresh} />
           ) : selected !== null ? (
             <ScriptEditor key={selected} scriptId={selected} canEdit={canEdit} onChanged={refresh} onOpen={open} onDirty={setDirty} />

@@ -53,6 +53,18 @@ export interface Interpreter {
   available: boolean;
   problem?: string;
   description?: string;
+  /** Modules a spare sandbox imports ahead of a run (warm start). */
+  warm?: string[];
+  warm_state?: { state: "idle" | "warming" | "ready" | "failed"; problem?: string };
+}
+
+/** A personal API token (the secret itself is shown once, when it is made). */
+export interface ApiToken {
+  id: number;
+  name: string;
+  prefix: string;
+  created_at: string;
+  revoked_at: string | null;
 }
 
 export interface Artifact {
@@ -79,6 +91,7 @@ export interface RunRecord {
   limit: string | null;
   message: string | null;
   artifacts: Artifact[];
+  warm_start: boolean | null;
 }
 
 export interface PassRecord {
@@ -180,6 +193,9 @@ export const api = {
   pass: (id: number) => request<PassRecord>("GET", `/api/passes/${id}`),
   latestPass: () => request<PassRecord>("GET", "/api/passes/latest"),
   cancelPass: (id: number) => request<unknown>("POST", `/api/passes/${id}/cancel`),
+  tokens: () => request<ApiToken[]>("GET", "/api/tokens"),
+  createToken: (name: string) => request<ApiToken & { token: string; note: string }>("POST", "/api/tokens", { name }),
+  revokeToken: (id: number) => request<unknown>("DELETE", `/api/tokens/${id}`),
   exchanges: (id: number) => request<Exchange[]>("GET", `/api/scripts/${id}/exchanges`),
   artifactUrl: (run: number, name: string) => `/api/runs/${run}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`,
   runEventsUrl: (id: number) => `/api/runs/${id}/events`,

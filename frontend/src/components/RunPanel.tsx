@@ -20,6 +20,19 @@ function protections(backend: string): string {
   }
 }
 
+function warmText(w: NonNullable<Interpreter["warm_state"]>): string {
+  switch (w.state) {
+    case "ready":
+      return "ready, the next run starts at once";
+    case "warming":
+      return "importing now; a run waits for it rather than importing again";
+    case "failed":
+      return `not available (${w.problem}); runs start cold`;
+    default:
+      return "none yet; made after the first run";
+  }
+}
+
 /** Interpreter and backend choice, Run & Stream with a live log, cancel, result, artifacts. */
 export function RunPanel(props: {
   scriptId: number;
@@ -65,6 +78,16 @@ export function RunPanel(props: {
   }, [lines]);
 
   const current = interpreters.find((i) => i.id === interp);
+
+  // While a warm spare is being made, follow its state.
+  const warmState = current?.warm_state?.state;
+  useEffect(() => {
+    if (warmState !== "warming" && warmState !== "idle") return;
+    const t = setInterval(() => {
+      api.interpreters().then((r) => setInterpreters(r.interpreters.filter((i) => i.available)), () => {});
+    }, 2000);
+    return () => clearInterval(t);
+  }, [warmState]);
 
   function follow(id: number) {
     source.current?.close();
@@ -145,6 +168,11 @@ export function RunPanel(props: {
         )}
       </div>
       {current && backend && <p className="hint">Protections ({backend}): {protections(backend)}</p>}
+      {current?.warm_state && backend === current.default_backend && (
+        <p className="hint" data-testid="warm-state">
+          Warm start ({current.warm?.join(", ")} imported ahead): {warmText(current.warm_state)}
+        </p>
+      )}
       {error && <p className="error" role="alert">{error}</p>}
       {status && (
         <p className={`run-status ${label === "Success" ? "success" : label === "Failure" ? "failure" : ""}`} data-testid="run-status">
@@ -152,6 +180,7 @@ export function RunPanel(props: {
           {record && record.exit_code !== null && ` · exit code ${record.exit_code}`}
           {record?.limit && ` · limit: ${record.limit}`}
           {record?.duration !== null && record?.duration !== undefined && ` · ${record.duration.toFixed(2)} s`}
+          {record?.warm_start && " · warm start"}
           {record?.message && record.status !== "succeeded" && ` · ${record.message}`}
         </p>
       )}

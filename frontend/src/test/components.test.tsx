@@ -126,3 +126,45 @@ describe("run panel gating", () => {
     expect(screen.getByText(/namespaces; Landlock/)).toBeTruthy();
   });
 });
+
+describe("API tokens", () => {
+  it("lists tokens, shows a new secret once, and revokes", async () => {
+    const { TokensPanel } = await import("../components/TokensPanel");
+    const { fireEvent } = await import("@testing-library/react");
+    let tokens = [{ id: 1, name: "old-job", prefix: "scr_1a2b", created_at: "2026-11-20T10:00:00.00Z", revoked_at: null as string | null }];
+    const calls: string[] = [];
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async (url: string, init?: RequestInit) => {
+        calls.push(`${init?.method ?? "GET"} ${url}`);
+        if (init?.method === "POST") {
+          const { name } = JSON.parse(init.body as string);
+          const t = { id: 2, name, prefix: "scr_9f8e", created_at: "2026-11-21T09:00:00.00Z", revoked_at: null };
+          tokens = [...tokens, t];
+          return new Response(JSON.stringify({ ...t, token: "scr_9f8e-the-secret", note: "shown once" }), { status: 201 });
+        }
+        if (init?.method === "DELETE") {
+          tokens = tokens.map((t) => (url.endsWith(`/${t.id}`) ? { ...t, revoked_at: "2026-11-21T09:01:00.00Z" } : t));
+          return new Response(null, { status: 204 });
+        }
+        return new Response(JSON.stringify(tokens), { status: 200 });
+      }),
+    );
+    vi.stubGlobal("confirm", () => true);
+    render(<TokensPanel username="ed1" />);
+    await waitFor(() => expect(screen.getByText("old-job")).toBeTruthy());
+    expect(screen.getByRole("button", { name: "Create token" }).hasAttribute("disabled")).toBe(true);
+
+    fireEvent.change(screen.getByLabelText("Name"), { target: { value: "ci-nightly" } });
+    fireEvent.click(screen.getByRole("button", { name: "Create token" }));
+    await waitFor(() => expect(screen.getByTestId("token-secret").textContent).toBe("scr_9f8e-the-secret"));
+    await waitFor(() => expect(screen.getByRole("cell", { name: "ci-nightly" })).toBeTruthy());
+    fireEvent.click(screen.getByRole("button", { name: "Done" }));
+    expect(screen.queryByTestId("token-secret")).toBeNull();
+
+    fireEvent.click(screen.getAllByRole("button", { name: "Revoke" })[0]);
+    await waitFor(() => expect(screen.getByText(/^revoked 2026-11-21T09:01:00.00Z/)).toBeTruthy());
+    expect(calls).toContain("DELETE /api/tokens/1");
+    expect(screen.getAllByRole("button", { name: "Revoke" })).toHaveLength(1);
+  });
+});
