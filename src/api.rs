@@ -99,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/template", get(scripts::template))
+        .route("/examples", get(scripts::examples))
+        .route("/examples/{id}", post(scripts::from_example))
         .route("/interpreters", get(interpreters_list))
         .route("/lsp", get(lsp::connect))
         .route("/scripts", get(scripts::list).post(scripts::create))

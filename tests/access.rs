@@ -13,6 +13,8 @@ fn routes(id: i64) -> Vec<(Method, String, Option<serde_json::Value>)> {
         (Method::GET, "/api/tokens".into(), None),
         (Method::GET, "/api/scripts".into(), None),
         (Method::GET, "/api/template".into(), None),
+        (Method::GET, "/api/examples".into(), None),
+        (Method::POST, "/api/examples/word_count".into(), None),
         (Method::GET, "/api/interpreters".into(), None),
         (Method::GET, s.clone(), None),
         (Method::GET, format!("{s}/versions"), None),

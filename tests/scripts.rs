@@ -190,3 +190,34 @@ async fn git_history_is_readable_with_the_git_cli() {
     assert_eq!(s["published_version"], "0.2");
     assert_eq!(s["name"], "Report");
 }
+
+#[tokio::test]
+async fn the_shipped_examples_can_be_added_with_their_test_data() {
+    let app = TestApp::start().await;
+    let ed1 = app.ed1().await;
+    let list = app.get("/api/examples", &ed1).await.json();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["word_count", "csv_totals", "json_summary", "bracket", "assembly"]);
+    let bracket = list.as_array().unwrap().iter().find(|e| e["id"] == "bracket").unwrap();
+    assert_eq!(bracket["name"], "Bracket with a hole");
+    assert_eq!(bracket["interpreter"], "build123d");
+    assert!(bracket["summary"].as_str().unwrap().contains("mounting hole"), "{bracket}");
+
+    let r = app.json(Method::POST, "/api/examples/bracket", Some(&ed1), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.text());
+    let s = r.json();
+    assert_eq!((s["filename"].as_str(), s["name"].as_str(), s["version"].as_str()), (Some("bracket.py"), Some("Bracket with a hole"), Some("0.1")));
+    let id = s["id"].as_i64().unwrap();
+    let data = app.get(&format!("/api/scripts/{id}/test-data"), &ed1).await;
+    assert_eq!(data.text(), include_str!("../examples/bracket.json"));
+    // Again: the file name is taken, so it gets the next free one; the example is the same.
+    let again = app.json(Method::POST, "/api/examples/bracket", Some(&ed1), None).await.json();
+    assert_ne!(again["filename"], "bracket.py");
+    assert_eq!(again["content"], s["content"]);
+
+    let before = app.get("/api/scripts", &ed1).await.json().as_array().unwrap().len();
+    let r = app.json(Method::POST, "/api/examples/rocket", Some(&ed1), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text().contains("no example `rocket`") && r.text().contains("bracket, assembly"), "{}", r.text());
+    assert_eq!(app.get("/api/scripts", &ed1).await.json().as_array().unwrap().len(), before, "nothing was created");
+}

@@ -10,6 +10,7 @@
 //! - [`llm_broker`]: `LlmBroker`, prompt-to-code with guardrails and a logged exchange;
 //!   [`llm`]: its providers, tools and guardrails.
 //! - [`lsp_session`]: `LspSession`, one language server per editor WebSocket.
+//! - [`examples`]: the example scripts shipped with the app.
 //! - [`catalog`]: the read side (list, details, history), used without the actor.
 //! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker.
 //! - [`version`], [`ordering`], [`clock`]: `Major.Minor`, exact ordering numbers, 0.01 s time.
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod clock;
 pub mod db;
 pub mod events;
+pub mod examples;
 pub mod gitstore;
 pub mod lsp_session;
 pub mod group_executor;

@@ -605,12 +605,13 @@ impl ScriptStore {
 
     fn seed_examples(&mut self) -> Result<()> {
         let who = Committer::system(self.editors.first().map(String::as_str).unwrap_or(PROD));
-        for (ordering, file, content, data) in EXAMPLES {
-            let id = self.create(&who, Some(content.to_string()), Some(file.to_string()), Some(ordering.parse().expect("example ordering")))?;
-            self.put_test_data(&who, id, data.as_bytes())?;
+        let seeded: Vec<_> = crate::examples::EXAMPLES.iter().filter_map(|e| e.seeded_at.map(|o| (o, e))).collect();
+        for (ordering, e) in &seeded {
+            let id = self.create(&who, Some(e.content.to_string()), Some(e.filename.to_string()), Some(ordering.parse().expect("example ordering")))?;
+            self.put_test_data(&who, id, e.test_data.as_bytes())?;
             self.publish(&who, id)?;
         }
-        tracing::info!(count = EXAMPLES.len(), "seeded example scripts on prod");
+        tracing::info!(count = seeded.len(), "seeded example scripts on prod");
         Ok(())
     }
 }
@@ -738,10 +739,3 @@ pub fn validate_filename(name: &str) -> Result<()> {
     }
     Ok(())
 }
-
-/// The scripts seeded on first start: ordering, file, content, test data.
-const EXAMPLES: &[(&str, &str, &str, &str)] = &[
-    ("1.0", "word_count.py", include_str!("../../examples/word_count.py"), include_str!("../../examples/word_count.txt")),
-    ("2.0", "csv_totals.py", include_str!("../../examples/csv_totals.py"), include_str!("../../examples/csv_totals.csv")),
-    ("2.1", "json_summary.py", include_str!("../../examples/json_summary.py"), include_str!("../../examples/json_summary.json")),
-];

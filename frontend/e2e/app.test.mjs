@@ -201,12 +201,11 @@ test("the page talks to no host but the server", () => {
 
 test("a build123d assembly shows as two layers", { timeout: 180_000 }, async () => {
   const { context, page } = await signIn("ed1", "1editor");
-  const { readFileSync } = await import("node:fs");
-  const content = readFileSync(path.join(root, "examples/assembly.py"), "utf8");
-  const created = await page.request.post(`${base}/api/scripts`, { data: { content } });
-  assert.equal(created.status(), 201);
-  await page.reload();
-  await page.getByRole("button", { name: /Two-part assembly/ }).first().click();
+  // The shipped example, added from the script list with its test data.
+  await page.getByText("Add an example…").click();
+  await page.getByRole("list", { name: "Examples" }).getByRole("button", { name: /Two-part assembly/ }).click();
+  await page.getByTestId("version").waitFor();
+  assert.match(await page.locator(".script-list li button.selected").textContent(), /Two-part assembly/);
   await page.getByRole("button", { name: "Run & Stream" }).click();
   await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 150_000 });
   const layers = page.getByRole("list", { name: "Layers" }).getByRole("listitem");

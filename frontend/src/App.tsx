@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from "react";
-import { api, ApiError, type Me, type ScriptSummary } from "./api";
+import { api, ApiError, type Example, type Me, type ScriptSummary } from "./api";
 import { Login } from "./components/Login";
 import { ScriptList } from "./components/ScriptList";
 import { ScriptEditor } from "./components/ScriptEditor";
@@ -13,6 +13,7 @@ export function App() {
   const [view, setView] = useState<"scripts" | "pipeline" | "tokens">("scripts");
   const [dirty, setDirty] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const [examples, setExamples] = useState<Example[]>([]);
 
   useEffect(() => {
     api.me().then(setMe, () => setMe(null));
@@ -26,6 +27,7 @@ export function App() {
   useEffect(() => {
     if (!me) return;
     refresh();
+    api.examples().then(setExamples, () => setExamples([]));
     const t = setInterval(refresh, 5000);
     return () => clearInterval(t);
   }, [me, refresh]);
@@ -50,6 +52,16 @@ export function App() {
     }
   }
 
+  async function createFromExample(id: string) {
+    try {
+      const s = await api.fromExample(id);
+      refresh();
+      open(s.id);
+    } catch (e) {
+      setError(e instanceof ApiError ? e.message : String(e));
+    }
+  }
+
   return (
     <div className="app">
       <header className="top">
@@ -66,7 +78,15 @@ export function App() {
       </header>
       {error && <p className="error" role="alert">{error}</p>}
       <main>
-        <ScriptList scripts={scripts} selected={selected} canEdit={canEdit} onSelect={open} onCreate={create} />
+        <ScriptList
+          scripts={scripts}
+          selected={selected}
+          canEdit={canEdit}
+          onSelect={open}
+          onCreate={create}
+          examples={examples}
+          onCreateFromExample={createFromExample}
+        />
         <div className="workspace">
           {view === "tokens" ? (
             <TokensPanel username={me.username} />

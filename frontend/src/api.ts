@@ -58,6 +58,17 @@ export interface Interpreter {
   warm_state?: { state: "idle" | "warming" | "ready" | "failed"; problem?: string };
 }
 
+/** An example script shipped with the app. */
+export interface Example {
+  id: string;
+  name: string;
+  summary: string;
+  filename: string;
+  interpreter: string | null;
+  available: boolean;
+  problem: string | null;
+}
+
 /** A personal API token (the secret itself is shown once, when it is made). */
 export interface ApiToken {
   id: number;
@@ -193,6 +204,8 @@ export const api = {
   pass: (id: number) => request<PassRecord>("GET", `/api/passes/${id}`),
   latestPass: () => request<PassRecord>("GET", "/api/passes/latest"),
   cancelPass: (id: number) => request<unknown>("POST", `/api/passes/${id}/cancel`),
+  examples: () => request<Example[]>("GET", "/api/examples"),
+  fromExample: (id: string) => request<ScriptDetail>("POST", `/api/examples/${encodeURIComponent(id)}`),
   tokens: () => request<ApiToken[]>("GET", "/api/tokens"),
   createToken: (name: string) => request<ApiToken & { token: string; note: string }>("POST", "/api/tokens", { name }),
   revokeToken: (id: number) => request<unknown>("DELETE", `/api/tokens/${id}`),

@@ -13,7 +13,8 @@ use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use scriptorium_actors::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
-use scriptorium_actors::{Ordering, Version};
+use scriptorium_actors::examples;
+use scriptorium_actors::{CallError, Ordering, RepoError, Version};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +64,45 @@ pub async fn create(
     let body: CreateBody = super::optional_json(body)?;
     let ordering = body.ordering.as_deref().map(parse_ordering).transpose()?;
     let id = state.repo.create(user.committer(), body.content, body.filename, ordering).await?;
+    let detail = state.read(move |c| c.detail(id)).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{id}"))], Json(detail)).into_response())
+}
+
+/// `GET /api/examples`: the example scripts shipped with the app, and whether the
+/// interpreter each asks for is available here.
+pub async fn examples(State(state): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = examples::EXAMPLES
+        .iter()
+        .map(|e| {
+            let interp = e.interpreter();
+            let problem = interp.and_then(|id| match state.interpreters.get(Some(id)) {
+                Ok(i) if i.available => None,
+                Ok(i) => i.problem.clone().or_else(|| Some(format!("the interpreter `{id}` is not available"))),
+                Err(err) => Some(err.to_string()),
+            });
+            json!({ "id": e.id, "name": e.name(), "summary": e.summary(), "filename": e.filename, "interpreter": interp,
+                "available": problem.is_none(), "problem": problem })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+/// `POST /api/examples/{id}`: a new script (on the caller's branch) from a shipped
+/// example, with its test data. It keeps the example's file name unless that is taken.
+pub async fn from_example(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(example): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(e) = examples::find(&example) else {
+        let ids: Vec<&str> = examples::EXAMPLES.iter().map(|e| e.id).collect();
+        return Err(ApiError::NotFound(format!("no example `{example}`; the examples are {}", ids.join(", "))));
+    };
+    let id = match state.repo.create(user.committer(), Some(e.content.into()), Some(e.filename.into()), None).await {
+        Err(CallError::Repo(RepoError::Conflict(_))) => state.repo.create(user.committer(), Some(e.content.into()), None, None).await?,
+        other => other?,
+    };
+    state.repo.put_test_data(user.committer(), id, e.test_data.as_bytes().to_vec()).await?;
     let detail = state.read(move |c| c.detail(id)).await?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{id}"))], Json(detail)).into_response())
 }

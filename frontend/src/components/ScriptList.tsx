@@ -1,4 +1,4 @@
-import type { ScriptSummary } from "../api";
+import type { Example, ScriptSummary } from "../api";
 
 /** The tooltip: version, last modified (0.01 s), the full docstring. */
 export function tooltip(s: ScriptSummary): string {
@@ -23,6 +23,9 @@ export function ScriptList(props: {
   canEdit: boolean;
   onSelect: (id: number) => void;
   onCreate: () => void;
+  /** Shipped examples an editor can add (with their test data). */
+  examples?: Example[];
+  onCreateFromExample?: (id: string) => void;
 }) {
   return (
     <nav className="script-list" aria-label="Scripts">
@@ -34,6 +37,30 @@ export function ScriptList(props: {
           </button>
         )}
       </header>
+      {props.canEdit && props.examples && props.examples.length > 0 && (
+        <details className="examples">
+          <summary>Add an example…</summary>
+          <ul aria-label="Examples">
+            {props.examples.map((e) => (
+              <li key={e.id}>
+                <button
+                  onClick={(ev) => {
+                    (ev.currentTarget.closest("details") as HTMLDetailsElement | null)?.removeAttribute("open");
+                    props.onCreateFromExample?.(e.id);
+                  }}
+                  title={e.available ? e.summary : `${e.summary}\n\nNot runnable here: ${e.problem}`}
+                >
+                  <span className="name">{e.name}</span>
+                  <span className="muted">
+                    {e.interpreter ?? "default interpreter"}
+                    {!e.available && " (not installed)"}
+                  </span>
+                </button>
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
       <ul>
         {props.scripts.map((s) => (
           <li key={s.id}>

@@ -52,6 +52,23 @@ describe("ScriptList", () => {
     expect(screen.getAllByRole("button", { name: /Count words/ })[0].getAttribute("title")).toBe(t);
   });
 
+  it("offers the shipped examples to editors, naming their interpreter", async () => {
+    const { fireEvent } = await import("@testing-library/react");
+    const examples = [
+      { id: "bracket", name: "Bracket with a hole", summary: "An L-shaped bracket.", filename: "bracket.py", interpreter: "build123d", available: false, problem: "run `make build123d`" },
+    ];
+    const picked: string[] = [];
+    render(<ScriptList scripts={scripts} selected={null} canEdit onSelect={() => {}} onCreate={() => {}} examples={examples} onCreateFromExample={(id) => picked.push(id)} />);
+    const item = screen.getByRole("button", { name: /Bracket with a hole/ });
+    expect(item.textContent).toContain("build123d (not installed)");
+    expect(item.getAttribute("title")).toContain("run `make build123d`");
+    fireEvent.click(item);
+    expect(picked).toEqual(["bracket"]);
+    cleanup();
+    render(<ScriptList scripts={scripts} selected={null} canEdit={false} onSelect={() => {}} onCreate={() => {}} examples={examples} />);
+    expect(screen.queryByText("Add an example…")).toBeNull();
+  });
+
   it("offers + to editors only", () => {
     const { unmount } = render(<ScriptList scripts={scripts} selected={null} canEdit onSelect={() => {}} onCreate={() => {}} />);
     expect(screen.getByRole("button", { name: "New script" })).toBeTruthy();
