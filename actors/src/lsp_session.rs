@@ -178,6 +178,22 @@ impl LspSession {
         }}})
     }
 
+    /// The language server died (its output ended, or a write to it failed): tell the
+    /// client why, close the socket with 1011, and end the session.
+    async fn server_gone(myself: &ActorRef<LspSessionMessage>, state: &mut LspSessionState) {
+        // The exit status follows at once when it died.
+        let status = tokio::time::timeout(Duration::from_secs(2), state.child.wait()).await.ok().and_then(Result::ok);
+        let why = match status {
+            Some(s) => format!("the language server stopped ({s}); reconnect to start a new one"),
+            None => "the language server stopped answering; reconnect to start a new one".to_string(),
+        };
+        tracing::warn!(session = %state.args.id, %why, "language server ended");
+        let note = json!({ "jsonrpc": "2.0", "method": "window/showMessage", "params": { "type": 1, "message": why } });
+        let _ = state.args.outbound.send(Outbound::Text(note.to_string())).await;
+        let _ = state.args.outbound.send(Outbound::Close(1011, why)).await;
+        myself.stop(None);
+    }
+
     async fn reply_error(state: &LspSessionState, id: &Value, message: &str) {
         let err = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32600, "message": message } });
         let _ = state.args.outbound.send(Outbound::Text(err.to_string())).await;
@@ -254,7 +270,7 @@ impl Actor for LspSession {
                 }
                 let body = if method == "initialize" { message.to_string() } else { text };
                 if write_frame(&mut state.stdin, &body).await.is_err() {
-                    myself.stop(Some("the language server is gone".into()));
+                    Self::server_gone(&myself, state).await;
                     return Ok(());
                 }
                 if method == "initialized" {
@@ -263,19 +279,7 @@ impl Actor for LspSession {
                     let _ = write_frame(&mut state.stdin, &config.to_string()).await;
                 }
             }
-            LspSessionMessage::ServerExited => {
-                // Its output ended; the exit status follows at once when it died.
-                let status = tokio::time::timeout(Duration::from_secs(2), state.child.wait()).await.ok().and_then(Result::ok);
-                let why = match status {
-                    Some(s) => format!("the language server stopped ({s}); reconnect to start a new one"),
-                    None => "the language server stopped answering; reconnect to start a new one".to_string(),
-                };
-                tracing::warn!(session = %state.args.id, %why, "language server ended");
-                let note = json!({ "jsonrpc": "2.0", "method": "window/showMessage", "params": { "type": 1, "message": why } });
-                let _ = state.args.outbound.send(Outbound::Text(note.to_string())).await;
-                let _ = state.args.outbound.send(Outbound::Close(1011, why)).await;
-                myself.stop(None);
-            }
+            LspSessionMessage::ServerExited => Self::server_gone(&myself, state).await,
             LspSessionMessage::Tick => {
                 let idle = Duration::from_secs(state.args.config.idle_minutes * 60);
                 if state.last_activity.elapsed() > idle {

@@ -205,6 +205,14 @@ impl Runs {
     }
 }
 
+/// The machine's Python with `module` imported by its spares.
+fn warm_python(module: &str) -> scriptorium_sandbox::Interpreter {
+    let mut interp = python();
+    interp.warm = vec![module.into()];
+    interp.limits = limits();
+    interp
+}
+
 fn warm_backend() -> LinuxBackend {
     LinuxBackend::new(LinuxConfig { warm: scriptorium_sandbox::linux::WarmMode::Lazy, ..LinuxConfig::default() })
 }
@@ -241,9 +249,7 @@ raise SystemExit(3)
 async fn a_warm_start_looks_to_the_script_exactly_like_a_cold_one() {
     let runs = Runs::new();
     let backend = warm_backend();
-    let mut interp = python();
-    interp.warm = vec!["decimal".into()];
-    interp.limits = limits();
+    let interp = warm_python("decimal");
     assert_eq!(backend.warm_state(&interp, &runs.path()), Some(scriptorium_sandbox::WarmState::Idle), "lazy: no spare before the first run");
 
     let cold_sink = Arc::new(Collect::default());
@@ -280,9 +286,7 @@ async fn a_warm_start_looks_to_the_script_exactly_like_a_cold_one() {
 async fn a_warm_run_gets_its_own_cpu_budget_and_sees_no_other_run() {
     let runs = Runs::new();
     let backend = warm_backend();
-    let mut interp = python();
-    interp.warm = vec!["decimal".into()];
-    interp.limits = limits();
+    let mut interp = warm_python("decimal");
     let secret = runs.path().join("7/result.csv");
     std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
     std::fs::write(&secret, "another run's result").unwrap();
@@ -315,9 +319,7 @@ async fn a_warm_run_gets_its_own_cpu_budget_and_sees_no_other_run() {
 async fn a_spare_that_cannot_import_is_reported_and_runs_start_cold() {
     let runs = Runs::new();
     let backend = warm_backend();
-    let mut interp = python();
-    interp.warm = vec!["no_such_module_for_scriptorium".into()];
-    interp.limits = limits();
+    let interp = warm_python("no_such_module_for_scriptorium");
     let first = backend.run(runs.spec(1, &interp, "print('one')\n", limits()), Arc::new(Collect::default()), CancellationToken::new()).await.unwrap();
     assert!(first.outcome.success());
     match wait_warm(&backend, &interp, &runs.path()).await {
