@@ -129,34 +129,15 @@ impl Actor for RunScheduler {
             }
             RunSchedulerMessage::CancelRun { id, reply } => {
                 let token = state.runs.lock().expect("runs lock").get(&id).cloned();
-                let answer = match token {
-                    Some(t) => {
-                        t.cancel();
-                        Ok(true)
-                    }
-                    None => match state.args.runner.db(move |c| runstore::run(c, id)).await {
-                        Ok(Some(_)) => Ok(false),
-                        Ok(None) => Err(RepoError::Missing(format!("run {id} does not exist"))),
-                        Err(e) => Err(e),
-                    },
-                };
-                let _ = reply.send(answer);
+                let exists = state.args.runner.db(move |c| runstore::run(c, id).map(|r| r.is_some()));
+                let _ = reply.send(cancel_or_explain(token.as_ref(), exists, || format!("run {id} does not exist")).await);
             }
             RunSchedulerMessage::StartPass { mode, on_failure, user, reply } => {
                 let _ = reply.send(start_pass(&myself, state, mode, on_failure, user).await);
             }
             RunSchedulerMessage::CancelPass { id, reply } => {
-                let answer = match state.passes.get(&id) {
-                    Some(t) => {
-                        t.cancel();
-                        Ok(true)
-                    }
-                    None => match state.args.runner.db(move |c| runstore::pass(c, id)).await {
-                        Ok(Some(_)) => Ok(false),
-                        Ok(None) => Err(RepoError::Missing(format!("pass {id} does not exist"))),
-                        Err(e) => Err(e),
-                    },
-                };
+                let exists = state.args.runner.db(move |c| runstore::pass(c, id).map(|p| p.is_some()));
+                let answer = cancel_or_explain(state.passes.get(&id), exists, || format!("pass {id} does not exist")).await;
                 let _ = reply.send(answer);
             }
             RunSchedulerMessage::PutProductionData { script_id, data, user, reply } => {
@@ -167,6 +148,23 @@ impl Actor for RunScheduler {
             }
         }
         Ok(())
+    }
+}
+
+/// Cancels a live run or pass (`true`); otherwise says whether it exists at all: `false`
+/// when it has ended already, `Missing` when there never was one.
+async fn cancel_or_explain(
+    live: Option<&CancellationToken>,
+    exists: impl Future<Output = Result<bool>>,
+    missing: impl FnOnce() -> String,
+) -> Result<bool> {
+    match live {
+        Some(t) => {
+            t.cancel();
+            Ok(true)
+        }
+        None if exists.await? => Ok(false),
+        None => Err(RepoError::Missing(missing())),
     }
 }
 
