@@ -42,6 +42,17 @@ struct FileConfig {
     lsp: LspConfig,
     #[serde(default)]
     llm: LlmConfig,
+    #[serde(default)]
+    server: ServerConfig,
+}
+
+/// `[server]`: the web boundary.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Origins (`scheme://host[:port]`) besides the server's own whose pages may change
+    /// things, e.g. the public address of a reverse proxy that rewrites `Host`.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[runs]`: how much runs at once.
@@ -79,6 +90,8 @@ pub struct Config {
     pub lsp: LspConfig,
     /// `[llm]`: the provider (OpenRouter, or offline without a key) and guardrails.
     pub llm: LlmConfig,
+    /// `[server]`: allowed origins.
+    pub server: ServerConfig,
     /// The file the configuration was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -210,7 +223,17 @@ impl Config {
                 message: "[runs] workers and max_passes must be at least 1".into(),
             });
         }
-        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, lsp: file.lsp, llm, source: path })
+        let mut server = file.server;
+        if let Some(v) = env("SCRIPTORIUM_ALLOWED_ORIGINS") {
+            server.allowed_origins = v.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect();
+        }
+        for o in &server.allowed_origins {
+            crate::origin::parse_origin(o).ok_or_else(|| ConfigError::Parse {
+                path: path.clone().unwrap_or_else(|| PathBuf::from("SCRIPTORIUM_ALLOWED_ORIGINS")),
+                message: format!("[server] allowed_origins: `{o}` is not an origin; write scheme://host[:port], e.g. https://scriptorium.example.org"),
+            })?;
+        }
+        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, lsp: file.lsp, llm, server, source: path })
     }
 
     pub fn editors(&self) -> Vec<String> {

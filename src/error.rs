@@ -32,6 +32,12 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     TooMany(String),
+    /// The request's content type is not the one the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Refused for now (throttled, busy): the status (429 or 503) and a `Retry-After`.
+    #[error("{message}")]
+    RetryLater { status: StatusCode, message: String, seconds: u64 },
     /// The LLM provider failed; the message says how.
     #[error("{0}")]
     BadGateway(String),
@@ -51,6 +57,8 @@ impl ApiError {
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RetryLater { status, .. } => *status,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,6 +82,11 @@ impl IntoResponse for ApiError {
                 if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
                     b.extend(e.clone());
                 }
+            }
+            ApiError::RetryLater { seconds, .. } => {
+                let mut res = (status, Json(body)).into_response();
+                res.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*seconds));
+                return res;
             }
             _ => {}
         }

@@ -3,7 +3,9 @@
 //! - [`config`]: defaults, `scriptorium.toml`, `SCRIPTORIUM_*` variables.
 //! - [`auth`]: users, sessions, and the one policy that says who may call what.
 //! - [`api`]: the JSON routes under `/api`; [`error`]: their one error type.
-//! - [`frontend`]: the built browser UI.
+//! - [`frontend`]: the built browser UI; [`headers`]: the security headers on every response.
+//! - [`origin`]: which requests may change something (CSRF: content type and origin).
+//! - [`throttle`]: login throttling and the bound on concurrent password checks.
 //! - [`server`]: starting the actors and serving until shutdown.
 //! - [`exec`]: `scriptorium exec`, one sandboxed run from the terminal.
 
@@ -13,4 +15,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod frontend;
+pub mod headers;
+pub mod origin;
 pub mod server;
+pub mod throttle;

@@ -11,3 +11,4 @@ mod lsp;
 mod runs;
 mod scripts;
 mod tokens;
+mod web_boundary;
