@@ -42,6 +42,8 @@ pub struct AppState {
     pub backends: scriptorium_sandbox::Backends,
     pub interpreters: Arc<Registry>,
     pub lsp: Arc<lsp::LspSessions>,
+    /// This server's origins, for the CSRF guard and the WebSocket upgrade.
+    pub origins: Arc<crate::origin::Origins>,
 }
 
 pub use lsp::LspSessions;
@@ -129,6 +131,9 @@ pub fn router(state: AppState) -> Router {
         .route("/passes/{id}/cancel", post(runs::pass_cancel))
         .route("/passes/{id}/events", get(runs::pass_events))
         .fallback(api_not_found)
+        // After authorisation (so 401/403 say the first thing wrong), before any handler:
+        // a cross-site or mistyped change goes no further.
+        .layer(middleware::from_fn_with_state(state.origins.clone(), crate::origin::guard))
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);

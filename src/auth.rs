@@ -88,6 +88,8 @@ pub struct Auth {
     session_centis: i64,
     /// Verified against for unknown users, so timing does not reveal who exists.
     dummy_hash: String,
+    /// Failures per user name and address, and the bound on concurrent password checks.
+    pub throttle: crate::throttle::LoginThrottle,
 }
 
 impl Auth {
@@ -98,6 +100,7 @@ impl Auth {
             sessions: Mutex::new(conn),
             session_centis: session_hours as i64 * 3600 * 100,
             dummy_hash: users.first().map(|u| u.password_hash.clone()).unwrap_or_default(),
+            throttle: crate::throttle::LoginThrottle::new(crate::throttle::ThrottleConfig::default()),
         })
     }
 

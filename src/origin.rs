@@ -85,13 +85,41 @@ fn split_host(authority: &str, default_port: u16) -> Option<(String, u16)> {
 #[derive(Debug, Default)]
 pub struct Origins {
     allowed: Vec<Origin>,
+    /// Listening on a loopback address: only loopback names (and configured origins'
+    /// hosts) may appear in `Host`, against DNS rebinding.
+    loopback: bool,
 }
 
 impl Origins {
     /// `allowed` are `[server] allowed_origins`, checked by the configuration already;
-    /// an entry that does not parse is ignored.
-    pub fn new(allowed: &[String]) -> Origins {
-        Origins { allowed: allowed.iter().filter_map(|o| parse_origin(o)).collect() }
+    /// an entry that does not parse is ignored. `listen` is the configured address.
+    pub fn new(allowed: &[String], listen: std::net::SocketAddr) -> Origins {
+        Origins { allowed: allowed.iter().filter_map(|o| parse_origin(o)).collect(), loopback: listen.ip().is_loopback() }
+    }
+
+    /// Against DNS rebinding (a hostile name that resolves to 127.0.0.1, so its pages
+    /// are "same-origin" with this server): on a loopback address, `Host` must be a
+    /// loopback name or a configured origin's host. A request without `Host` passes.
+    pub fn check_host(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(host) = headers.get(header::HOST) else { return Ok(()) };
+        if !self.loopback {
+            return Ok(());
+        }
+        let name = host.to_str().ok().and_then(|h| split_host(h, 0)).map(|(h, _)| h);
+        let ok = name.as_deref().is_some_and(|h| {
+            h == "localhost"
+                || h.ends_with(".localhost")
+                || h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                || self.allowed.iter().any(|o| o.host == h)
+        });
+        if ok {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "this server listens on a loopback address and does not answer to the name `{}`; open it as \
+             http://127.0.0.1 or http://localhost, or add the name's origin to `[server] allowed_origins`",
+            host.to_str().unwrap_or("(not text)")
+        )))
     }
 
     fn configured(&self, origin: &str) -> bool {
@@ -175,6 +203,10 @@ pub fn check_content_type(method: &Method, path: &str, headers: &HeaderMap) -> R
 /// Middleware on every `/api` route: rules 1 and 2 for requests that change something.
 pub async fn guard(State(origins): State<Arc<Origins>>, req: Request, next: Next) -> Result<Response, ApiError> {
     let method = req.method().clone();
+    if let Err(e) = origins.check_host(req.headers()) {
+        tracing::warn!(%method, host = ?req.headers().get(header::HOST), "refused a request for a foreign host name");
+        return Err(e);
+    }
     if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(next.run(req).await);
     }
@@ -214,7 +246,7 @@ mod tests {
 
     #[test]
     fn origins_compare_scheme_host_and_port() {
-        let o = Origins::new(&["https://proxy.example.org".into()]);
+        let o = Origins::new(&["https://proxy.example.org".into()], "127.0.0.1:8080".parse().unwrap());
         assert!(o.is_ours("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
         assert!(o.is_ours("http://LOCALHOST", Some("localhost:80")));
         assert!(o.is_ours("http://[::1]:8080", Some("[::1]:8080")));
@@ -238,6 +270,20 @@ mod tests {
         assert!(o.check(&headers(&[("sec-fetch-site", "cross-site")]), &uri).is_err());
         assert!(o.check(&headers(&[("sec-fetch-site", "same-site")]), &uri).is_err());
         assert!(o.check(&headers(&[("origin", "http://h:1"), ("host", "h:1"), ("sec-fetch-site", "cross-site")]), &uri).is_err());
+    }
+
+    #[test]
+    fn on_loopback_only_loopback_names_and_configured_hosts_are_served() {
+        let o = Origins::new(&["https://proxy.example.org".into()], "127.0.0.1:8080".parse().unwrap());
+        for ok in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "app.localhost", "proxy.example.org", "127.0.0.2"] {
+            assert!(o.check_host(&headers(&[("host", ok)])).is_ok(), "{ok}");
+        }
+        for bad in ["evil.example:8080", "127.0.0.1.evil.example", "localhost.evil.example"] {
+            assert!(o.check_host(&headers(&[("host", bad)])).is_err(), "{bad}");
+        }
+        assert!(o.check_host(&headers(&[])).is_ok());
+        let public = Origins::new(&[], "0.0.0.0:8080".parse().unwrap());
+        assert!(public.check_host(&headers(&[("host", "scriptorium.lan:8080")])).is_ok());
     }
 
     #[test]

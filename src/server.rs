@@ -119,9 +119,11 @@ impl App {
             backends,
             interpreters,
             lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"))),
+            origins: Arc::new(crate::origin::Origins::new(&config.server.allowed_origins, config.listen)),
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))
+            .layer(axum::middleware::from_fn(crate::headers::security_headers))
             .layer(TraceLayer::new_for_http());
         Ok(App { router, state, supervisor, supervisor_done })
     }
@@ -137,7 +139,9 @@ impl App {
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let app = App::start(&config).await?;
     tracing::info!(addr = %listener.local_addr()?, data = %config.data_dir.display(), "Scriptorium is listening");
-    axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown).await?;
+    // The client's address, for login throttling.
+    let service = app.router.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     tracing::info!("shutting down");
     app.stop().await;
     Ok(())

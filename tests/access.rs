@@ -5,6 +5,17 @@ use serde_json::json;
 
 use crate::util::{ServerProcess, TestApp, http_client};
 
+/// Marks a raw body (test and production data): sent as `application/octet-stream`.
+const RAW: &str = "raw body: data";
+
+/// Sends `body` as JSON, or as raw bytes where it is [`RAW`].
+async fn send(app: &TestApp, method: Method, path: &str, cookie: Option<&str>, body: Option<serde_json::Value>) -> crate::util::Reply {
+    match body {
+        Some(b) if b == json!(RAW) => app.put_raw(path, cookie, RAW).await,
+        other => app.json(method, path, cookie, other).await,
+    }
+}
+
 /// Every route with a body that would succeed for an editor.
 fn routes(id: i64) -> Vec<(Method, String, Option<serde_json::Value>)> {
     let s = format!("/api/scripts/{id}");
@@ -24,14 +35,14 @@ fn routes(id: i64) -> Vec<(Method, String, Option<serde_json::Value>)> {
         (Method::PUT, s.clone(), Some(json!({ "content": "x = 2\n", "base_version": "0.1" }))),
         (Method::POST, format!("{s}/bump-major"), None),
         (Method::POST, format!("{s}/fork"), None),
-        (Method::PUT, format!("{s}/test-data"), Some(json!("data"))),
+        (Method::PUT, format!("{s}/test-data"), Some(json!(RAW))),
         (Method::POST, format!("{s}/publish"), None),
         (Method::PUT, format!("{s}/ordering"), Some(json!({ "ordering": "9.5" }))),
         (Method::GET, format!("{s}/exchanges"), None),
         (Method::GET, format!("{s}/last-success"), None),
         (Method::POST, format!("{s}/prompt"), Some(json!({ "instruction": "add logging" }))),
         (Method::GET, format!("{s}/production-data"), None),
-        (Method::PUT, format!("{s}/production-data"), Some(json!("rows"))),
+        (Method::PUT, format!("{s}/production-data"), Some(json!(RAW))),
         (Method::GET, "/api/runs".into(), None),
         (Method::GET, "/api/runs/1".into(), None),
         (Method::GET, "/api/runs/1/events".into(), None),
@@ -63,15 +74,15 @@ async fn every_route_refuses_anonymous_and_viewer_writes() {
     app.sse(&format!("/api/runs/{run}/events"), &ed1, None, 1000).await;
     let commits_before = app.git(&["rev-list", "--all", "--count"]);
     for (method, path, body) in routes(id) {
-        let anon = app.json(method.clone(), &path, None, body.clone()).await;
+        let anon = send(&app, method.clone(), &path, None, body.clone()).await;
         assert_eq!(anon.status, StatusCode::UNAUTHORIZED, "anonymous {method} {path}");
         assert!(anon.error().contains("sign in"), "{}", anon.error());
-        let forged = app.json(method.clone(), &path, Some("scriptorium_session=forged"), body.clone()).await;
+        let forged = send(&app, method.clone(), &path, Some("scriptorium_session=forged"), body.clone()).await;
         assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "forged cookie {method} {path}");
         if path == "/api/logout" {
             continue;
         }
-        let viewer = app.json(method.clone(), &path, Some(&mo1), body.clone()).await;
+        let viewer = send(&app, method.clone(), &path, Some(&mo1), body.clone()).await;
         if editors_only(&method, &path) {
             assert_eq!(viewer.status, StatusCode::FORBIDDEN, "mo1 {method} {path}");
             assert!(viewer.error().contains("editor role"), "{}", viewer.error());
@@ -84,7 +95,7 @@ async fn every_route_refuses_anonymous_and_viewer_writes() {
     assert_eq!(app.git(&["rev-list", "--all", "--count"]), commits_before);
     assert_eq!(app.get("/api/runs", &ed1).await.json().as_array().unwrap().len(), 1, "a refused run started");
     for (method, path, body) in routes(id) {
-        let r = app.json(method.clone(), &path, Some(&ed1), body).await;
+        let r = send(&app, method.clone(), &path, Some(&ed1), body).await;
         let allowed = r.status.is_success() || (r.status == StatusCode::NOT_FOUND && method == Method::GET);
         assert!(allowed, "ed1 {method} {path}: {} {}", r.status, String::from_utf8_lossy(&r.body));
     }

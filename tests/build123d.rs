@@ -9,7 +9,7 @@ use crate::util::TestApp;
 
 async fn run_example(app: &TestApp, cookie: &str, script: &str, data: &str) -> (Value, Vec<crate::util::Sse>) {
     let id = app.create(cookie, script).await;
-    app.call(Method::PUT, &format!("/api/scripts/{id}/test-data"), Some(cookie), Body::from(data.to_string()), None).await;
+    app.put_raw(&format!("/api/scripts/{id}/test-data"), Some(cookie), data.to_string()).await;
     let run_id = app.start_run(cookie, json!({ "script_id": id })).await;
     let events = app.sse(&format!("/api/runs/{run_id}/events"), cookie, None, 10_000).await;
     (app.get(&format!("/api/runs/{run_id}"), cookie).await.json(), events)

@@ -236,7 +236,7 @@ async fn production_mode_hands_each_script_its_production_data() {
     let app = app().await;
     let ed1 = app.ed1().await;
     let id = app.published(&ed1, "1.0", "import sys\nprint(open(sys.argv[1]).read())\n", "test rows").await;
-    let put = app.call(Method::PUT, &format!("/api/scripts/{id}/production-data"), Some(&ed1), Body::from("real rows"), None).await;
+    let put = app.put_raw(&format!("/api/scripts/{id}/production-data"), Some(&ed1), "real rows").await;
     assert_eq!(put.status, StatusCode::OK);
     let run_id = app.start_run(&ed1, json!({ "script_id": id, "mode": "production" })).await;
     let events = app.sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 100).await;

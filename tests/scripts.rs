@@ -122,8 +122,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (Method::POST, "/api/scripts".into(), json!({"content": "x=1", "filename": "a\\b.py"}).to_string().into(), Some("application/json"), StatusCode::BAD_REQUEST, "path separator"),
         (Method::POST, "/api/scripts".into(), json!({"content": "x=1", "ordering": "2.1"}).to_string().into(), Some("application/json"), StatusCode::CONFLICT, "taken"),
         (Method::POST, "/api/scripts".into(), json!({"content": "x=1", "ordering": "1e3"}).to_string().into(), Some("application/json"), StatusCode::BAD_REQUEST, "ordering"),
-        (Method::PUT, format!("{path}/test-data"), vec![b'x'; 9 * 1024 * 1024].into(), None, StatusCode::PAYLOAD_TOO_LARGE, "limit"),
-        (Method::POST, "/api/scripts/424242/publish".into(), Body::empty(), None, StatusCode::NOT_FOUND, "424242"),
+        (Method::PUT, format!("{path}/test-data"), vec![b'x'; 9 * 1024 * 1024].into(), Some("application/octet-stream"), StatusCode::PAYLOAD_TOO_LARGE, "limit"),
+        (Method::POST, "/api/scripts/424242/publish".into(), Body::empty(), Some("application/json"), StatusCode::NOT_FOUND, "424242"),
     ];
     for (method, uri, body, ctype, status, needle) in cases {
         let r = app.call(method.clone(), &uri, Some(&ed1), body, ctype).await;
@@ -141,7 +141,7 @@ async fn fork_records_its_origin_and_copies_test_data() {
     let ed1 = app.ed1().await;
     let id = app.create(&ed1, "\"\"\"Original\"\"\"\nx = 1\n").await;
     app.save(&ed1, id, "\"\"\"Original\"\"\"\nx = 2\n", "0.1").await;
-    let put = app.call(Method::PUT, &format!("/api/scripts/{id}/test-data"), Some(&ed1), "a,b\n1,2\n".into(), None).await;
+    let put = app.put_raw(&format!("/api/scripts/{id}/test-data"), Some(&ed1), "a,b\n1,2\n").await;
     assert_eq!(put.json()["changed"], true);
     let r = app.json(Method::POST, &format!("/api/scripts/{id}/fork"), Some(&ed1), None).await;
     assert_eq!(r.status, StatusCode::CREATED);
@@ -165,7 +165,7 @@ async fn git_history_is_readable_with_the_git_cli() {
     let ed1 = app.ed1().await;
     let id = app.create(&ed1, "\"\"\"Report\"\"\"\nprint('v1')\n").await;
     app.save(&ed1, id, "\"\"\"Report\"\"\"\nprint('v2')\n", "0.1").await;
-    app.call(Method::PUT, &format!("/api/scripts/{id}/test-data"), Some(&ed1), "input\n".into(), None).await;
+    app.put_raw(&format!("/api/scripts/{id}/test-data"), Some(&ed1), "input\n").await;
     let r = app.json(Method::POST, &format!("/api/scripts/{id}/publish"), Some(&ed1), None).await;
     assert_eq!(r.json(), json!({ "published_version": "0.2", "changed": true }));
     let again = app.json(Method::POST, &format!("/api/scripts/{id}/publish"), Some(&ed1), None).await;

@@ -86,11 +86,19 @@ impl TestApp {
         Reply { status, headers, body }
     }
 
+    /// A JSON request; without a body, state changes still say `application/json`, as
+    /// the server requires (reads send no content type).
     pub async fn json(&self, method: Method, path: &str, cookie: Option<&str>, body: Option<Value>) -> Reply {
         match body {
             Some(b) => self.call(method, path, cookie, Body::from(b.to_string()), Some("application/json")).await,
-            None => self.call(method, path, cookie, Body::empty(), None).await,
+            None if method == Method::GET || method == Method::HEAD => self.call(method, path, cookie, Body::empty(), None).await,
+            None => self.call(method, path, cookie, Body::empty(), Some("application/json")).await,
         }
+    }
+
+    /// A raw body (test data, production data), as `application/octet-stream`.
+    pub async fn put_raw(&self, path: &str, cookie: Option<&str>, body: impl Into<Body>) -> Reply {
+        self.call(Method::PUT, path, cookie, body.into(), Some("application/octet-stream")).await
     }
 
     pub async fn get(&self, path: &str, cookie: &str) -> Reply {
@@ -294,7 +302,7 @@ impl TestApp {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         let id = r.json()["id"].as_i64().unwrap();
-        let put = self.call(Method::PUT, &format!("/api/scripts/{id}/test-data"), Some(cookie), Body::from(test_data.to_string()), None).await;
+        let put = self.put_raw(&format!("/api/scripts/{id}/test-data"), Some(cookie), test_data.to_string()).await;
         assert_eq!(put.status, StatusCode::OK);
         let p = self.json(Method::POST, &format!("/api/scripts/{id}/publish"), Some(cookie), None).await;
         assert_eq!(p.status, StatusCode::OK);

@@ -322,3 +322,20 @@ async fn refusals_name_the_header_and_login_needs_json() {
     assert!(r.headers.get(header::SET_COOKIE).is_none());
     assert!(r.error().contains("Content-Type: application/json"), "{}", r.error());
 }
+
+#[tokio::test]
+async fn a_rebound_host_name_is_not_served_on_loopback() {
+    // DNS rebinding: evil.example resolves to 127.0.0.1, so its page is "same-origin".
+    let app = TestApp::start().await;
+    let ed1 = app.ed1().await;
+    let evil = [("host", "evil.example:8080"), ("origin", "http://evil.example:8080"), ("content-type", "application/json")];
+    let login = send(&app, Method::POST, "/api/login", &evil, r#"{"username":"ed1","password":"1editor"}"#, None).await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN, "{}", login.text());
+    assert!(login.error().contains("evil.example"), "{}", login.error());
+    let mut with_cookie = evil.to_vec();
+    with_cookie.push(("cookie", ed1.as_str()));
+    let read = send(&app, Method::GET, "/api/scripts", &with_cookie, Body::empty(), None).await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN);
+    let own = send(&app, Method::GET, "/api/scripts", &[("host", "localhost:8080"), ("cookie", &ed1)], Body::empty(), None).await;
+    assert_eq!(own.status, StatusCode::OK);
+}

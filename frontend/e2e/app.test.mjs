@@ -42,9 +42,21 @@ async function startServer() {
   });
 }
 
+/** Content-Security-Policy violations seen on any page, from the console and the DOM event. */
+const violations = [];
+
 async function signIn(user, password) {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
+  // Runs before any page script (outside the page's CSP, through DevTools).
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+    });
+  });
   const page = await context.newPage();
+  page.on("console", (m) => {
+    if (/Content Security Policy|CSP violation/i.test(m.text())) violations.push(`${page.url()}: ${m.text()}`);
+  });
   page.on("request", (r) => {
     const u = new URL(r.url());
     if (u.protocol.startsWith("http") || u.protocol.startsWith("ws")) hosts.add(u.host);
@@ -191,6 +203,69 @@ test("an API token made in the browser works from outside until it is revoked", 
   await page.getByRole("row", { name: /ci-e2e/ }).getByRole("button", { name: "Revoke" }).click();
   await page.getByRole("row", { name: /ci-e2e/ }).getByText(/^revoked/).waitFor();
   assert.equal((await me()).status, 401);
+  await context.close();
+});
+
+test("the app runs under its CSP: Monaco's worker loads, nothing inline is blocked", { timeout: 120_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  const workers = [];
+  page.on("worker", (w) => workers.push(w.url()));
+  const res = await page.goto(base);
+  const csp = res.headers()["content-security-policy"];
+  assert.match(csp, /script-src 'self'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.equal(res.headers()["x-frame-options"], "DENY");
+  await context.close();
+  const signed = await signIn("ed1", "1editor");
+  signed.page.on("worker", (w) => workers.push(w.url()));
+  await signed.page.getByRole("button", { name: "New script" }).click();
+  await signed.page.getByText("language server ready").waitFor({ timeout: 60_000 });
+  await typeInEditor(signed.page, "value = 1\nval");
+  // Monaco's editor worker (word suggestions, diffs) is a bundled file of this origin.
+  for (let i = 0; i < 100 && !workers.some((u) => /editor\.worker/.test(u)); i++) await signed.page.waitForTimeout(100);
+  assert.ok(workers.some((u) => u.startsWith(base) && /editor\.worker/.test(u)), `workers: ${workers.join(", ")}`);
+  assert.deepEqual(violations, [], "CSP violations");
+  await signed.context.close();
+});
+
+test("an HTML or SVG artifact cannot run script in the app's origin", { timeout: 120_000 }, async () => {
+  const { context, page } = await signIn("ed1", "1editor");
+  // What the hostile pages would do on this origin: mark the app's storage, add a script.
+  const payload = `<script>localStorage.setItem("pwned", location.href);fetch("/api/scripts",{method:"POST",headers:{"content-type":"application/json"},body:JSON.stringify({content:"# pwned\\n"})})</script><p>artifact page</p>`;
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg"><script>localStorage.setItem("pwned", "svg")</script></svg>`;
+  const note = "<script>localStorage.setItem('pwned', 'txt')</script>";
+  const content = `"""Evil artifacts"""\nopen("evil.html", "w").write(${JSON.stringify(payload)})\nopen("evil.svg", "w").write(${JSON.stringify(svg)})\nopen("note.txt", "w").write(${JSON.stringify(note)})\n`;
+  const created = await page.request.post(`${base}/api/scripts`, { data: { content } });
+  assert.equal(created.status(), 201, await created.text());
+  const before = (await (await page.request.get(`${base}/api/scripts`)).json()).length;
+  await page.reload();
+  await page.getByRole("button", { name: /Evil artifacts/ }).click();
+  await page.getByRole("button", { name: "Run & Stream" }).click();
+  await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
+
+  // Clicking the artifact in the run panel downloads it.
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: /evil\.html/ }).click()]);
+  assert.equal(download.suggestedFilename(), "evil.html");
+  // Opened directly (a link pasted into the address bar), it is still only a download.
+  const href = await page.getByRole("link", { name: /evil\.html/ }).getAttribute("href");
+  for (const url of [href, href.replace("evil.html", "evil.svg")]) {
+    const tab = await context.newPage();
+    const downloaded = tab.waitForEvent("download", { timeout: 10_000 });
+    await tab.goto(`${base}${url}`).catch(() => {});
+    await downloaded;
+    await tab.close();
+  }
+  // A text artifact shows as text, its markup inert.
+  const tab = await context.newPage();
+  const r = await tab.goto(`${base}${href.replace("evil.html", "note.txt")}`);
+  assert.match(r.headers()["content-security-policy"], /sandbox/);
+  assert.equal((await tab.locator("body").textContent()).trim(), note);
+  await tab.close();
+  await page.waitForTimeout(1000);
+  assert.equal(await page.evaluate(() => localStorage.getItem("pwned")), null, "an artifact's script ran in the app's origin");
+  const after = (await (await page.request.get(`${base}/api/scripts`)).json()).length;
+  assert.equal(after, before, "an artifact's script created a script");
   await context.close();
 });
 

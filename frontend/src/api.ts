@@ -155,14 +155,15 @@ export class ApiError extends Error {
 }
 
 async function request<T>(method: string, path: string, body?: unknown, raw = false): Promise<T> {
-  const init: RequestInit = { method, credentials: "same-origin", headers: {} };
+  const headers: Record<string, string> = {};
+  const init: RequestInit = { method, credentials: "same-origin", headers };
+  // The server takes changes only as JSON (an empty body included) or, for test data,
+  // as raw bytes: the content type no other site can send without asking first.
+  if (method !== "GET" && method !== "HEAD" && method !== "DELETE") {
+    headers["content-type"] = raw ? "application/octet-stream" : "application/json";
+  }
   if (body !== undefined) {
-    if (raw) {
-      init.body = body as string;
-    } else {
-      init.body = JSON.stringify(body);
-      (init.headers as Record<string, string>)["content-type"] = "application/json";
-    }
+    init.body = raw ? (body as string) : JSON.stringify(body);
   }
   const res = await fetch(path, init);
   const text = await res.text();

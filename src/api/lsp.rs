@@ -80,8 +80,15 @@ pub async fn connect(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     Query(q): Query<LspQuery>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // A page of another site must not open a socket with the user's session.
+    if let Err(e) = state.origins.check(&headers, &uri) {
+        tracing::warn!(user = %user.username, origin = ?headers.get(axum::http::header::ORIGIN), reason = %e, "refused a language-server upgrade");
+        return Err(e);
+    }
     let interp = state.interpreters.get(q.interpreter.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // A WASI interpreter is analysed with the native one: its standard library is CPython's.
     let python = match interp.kind {

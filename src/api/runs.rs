@@ -139,16 +139,56 @@ pub async fn artifact(State(state): State<AppState>, axum::extract::Path((id, na
     })
     .await??;
     let bytes = tokio::fs::read(&path).await.map_err(|_| ApiError::NotFound("the artifact could not be read".into()))?;
-    let file = path.file_name().map(|f| f.to_string_lossy().replace('"', "")).unwrap_or_default();
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let (kind, disposition) = artifact_presentation(&file);
     Ok((
         [
-            (header::CONTENT_TYPE, content_type(&file).to_string()),
-            (header::CONTENT_DISPOSITION, format!("inline; filename=\"{file}\"")),
+            (header::CONTENT_TYPE, kind.to_string()),
+            (header::CONTENT_DISPOSITION, format!("{disposition}; {}", disposition_filename(&file))),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            // Even opened directly, an artifact is a document of its own with no rights:
+            // no script, no requests, a unique origin.
+            (header::CONTENT_SECURITY_POLICY, ARTIFACT_POLICY.to_string()),
         ],
         bytes,
     )
         .into_response())
+}
+
+/// The policy of every artifact response.
+pub const ARTIFACT_POLICY: &str = "sandbox; default-src 'none'";
+
+/// Types that cannot run anything, which the UI shows itself: served as what they are.
+const PASSIVE_TYPES: [&str; 8] = [
+    "model/stl",
+    "model/gltf-binary",
+    "model/gltf+json",
+    "image/png",
+    "image/jpeg",
+    "text/plain; charset=utf-8",
+    "text/csv; charset=utf-8",
+    "application/json",
+];
+
+/// The content type and disposition of an artifact: passive types inline, everything
+/// else (HTML, SVG, PDF, unknown) a download of opaque bytes, never a page of this origin.
+fn artifact_presentation(file: &str) -> (&'static str, &'static str) {
+    let kind = content_type(file);
+    if PASSIVE_TYPES.contains(&kind) { (kind, "inline") } else { ("application/octet-stream", "attachment") }
+}
+
+/// `filename="…"` in plain ASCII (anything else becomes `_`) and `filename*=` with the
+/// exact UTF-8 name (RFC 6266).
+fn disposition_filename(file: &str) -> String {
+    let ascii: String = file
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%') || c == ' ' { c } else { '_' })
+        .collect();
+    let encoded: String = file
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    format!("filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 // ---- passes ----
@@ -311,4 +351,25 @@ fn sse(state: AppState, log: Log, live: Option<Arc<EventLog>>, after: u64) -> Ss
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_passive_types_are_inline() {
+        for name in ["a.html", "a.HTM", "b.svg", "c.xhtml", "d.pdf", "e.js", "f", "g.step"] {
+            assert_eq!(artifact_presentation(name), ("application/octet-stream", "attachment"), "{name}");
+        }
+        assert_eq!(artifact_presentation("r.glb"), ("model/gltf-binary", "inline"));
+        assert_eq!(artifact_presentation("out.txt"), ("text/plain; charset=utf-8", "inline"));
+    }
+
+    #[test]
+    fn filenames_cannot_break_the_header() {
+        let f = disposition_filename("a\"; b\\ é.txt");
+        assert_eq!(f, "filename=\"a__ b_ _.txt\"; filename*=UTF-8''a%22%3B%20b%5C%20%C3%A9.txt");
+        assert!(axum::http::HeaderValue::from_str(&f).is_ok());
+    }
 }

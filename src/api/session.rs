@@ -5,6 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
+use std::time::Instant;
 use serde::Deserialize;
 
 use super::{ApiJson, AppState};
@@ -18,9 +21,31 @@ pub struct LoginBody {
     password: String,
 }
 
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> Result<Response, ApiError> {
+/// `POST /api/login`, throttled: a locked user name or address is refused before any
+/// password is hashed, and hashes run in a bounded number of slots (see `throttle`).
+pub async fn login(
+    State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, ApiError> {
+    let from = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let throttle = &state.auth.throttle;
+    throttle.check(&body.username, from, Instant::now())?;
+    let _slot = throttle.hash_slot().await?;
+    // Other attempts may have locked the name while this one waited for a slot.
+    throttle.check(&body.username, from, Instant::now())?;
     let auth = state.auth.clone();
-    let (user, token) = tokio::task::spawn_blocking(move || auth.login(&body.username, &body.password)).await??;
+    let username = body.username.clone();
+    let checked = tokio::task::spawn_blocking(move || auth.login(&body.username, &body.password)).await?;
+    let (user, token) = match checked {
+        Err(e @ ApiError::Unauthorized(_)) => {
+            throttle.failed(&username, from, Instant::now());
+            tracing::warn!(user = %username.chars().take(64).collect::<String>(), from = ?from, "sign-in refused: wrong user name or password");
+            return Err(e);
+        }
+        other => other?,
+    };
+    throttle.succeeded(&username);
     tracing::info!(user = %user.username, "signed in");
     Ok(([(header::SET_COOKIE, state.auth.cookie(&token))], Json(user)).into_response())
 }
