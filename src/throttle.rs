@@ -255,9 +255,9 @@ mod tests {
         assert!(t.users.lock().unwrap().map.contains_key("user9999"));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn password_checks_beyond_the_slots_wait_then_are_refused() {
-        let t = LoginThrottle::new(ThrottleConfig { hash_slots: 1, ..ThrottleConfig::default() });
+        let t = LoginThrottle::new(ThrottleConfig { hash_slots: 1, hash_wait: Duration::from_millis(50), ..ThrottleConfig::default() });
         let held = t.hash_slot().await.unwrap();
         let Err(ApiError::RetryLater { status, seconds, .. }) = t.hash_slot().await else { panic!("a second slot") };
         assert_eq!((status, seconds), (StatusCode::SERVICE_UNAVAILABLE, 1));

@@ -1,8 +1,6 @@
 //! build123d scripts in the linux sandbox: the `result` convention (STL + GLB).
 //! Needs `make build123d` (the test command runs it).
 
-use axum::body::Body;
-use axum::http::Method;
 use serde_json::{Value, json};
 
 use crate::util::TestApp;

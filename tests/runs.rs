@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -167,6 +167,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    // The child is reaped by `Drop for ServerProcess` (or below, when it never starts).
+    #[allow(clippy::zombie_processes)]
     pub fn start(data: &Path, env: &[(&str, &str)]) -> ServerProcess {
         let log = data.with_extension(format!("log{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scriptorium"));
