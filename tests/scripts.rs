@@ -110,7 +110,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let cases: Vec<Case> = vec![
         (Method::PUT, path.clone(), "{not json".into(), Some("application/json"), StatusCode::BAD_REQUEST, "JSON"),
         (Method::PUT, path.clone(), json!({"content": "x"}).to_string().into(), Some("application/json"), StatusCode::BAD_REQUEST, "base_version"),
-        (Method::PUT, path.clone(), json!({"content": "x", "base_version": "0.1"}).to_string().into(), None, StatusCode::BAD_REQUEST, "Content-Type"),
+        (Method::PUT, path.clone(), json!({"content": "x", "base_version": "0.1"}).to_string().into(), None, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
         (Method::PUT, path.clone(), json!({"content": "x=1", "base_version": "zero"}).to_string().into(), Some("application/json"), StatusCode::BAD_REQUEST, "Major.Minor"),
         (Method::PUT, path.clone(), json!({"content": "x=1", "base_version": "0.1", "extra": 1}).to_string().into(), Some("application/json"), StatusCode::BAD_REQUEST, "extra"),
         (Method::PUT, path.clone(), b"{\"content\": \"\xff\xfe\", \"base_version\": \"0.1\"}".to_vec().into(), Some("application/json"), StatusCode::BAD_REQUEST, "JSON"),
