@@ -219,7 +219,7 @@ test("the app runs under its CSP: Monaco's worker loads, nothing inline is block
   await context.close();
   const signed = await signIn("ed1", "1editor");
   signed.page.on("worker", (w) => workers.push(w.url()));
-  await signed.page.getByRole("button", { name: "New script" }).click();
+  await signed.page.getByRole("button", { name: "New script", exact: true }).click();
   await signed.page.getByText("language server ready").waitFor({ timeout: 60_000 });
   await typeInEditor(signed.page, "value = 1\nval");
   // Monaco's editor worker (word suggestions, diffs) is a bundled file of this origin.
@@ -249,23 +249,25 @@ test("an HTML or SVG artifact cannot run script in the app's origin", { timeout:
   assert.equal(download.suggestedFilename(), "evil.html");
   // Opened directly (a link pasted into the address bar), it is still only a download.
   const href = await page.getByRole("link", { name: /evil\.html/ }).getAttribute("href");
+  const opened = [];
   for (const url of [href, href.replace("evil.html", "evil.svg")]) {
     const tab = await context.newPage();
-    const downloaded = tab.waitForEvent("download", { timeout: 10_000 });
+    const downloaded = tab.waitForEvent("download", { timeout: 10_000 }).then(() => "download", () => "shown as a page");
     await tab.goto(`${base}${url}`).catch(() => {});
-    await downloaded;
+    opened.push(await downloaded);
     await tab.close();
   }
+  await page.waitForTimeout(1000);
+  assert.equal(await page.evaluate(() => localStorage.getItem("pwned")), null, "an artifact's script ran in the app's origin");
+  const after = (await (await page.request.get(`${base}/api/scripts`)).json()).length;
+  assert.equal(after, before, "an artifact's script created a script");
+  assert.deepEqual(opened, ["download", "download"]);
   // A text artifact shows as text, its markup inert.
   const tab = await context.newPage();
   const r = await tab.goto(`${base}${href.replace("evil.html", "note.txt")}`);
   assert.match(r.headers()["content-security-policy"], /sandbox/);
   assert.equal((await tab.locator("body").textContent()).trim(), note);
   await tab.close();
-  await page.waitForTimeout(1000);
-  assert.equal(await page.evaluate(() => localStorage.getItem("pwned")), null, "an artifact's script ran in the app's origin");
-  const after = (await (await page.request.get(`${base}/api/scripts`)).json()).length;
-  assert.equal(after, before, "an artifact's script created a script");
   await context.close();
 });
 
