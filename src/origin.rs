@@ -100,12 +100,17 @@ impl Origins {
     /// Against DNS rebinding (a hostile name that resolves to 127.0.0.1, so its pages
     /// are "same-origin" with this server): on a loopback address, `Host` must be a
     /// loopback name or a configured origin's host. A request without `Host` passes.
-    pub fn check_host(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(host) = headers.get(header::HOST) else { return Ok(()) };
+    pub fn check_host(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
         if !self.loopback {
             return Ok(());
         }
-        let name = host.to_str().ok().and_then(|h| split_host(h, 0)).map(|(h, _)| h);
+        // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
+        let host = match (headers.get(header::HOST), uri.authority()) {
+            (Some(h), _) => h.to_str().unwrap_or("(not text)").to_string(),
+            (None, Some(a)) => a.as_str().to_string(),
+            (None, None) => return Ok(()),
+        };
+        let name = split_host(&host, 0).map(|(h, _)| h);
         let ok = name.as_deref().is_some_and(|h| {
             h == "localhost"
                 || h.ends_with(".localhost")
@@ -118,7 +123,7 @@ impl Origins {
         Err(ApiError::Forbidden(format!(
             "this server listens on a loopback address and does not answer to the name `{}`; open it as \
              http://127.0.0.1 or http://localhost, or add the name's origin to `[server] allowed_origins`",
-            host.to_str().unwrap_or("(not text)")
+            host
         )))
     }
 
@@ -203,7 +208,7 @@ pub fn check_content_type(method: &Method, path: &str, headers: &HeaderMap) -> R
 /// Middleware on every `/api` route: rules 1 and 2 for requests that change something.
 pub async fn guard(State(origins): State<Arc<Origins>>, req: Request, next: Next) -> Result<Response, ApiError> {
     let method = req.method().clone();
-    if let Err(e) = origins.check_host(req.headers()) {
+    if let Err(e) = origins.check_host(req.headers(), req.uri()) {
         tracing::warn!(%method, host = ?req.headers().get(header::HOST), "refused a request for a foreign host name");
         return Err(e);
     }
@@ -276,14 +281,15 @@ mod tests {
     fn on_loopback_only_loopback_names_and_configured_hosts_are_served() {
         let o = Origins::new(&["https://proxy.example.org".into()], "127.0.0.1:8080".parse().unwrap());
         for ok in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "app.localhost", "proxy.example.org", "127.0.0.2"] {
-            assert!(o.check_host(&headers(&[("host", ok)])).is_ok(), "{ok}");
+            assert!(o.check_host(&headers(&[("host", ok)]), &Uri::from_static("/")).is_ok(), "{ok}");
         }
         for bad in ["evil.example:8080", "127.0.0.1.evil.example", "localhost.evil.example"] {
-            assert!(o.check_host(&headers(&[("host", bad)])).is_err(), "{bad}");
+            assert!(o.check_host(&headers(&[("host", bad)]), &Uri::from_static("/")).is_err(), "{bad}");
         }
-        assert!(o.check_host(&headers(&[])).is_ok());
+        assert!(o.check_host(&headers(&[]), &Uri::from_static("/")).is_ok());
+        assert!(o.check_host(&headers(&[]), &Uri::from_static("http://evil.example:8080/api/scripts")).is_err(), "HTTP/2 authority");
         let public = Origins::new(&[], "0.0.0.0:8080".parse().unwrap());
-        assert!(public.check_host(&headers(&[("host", "scriptorium.lan:8080")])).is_ok());
+        assert!(public.check_host(&headers(&[("host", "scriptorium.lan:8080")]), &Uri::from_static("/")).is_ok());
     }
 
     #[test]

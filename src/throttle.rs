@@ -92,14 +92,21 @@ impl Table {
         }
     }
 
-    /// Drops forgotten entries, then (still full) the stalest, to keep room for one more.
+    /// Drops forgotten entries, then (still full) the stalest unlocked one, and only then
+    /// the stalest locked one, to keep room for one more: spraying new names or addresses
+    /// does not lift a lock while there is anything else to drop.
     fn make_room(&mut self, now: Instant, cfg: &ThrottleConfig) {
         if self.map.len() < cfg.max_entries {
             return;
         }
         self.map.retain(|_, r| now.duration_since(r.last) <= cfg.forget_after || r.locked_until.is_some_and(|u| u > now));
         while self.map.len() >= cfg.max_entries {
-            let Some(stalest) = self.map.iter().min_by_key(|(_, r)| r.last).map(|(k, _)| k.clone()) else { break };
+            let stalest = self
+                .map
+                .iter()
+                .min_by_key(|(_, r)| (r.locked_until.is_some_and(|u| u > now), r.last))
+                .map(|(k, _)| k.clone());
+            let Some(stalest) = stalest else { break };
             self.map.remove(&stalest);
         }
     }
@@ -253,6 +260,19 @@ mod tests {
         assert!(users <= 100 && addresses <= 100, "{users} {addresses}");
         // The most recent are kept.
         assert!(t.users.lock().unwrap().map.contains_key("user9999"));
+    }
+
+    #[test]
+    fn spraying_names_does_not_lift_a_lock() {
+        let t = LoginThrottle::new(ThrottleConfig { max_entries: 50, ..ThrottleConfig::default() });
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            t.failed("mo1", None, t0);
+        }
+        for i in 0..1000u64 {
+            t.failed(&format!("spray{i}"), None, t0 + Duration::from_millis(i));
+        }
+        assert!(t.check("mo1", None, t0 + Duration::from_secs(1)).is_err(), "the lock was evicted");
     }
 
     #[tokio::test]

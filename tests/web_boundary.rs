@@ -339,3 +339,29 @@ async fn a_rebound_host_name_is_not_served_on_loopback() {
     let own = send(&app, Method::GET, "/api/scripts", &[("host", "localhost:8080"), ("cookie", &ed1)], Body::empty(), None).await;
     assert_eq!(own.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_real_server_throttles_by_the_peer_address() {
+    // The address comes from the connection (server::run), not from any header.
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::util::ServerProcess::start(&dir.path().join("data"), &[("SCRIPTORIUM_SEED_EXAMPLES", "false")]);
+    let client = reqwest::Client::new();
+    let mut refused = None;
+    for i in 0..25 {
+        let r = client
+            .post(server.url("/api/login"))
+            .json(&json!({ "username": format!("nobody{i}"), "password": "guess" }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused = Some(i);
+            assert!(r.headers().contains_key("retry-after"));
+            break;
+        }
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(refused, Some(21), "the 21st wrong password from one address should wait");
+    let log = server.terminate();
+    assert!(log.contains("sign-in refused: too many wrong passwords"), "{log}");
+}
