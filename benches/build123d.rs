@@ -41,7 +41,7 @@ async fn server(dir: &std::path::Path, warm: WarmMode) -> (App, String, i64) {
     let data = std::fs::read_to_string(format!("{root}/examples/bracket.json")).unwrap();
     let (_, s) = support::call(&app, &cookie, Method::POST, "/api/scripts", Some(json!({ "content": script }))).await;
     let id = s["id"].as_i64().expect("bracket saved");
-    let req = Request::builder().method(Method::PUT).uri(format!("/api/scripts/{id}/test-data")).header(header::COOKIE, &cookie).body(Body::from(data)).unwrap();
+    let req = Request::builder().method(Method::PUT).uri(format!("/api/scripts/{id}/test-data")).header(header::COOKIE, &cookie).header(header::CONTENT_TYPE, "application/octet-stream").body(Body::from(data)).unwrap();
     app.router.clone().oneshot(req).await.unwrap();
     (app, cookie, id)
 }

@@ -46,7 +46,7 @@ async fn main() {
         for k in 0..PER_GROUP {
             let s = call(&app, &cookie, Method::POST, "/api/scripts", Some(json!({ "content": SCRIPT, "ordering": format!("{g}.{k}") }))).await;
             let id = s["id"].as_i64().unwrap();
-            let req = Request::builder().method(Method::PUT).uri(format!("/api/scripts/{id}/test-data")).header(header::COOKIE, &cookie).body(Body::from("x")).unwrap();
+            let req = Request::builder().method(Method::PUT).uri(format!("/api/scripts/{id}/test-data")).header(header::COOKIE, &cookie).header(header::CONTENT_TYPE, "application/octet-stream").body(Body::from("x")).unwrap();
             app.router.clone().oneshot(req).await.unwrap();
             call(&app, &cookie, Method::POST, &format!("/api/scripts/{id}/publish"), None).await;
         }

@@ -35,10 +35,17 @@ pub async fn login(app: &App) -> String {
 
 /// One API call; the status and the JSON body (Null when not JSON).
 pub async fn call(app: &App, cookie: &str, method: Method, path: &str, body: Option<Value>) -> (axum::http::StatusCode, Value) {
+    // Changes say `application/json` even without a body, as the server requires.
+    let changes = method != Method::GET;
     let mut req = Request::builder().method(method).uri(path).header(header::COOKIE, cookie);
+    if changes {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
     let body = match body {
         Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+            if !changes {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+            }
             Body::from(b.to_string())
         }
         None => Body::empty(),
