@@ -47,6 +47,7 @@ pub struct AppState {
 }
 
 pub use lsp::LspSessions;
+pub use session::LOGIN_BODY_LIMIT;
 
 impl AppState {
     /// Runs a blocking catalog read on the blocking pool.
@@ -95,7 +96,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
-        .route("/login", post(session::login))
+        // A sign-in is a name and a password: no reason to read (or hash) megabytes.
+        .route("/login", post(session::login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)))
         .route("/logout", post(session::logout))
         .route("/me", get(session::me))
         .route("/tokens", get(tokens::list).post(tokens::create))

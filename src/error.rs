@@ -139,7 +139,11 @@ impl From<JsonRejection> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!("the request body is too large (at most {} bytes)", crate::api::BODY_LIMIT))
+            ApiError::TooLarge(format!(
+                "the request body is too large (at most {} bytes; a sign-in at most {} bytes)",
+                crate::api::BODY_LIMIT,
+                crate::api::LOGIN_BODY_LIMIT
+            ))
         } else {
             ApiError::BadRequest(r.body_text())
         }

@@ -365,3 +365,12 @@ async fn the_real_server_throttles_by_the_peer_address() {
     let log = server.terminate();
     assert!(log.contains("sign-in refused: too many wrong passwords"), "{log}");
 }
+
+#[tokio::test]
+async fn a_huge_sign_in_body_is_refused_before_hashing() {
+    let app = TestApp::start().await;
+    let body = json!({ "username": "ed1", "password": "x".repeat(100_000) }).to_string();
+    let r = send(&app, Method::POST, "/api/login", &[("content-type", "application/json")], body, None).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    assert!(r.error().contains("too large"), "{}", r.error());
+}

@@ -14,6 +14,9 @@ use super::{ApiJson, AppState};
 use crate::auth::{self, CurrentUser};
 use crate::error::ApiError;
 
+/// The largest sign-in body accepted.
+pub const LOGIN_BODY_LIMIT: usize = 4096;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
