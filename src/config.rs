@@ -301,6 +301,21 @@ mod tests {
     }
 
     #[test]
+    fn allowed_origins_come_from_the_file_or_the_environment_and_must_be_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scriptorium.toml");
+        std::fs::write(&p, "[server]\nallowed_origins = [\"https://scriptorium.example.org\"]\n").unwrap();
+        let c = Config::load_with(&Overrides { config: Some(p.clone()), ..Default::default() }, |_| None).unwrap();
+        assert_eq!(c.server.allowed_origins, ["https://scriptorium.example.org"]);
+        let env = |k: &str| (k == "SCRIPTORIUM_ALLOWED_ORIGINS").then(|| "https://a.example, http://b.example:8080".to_string());
+        let c = Config::load_with(&Overrides { config: Some(p.clone()), ..Default::default() }, env).unwrap();
+        assert_eq!(c.server.allowed_origins, ["https://a.example", "http://b.example:8080"]);
+        let env = |k: &str| (k == "SCRIPTORIUM_ALLOWED_ORIGINS").then(|| "scriptorium.example.org/app".to_string());
+        let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, env).unwrap_err();
+        assert!(err.to_string().contains("allowed_origins") && err.to_string().contains("scheme://host"), "{err}");
+    }
+
+    #[test]
     fn a_plaintext_password_in_the_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("scriptorium.toml");
