@@ -224,14 +224,18 @@ impl Config {
             });
         }
         let mut server = file.server;
-        if let Some(v) = env("SCRIPTORIUM_ALLOWED_ORIGINS") {
-            server.allowed_origins = v.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect();
-        }
+        let not_origin = |o: &str| format!("`{o}` is not an origin; write scheme://host[:port], e.g. https://scriptorium.example.org");
         for o in &server.allowed_origins {
             crate::origin::parse_origin(o).ok_or_else(|| ConfigError::Parse {
-                path: path.clone().unwrap_or_else(|| PathBuf::from("SCRIPTORIUM_ALLOWED_ORIGINS")),
-                message: format!("[server] allowed_origins: `{o}` is not an origin; write scheme://host[:port], e.g. https://scriptorium.example.org"),
+                path: path.clone().unwrap_or_default(),
+                message: format!("[server] allowed_origins: {}", not_origin(o)),
             })?;
+        }
+        if let Some(v) = env("SCRIPTORIUM_ALLOWED_ORIGINS") {
+            server.allowed_origins = v.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect();
+            if let Some(bad) = server.allowed_origins.iter().find(|o| crate::origin::parse_origin(o).is_none()) {
+                return Err(env_err("SCRIPTORIUM_ALLOWED_ORIGINS", &v, format!("{} (the same as [server] allowed_origins)", not_origin(bad))));
+            }
         }
         Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, lsp: file.lsp, llm, server, source: path })
     }
@@ -312,7 +316,7 @@ mod tests {
         assert_eq!(c.server.allowed_origins, ["https://a.example", "http://b.example:8080"]);
         let env = |k: &str| (k == "SCRIPTORIUM_ALLOWED_ORIGINS").then(|| "scriptorium.example.org/app".to_string());
         let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, env).unwrap_err();
-        assert!(err.to_string().contains("allowed_origins") && err.to_string().contains("scheme://host"), "{err}");
+        assert!(err.to_string().contains("SCRIPTORIUM_ALLOWED_ORIGINS") && err.to_string().contains("scheme://host"), "{err}");
     }
 
     #[test]
