@@ -15,8 +15,11 @@
 //!    configured ones. Requests that carry neither header do not come from a current
 //!    browser (every one sends `Origin` on a `POST` and on a WebSocket upgrade): `curl`,
 //!    scripts and tests pass, still bound by rule 1 and by the session cookie's
-//!    `SameSite=Strict`. Requests with `Authorization: Bearer` (API tokens, which no
-//!    browser attaches by itself) skip this rule, not rule 1.
+//!    `SameSite=Strict`. Requests signed in with an API token (`Authorization: Bearer`,
+//!    which no browser attaches by itself) skip this rule, not rule 1.
+//!
+//! On a loopback address, [`Origins::check_host`] also refuses any `/api` request whose
+//! `Host` is not a loopback name or a configured origin's host (DNS rebinding).
 //!
 //! [`Origins::check`] is the one decision "is this request from our own pages", used
 //! by the middleware and by the language-server WebSocket upgrade.
@@ -221,11 +224,9 @@ pub async fn guard(State(origins): State<Arc<Origins>>, req: Request, next: Next
         .get::<axum::extract::OriginalUri>()
         .map(|u| u.path().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer "));
+    // Signed in with a valid token (`authorize` ran first); a bearer header on an open
+    // route such as the login proves nothing and does not exempt.
+    let bearer = req.extensions().get::<crate::auth::CurrentUser>().is_some_and(|u| u.via_token);
     let verdict = check_content_type(&method, &path, req.headers()).and_then(|()| {
         if bearer { Ok(()) } else { origins.check(req.headers(), req.uri()) }
     });

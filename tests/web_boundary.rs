@@ -222,6 +222,17 @@ async fn a_bearer_token_skips_the_origin_check_but_not_the_content_type_rule() {
     let r = send(&app, Method::POST, "/api/scripts", &[("authorization", &bearer), ("content-type", "text/plain")], body, None).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(script_count(&app, &ed1).await, 2 + 3);
+    // A bearer header on the open login route proves nothing: the origin check holds.
+    let r = send(
+        &app,
+        Method::POST,
+        "/api/login",
+        &[("authorization", "Bearer scr_junk"), ("content-type", "application/json"), ("origin", "http://evil.example")],
+        r#"{"username":"ed1","password":"1editor"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
 }
 
 // ---- WebSocket ----
