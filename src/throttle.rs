@@ -20,7 +20,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -135,7 +137,7 @@ pub struct LoginThrottle {
     cfg: ThrottleConfig,
     users: Mutex<Table>,
     addresses: Mutex<Table>,
-    hashes: Semaphore,
+    hashes: Arc<Semaphore>,
 }
 
 impl LoginThrottle {
@@ -143,7 +145,7 @@ impl LoginThrottle {
         LoginThrottle {
             users: Mutex::new(Table::new(cfg.user_free)),
             addresses: Mutex::new(Table::new(cfg.address_free)),
-            hashes: Semaphore::new(cfg.hash_slots.max(1)),
+            hashes: Arc::new(Semaphore::new(cfg.hash_slots.max(1))),
             cfg,
         }
     }
@@ -170,8 +172,10 @@ impl LoginThrottle {
     }
 
     /// A slot to check one password in, waiting briefly; 503 when the server is busy.
-    pub async fn hash_slot(&self) -> Result<SemaphorePermit<'_>, ApiError> {
-        match tokio::time::timeout(self.cfg.hash_wait, self.hashes.acquire()).await {
+    /// Move it into the blocking task that hashes, so that a client who hangs up does
+    /// not free the slot while its hash still runs.
+    pub async fn hash_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(self.cfg.hash_wait, self.hashes.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 tracing::warn!(slots = self.cfg.hash_slots, "sign-in refused: every password-check slot is busy");
@@ -282,6 +286,21 @@ mod tests {
         let Err(ApiError::RetryLater { status, seconds, .. }) = t.hash_slot().await else { panic!("a second slot") };
         assert_eq!((status, seconds), (StatusCode::SERVICE_UNAVAILABLE, 1));
         drop(held);
+        assert!(t.hash_slot().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_slot_moved_into_the_hash_outlives_a_client_that_hung_up() {
+        let t = LoginThrottle::new(ThrottleConfig { hash_slots: 1, hash_wait: Duration::from_millis(50), ..ThrottleConfig::default() });
+        let slot = t.hash_slot().await.unwrap();
+        // As `session::login` does; the handler's future is then dropped (client gone).
+        let hashing = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(slot);
+        });
+        drop(hashing);
+        assert!(t.hash_slot().await.is_err(), "the slot was freed while the hash still ran");
+        tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(t.hash_slot().await.is_ok());
     }
 }

@@ -34,12 +34,18 @@ pub async fn login(
     let from = client.map(|Extension(ConnectInfo(addr))| addr.ip());
     let throttle = &state.auth.throttle;
     throttle.check(&body.username, from, Instant::now())?;
-    let _slot = throttle.hash_slot().await?;
+    let slot = throttle.hash_slot().await?;
     // Other attempts may have locked the name while this one waited for a slot.
     throttle.check(&body.username, from, Instant::now())?;
     let auth = state.auth.clone();
     let username = body.username.clone();
-    let checked = tokio::task::spawn_blocking(move || auth.login(&body.username, &body.password)).await?;
+    // The slot goes with the hash: freed when the hash ends, even if the client left.
+    let checked = tokio::task::spawn_blocking(move || {
+        let checked = auth.login(&body.username, &body.password);
+        drop(slot);
+        checked
+    })
+    .await?;
     let (user, token) = match checked {
         Err(e @ ApiError::Unauthorized(_)) => {
             throttle.failed(&username, from, Instant::now());
