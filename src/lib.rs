@@ -4,13 +4,17 @@
 //! - [`auth`]: users, sessions, and the one policy that says who may call what.
 //! - [`api`]: the JSON routes under `/api`; [`error`]: their one error type.
 //! - [`frontend`]: the built browser UI.
-//! - [`server`]: starting the actors and serving until shutdown.
+//! - [`server`]: starting the actors and serving until shutdown; [`connections`]:
+//!   accepting connections within limits and timeouts.
 //! - [`exec`]: `scriptorium exec`, one sandboxed run from the terminal.
+//! - [`memory`]: allocator settings so memory returns after a burst.
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod exec;
 pub mod frontend;
+pub mod memory;
 pub mod server;
