@@ -25,7 +25,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -209,7 +208,7 @@ pub async fn serve(
     let max_connections = fit_open_file_limit(cfg.max_connections);
     let permits = Arc::new(Semaphore::new(max_connections));
     let clients = Arc::new(PerClient::default());
-    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(ServerConfig::secs(cfg.header_read_timeout_secs)).keep_alive(true);
     let body_timeout = ServerConfig::secs(cfg.body_timeout_secs);
@@ -247,20 +246,29 @@ pub async fn serve(
             })
             .service(router.clone());
         let conn = http.serve_connection(io, TowerToHyperService::new(service)).with_upgrades();
-        let conn = graceful.watch(conn);
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
     tracing::info!(grace_secs = cfg.shutdown_grace_secs, "no longer accepting connections; letting open ones finish");
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(ServerConfig::secs(cfg.shutdown_grace_secs)) => {
-            tracing::warn!("connections still open after the shutdown grace period; closing them");
-        }
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit until it closes: all back means all closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(ServerConfig::secs(cfg.shutdown_grace_secs), permits.acquire_many(all)).await.is_err() {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
     Ok(())
 }
