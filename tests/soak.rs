@@ -234,6 +234,18 @@ async fn soak() {
 
     // A burst of logins (argon2: ~19 MiB each).
     let before = rss_mib(pid);
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak: f64 = 0.0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mib(pid));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        })
+    };
     let logins = futures::future::join_all((0..size.logins).map(|_| {
         let url = server.url("/api/login");
         async move {
@@ -241,15 +253,17 @@ async fn soak() {
         }
     }))
     .await;
-    let peak = rss_mib(pid);
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
     let ok = logins.iter().filter(|r| matches!(r, Ok(200))).count();
     assert!(logins.iter().all(|r| matches!(r, Ok(200) | Ok(429) | Ok(503))), "{logins:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let settled = rss_mib(pid);
     table.add(
-        format!("RSS {} concurrent logins ({ok} ok): before / right after / 3 s later", size.logins),
+        format!("RSS {} concurrent logins ({ok} ok): before / peak / 3 s later", size.logins),
         format!("{before:.0} / {peak:.0} / {settled:.0} MiB"),
     );
+    table.add("SCRIPTORIUM_MALLOC_TUNING", std::env::var("SCRIPTORIUM_MALLOC_TUNING").unwrap_or_else(|_| "on (default)".into()));
     assert!(settled < before + 64.0, "memory stays after the login burst: {before:.0} → {settled:.0} MiB");
 
     let client = http_client(&server, "ed1", "1editor").await;
@@ -356,7 +370,6 @@ async fn soak() {
 
     // kill -9 during saves and during a pass, repeatedly; then restart and check.
     let mut restart_times = Vec::new();
-    let mut interrupted = 0;
     let mut planted = 0;
     let lock = data.join("repo/refs/heads/ed1.lock");
     let mut kill_acks: Vec<Ack> = Vec::new();
@@ -368,10 +381,8 @@ async fn soak() {
         let client = http_client(&server, "ed1", "1editor").await;
         check_acks(&client, &server, &kill_acks).await;
         // No run of an earlier round is left queued or running.
-        let runs: Value = client.get(server.url("/api/runs")).send().await.unwrap().json().await.unwrap();
-        let runs = runs.as_array().cloned().unwrap_or_else(|| runs["runs"].as_array().cloned().unwrap_or_default());
+        let runs: Vec<Value> = client.get(server.url("/api/runs?limit=1000")).send().await.unwrap().json().await.unwrap();
         assert!(runs.iter().all(|r| r["status"] != "running" && r["status"] != "queued"), "{runs:?}");
-        interrupted = runs.iter().filter(|r| r["status"] == "interrupted").count();
         if round % 2 == 1 {
             // A pass of slow scripts, killed midway.
             let slow = create(&client, &server, "import time\nprint('slow', flush=True)\ntime.sleep(5)\n").await;
@@ -380,8 +391,13 @@ async fn soak() {
             assert_eq!(p.status(), 202, "{}", p.text().await.unwrap());
         }
         let acks = Arc::new(Mutex::new(Vec::new()));
-        let load = tokio::spawn(writers(server.url(""), 4, 1000, acks));
-        tokio::time::sleep(Duration::from_millis(300 + 150 * round as u64)).await;
+        let load = tokio::spawn(writers(server.url(""), 4, 1000, acks.clone()));
+        // Kill mid-stream: once saves are being acknowledged, after a varying delay.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while acks.lock().unwrap().len() < 8 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(37 * (round as u64 % 7))).await;
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         let load = load.await.unwrap();
@@ -397,6 +413,12 @@ async fn soak() {
     assert!(!lock.exists(), "the planted lock was cleared");
     let client = http_client(&server, "ed1", "1editor").await;
     let checked = check_acks(&client, &server, &kill_acks).await;
+    let runs: Vec<Value> = client.get(server.url("/api/runs?limit=1000")).send().await.unwrap().json().await.unwrap();
+    assert!(runs.iter().all(|r| r["status"] != "running" && r["status"] != "queued"), "{runs:?}");
+    let interrupted = runs.iter().filter(|r| r["status"] == "interrupted").count();
+    if size.kills > 1 {
+        assert!(interrupted > 0, "the passes killed midway left interrupted runs");
+    }
     // A save after all that works.
     let id = create(&client, &server, "x = 1\n").await;
     let r = client.put(server.url(&format!("/api/scripts/{id}"))).json(&json!({ "content": "x = 2\n", "base_version": "0.1" })).send().await.unwrap();
