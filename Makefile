@@ -38,7 +38,7 @@ test: setup-test wasi lsp frontend build123d
 
 ## The load and fault suite, full size (minutes); its short form runs in `make test`.
 soak: setup-test
-	SCRIPTORIUM_SOAK=full $(CARGO) test --release --test tests soak:: -- --nocapture --test-threads=1
+	SCRIPTORIUM_SOAK=full $(CARGO) test --test tests soak:: -- --nocapture --test-threads=1
 
 ## The Windows backend type-checks for x86_64-pc-windows-gnu (it cannot run here).
 check-windows: setup-test
