@@ -225,7 +225,18 @@ pub async fn time_to_close(s: &mut TcpStream, limit: Duration) -> Option<Duratio
 /// (20,000 of them exhausted the open files and stopped `/api/health`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_and_idle_connections_are_closed_and_health_keeps_answering() {
-    let served = Served::start(|c| c.server.header_read_timeout_secs = 1.0).await;
+    let served = Served::start(|c| {
+        c.server.header_read_timeout_secs = 1.0;
+        c.server.body_timeout_secs = 1.0;
+    })
+    .await;
+
+    // A body that stops halfway: answered with an error, not waited for forever.
+    let mut slow_body = TcpStream::connect(served.addr).await.unwrap();
+    slow_body
+        .write_all(b"POST /api/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"username\"")
+        .await
+        .unwrap();
 
     // A request head that never ends.
     let mut half = TcpStream::connect(served.addr).await.unwrap();
@@ -245,6 +256,12 @@ async fn half_sent_and_idle_connections_are_closed_and_health_keeps_answering() 
     assert_eq!(served.health_status().await, Some(200));
     assert!(start.elapsed() < Duration::from_millis(500), "health took {:?} with 500 idle connections", start.elapsed());
 
+    let mut answer = Vec::new();
+    let body_start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(6), slow_body.read_to_end(&mut answer)).await.expect("a stalled body is cut off").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(body_start.elapsed() < Duration::from_secs(4), "{:?}", body_start.elapsed());
     let half_closed = time_to_close(&mut half, Duration::from_secs(6)).await;
     assert!(half_closed.is_some(), "a half-sent request head is closed after the header timeout");
     assert!(time_to_close(&mut idle, Duration::from_secs(6)).await.is_some(), "an idle keep-alive connection is closed");
