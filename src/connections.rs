@@ -186,7 +186,7 @@ fn raise_nofile() -> u64 {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 #[cfg(not(unix))]
