@@ -313,3 +313,69 @@ async fn connection_limits_make_new_connections_wait_or_get_503() {
     assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
     served.stop().await;
 }
+
+/// Signs in over a connection of its own that the server closes; the `Cookie` value.
+async fn login_cookie(addr: std::net::SocketAddr) -> String {
+    let body = json!({ "username": "ed1", "password": "1editor" }).to_string();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /api/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let line = text.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_else(|| panic!("{text}"));
+    line.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string()
+}
+
+/// A WebSocket (the language server) outlives the header timeout, and holds its
+/// connection permit while open: with `max_connections = 1` a new connection waits
+/// until the socket closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_outlives_the_header_timeout_and_counts_as_a_connection() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let served = Served::start(|c| {
+        c.server.max_connections = 1;
+        c.server.header_read_timeout_secs = 1.0;
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cookie = login_cookie(served.addr).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut req = format!("ws://{}/api/lsp", served.addr).into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
+
+    // Quiet for longer than the header timeout, then still usable.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "processId": null, "rootUri": null, "capabilities": {} } });
+    ws.send(Message::Text(init.to_string().into())).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m
+                && serde_json::from_str::<Value>(&t).is_ok_and(|v| v["id"] == 1)
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(answered, Ok(true), "the language server answered over the old socket");
+
+    // The socket holds the only connection: health waits…
+    let mut probe = TcpStream::connect(served.addr).await.unwrap();
+    probe.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    assert!(tokio::time::timeout(Duration::from_millis(500), probe.read_to_end(&mut reply)).await.is_err(), "served past the limit");
+    // …until it closes.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(10), probe.read_to_end(&mut reply)).await.expect("served after the socket closed").unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+    served.stop().await;
+}
