@@ -7,8 +7,8 @@
 //! settings bring the resident size back down after a burst:
 //! - a fixed `M_MMAP_THRESHOLD` of 1 MiB: larger blocks are always their own mapping,
 //!   returned to the kernel when freed;
-//! - `malloc_trim(0)` every few seconds while memory was freed since the last trim,
-//!   which hands free arena pages back.
+//! - `malloc_trim(0)` every 5 s, which hands free arena pages back (connection
+//!   buffers of a burst of clients).
 //!
 //! `SCRIPTORIUM_MALLOC_TUNING=off` keeps glibc's defaults (to measure the difference).
 
