@@ -141,7 +141,7 @@ async fn a_lock_held_by_a_live_process_is_left_and_health_says_degraded() {
     let health = app.json(Method::GET, "/api/health", None, None).await.json();
     assert_eq!(health["status"], "degraded", "{health}");
     let reason = health["reasons"][0].as_str().unwrap();
-    assert!(reason.contains("refs/heads/ed1.lock") && reason.contains("running process"), "{reason}");
+    assert!(reason.contains("refs/heads/") && reason.contains("running process"), "{reason}");
     let r = app.save(&ed1, id, "x = 3\n", "0.2").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert!(r.error().contains("try again"), "{}", r.error());

@@ -91,15 +91,15 @@ impl WriteHealth {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .as_ref()
-                .map(|r| format!("the last save failed: {r}"));
+                // Health is open to anyone: the details stay in the server's log.
+                .map(|_| "the last save failed (the details are in the server's log); the next successful save clears this".to_string());
         }
         let db = Part { ok: db_problem.is_none(), problem: db_problem };
         let free = free_bytes(&self.data_dir);
         let disk_problem = match free {
             Some(f) if f < MIN_FREE_BYTES => Some(format!(
-                "only {} MiB free on the disk of {}; free space (at least {} MiB) so saves can be written",
+                "only {} MiB free on the data directory's disk; free space (at least {} MiB) so saves can be written",
                 f / (1024 * 1024),
-                self.data_dir.display(),
                 MIN_FREE_BYTES / (1024 * 1024)
             )),
             _ => None,
@@ -113,7 +113,14 @@ impl WriteHealth {
             if lock.age < LOCK_GRACE {
                 continue;
             }
-            let name = lock.path.strip_prefix(repo).unwrap_or(&lock.path).display().to_string();
+            // Which kind of lock, not its name: health is open to anyone, and branch
+            // names are user names. The log has the full path.
+            let rel = lock.path.strip_prefix(repo).unwrap_or(&lock.path);
+            let name = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) => format!("{}/….lock", dir.display()),
+                None => rel.display().to_string(),
+            };
+            tracing::warn!(path = %lock.path.display(), held = lock.held, age_secs = lock.age.as_secs(), "health: git lock file present");
             return Some(if lock.held {
                 format!("git lock file {name} has been held for {} s by a running process; saves on that branch wait for it", lock.age.as_secs())
             } else {
@@ -124,13 +131,15 @@ impl WriteHealth {
     }
 }
 
-/// `None` if `path` exists and this process may write it; else the problem.
+/// `None` if `path` exists and is not read-only; else the problem (without the path:
+/// health is open to anyone; the log has it).
 fn writable(path: &Path, what: &str) -> Option<String> {
     match std::fs::symlink_metadata(path) {
-        Err(e) => Some(format!("{what} {} cannot be read: {e}", path.display())),
-        Ok(m) if m.permissions().readonly() => {
-            Some(format!("{what} {} is read-only; make it writable by the server's user", path.display()))
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "health: {what} cannot be read");
+            Some(format!("{what} cannot be read ({}); check the data directory", e.kind()))
         }
+        Ok(m) if m.permissions().readonly() => Some(format!("{what} is read-only; make it writable by the server's user")),
         Ok(_) => None,
     }
 }
@@ -166,14 +175,16 @@ mod tests {
         f.set_modified(std::time::SystemTime::now() - Duration::from_secs(60)).unwrap();
         let r = h.check();
         assert!(!r.ok());
-        assert!(r.git.problem.as_deref().unwrap().contains("refs/heads/ed1.lock"), "{r:?}");
+        let problem = r.git.problem.as_deref().unwrap();
+        assert!(problem.contains("refs/heads/….lock") && !problem.contains("ed1"), "{r:?}");
         drop(f);
         std::fs::remove_file(&lock).unwrap();
 
         h.write_failed("database is locked".into());
         let r = h.check();
         assert!(!r.db.ok);
-        assert_eq!(r.reasons(), ["the last save failed: database is locked"]);
+        assert!(r.reasons()[0].starts_with("the last save failed"), "{r:?}");
+        assert!(!r.reasons()[0].contains("locked"), "details stay in the log: {r:?}");
         h.write_succeeded();
         assert!(h.check().ok());
     }
