@@ -196,17 +196,16 @@ impl GitStore {
         Ok(out)
     }
 
-    /// Every commit of `branch`, newest first, with its message.
-    pub fn history(&self, branch: &str) -> Result<Vec<(Oid, String)>, git2::Error> {
+    /// Every commit of `branch`, newest first.
+    pub fn history(&self, branch: &str) -> Result<Vec<Oid>, git2::Error> {
         let mut walk = self.repo.revwalk()?;
         walk.push(self.tip(branch)?)?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
-        let mut out = Vec::new();
-        for id in walk {
-            let id = id?;
-            out.push((id, self.repo.find_commit(id)?.message().unwrap_or("").to_string()));
-        }
-        Ok(out)
+        walk.collect()
+    }
+
+    pub fn message(&self, commit: Oid) -> Result<String, git2::Error> {
+        Ok(self.repo.find_commit(commit)?.message().unwrap_or("").to_string())
     }
 
     /// Commits on `branch` from the tip back to (not including) the first one `known`

@@ -643,8 +643,14 @@ impl ScriptStore {
         // `prod` last: a publish refers to versions made on editor branches.
         let mut branches = self.git.branches()?;
         branches.sort_by_key(|b| b == PROD);
+        let mut known = self.known_commits()?;
         for branch in branches {
-            for (commit, message, orphan) in self.unknown_commits(&branch)? {
+            for (commit, message, orphan) in self.unknown_commits(&branch, &known)? {
+                // Branches share history: a commit is recorded once, on the first
+                // branch that shows it.
+                if !known.insert(commit) {
+                    continue;
+                }
                 let tx = db::immediate(&mut self.conn)?;
                 match Change::from_message(&message) {
                     Some(change) if orphan => {
@@ -698,14 +704,19 @@ impl ScriptStore {
 
     /// The commits of `branch` that SQLite does not know, oldest first, each with
     /// whether it is an orphan (a recorded commit above it changes the same script).
-    fn unknown_commits(&self, branch: &str) -> Result<Vec<(Oid, String, bool)>> {
-        let mut known = self.conn.prepare_cached("SELECT 1 FROM commits WHERE commit_id = ?1")?;
+    fn unknown_commits(&self, branch: &str, known: &HashSet<Oid>) -> Result<Vec<(Oid, String, bool)>> {
+        let history = self.git.history(branch)?;
+        // The usual case, cheaply: every commit is known.
+        if history.iter().all(|c| known.contains(c)) {
+            return Ok(Vec::new());
+        }
         // Scripts changed by recorded commits newer than the one at hand.
         let mut changed_later: HashSet<i64> = HashSet::new();
         let mut out = Vec::new();
-        for (commit, message) in self.git.history(branch)? {
+        for commit in history {
+            let message = self.git.message(commit)?;
             let script = Change::from_message(&message).map(|c| c.script);
-            if known.exists([commit.to_string()])? {
+            if known.contains(&commit) {
                 changed_later.extend(script);
                 continue;
             }
@@ -714,6 +725,17 @@ impl ScriptStore {
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// Every commit SQLite has recorded.
+    fn known_commits(&self) -> Result<HashSet<Oid>> {
+        let mut stmt = self.conn.prepare("SELECT commit_id FROM commits")?;
+        let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut known = HashSet::new();
+        for id in ids {
+            known.insert(parse_oid(&id?)?);
+        }
+        Ok(known)
     }
 
     fn seed_examples(&mut self) -> Result<()> {
