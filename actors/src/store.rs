@@ -962,4 +962,27 @@ mod tests {
         let (_, again) = ScriptStore::open(&config(dir.path())).unwrap();
         assert!(again.orphans.is_empty(), "marked once: {again:?}");
     }
+
+    /// A publish the server died before recording, then a start with a new editor,
+    /// whose branch is made from `prod` and so shows that commit too: recorded once.
+    #[test]
+    fn an_unrecorded_commit_on_two_branches_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
+        let id = store.create(&ed1(), Some("x = 1\n".into()), None, None).unwrap();
+        let cur = store.current(id).unwrap();
+        let mut change = Change::new(Action::Publish, id, &ed1());
+        change.version = Some(cur.version);
+        change.blob = Some(cur.blob);
+        let author = Author { name: "ed1", email: "ed1@x", at: change.at };
+        let path = format!("scripts/{}", cur.filename);
+        let commit = store.git.commit(PROD, &[Edit::Put { path: &path, blob: cur.blob }], &author, &change.message("Publish")).unwrap();
+        drop(store);
+
+        let mut cfg = config(dir.path());
+        cfg.editors.push("ed2".into());
+        let (store, report) = ScriptStore::open(&cfg).unwrap();
+        assert_eq!(report.recovered, [commit.to_string()]);
+        assert_eq!(store.current(id).unwrap().published, Some(Version::FIRST));
+    }
 }
