@@ -26,13 +26,16 @@ struct Size {
     lines: usize,
     idle: usize,
     kills: usize,
+    /// The slowest `/api/health` allowed with the idle connections open (the short
+    /// form runs beside the other tests, on a busier machine).
+    health_limit: Duration,
 }
 
 fn size() -> Size {
     if std::env::var("SCRIPTORIUM_SOAK").as_deref() == Ok("full") {
-        Size { name: "full", saves: 40, logins: 32, runs: 200, watchers: 100, lines: 300, idle: 2000, kills: 10 }
+        Size { name: "full", saves: 40, logins: 32, runs: 200, watchers: 100, lines: 300, idle: 2000, kills: 10, health_limit: Duration::from_millis(100) }
     } else {
-        Size { name: "short", saves: 6, logins: 8, runs: 20, watchers: 10, lines: 40, idle: 200, kills: 2 }
+        Size { name: "short", saves: 6, logins: 8, runs: 20, watchers: 10, lines: 40, idle: 200, kills: 2, health_limit: Duration::from_millis(500) }
     }
 }
 
@@ -349,7 +352,7 @@ async fn soak() {
     health.sort();
     let worst = *health.last().unwrap();
     table.add(format!("/api/health with {} idle connections, worst of 10", size.idle), ms(worst));
-    assert!(worst < Duration::from_millis(100), "health took {worst:?}");
+    assert!(worst < size.health_limit, "health took {worst:?}");
     let start = Instant::now();
     let limit = Duration::from_secs(HEADER_TIMEOUT.parse::<u64>().unwrap() + 5);
     for (i, s) in idle.iter_mut().enumerate() {
