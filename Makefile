@@ -5,7 +5,7 @@ CARGO ?= cargo
 DATA ?= data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test bench setup setup-test build wasi lsp frontend build123d check-windows check clean
+.PHONY: run test soak bench setup setup-test build wasi lsp frontend build123d check-windows check clean
 
 ## Install what is missing, build, and start the server on http://$(LISTEN).
 run: build wasi lsp frontend
@@ -35,6 +35,10 @@ test: setup-test wasi lsp frontend build123d
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) check-windows
 	cd frontend && npm test && npm run e2e
+
+## The load and fault suite, full size (minutes); its short form runs in `make test`.
+soak: setup-test
+	SCRIPTORIUM_SOAK=full $(CARGO) test --test tests soak:: -- --nocapture --test-threads=1
 
 ## The Windows backend type-checks for x86_64-pc-windows-gnu (it cannot run here).
 check-windows: setup-test

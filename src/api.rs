@@ -44,6 +44,8 @@ pub struct AppState {
     pub lsp: Arc<lsp::LspSessions>,
     /// This server's origins, for the CSRF guard and the WebSocket upgrade.
     pub origins: Arc<crate::origin::Origins>,
+    /// Whether a write can succeed now (for `/api/health`).
+    pub health: Arc<scriptorium_actors::health::WriteHealth>,
 }
 
 pub use lsp::LspSessions;
@@ -142,8 +144,20 @@ pub fn router(state: AppState) -> Router {
     Router::new().nest("/api", api)
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+/// `ok`, or `degraded` with the reasons when a write cannot succeed now; the write
+/// path's parts (`git`, `db`, `disk`) each say whether they are fine.
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
+    let health = state.health.clone();
+    let report = tokio::task::spawn_blocking(move || health.check()).await;
+    Json(match report {
+        Ok(r) => json!({
+            "status": if r.ok() { "ok" } else { "degraded" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "reasons": r.reasons(),
+            "write_path": r,
+        }),
+        Err(e) => json!({ "status": "degraded", "version": env!("CARGO_PKG_VERSION"), "reasons": [format!("the health check failed: {e}")] }),
+    })
 }
 
 async fn api_not_found(uri: axum::extract::OriginalUri) -> ApiError {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
+use crate::connections::ServerConfig;
 use scriptorium_actors::llm::LlmConfig;
 use scriptorium_actors::lsp_session::LspConfig;
 use scriptorium_sandbox::SandboxConfig;
@@ -46,15 +47,6 @@ struct FileConfig {
     server: ServerConfig,
 }
 
-/// `[server]`: the web boundary.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Origins (`scheme://host[:port]`) besides the server's own whose pages may change
-    /// things, e.g. the public address of a reverse proxy that rewrites `Host`.
-    pub allowed_origins: Vec<String>,
-}
-
 /// `[runs]`: how much runs at once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,7 +82,7 @@ pub struct Config {
     pub lsp: LspConfig,
     /// `[llm]`: the provider (OpenRouter, or offline without a key) and guardrails.
     pub llm: LlmConfig,
-    /// `[server]`: allowed origins.
+    /// `[server]`: allowed origins, connection limits and timeouts.
     pub server: ServerConfig,
     /// The file the configuration was read from, if any.
     pub source: Option<PathBuf>,
@@ -237,7 +229,40 @@ impl Config {
                 return Err(env_err("SCRIPTORIUM_ALLOWED_ORIGINS", &v, format!("{} (the same as [server] allowed_origins)", not_origin(bad))));
             }
         }
-        Ok(Config { listen, data_dir, interpreters, frontend_dir, session_hours, seed_examples, users, sandbox, runs, lsp: file.lsp, llm, server, source: path })
+        let secs = |name: &str, v: &str| -> Result<f64, ConfigError> {
+            v.parse().map_err(|e| env_err(name, v, format!("{e}; give seconds, e.g. 10")))
+        };
+        let count = |name: &str, v: &str| -> Result<usize, ConfigError> {
+            v.parse().map_err(|e| env_err(name, v, format!("{e}; give a whole number")))
+        };
+        if let Some(v) = env("SCRIPTORIUM_MAX_CONNECTIONS") {
+            server.max_connections = count("SCRIPTORIUM_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = env("SCRIPTORIUM_MAX_CONNECTIONS_PER_CLIENT") {
+            server.max_connections_per_client = count("SCRIPTORIUM_MAX_CONNECTIONS_PER_CLIENT", &v)?;
+        }
+        if let Some(v) = env("SCRIPTORIUM_HEADER_READ_TIMEOUT_SECS") {
+            server.header_read_timeout_secs = secs("SCRIPTORIUM_HEADER_READ_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = env("SCRIPTORIUM_BODY_TIMEOUT_SECS") {
+            server.body_timeout_secs = secs("SCRIPTORIUM_BODY_TIMEOUT_SECS", &v)?;
+        }
+        server.validate().map_err(|message| ConfigError::Parse { path: path.clone().unwrap_or_default(), message })?;
+        Ok(Config {
+            listen,
+            data_dir,
+            interpreters,
+            frontend_dir,
+            session_hours,
+            seed_examples,
+            users,
+            sandbox,
+            runs,
+            lsp: file.lsp,
+            llm,
+            server,
+            source: path,
+        })
     }
 
     pub fn editors(&self) -> Vec<String> {
@@ -317,6 +342,19 @@ mod tests {
         let env = |k: &str| (k == "SCRIPTORIUM_ALLOWED_ORIGINS").then(|| "scriptorium.example.org/app".to_string());
         let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, env).unwrap_err();
         assert!(err.to_string().contains("SCRIPTORIUM_ALLOWED_ORIGINS") && err.to_string().contains("scheme://host"), "{err}");
+    }
+
+    #[test]
+    fn server_limits_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scriptorium.toml");
+        std::fs::write(&p, "[server]\nmax_connections = 50\nheader_read_timeout_secs = 2.5\n").unwrap();
+        let env = |k: &str| (k == "SCRIPTORIUM_BODY_TIMEOUT_SECS").then(|| "7".to_string());
+        let c = Config::load_with(&Overrides { config: Some(p.clone()), ..Default::default() }, env).unwrap();
+        assert_eq!((c.server.max_connections, c.server.header_read_timeout_secs, c.server.body_timeout_secs), (50, 2.5, 7.0));
+        let env = |k: &str| (k == "SCRIPTORIUM_MAX_CONNECTIONS").then(|| "0".to_string());
+        let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, env).unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
     }
 
     #[test]

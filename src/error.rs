@@ -110,6 +110,14 @@ impl From<RepoError> for ApiError {
             RepoError::BadInput(m) => ApiError::BadRequest(m),
             RepoError::Missing(m) => ApiError::NotFound(m),
             RepoError::Conflict(m) => ApiError::Conflict { message: m, extra: json!({}) },
+            RepoError::Db(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            {
+                ApiError::Unavailable("the database stayed busy with other writes; nothing was changed, try again in a moment".into())
+            }
+            RepoError::Git(ref g) if g.code() == git2::ErrorCode::Locked => ApiError::Unavailable(format!(
+                "a git lock file is held by another running process; nothing was changed, try again in a moment ({g})"
+            )),
             RepoError::Git(_) | RepoError::Db(_) | RepoError::Checker(_) => ApiError::Internal(e.to_string()),
         }
     }

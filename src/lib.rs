@@ -6,16 +6,20 @@
 //! - [`frontend`]: the built browser UI; [`headers`]: the security headers on every response.
 //! - [`origin`]: which requests may change something (CSRF: content type and origin).
 //! - [`throttle`]: login throttling and the bound on concurrent password checks.
-//! - [`server`]: starting the actors and serving until shutdown.
+//! - [`server`]: starting the actors and serving until shutdown; [`connections`]:
+//!   accepting connections within limits and timeouts.
 //! - [`exec`]: `scriptorium exec`, one sandboxed run from the terminal.
+//! - [`memory`]: allocator settings so memory returns after a burst.
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod exec;
 pub mod frontend;
 pub mod headers;
 pub mod origin;
+pub mod memory;
 pub mod server;
 pub mod throttle;

@@ -75,8 +75,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { data, listen, config } => {
             let config = Config::load(&Overrides { config, data_dir: data, listen })?.absolutize();
+            scriptorium::memory::tune();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
+                scriptorium::memory::spawn_trimmer();
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}; is another server running there?", config.listen))?;

@@ -18,6 +18,7 @@ use scriptorium_actors::events::LiveLogs;
 use scriptorium_actors::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
 use scriptorium_actors::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
 use scriptorium_actors::runner::Runner;
+use scriptorium_actors::health::WriteHealth;
 use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
 use scriptorium_sandbox::{Backends, Registry};
 use tokio::sync::Semaphore;
@@ -53,12 +54,14 @@ impl App {
                 format!("{:<20} {} {} (backends: {})", i.id, i.implementation, i.version, backends.join(", "))
             })
             .collect();
+        let health = Arc::new(WriteHealth::new(&config.data_dir));
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
             python: python.clone(),
             editors: config.editors(),
             interpreters_note: note,
             seed_examples: config.seed_examples,
+            health: health.clone(),
         };
         let db_path = store.db_path();
         std::fs::create_dir_all(&config.data_dir)?;
@@ -120,6 +123,7 @@ impl App {
             interpreters,
             lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"))),
             origins: Arc::new(crate::origin::Origins::new(&config.server.allowed_origins, config.listen)),
+            health,
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))
@@ -139,9 +143,7 @@ impl App {
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let app = App::start(&config).await?;
     tracing::info!(addr = %listener.local_addr()?, data = %config.data_dir.display(), "Scriptorium is listening");
-    // The client's address, for login throttling.
-    let service = app.router.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+    crate::connections::serve(listener, app.router.clone(), &config.server, shutdown).await?;
     tracing::info!("shutting down");
     app.stop().await;
     Ok(())

@@ -16,6 +16,9 @@ use crate::clock::Centis;
 /// The branch that holds the published scripts.
 pub const PROD: &str = "prod";
 
+/// Where undone commits are kept (see [`GitStore::undo`]).
+const UNDONE: &str = "refs/scriptorium/undone/";
+
 pub struct GitStore {
     repo: Repository,
 }
@@ -75,6 +78,11 @@ impl GitStore {
             tracing::info!(branch, "created editor branch");
         }
         Ok(())
+    }
+
+    /// The repository's directory.
+    pub fn path(&self) -> &Path {
+        self.repo.path()
     }
 
     pub fn tip(&self, branch: &str) -> Result<Oid, git2::Error> {
@@ -159,6 +167,45 @@ impl GitStore {
         let sig = Signature::new(author.name, author.email, &time)?;
         let id = self.repo.commit(Some(&format!("refs/heads/{branch}")), &sig, &sig, message, &tree, &[&parent])?;
         Ok(id)
+    }
+
+    /// Takes back `commit`, the tip of `branch`, whose metadata could not be recorded:
+    /// the branch points at `parent` again (only if its tip is still `commit`), and the
+    /// commit stays reachable as `refs/scriptorium/undone/<id>` for inspection and so
+    /// its script id is never handed out again.
+    pub fn undo(&self, branch: &str, commit: Oid, parent: Oid) -> Result<(), git2::Error> {
+        self.repo.reference(&format!("{UNDONE}{commit}"), commit, true, "scriptorium: keep a change that was undone")?;
+        self.repo.reference_matching(
+            &format!("refs/heads/{branch}"),
+            parent,
+            true,
+            commit,
+            "scriptorium: undo a change whose metadata could not be recorded",
+        )?;
+        Ok(())
+    }
+
+    /// The messages of the commits kept by [`GitStore::undo`].
+    pub fn undone(&self) -> Result<Vec<String>, git2::Error> {
+        let mut out = Vec::new();
+        for r in self.repo.references_glob(&format!("{UNDONE}*"))? {
+            if let Some(id) = r?.target() {
+                out.push(self.repo.find_commit(id)?.message().unwrap_or("").to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every commit of `branch`, newest first.
+    pub fn history(&self, branch: &str) -> Result<Vec<Oid>, git2::Error> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(self.tip(branch)?)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
+        walk.collect()
+    }
+
+    pub fn message(&self, commit: Oid) -> Result<String, git2::Error> {
+        Ok(self.repo.find_commit(commit)?.message().unwrap_or("").to_string())
     }
 
     /// Commits on `branch` from the tip back to (not including) the first one `known`

@@ -12,7 +12,8 @@
 //! - [`lsp_session`]: `LspSession`, one language server per editor WebSocket.
 //! - [`examples`]: the example scripts shipped with the app.
 //! - [`catalog`]: the read side (list, details, history), used without the actor.
-//! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker.
+//! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker;
+//!   [`gitlock`]: stale git lock files; [`health`]: whether a write can succeed now.
 //! - [`version`], [`ordering`], [`clock`]: `Major.Minor`, exact ordering numbers, 0.01 s time.
 
 pub mod catalog;
@@ -20,7 +21,9 @@ pub mod clock;
 pub mod db;
 pub mod events;
 pub mod examples;
+pub mod gitlock;
 pub mod gitstore;
+pub mod health;
 pub mod lsp_session;
 pub mod group_executor;
 pub mod llm;

@@ -192,11 +192,14 @@ pub fn append_events(c: &Connection, log: Log, events: &[Event]) -> Result<()> {
         Log::Run(id) => ("INSERT OR IGNORE INTO run_events (run_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)", id),
         Log::Pass(id) => ("INSERT OR IGNORE INTO pass_events (pass_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)", id),
     };
-    let mut stmt = c.prepare_cached(sql)?;
-    for e in events {
-        stmt.execute(params![id, e.seq as i64, e.kind, e.data.to_string()])?;
-    }
-    Ok(())
+    // One transaction for the batch: one commit instead of one per line.
+    crate::db::write(c, |c| {
+        let mut stmt = c.prepare_cached(sql)?;
+        for e in events {
+            stmt.execute(params![id, e.seq as i64, e.kind, e.data.to_string()])?;
+        }
+        Ok(())
+    })
 }
 
 pub fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {

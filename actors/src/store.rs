@@ -1,18 +1,33 @@
 //! The write side of the script repository: git commits plus SQLite metadata.
 //!
-//! Every change is first a git commit whose message trailers describe it completely
-//! (a [`Change`]), then the same `Change` is recorded in SQLite by [`record`]. Start-up
-//! repair finds commits that SQLite does not know (the server died between the two
-//! steps) and records them with the very same function, so git and SQLite agree again
-//! and no acknowledged save is ever lost.
+//! One order for every change ([`ScriptStore::apply`]):
+//! 1. take SQLite's write lock (`BEGIN IMMEDIATE`, waiting out other writers), so
+//!    recording cannot then fail for contention;
+//! 2. make the git commit, whose message trailers describe the change completely (a
+//!    [`Change`]);
+//! 3. record the same `Change` in SQLite with [`record`] and commit the transaction.
+//!
+//! If step 3 fails, the commit is undone (the branch points back at its parent; the
+//! commit is kept under `refs/scriptorium/undone/`) and the request fails with nothing
+//! changed. If the process dies between 2 and 3, start-up repair finds the commits
+//! that SQLite does not know and records them with the very same function, so git and
+//! SQLite agree again and no acknowledged save is ever lost. An unknown commit with
+//! recorded history on top of it that changes the same script (an orphan of a failed
+//! request, made by older versions) is marked `orphan`, never recorded as a second
+//! change. Script ids are never handed out twice: the next id is past every id that
+//! SQLite, any commit or any undone commit has used.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use git2::{ObjectType, Oid};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::clock::{self, Centis};
 use crate::db;
+use crate::gitlock;
+use crate::health::WriteHealth;
 use crate::gitstore::{Author, Edit, GitStore, PROD, trailers};
 use crate::ordering::Ordering;
 use crate::python::{Checked, CheckerError, PythonChecker, SyntaxProblem, name_from_docstring};
@@ -83,6 +98,8 @@ pub struct StoreConfig {
     pub interpreters_note: Vec<String>,
     /// Seed the example scripts into an empty repository.
     pub seed_examples: bool,
+    /// Where failed and successful writes are reported (for `/api/health`).
+    pub health: Arc<WriteHealth>,
 }
 
 impl StoreConfig {
@@ -239,6 +256,11 @@ pub struct RepairReport {
     pub recovered: Vec<String>,
     /// Commits not made by Scriptorium (e.g. with the git CLI), left alone.
     pub foreign: Vec<String>,
+    /// Unrecorded commits of failed requests with later changes of the same script on
+    /// top: marked `orphan` in `commits`, not applied.
+    pub orphans: Vec<String>,
+    /// Stale git lock files removed.
+    pub cleared_locks: Vec<PathBuf>,
 }
 
 pub struct ScriptStore {
@@ -247,9 +269,14 @@ pub struct ScriptStore {
     checker: PythonChecker,
     interpreters_note: Vec<String>,
     editors: Vec<String>,
+    health: Arc<WriteHealth>,
+    /// The highest script id of an undone commit (ids are never handed out twice).
+    undone_max_id: i64,
     /// Test hook: abort the process between the git commit and the SQLite record,
     /// as a crash would (`SCRIPTORIUM_FAULT=after-git-commit`).
     crash_after_commit: bool,
+    /// Test hook: recording fails after the git commit, as a full disk would.
+    fail_record: bool,
 }
 
 impl ScriptStore {
@@ -258,6 +285,9 @@ impl ScriptStore {
     pub fn open(cfg: &StoreConfig) -> Result<(ScriptStore, RepairReport)> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| RepoError::BadInput(format!("cannot create data directory {}: {e}", cfg.data_dir.display())))?;
+        // Before anything writes to git: a lock left by a killed process would stop
+        // every later update of its branch.
+        let cleared_locks = gitlock::clear_stale(&cfg.repo_path());
         let editors: Vec<&str> = cfg.editors.iter().map(String::as_str).collect();
         let git = GitStore::open_or_init(&cfg.repo_path(), &editors)?;
         let conn = db::open(&cfg.db_path())?;
@@ -267,9 +297,15 @@ impl ScriptStore {
             checker: PythonChecker::new(&cfg.python),
             interpreters_note: cfg.interpreters_note.clone(),
             editors: cfg.editors.clone(),
+            health: cfg.health.clone(),
+            undone_max_id: 0,
             crash_after_commit: std::env::var("SCRIPTORIUM_FAULT").as_deref() == Ok("after-git-commit"),
+            fail_record: false,
         };
-        let report = store.repair()?;
+        store.undone_max_id =
+            store.git.undone()?.iter().filter_map(|m| Change::from_message(m)).map(|c| c.script).max().unwrap_or(0);
+        let mut report = store.repair()?;
+        report.cleared_locks = cleared_locks;
         if cfg.seed_examples && store.is_empty()? {
             store.seed_examples()?;
         }
@@ -323,8 +359,15 @@ impl ScriptStore {
         }
     }
 
+    /// Past every id used by a script, any recorded commit (orphans too) and any
+    /// undone commit, so no id or file name is ever handed out twice.
     fn next_id(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM scripts", [], |r| r.get(0))?)
+        let used: i64 = self.conn.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM scripts), 0), COALESCE((SELECT MAX(script_id) FROM commits), 0))",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(used.max(self.undone_max_id) + 1)
     }
 
     /// The next free whole number: after `3.xx` comes `4.0`.
@@ -532,37 +575,93 @@ impl ScriptStore {
         })
     }
 
-    /// Commits `change` to git, then records it in SQLite.
+    /// Takes the write lock, commits `change` to git, records it in SQLite (see the
+    /// module comment for why in this order). On failure nothing is left changed.
     fn apply(&mut self, change: &Change, edits: &[Edit<'_>], email: &str, subject: &str, doc: Option<&str>) -> Result<Oid> {
+        let out = self.apply_once(change, edits, email, subject, doc);
+        match &out {
+            Ok(_) => self.health.write_succeeded(),
+            Err(e) => {
+                tracing::error!(action = change.action.as_str(), script = change.script, error = %e, "a change could not be made");
+                self.health.write_failed(e.to_string());
+            }
+        }
+        out
+    }
+
+    fn apply_once(&mut self, change: &Change, edits: &[Edit<'_>], email: &str, subject: &str, doc: Option<&str>) -> Result<Oid> {
         let branch = change.branch.as_str();
-        self.git.ensure_branch(branch)?;
+        let tx = db::immediate(&mut self.conn)?;
         let author = Author { name: &change.user, email, at: change.at };
-        let commit = self.git.commit(branch, edits, &author, &change.message(subject))?;
+        let message = change.message(subject);
+        let commit_on = |git: &GitStore| -> Result<(Oid, Oid), git2::Error> {
+            git.ensure_branch(branch)?;
+            let parent = git.tip(branch)?;
+            Ok((git.commit(branch, edits, &author, &message)?, parent))
+        };
+        let (commit, parent) = match commit_on(&self.git) {
+            Ok(c) => c,
+            // A lock file left by a process that died stops every update of its ref:
+            // remove it if nobody holds it, and try once more.
+            Err(e) if !gitlock::clear_stale(self.git.path()).is_empty() => {
+                tracing::warn!(error = %e, "git write failed on a stale lock file; removed it and trying again");
+                commit_on(&self.git)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         if self.crash_after_commit {
             tracing::error!(%commit, "SCRIPTORIUM_FAULT=after-git-commit: aborting before the metadata is recorded");
             std::process::abort();
         }
-        let tx = self.conn.transaction()?;
-        record(&tx, commit, branch, change, doc)?;
-        tx.commit()?;
-        tracing::info!(action = change.action.as_str(), script = change.script, %commit, branch, "recorded change");
-        Ok(commit)
+        let recorded = if self.fail_record { Err(RepoError::Db(rusqlite::Error::InvalidQuery)) } else { record(&tx, commit, branch, change, doc) };
+        match recorded.and_then(|()| Ok(tx.commit()?)) {
+            Ok(()) => {
+                tracing::info!(action = change.action.as_str(), script = change.script, %commit, branch, "recorded change");
+                Ok(commit)
+            }
+            Err(e) => {
+                self.undone_max_id = self.undone_max_id.max(change.script);
+                match self.git.undo(branch, commit, parent) {
+                    Ok(()) => tracing::warn!(%commit, branch, error = %e, "the change could not be recorded; its commit is undone"),
+                    Err(u) => {
+                        tracing::error!(%commit, branch, error = %e, undo = %u, "the change could not be recorded nor undone; repair records it");
+                        if let Err(r) = self.repair() {
+                            tracing::error!(error = %r, "repair after a failed write failed; it runs again at start-up");
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
-    /// Records commits that SQLite does not know about, oldest first.
+    /// Records commits that SQLite does not know about, oldest first. An unknown commit
+    /// below a recorded one that changes the same script is an orphan of a failed
+    /// request (history went on without it): it is marked, not applied.
     pub fn repair(&mut self) -> Result<RepairReport> {
         let mut report = RepairReport::default();
         // `prod` last: a publish refers to versions made on editor branches.
         let mut branches = self.git.branches()?;
         branches.sort_by_key(|b| b == PROD);
+        let mut known = self.known_commits()?;
         for branch in branches {
-            let unknown = {
-                let mut stmt = self.conn.prepare_cached("SELECT 1 FROM commits WHERE commit_id = ?1")?;
-                self.git.unknown_commits(&branch, |id| stmt.exists([id.to_string()]).unwrap_or(false))?
-            };
-            for (commit, message) in unknown {
-                let tx = self.conn.transaction()?;
+            for (commit, message, orphan) in self.unknown_commits(&branch, &known)? {
+                // Branches share history: a commit is recorded once, on the first
+                // branch that shows it.
+                if !known.insert(commit) {
+                    continue;
+                }
+                let tx = db::immediate(&mut self.conn)?;
                 match Change::from_message(&message) {
+                    Some(change) if orphan => {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO commits (commit_id, branch, action, script_id, created_at) VALUES (?1, ?2, 'orphan', ?3, ?4)",
+                            params![commit.to_string(), branch, change.script, change.at],
+                        )?;
+                        tracing::warn!(%commit, branch, action = change.action.as_str(), script = change.script,
+                            "repair: a commit of a failed request, superseded by later changes of its script; marked orphan");
+                        report.orphans.push(commit.to_string());
+                    }
                     Some(change) => {
                         let doc = match change.action {
                             Action::Create | Action::Fork | Action::Save | Action::Bump => match change.blob {
@@ -601,6 +700,42 @@ impl ScriptStore {
             tracing::warn!(count = report.recovered.len(), "start-up repair recovered metadata from git");
         }
         Ok(report)
+    }
+
+    /// The commits of `branch` that SQLite does not know, oldest first, each with
+    /// whether it is an orphan (a recorded commit above it changes the same script).
+    fn unknown_commits(&self, branch: &str, known: &HashSet<Oid>) -> Result<Vec<(Oid, String, bool)>> {
+        let history = self.git.history(branch)?;
+        // The usual case, cheaply: every commit is known.
+        if history.iter().all(|c| known.contains(c)) {
+            return Ok(Vec::new());
+        }
+        // Scripts changed by recorded commits newer than the one at hand.
+        let mut changed_later: HashSet<i64> = HashSet::new();
+        let mut out = Vec::new();
+        for commit in history {
+            let message = self.git.message(commit)?;
+            let script = Change::from_message(&message).map(|c| c.script);
+            if known.contains(&commit) {
+                changed_later.extend(script);
+                continue;
+            }
+            let orphan = script.is_some_and(|s| changed_later.contains(&s));
+            out.push((commit, message, orphan));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Every commit SQLite has recorded.
+    fn known_commits(&self) -> Result<HashSet<Oid>> {
+        let mut stmt = self.conn.prepare("SELECT commit_id FROM commits")?;
+        let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut known = HashSet::new();
+        for id in ids {
+            known.insert(parse_oid(&id?)?);
+        }
+        Ok(known)
     }
 
     fn seed_examples(&mut self) -> Result<()> {
@@ -738,4 +873,116 @@ pub fn validate_filename(name: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> StoreConfig {
+        StoreConfig {
+            data_dir: dir.to_path_buf(),
+            python: PathBuf::from("/usr/bin/python3"),
+            editors: vec!["ed1".into()],
+            interpreters_note: Vec::new(),
+            seed_examples: false,
+            health: Arc::new(WriteHealth::new(dir)),
+        }
+    }
+
+    fn ed1() -> Committer {
+        Committer { username: "ed1".into(), email: "ed1@x".into(), branch: "ed1".into() }
+    }
+
+    fn git_cli(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git").arg("-C").arg(dir.join("repo")).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn a_change_that_cannot_be_recorded_is_undone_and_its_id_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
+        let a = store.create(&ed1(), Some("x = 1\n".into()), None, None).unwrap();
+        let tip = store.git.tip("ed1").unwrap();
+
+        store.fail_record = true;
+        let err = store.create(&ed1(), Some("x = 2\n".into()), None, None).unwrap_err();
+        assert!(matches!(err, RepoError::Db(_)), "{err}");
+        // The branch is back where it was; the commit is kept aside.
+        assert_eq!(store.git.tip("ed1").unwrap(), tip);
+        assert_eq!(git_cli(dir.path(), &["for-each-ref", "--format=%(refname)", "refs/scriptorium/undone/"]).lines().count(), 1);
+        assert!(!store.health.check().ok(), "health shows the failed write");
+
+        store.fail_record = false;
+        let c = store.create(&ed1(), Some("x = 3\n".into()), None, None).unwrap();
+        assert_eq!((a, c), (1, 3), "the undone create's id 2 is not handed out again");
+        assert!(store.health.check().ok());
+        drop(store);
+        let (mut store, report) = ScriptStore::open(&config(dir.path())).unwrap();
+        assert!(report.recovered.is_empty() && report.orphans.is_empty(), "{report:?}");
+        assert_eq!(store.create(&ed1(), Some("x = 4\n".into()), None, None).unwrap(), 4, "not after a restart either");
+        let creates = git_cli(dir.path(), &["log", "ed1", "--format=%s", "--grep=^Create"]);
+        assert_eq!(creates.lines().collect::<Vec<_>>(), ["Create script_0004.py (0.1)", "Create script_0003.py (0.1)", "Create script_0001.py (0.1)"]);
+    }
+
+    /// What older versions left: a create whose record failed (an orphan commit), then
+    /// a second create of the same id on top. Repair marks the orphan, records nothing
+    /// twice, and the next id is past both.
+    #[test]
+    fn repair_marks_an_orphan_under_later_history_and_skips_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
+        store.create(&ed1(), Some("x = 1\n".into()), None, None).unwrap();
+        // The orphan: a commit for script 2 that SQLite never heard of.
+        let mut change = Change::new(Action::Create, 2, &ed1());
+        let blob = store.git.write_blob(b"lost = 1\n").unwrap();
+        change.version = Some(Version::FIRST);
+        change.blob = Some(blob);
+        change.file = Some("script_0002.py".into());
+        change.ordering = Some(Ordering::whole(2));
+        let author = Author { name: "ed1", email: "ed1@x", at: change.at };
+        let orphan = store
+            .git
+            .commit("ed1", &[Edit::Put { path: "scripts/script_0002.py", blob }], &author, &change.message("Create script_0002.py (0.1)"))
+            .unwrap();
+        // History goes on over it, with the same id (what the old next_id did).
+        let mut again = change.clone();
+        let blob2 = store.git.write_blob(b"kept = 2\n").unwrap();
+        again.blob = Some(blob2);
+        store.apply(&again, &[Edit::Put { path: "scripts/script_0002.py", blob: blob2 }], "ed1@x", "Create script_0002.py (0.1)", None).unwrap();
+        drop(store);
+
+        let (mut store, report) = ScriptStore::open(&config(dir.path())).unwrap();
+        assert_eq!(report.orphans, [orphan.to_string()]);
+        assert!(report.recovered.is_empty(), "{report:?}");
+        assert_eq!(store.current(2).unwrap().blob, blob2, "the recorded create stays");
+        assert_eq!(store.create(&ed1(), Some("x = 3\n".into()), None, None).unwrap(), 3);
+        let (_, again) = ScriptStore::open(&config(dir.path())).unwrap();
+        assert!(again.orphans.is_empty(), "marked once: {again:?}");
+    }
+
+    /// A publish the server died before recording, then a start with a new editor,
+    /// whose branch is made from `prod` and so shows that commit too: recorded once.
+    #[test]
+    fn an_unrecorded_commit_on_two_branches_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
+        let id = store.create(&ed1(), Some("x = 1\n".into()), None, None).unwrap();
+        let cur = store.current(id).unwrap();
+        let mut change = Change::new(Action::Publish, id, &ed1());
+        change.version = Some(cur.version);
+        change.blob = Some(cur.blob);
+        let author = Author { name: "ed1", email: "ed1@x", at: change.at };
+        let path = format!("scripts/{}", cur.filename);
+        let commit = store.git.commit(PROD, &[Edit::Put { path: &path, blob: cur.blob }], &author, &change.message("Publish")).unwrap();
+        drop(store);
+
+        let mut cfg = config(dir.path());
+        cfg.editors.push("ed2".into());
+        let (store, report) = ScriptStore::open(&cfg).unwrap();
+        assert_eq!(report.recovered, [commit.to_string()]);
+        assert_eq!(store.current(id).unwrap().published, Some(Version::FIRST));
+    }
 }
