@@ -187,7 +187,7 @@ impl Served {
     /// One `GET /api/health` on a new connection; the status code, if any answer.
     pub async fn health_status(&self) -> Option<u16> {
         let mut s = TcpStream::connect(self.addr).await.ok()?;
-        s.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.ok()?;
+        s.write_all(b"GET /api/health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").await.ok()?;
         let mut buf = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.ok()?.ok()?;
         let text = String::from_utf8_lossy(&buf);
@@ -234,16 +234,16 @@ async fn half_sent_and_idle_connections_are_closed_and_health_keeps_answering() 
     // A body that stops halfway: answered with an error, not waited for forever.
     let mut slow_body = TcpStream::connect(served.addr).await.unwrap();
     slow_body
-        .write_all(b"POST /api/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"username\"")
+        .write_all(b"POST /api/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"username\"")
         .await
         .unwrap();
 
     // A request head that never ends.
     let mut half = TcpStream::connect(served.addr).await.unwrap();
-    half.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    half.write_all(b"GET /api/health HTTP/1.1\r\nhost: 127.0.0.1\r\n").await.unwrap();
     // A keep-alive connection that goes quiet after one request.
     let mut idle = TcpStream::connect(served.addr).await.unwrap();
-    idle.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /api/health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.unwrap();
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).await.unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
@@ -303,7 +303,7 @@ async fn connection_limits_make_new_connections_wait_or_get_503() {
     let _b1 = connect_from("127.0.0.2", served.addr).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut b2 = connect_from("127.0.0.2", served.addr).await;
-    b2.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    b2.write_all(b"GET /api/health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").await.unwrap();
     let mut reply = Vec::new();
     let waited = tokio::time::timeout(Duration::from_millis(500), b2.read_to_end(&mut reply)).await;
     assert!(waited.is_err(), "served over the limit: {}", String::from_utf8_lossy(&reply));
@@ -319,7 +319,7 @@ async fn login_cookie(addr: std::net::SocketAddr) -> String {
     let body = json!({ "username": "ed1", "password": "1editor" }).to_string();
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "POST /api/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST /api/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -369,7 +369,7 @@ async fn a_websocket_outlives_the_header_timeout_and_counts_as_a_connection() {
 
     // The socket holds the only connection: health waits…
     let mut probe = TcpStream::connect(served.addr).await.unwrap();
-    probe.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    probe.write_all(b"GET /api/health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").await.unwrap();
     let mut reply = Vec::new();
     assert!(tokio::time::timeout(Duration::from_millis(500), probe.read_to_end(&mut reply)).await.is_err(), "served past the limit");
     // …until it closes.

@@ -155,8 +155,8 @@ async fn writers(base: String, clients: usize, saves: usize, acks: Arc<Mutex<Vec
                 version = v["version"].as_str().unwrap_or_else(|| panic!("save answered {status}: {v}")).to_string();
                 acks.lock().unwrap().push(Ack { id, version: version.clone(), content: content(i) });
                 if i % 5 == 0 {
-                    match client.post(format!("{base}/api/scripts/{id}/fork")).send().await {
-                        Ok(f) if f.status().is_server_error() => errors.push(format!("fork: {}", f.status())),
+                    match client.post(format!("{base}/api/scripts/{id}/fork")).header("content-type", "application/json").send().await {
+                        Ok(f) if f.status() != 201 => errors.push(format!("fork: {}", f.status())),
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -391,7 +391,7 @@ async fn soak() {
         if round % 2 == 1 {
             // A pass of slow scripts, killed midway.
             let slow = create(&client, &server, "import time\nprint('slow', flush=True)\ntime.sleep(5)\n").await;
-            assert_eq!(client.post(server.url(&format!("/api/scripts/{slow}/publish"))).send().await.unwrap().status(), 200);
+            assert_eq!(client.post(server.url(&format!("/api/scripts/{slow}/publish"))).header("content-type", "application/json").send().await.unwrap().status(), 200);
             let p = client.post(server.url("/api/passes")).json(&json!({})).send().await.unwrap();
             assert_eq!(p.status(), 202, "{}", p.text().await.unwrap());
         }
