@@ -124,6 +124,83 @@ impl LinuxBackend {
     }
 }
 
+/// A program to run in the sandbox that is not a script run (a language server, a WASI
+/// host). It gets the same namespaces, Landlock rules, rlimits, clean environment and
+/// unprivileged uid as a run; the wall-time limit is the caller's to enforce.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub program: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
+    /// An interpreter whose installation (prefix, venv, `sys.path`) the process may read.
+    pub interpreter: Option<Interpreter>,
+    /// Further files and directories it may read.
+    pub read: Vec<PathBuf>,
+    /// Its working directory and HOME: with the private `/tmp`, its only writable place.
+    pub workdir: PathBuf,
+    /// Environment variables on top of the sandbox's clean set.
+    pub env: Vec<(String, String)>,
+    pub limits: crate::Limits,
+}
+
+/// A running sandboxed process with its stdin, stdout and stderr piped. Dropping it
+/// kills the whole sandbox.
+pub struct SandboxedProcess {
+    pub stdin: tokio::process::ChildStdin,
+    pub stdout: tokio::process::ChildStdout,
+    pub stderr: tokio::process::ChildStderr,
+    pub protections: Protections,
+    child: tokio::process::Child,
+    status_r: Option<OwnedFd>,
+    _report_r: OwnedFd,
+    _tmp: RemoveDir,
+}
+
+impl SandboxedProcess {
+    /// Waits until the program ends; its raw wait status (`None` when its setup failed).
+    pub async fn wait(&mut self) -> std::io::Result<Option<i32>> {
+        let Some(fd) = self.status_r.take() else { return Ok(None) };
+        let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let mut raw = [0u8; 4];
+        Ok(rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw)))
+    }
+
+    /// Ends the sandbox and every process in it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+impl LinuxBackend {
+    /// Starts `spec` in a fresh sandbox and returns at once.
+    pub fn spawn(&self, spec: &ProcessSpec) -> Result<SandboxedProcess, SandboxError> {
+        let started = self.sandbox.start(Launch {
+            program: &spec.program,
+            interpreter: spec.interpreter.as_ref(),
+            args: spec.args.clone(),
+            env: spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            read: spec.read.clone(),
+            workdir: &spec.workdir,
+            expose: &spec.workdir,
+            home: &spec.workdir,
+            limits: &spec.limits,
+            extra_cpu: 0,
+            stdin: true,
+        })?;
+        let Started { child, stdin, stdout, stderr, status_r, report_r, protections, _tmp } = started;
+        Ok(SandboxedProcess {
+            stdin: stdin.expect("stdin is piped"),
+            stdout,
+            stderr,
+            protections,
+            child,
+            status_r: Some(status_r),
+            _report_r: report_r,
+            _tmp,
+        })
+    }
+}
+
 impl Backend for LinuxBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Linux
@@ -189,8 +266,13 @@ impl LinuxBackend {
 
 /// One sandboxed process to start.
 struct Launch<'a> {
-    interpreter: &'a Interpreter,
+    /// The program to exec (for a run, the interpreter).
+    program: &'a Path,
+    /// An interpreter whose installation (prefix, venv, `sys.path`) the process may read.
+    interpreter: Option<&'a Interpreter>,
     args: Vec<std::ffi::OsString>,
+    /// Environment variables on top of the sandbox's clean set.
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     /// Files and directories the process may read besides the interpreter's.
     read: Vec<PathBuf>,
     /// The only writable place (with the private /tmp), the working directory.
@@ -212,8 +294,10 @@ impl<'a> Launch<'a> {
         let mut read = vec![spec.script.clone()];
         read.extend(spec.input.clone());
         Launch {
-            interpreter: &spec.interpreter,
+            program: &spec.interpreter.path,
+            interpreter: Some(&spec.interpreter),
             args: spec.python_args(),
+            env: Vec::new(),
             read,
             workdir: &spec.workdir,
             expose: &spec.workdir,
@@ -271,9 +355,9 @@ impl Sandbox {
         let support = self.support;
         let limits = launch.limits;
         let (uid, gid) = (self.uid(), self.gid());
-        let interp = launch.interpreter;
-        if !interp.path.is_file() {
-            return Err(SandboxError::Setup(format!("the interpreter {} does not exist", interp.path.display())));
+        let program = launch.program;
+        if !program.is_file() {
+            return Err(SandboxError::Setup(format!("the program {} does not exist", program.display())));
         }
 
         // The private /tmp, beside the run directory, owned by the sandbox user.
@@ -289,21 +373,11 @@ impl Sandbox {
 
         // What the script may read, and where it may write.
         let mut read: BTreeSet<PathBuf> = BTreeSet::new();
-        read.insert(interp.path.clone());
-        for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
-            if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
-                read.insert(p.clone());
-            }
-        }
-        for p in interp.sys_path.iter().chain(interp.read_paths.iter()) {
-            if p.exists() {
-                read.insert(p.clone());
-            }
+        read.insert(program.to_path_buf());
+        if let Some(interp) = launch.interpreter {
+            read.extend(interpreter_paths(interp));
         }
         read.extend(launch.read.iter().cloned());
-        if let Some(w) = &interp.wrapper {
-            read.insert(w.clone());
-        }
         let system: Vec<PathBuf> = [
             "/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
             "/etc/os-release",
@@ -375,7 +449,7 @@ impl Sandbox {
             status_w: status_w.as_raw_fd(),
         };
 
-        let mut cmd = tokio::process::Command::new(&interp.path);
+        let mut cmd = tokio::process::Command::new(program);
         cmd.args(&launch.args);
         // Nothing of the server's environment reaches the script, API keys above all.
         cmd.env_clear()
@@ -389,6 +463,7 @@ impl Sandbox {
             .env("TMPDIR", "/tmp")
             // Libraries' caches go to the private /tmp, not among the artifacts.
             .env("XDG_CACHE_HOME", "/tmp/.cache")
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .current_dir(workdir)
             .stdin(if launch.stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
             .stdout(std::process::Stdio::piped())
@@ -403,7 +478,7 @@ impl Sandbox {
         drop(report_w);
         drop(status_w);
         drop(ruleset);
-        let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", interp.path.display())))?;
+        let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", program.display())))?;
         Ok(Started {
             stdin: child.stdin.take(),
             stdout: child.stdout.take().expect("piped"),
@@ -415,6 +490,20 @@ impl Sandbox {
             _tmp: tmp_guard,
         })
     }
+}
+
+/// What a process may read of an interpreter's installation: the executable, its prefix
+/// and venv (unless that is the whole system), `sys.path`, extra read paths, its wrapper.
+fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
+    let mut read = vec![interp.path.clone()];
+    for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
+        if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
+            read.push(p.clone());
+        }
+    }
+    read.extend(interp.sys_path.iter().chain(interp.read_paths.iter()).filter(|p| p.exists()).cloned());
+    read.extend(interp.wrapper.iter().cloned());
+    read
 }
 
 /// Streams a started sandbox's output to `sink` and waits until it ends, a limit is hit

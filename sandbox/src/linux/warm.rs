@@ -198,8 +198,10 @@ async fn make(sandbox: &Sandbox, interp: &Interpreter, limits: &Limits, runs_dir
     args.extend(interp.warm.iter().map(OsString::from));
     let mut started = sandbox
         .start(Launch {
-            interpreter: interp,
+            program: &interp.path,
+            interpreter: Some(interp),
             args,
+            env: Vec::new(),
             read: Vec::new(),
             workdir: &dir.0,
             expose: runs_dir,
