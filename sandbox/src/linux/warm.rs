@@ -252,13 +252,14 @@ impl Spare {
     /// Hands `spec` to this spare: its run directory becomes the spare's, and the runner
     /// gets the arguments. On error nothing of the run directory is lost and the run can
     /// start cold.
-    pub(super) async fn claim(mut self, spec: &RunSpec, owner: Option<(u32, u32)>) -> Result<Started, String> {
+    pub(super) async fn claim(mut self, spec: &RunSpec, root: bool) -> Result<Started, String> {
         if let Ok(Some(status)) = self.started.child.try_wait() {
             return Err(format!("the spare had ended ({status})"));
         }
         adopt(&self.dir.0, &spec.workdir).map_err(|e| format!("cannot move the run directory into the spare: {e}"))?;
-        if let Some((uid, gid)) = owner {
-            chown_tree(&spec.workdir, uid, gid).map_err(|e| format!("cannot hand the run directory over: {e}"))?;
+        // A root server gave the spare a uid of its own: the run directory becomes its.
+        if root && let Some(uid) = self.started.protections.uid {
+            chown_tree(&spec.workdir, uid, uid).map_err(|e| format!("cannot hand the run directory over: {e}"))?;
         }
         // The arguments after `-I -u`, exactly as a cold start passes them.
         let argv: Vec<String> = spec.python_args().into_iter().skip(2).filter_map(|a| a.into_string().ok()).collect();
