@@ -143,22 +143,22 @@ fn any_flag(arg: u8, flags: impl Iterator<Item = libc::c_int>) -> Result<Vec<Sec
 /// Compiles both filters for this machine's architecture.
 pub fn compile() -> Result<Filters, String> {
     let arch = arch()?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().chain(X86_64_ONLY).map(|&(_, nr)| (nr as i64, Vec::new())).collect();
-    rules.insert(libc::SYS_clone as i64, any_flag(0, NAMESPACE_FLAGS.iter().copied())?);
-    rules.insert(libc::SYS_unshare as i64, any_flag(0, NAMESPACE_FLAGS.iter().copied().chain([CLONE_NEWTIME]))?);
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().chain(X86_64_ONLY).map(|&(_, nr)| (nr, Vec::new())).collect();
+    rules.insert(libc::SYS_clone, any_flag(0, NAMESPACE_FLAGS.iter().copied())?);
+    rules.insert(libc::SYS_unshare, any_flag(0, NAMESPACE_FLAGS.iter().copied().chain([CLONE_NEWTIME]))?);
     let other_personality = PERSONALITIES.iter().map(|&p| cond(0, SeccompCmpOp::Ne, p)).collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_personality as i64, vec![rule(other_personality)?]);
+    rules.insert(libc::SYS_personality, vec![rule(other_personality)?]);
     // Netlink sockets other than NETLINK_ROUTE (which getaddrinfo uses): netfilter,
     // audit, uevents and the rest.
     rules.insert(
-        libc::SYS_socket as i64,
+        libc::SYS_socket,
         vec![rule(vec![cond(0, SeccompCmpOp::Eq, libc::AF_NETLINK as u64)?, cond(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE as u64)?])?],
     );
     let denied = rules.len() + 1;
     let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
         .and_then(BpfProgram::try_from)
         .map_err(|e| e.to_string())?;
-    let clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3 as i64, Vec::new())].into();
+    let clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, Vec::new())].into();
     let clone3 = SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)
         .and_then(BpfProgram::try_from)
         .map_err(|e| e.to_string())?;
