@@ -473,7 +473,7 @@ impl Sandbox {
         let root = planner.finish(workdir);
         protections.minimal_root = true;
         protections.private_keyring = true;
-        let filters = match seccomp::compile() {
+        let filters = match seccomp::compiled() {
             Ok(f) => {
                 protections.seccomp = Some(f.describe());
                 Some(f)

@@ -36,7 +36,7 @@ pub struct Plan {
     /// The minimal root to build and pivot into.
     pub root: super::rootfs::Root,
     /// The seccomp filters, installed last (None: not available on this architecture).
-    pub seccomp: Option<super::seccomp::Filters>,
+    pub seccomp: Option<std::sync::Arc<super::seccomp::Filters>>,
     /// The server's command line and environment in memory (start, end): init blanks
     /// its copy, so `/proc/1/cmdline` shows nothing of the server.
     pub server_args: (usize, usize),

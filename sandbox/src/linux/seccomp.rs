@@ -8,6 +8,7 @@
 //! passes them to the kernel (no allocation after `fork`).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
@@ -138,6 +139,12 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
 /// One rule per flag: the call matches when any of them is set in argument `arg`.
 fn any_flag(arg: u8, flags: impl Iterator<Item = libc::c_int>) -> Result<Vec<SeccompRule>, String> {
     flags.map(|f| rule(vec![cond(arg, SeccompCmpOp::MaskedEq(f as u64), f as u64)?])).collect()
+}
+
+/// The filters, compiled once per process.
+pub fn compiled() -> Result<Arc<Filters>, String> {
+    static FILTERS: OnceLock<Result<Arc<Filters>, String>> = OnceLock::new();
+    FILTERS.get_or_init(|| compile().map(Arc::new)).clone()
 }
 
 /// Compiles both filters for this machine's architecture.
