@@ -411,7 +411,10 @@ impl Sandbox {
 
         let workdir = launch.workdir;
         if support.root {
+            // The run directory is its sandbox's uid's alone (a spare, which sees the
+            // runs directory, finds the others closed even without Landlock).
             chown_tree(workdir, uid, gid)?;
+            std::fs::set_permissions(workdir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         }
 
         // What the script may read, and where it may write.

@@ -489,6 +489,7 @@ open("done", "w").close()
         use std::os::unix::fs::MetadataExt;
         assert_ne!(ra.protections.uid, rb.protections.uid, "each run has a host uid of its own");
         assert_eq!(Some(std::fs::metadata(&a_dir).unwrap().uid()), ra.protections.uid);
+        assert_eq!(std::fs::metadata(&a_dir).unwrap().mode() & 0o777, 0o700, "closed to every other uid");
         assert_eq!(Some(std::fs::metadata(runs.path().join("2")).unwrap().uid()), rb.protections.uid);
     }
 }
