@@ -773,3 +773,41 @@ impl Drop for RemoveDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_leased_round_robin_and_returned_on_drop() {
+        let ids = Arc::new(Ids::default());
+        let a = ids.lease([1000, 1002]).unwrap();
+        let b = ids.lease([1000, 1002]).unwrap();
+        assert_eq!((a.uid, b.uid), (1000, 1001));
+        drop(a);
+        // The freed 1000 comes back only after the rest of the range.
+        let c = ids.lease([1000, 1002]).unwrap();
+        assert_eq!(c.uid, 1002);
+        let d = ids.lease([1000, 1002]).unwrap();
+        assert_eq!(d.uid, 1000);
+        let full = ids.lease([1000, 1002]).err().unwrap().to_string();
+        assert!(full.contains("all 3 uids") && full.contains("widen the range"), "{full}");
+        drop(b);
+        assert_eq!(ids.lease([1000, 1002]).unwrap().uid, 1001);
+    }
+
+    #[test]
+    fn a_range_that_includes_root_or_is_reversed_is_refused() {
+        let ids = Arc::new(Ids::default());
+        for range in [[0, 10], [20, 10]] {
+            let e = ids.lease(range).err().unwrap().to_string();
+            assert!(e.contains("uid_range") && e.contains("[100000, 165535]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_servers_command_line_span_is_found() {
+        let ((a, b), (c, d)) = server_memory();
+        assert!(a > 0 && b > a && c >= b && d > c, "{a} {b} {c} {d}");
+    }
+}
