@@ -191,7 +191,6 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         if libc::getppid() != plan.server_pid {
             libc::_exit(SETUP_FAILED);
         }
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
         let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -203,6 +202,9 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         if !plan.switch_user {
             write_id_maps(plan);
         }
+        // Not dumpable: the sandbox cannot read init's memory or see it in /proc (and
+        // init inherits this). After the id maps, which need /proc/self to be ours.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         check(
             plan,
             libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()),
