@@ -538,3 +538,75 @@ pub fn cpath(p: &std::path::Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL bytes")
 }
+
+/// Shows host directory `dir` inside a running sandbox at the same path: a spare's
+/// run directory, once the spare has been given its run (root server only: it needs
+/// CAP_SYS_ADMIN over the host's mounts for `open_tree`). A forked helper enters the
+/// sandbox's mount namespace, makes the mount point on the (briefly writable) root and
+/// moves a clone of `dir` there. Blocking: call it off the async executor.
+pub fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    let ns = CString::new(format!("/proc/{sandbox_pid}/ns/mnt")).expect("no NUL");
+    let target = cpath(dir);
+    // SAFETY: plain syscalls on descriptors and strings owned here; the forked helper
+    // only makes raw syscalls on data prepared before the fork, then `_exit`s.
+    unsafe {
+        let ns_fd = libc::open(ns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if ns_fd < 0 {
+            return Err(err());
+        }
+        let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+        let tree = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, target.as_ptr(), flags) as RawFd;
+        if tree < 0 {
+            let e = err();
+            libc::close(ns_fd);
+            return Err(e);
+        }
+        let attr = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, attr_clr: 0, propagation: 0, userns_fd: 0 };
+        let r = libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        );
+        let pid = if r < 0 { -1 } else { libc::fork() };
+        if pid == 0 {
+            let step = |ok: bool, code: i32| {
+                if !ok {
+                    libc::_exit(code);
+                }
+            };
+            step(libc::setns(ns_fd, libc::CLONE_NEWNS) == 0, 1);
+            let rw = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV;
+            step(libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), rw, std::ptr::null()) == 0, 2);
+            let made = libc::mkdir(target.as_ptr(), 0o700) == 0 || errno() == libc::EEXIST;
+            let ro = libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), rw | libc::MS_RDONLY, std::ptr::null()) == 0;
+            step(made, 3);
+            step(ro, 4);
+            let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH);
+            step(r == 0, 5);
+            libc::_exit(0);
+        }
+        let fork_err = err();
+        libc::close(tree);
+        libc::close(ns_fd);
+        if pid < 0 {
+            return Err(fork_err);
+        }
+        let mut st = 0;
+        while libc::waitpid(pid, &mut st, 0) < 0 {
+            if errno() != libc::EINTR {
+                return Err(err());
+            }
+        }
+        if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
+            Ok(())
+        } else {
+            let step = ["", "setns", "remount the root writable", "mkdir the mount point", "remount the root read-only", "move_mount"];
+            let code = if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as usize } else { 0 };
+            Err(std::io::Error::other(format!("showing the run directory in the spare failed at {}", step.get(code).unwrap_or(&"a signal"))))
+        }
+    }
+}

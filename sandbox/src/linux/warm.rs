@@ -204,7 +204,10 @@ async fn make(sandbox: &Sandbox, interp: &Interpreter, limits: &Limits, runs_dir
             env: Vec::new(),
             read: Vec::new(),
             workdir: &dir.0,
-            expose: runs_dir,
+            // A root server shows the spare only its own directory and, at its run, the
+            // run directory (see `claim`); otherwise the runs directory, kept to its own
+            // by Landlock.
+            expose: if sandbox.support.root { &dir.0 } else { runs_dir },
             // Whatever the imports write to ~ stays out of the run directory.
             home: Path::new("/tmp"),
             limits,
@@ -260,6 +263,14 @@ impl Spare {
         // A root server gave the spare a uid of its own: the run directory becomes its.
         if root && let Some(uid) = self.started.protections.uid {
             chown_tree(&spec.workdir, uid, uid).map_err(|e| format!("cannot hand the run directory over: {e}"))?;
+        }
+        if root {
+            let pid = self.started.child.id().ok_or("the spare had ended")?;
+            let dir = spec.workdir.clone();
+            tokio::task::spawn_blocking(move || super::child::inject(pid, &dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot show the run directory to the spare: {e}"))?;
         }
         // The arguments after `-I -u`, exactly as a cold start passes them.
         let argv: Vec<String> = spec.python_args().into_iter().skip(2).filter_map(|a| a.into_string().ok()).collect();
