@@ -1,13 +1,15 @@
 //! Warm starts: a spare sandbox whose interpreter has imported its `warm` modules
 //! (e.g. build123d, seconds of import) and waits for a run.
 //!
-//! A spare is made exactly as a run's sandbox is (namespaces, Landlock, rlimits, the
-//! unprivileged uid), for a directory `.warm-…` beside the run directories, and serves
+//! A spare is made exactly as a run's sandbox is (minimal root, namespaces, seccomp,
+//! Landlock, rlimits, a uid of its own), for a directory `.warm-…` beside the run directories, and serves
 //! one run only, so nothing of one run reaches another. When a run comes, the run
 //! directory's files are moved into the spare's directory, which is then renamed to the
-//! run directory: Landlock rules hold the directory itself, not its name, and the spare
-//! shows the whole runs directory (as a cold run would see it on the host), so the
-//! script sees its files at the same paths as in a cold run. The spare's runner
+//! run directory: Landlock rules hold the directory itself, not its name. With a root
+//! server the spare was shown only its own directory, and the renamed one is bound into
+//! its mount namespace at the run's path ([`super::child::inject`]); without root it was
+//! shown the whole runs directory (Landlock keeps it to its own). Either way the script
+//! sees its files at the same paths as in a cold run. The spare's runner
 //! (`runners/warm.py`) then reads the run's arguments from stdin, sets the CPU limit to
 //! what the import used plus the run's own, and runs the script as `python -I -u` would.
 //!
