@@ -146,7 +146,11 @@ async fn cancelling_kills_the_whole_run_within_a_second() {
         let sink = sink.clone();
         tokio::spawn(async move { backend.run(spec, sink, cancel).await })
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Cancel once the child is beating (a loaded machine may start it slowly).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while beats(&sb.run_dir()) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let asked = Instant::now();
     cancel.cancel();
     let report = task.await.unwrap().unwrap();
