@@ -3,11 +3,12 @@
 //! unprivileged uid. See [`child`] for what happens between fork and exec.
 
 mod child;
+mod rootfs;
+mod seccomp;
 mod warm;
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,9 +29,9 @@ use crate::{Backend, BackendKind, BoxFuture, Interpreter, WarmState};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinuxConfig {
-    /// The host uid and gid scripts run as when the server runs as root.
-    pub uid: u32,
-    pub gid: u32,
+    /// When the server runs as root, each sandbox gets a host uid (and the same gid)
+    /// of its own from this inclusive range, so no run can touch another's files.
+    pub uid_range: [u32; 2],
     /// Run with whatever protections are available when user namespaces or Landlock
     /// are missing (the run record lists what was missing). Off: such runs are refused.
     pub allow_degraded: bool,
@@ -40,7 +41,7 @@ pub struct LinuxConfig {
 
 impl Default for LinuxConfig {
     fn default() -> Self {
-        LinuxConfig { uid: 65534, gid: 65534, allow_degraded: false, warm: WarmMode::Eager }
+        LinuxConfig { uid_range: [100_000, 165_535], allow_degraded: false, warm: WarmMode::Eager }
     }
 }
 
@@ -112,15 +113,136 @@ pub struct LinuxBackend {
 struct Sandbox {
     config: LinuxConfig,
     support: Support,
+    ids: Arc<Ids>,
+}
+
+/// The host uids of `uid_range` that live sandboxes hold.
+#[derive(Default)]
+struct Ids {
+    state: std::sync::Mutex<(BTreeSet<u32>, u32)>,
+}
+
+/// A host uid held by one sandbox until it is dropped.
+struct Lease {
+    ids: Arc<Ids>,
+    uid: u32,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.ids.state.lock().unwrap_or_else(|p| p.into_inner()).0.remove(&self.uid);
+    }
+}
+
+impl Ids {
+    /// The next free uid of `[first, last]`, round-robin, so that a uid is reused as
+    /// late as possible.
+    fn lease(self: &Arc<Self>, [first, last]: [u32; 2]) -> Result<Lease, SandboxError> {
+        if first == 0 || last < first {
+            return Err(SandboxError::Setup(format!(
+                "[sandbox.linux] uid_range = [{first}, {last}] is not a range of non-root uids; use e.g. [100000, 165535]"
+            )));
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (used, next) = &mut *state;
+        let span = (last - first) as u64 + 1;
+        for i in 0..span {
+            let uid = first + ((next.saturating_sub(first) as u64 + i) % span) as u32;
+            if used.insert(uid) {
+                *next = if uid == last { first } else { uid + 1 };
+                return Ok(Lease { ids: self.clone(), uid });
+            }
+        }
+        Err(SandboxError::Setup(format!(
+            "all {span} uids of [sandbox.linux] uid_range are held by running sandboxes; widen the range"
+        )))
+    }
 }
 
 impl LinuxBackend {
     pub fn new(config: LinuxConfig) -> LinuxBackend {
-        LinuxBackend { sandbox: Arc::new(Sandbox { config, support: Support::probe() }), pool: Arc::default() }
+        LinuxBackend { sandbox: Arc::new(Sandbox { config, support: Support::probe(), ids: Arc::default() }), pool: Arc::default() }
     }
 
     pub fn support(&self) -> Support {
         self.sandbox.support
+    }
+}
+
+/// A program to run in the sandbox that is not a script run (a language server, a WASI
+/// host). It gets the same namespaces, Landlock rules, rlimits, clean environment and
+/// unprivileged uid as a run; the wall-time limit is the caller's to enforce.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub program: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
+    /// An interpreter whose installation (prefix, venv, `sys.path`) the process may read.
+    pub interpreter: Option<Interpreter>,
+    /// Further files and directories it may read.
+    pub read: Vec<PathBuf>,
+    /// Its working directory and HOME: with the private `/tmp`, its only writable place.
+    pub workdir: PathBuf,
+    /// Environment variables on top of the sandbox's clean set.
+    pub env: Vec<(String, String)>,
+    pub limits: crate::Limits,
+}
+
+/// A running sandboxed process with its stdin, stdout and stderr piped. Dropping it
+/// kills the whole sandbox.
+pub struct SandboxedProcess {
+    pub stdin: tokio::process::ChildStdin,
+    pub stdout: tokio::process::ChildStdout,
+    pub stderr: tokio::process::ChildStderr,
+    pub protections: Protections,
+    child: tokio::process::Child,
+    status_r: Option<OwnedFd>,
+    _report_r: OwnedFd,
+    _lease: Option<Lease>,
+}
+
+impl SandboxedProcess {
+    /// Waits until the program ends; its raw wait status (`None` when its setup failed).
+    pub async fn wait(&mut self) -> std::io::Result<Option<i32>> {
+        let Some(fd) = self.status_r.take() else { return Ok(None) };
+        let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let mut raw = [0u8; 4];
+        Ok(rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw)))
+    }
+
+    /// Ends the sandbox and every process in it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+impl LinuxBackend {
+    /// Starts `spec` in a fresh sandbox and returns at once.
+    pub fn spawn(&self, spec: &ProcessSpec) -> Result<SandboxedProcess, SandboxError> {
+        let started = self.sandbox.start(Launch {
+            program: &spec.program,
+            interpreter: spec.interpreter.as_ref(),
+            args: spec.args.clone(),
+            env: spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            read: spec.read.clone(),
+            workdir: &spec.workdir,
+            expose: &spec.workdir,
+            home: &spec.workdir,
+            limits: &spec.limits,
+            extra_cpu: 0,
+            stdin: true,
+        })?;
+        let Started { child, stdin, stdout, stderr, status_r, report_r, protections, _lease } = started;
+        Ok(SandboxedProcess {
+            stdin: stdin.expect("stdin is piped"),
+            stdout,
+            stderr,
+            protections,
+            child,
+            status_r: Some(status_r),
+            _report_r: report_r,
+            _lease,
+        })
     }
 }
 
@@ -163,9 +285,8 @@ impl LinuxBackend {
                 s = spare => s,
                 _ = cancel.cancelled() => return Ok(RunReport::cancelled_before_start(Protections::default())),
             };
-            let owner = self.sandbox.support.root.then(|| (self.sandbox.uid(), self.sandbox.gid()));
             let claimed = match spare {
-                Ok(spare) => spare.claim(&spec, owner).await,
+                Ok(spare) => spare.claim(&spec, self.sandbox.support.root).await,
                 Err(e) => Err(e),
             };
             match claimed {
@@ -189,8 +310,13 @@ impl LinuxBackend {
 
 /// One sandboxed process to start.
 struct Launch<'a> {
-    interpreter: &'a Interpreter,
+    /// The program to exec (for a run, the interpreter).
+    program: &'a Path,
+    /// An interpreter whose installation (prefix, venv, `sys.path`) the process may read.
+    interpreter: Option<&'a Interpreter>,
     args: Vec<std::ffi::OsString>,
+    /// Environment variables on top of the sandbox's clean set.
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     /// Files and directories the process may read besides the interpreter's.
     read: Vec<PathBuf>,
     /// The only writable place (with the private /tmp), the working directory.
@@ -212,8 +338,10 @@ impl<'a> Launch<'a> {
         let mut read = vec![spec.script.clone()];
         read.extend(spec.input.clone());
         Launch {
-            interpreter: &spec.interpreter,
+            program: &spec.interpreter.path,
+            interpreter: Some(&spec.interpreter),
             args: spec.python_args(),
+            env: Vec::new(),
             read,
             workdir: &spec.workdir,
             expose: &spec.workdir,
@@ -234,16 +362,21 @@ struct Started {
     status_r: OwnedFd,
     report_r: OwnedFd,
     protections: Protections,
-    _tmp: RemoveDir,
+    /// The host uid this sandbox holds (root server).
+    _lease: Option<Lease>,
 }
 
 impl Sandbox {
-    fn uid(&self) -> u32 {
-        if self.support.root { self.config.uid } else { unsafe { libc::geteuid() } }
-    }
-
-    fn gid(&self) -> u32 {
-        if self.support.root { self.config.gid } else { unsafe { libc::getegid() } }
+    /// The host ids the sandbox runs as: a leased uid of its own when the server is
+    /// root, else the server's (mapped to an unprivileged id inside).
+    fn ids(&self) -> Result<(u32, u32, Option<Lease>), SandboxError> {
+        if self.support.root {
+            let lease = self.ids.lease(self.config.uid_range)?;
+            Ok((lease.uid, lease.uid, Some(lease)))
+        } else {
+            // SAFETY: getters without side effects.
+            Ok(unsafe { (libc::geteuid(), libc::getegid(), None) })
+        }
     }
 
     /// Refuses (unless allowed) when a protection is missing; lists what is missing.
@@ -270,40 +403,27 @@ impl Sandbox {
         let missing = self.missing()?;
         let support = self.support;
         let limits = launch.limits;
-        let (uid, gid) = (self.uid(), self.gid());
-        let interp = launch.interpreter;
-        if !interp.path.is_file() {
-            return Err(SandboxError::Setup(format!("the interpreter {} does not exist", interp.path.display())));
+        let (uid, gid, lease) = self.ids()?;
+        let program = launch.program;
+        if !program.is_file() {
+            return Err(SandboxError::Setup(format!("the program {} does not exist", program.display())));
         }
 
-        // The private /tmp, beside the run directory, owned by the sandbox user.
         let workdir = launch.workdir;
-        let name = workdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-        let tmp = workdir.with_file_name(format!(".{name}.tmp"));
-        std::fs::create_dir_all(&tmp)?;
-        let tmp_guard = RemoveDir(tmp.clone());
         if support.root {
+            // The run directory is its sandbox's uid's alone (a spare, which sees the
+            // runs directory, finds the others closed even without Landlock).
             chown_tree(workdir, uid, gid)?;
-            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+            std::fs::set_permissions(workdir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         }
 
         // What the script may read, and where it may write.
         let mut read: BTreeSet<PathBuf> = BTreeSet::new();
-        read.insert(interp.path.clone());
-        for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
-            if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
-                read.insert(p.clone());
-            }
-        }
-        for p in interp.sys_path.iter().chain(interp.read_paths.iter()) {
-            if p.exists() {
-                read.insert(p.clone());
-            }
+        read.insert(program.to_path_buf());
+        if let Some(interp) = launch.interpreter {
+            read.extend(interpreter_paths(interp));
         }
         read.extend(launch.read.iter().cloned());
-        if let Some(w) = &interp.wrapper {
-            read.insert(w.clone());
-        }
         let system: Vec<PathBuf> = [
             "/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
             "/etc/os-release",
@@ -316,7 +436,7 @@ impl Sandbox {
             .iter()
             .map(PathBuf::from)
             .collect();
-        let writable = [workdir.to_path_buf(), tmp.clone()];
+        let writable = [workdir.to_path_buf()];
 
         let mut protections = Protections {
             backend: Some(BackendKind::Linux),
@@ -348,8 +468,25 @@ impl Sandbox {
             None
         };
 
-        let expose = launch.expose.to_path_buf();
-        let covers = covers_for(read.iter().chain([&expose]), &tmp, support.root.then_some((uid, gid)));
+        let mut planner = rootfs::Planner::default();
+        for p in read.iter().chain(&system) {
+            planner.expose(p, false);
+        }
+        planner.expose(launch.expose, true);
+        let root = planner.finish(workdir);
+        protections.minimal_root = true;
+        protections.private_keyring = true;
+        let filters = match seccomp::compiled() {
+            Ok(f) => {
+                protections.seccomp = Some(f.describe());
+                Some(f)
+            }
+            Err(e) if self.config.allow_degraded => {
+                protections.missing.push(format!("seccomp ({e})"));
+                None
+            }
+            Err(e) => return Err(SandboxError::Setup(format!("{e}; set `allow_degraded = true` to run without it"))),
+        };
         let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let mib = |m: u64| m.saturating_mul(1024 * 1024);
@@ -360,7 +497,11 @@ impl Sandbox {
             gid,
             uid_map: std::ffi::CString::new(format!("{} {uid} 1", child::INNER_ID)).expect("no NUL"),
             gid_map: std::ffi::CString::new(format!("{} {gid} 1", child::INNER_ID)).expect("no NUL"),
-            covers,
+            root,
+            seccomp: filters,
+            server_args: server_memory().0,
+            server_env: server_memory().1,
+            tmp_access: AccessFs::from_all(landlock_abi(support.landlock_abi.max(1))).bits(),
             rlimits: vec![
                 (libc::RLIMIT_CPU, cpu, cpu + 1),
                 (libc::RLIMIT_AS, mib(limits.memory_mib), mib(limits.memory_mib)),
@@ -375,7 +516,7 @@ impl Sandbox {
             status_w: status_w.as_raw_fd(),
         };
 
-        let mut cmd = tokio::process::Command::new(&interp.path);
+        let mut cmd = tokio::process::Command::new(program);
         cmd.args(&launch.args);
         // Nothing of the server's environment reaches the script, API keys above all.
         cmd.env_clear()
@@ -389,6 +530,7 @@ impl Sandbox {
             .env("TMPDIR", "/tmp")
             // Libraries' caches go to the private /tmp, not among the artifacts.
             .env("XDG_CACHE_HOME", "/tmp/.cache")
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .current_dir(workdir)
             .stdin(if launch.stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
             .stdout(std::process::Stdio::piped())
@@ -403,7 +545,7 @@ impl Sandbox {
         drop(report_w);
         drop(status_w);
         drop(ruleset);
-        let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", interp.path.display())))?;
+        let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", program.display())))?;
         Ok(Started {
             stdin: child.stdin.take(),
             stdout: child.stdout.take().expect("piped"),
@@ -412,9 +554,23 @@ impl Sandbox {
             status_r,
             report_r,
             protections,
-            _tmp: tmp_guard,
+            _lease: lease,
         })
     }
+}
+
+/// What a process may read of an interpreter's installation: the executable, its prefix
+/// and venv (unless that is the whole system), `sys.path`, extra read paths, its wrapper.
+fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
+    let mut read = vec![interp.path.clone()];
+    for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
+        if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
+            read.push(p.clone());
+        }
+    }
+    read.extend(interp.sys_path.iter().chain(interp.read_paths.iter()).filter(|p| p.exists()).cloned());
+    read.extend(interp.wrapper.iter().cloned());
+    read
 }
 
 /// Streams a started sandbox's output to `sink` and waits until it ends, a limit is hit
@@ -426,7 +582,7 @@ async fn supervise(
     cancel: CancellationToken,
     warm_start: bool,
 ) -> Result<RunReport, SandboxError> {
-    let Started { mut child, stdin, stdout, stderr, status_r, report_r, protections, _tmp } = started;
+    let Started { mut child, stdin, stdout, stderr, status_r, report_r, protections, _lease } = started;
     drop(stdin);
     let started = Instant::now();
     let budget = Budget::new(limits.output_bytes);
@@ -538,15 +694,7 @@ fn landlock_ruleset(
     devices: &[PathBuf],
     writable: &[PathBuf],
 ) -> Result<(OwnedFd, i32), String> {
-    let abi = match kernel_abi {
-        1 => ABI::V1,
-        2 => ABI::V2,
-        3 => ABI::V3,
-        4 => ABI::V4,
-        5 => ABI::V5,
-        6 => ABI::V6,
-        _ => ABI::V6,
-    };
+    let abi = landlock_abi(kernel_abi);
     let e = |e: landlock::RulesetError| e.to_string();
     let mut ruleset =
         Ruleset::default().set_compatibility(CompatLevel::HardRequirement).handle_access(AccessFs::from_all(abi)).map_err(e)?;
@@ -576,79 +724,31 @@ fn landlock_ruleset(
     Ok((fd.expect("a created ruleset has a descriptor"), kernel_abi.min(6)))
 }
 
-/// Can `uid`/`gid` search directory `m`?
-fn searchable(m: &std::fs::Metadata, uid: u32, gid: u32) -> bool {
-    let mode = m.mode();
-    if m.uid() == uid {
-        mode & 0o100 != 0
-    } else if m.gid() == gid {
-        mode & 0o010 != 0
-    } else {
-        mode & 0o001 != 0
+/// The Landlock ABI the crate knows, for the kernel's.
+fn landlock_abi(kernel_abi: i32) -> ABI {
+    match kernel_abi {
+        1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        _ => ABI::V6,
     }
 }
 
-/// Plans the mounts that shape the sandbox's view of the file system:
-/// - `/tmp` is covered by the run's private temporary directory;
-/// - when switching to `user` (a root server), a directory that user cannot enter
-///   (e.g. `/root` at 0700) is covered by an empty tmpfs;
-///
-/// and the needed `paths` below a cover are moved back in, at the same place.
-fn covers_for<'a>(paths: impl Iterator<Item = &'a PathBuf>, private_tmp: &Path, user: Option<(u32, u32)>) -> Vec<child::Cover> {
-    let tmp = PathBuf::from("/tmp");
-    let mut by_cover: std::collections::BTreeMap<PathBuf, BTreeSet<PathBuf>> = Default::default();
-    by_cover.insert(tmp.clone(), BTreeSet::new());
-    for p in paths {
-        if p.starts_with(&tmp) {
-            by_cover.entry(tmp.clone()).or_default().insert(p.clone());
-            continue;
-        }
-        let Some((uid, gid)) = user else { continue };
-        let mut acc = PathBuf::from("/");
-        for comp in p.components().skip(1) {
-            let Ok(m) = std::fs::metadata(&acc) else { break };
-            if !searchable(&m, uid, gid) {
-                by_cover.entry(acc.clone()).or_default().insert(p.clone());
-                break;
-            }
-            acc.push(comp);
-        }
-    }
-    // The private /tmp first: its source may lie below another cover.
-    let mut order: Vec<_> = by_cover.into_iter().collect();
-    order.sort_by_key(|(c, _)| c != &tmp);
-    order
-        .into_iter()
-        .map(|(cover, paths)| {
-            // Drop paths that lie inside another exposed path.
-            let paths: Vec<PathBuf> = paths.iter().filter(|p| !paths.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
-            let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-            let mut files = Vec::new();
-            for p in &paths {
-                let mut parent = p.parent();
-                while let Some(d) = parent {
-                    if d == cover || !d.starts_with(&cover) {
-                        break;
-                    }
-                    dirs.insert(d.to_path_buf());
-                    parent = d.parent();
-                }
-                if p.is_dir() {
-                    dirs.insert(p.clone());
-                } else {
-                    files.push(p.clone());
-                }
-            }
-            // BTreeSet order puts parents before children.
-            child::Cover {
-                bind_from: (cover == tmp).then(|| child::cpath(private_tmp)),
-                path: child::cpath(&cover),
-                dirs: dirs.iter().map(|d| child::cpath(d)).collect(),
-                files: files.iter().map(|f| child::cpath(f)).collect(),
-                exposes: paths.iter().map(|p| child::cpath(p)).collect(),
-            }
-        })
-        .collect()
+/// Where this process's command line and environment lie in its memory (fields 48–51
+/// of `/proc/self/stat`), read once: a sandbox's init blanks its copies of them.
+fn server_memory() -> ((usize, usize), (usize, usize)) {
+    static SPANS: std::sync::OnceLock<((usize, usize), (usize, usize))> = std::sync::OnceLock::new();
+    *SPANS.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let f: Vec<usize> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+        // `rest` starts at field 3.
+        let at = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+        ((at(48), at(49)), (at(50), at(51)))
+    })
 }
 
 fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
@@ -671,5 +771,43 @@ struct RemoveDir(PathBuf);
 impl Drop for RemoveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_leased_round_robin_and_returned_on_drop() {
+        let ids = Arc::new(Ids::default());
+        let a = ids.lease([1000, 1002]).unwrap();
+        let b = ids.lease([1000, 1002]).unwrap();
+        assert_eq!((a.uid, b.uid), (1000, 1001));
+        drop(a);
+        // The freed 1000 comes back only after the rest of the range.
+        let c = ids.lease([1000, 1002]).unwrap();
+        assert_eq!(c.uid, 1002);
+        let d = ids.lease([1000, 1002]).unwrap();
+        assert_eq!(d.uid, 1000);
+        let full = ids.lease([1000, 1002]).err().unwrap().to_string();
+        assert!(full.contains("all 3 uids") && full.contains("widen the range"), "{full}");
+        drop(b);
+        assert_eq!(ids.lease([1000, 1002]).unwrap().uid, 1001);
+    }
+
+    #[test]
+    fn a_range_that_includes_root_or_is_reversed_is_refused() {
+        let ids = Arc::new(Ids::default());
+        for range in [[0, 10], [20, 10]] {
+            let e = ids.lease(range).err().unwrap().to_string();
+            assert!(e.contains("uid_range") && e.contains("[100000, 165535]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_servers_command_line_span_is_found() {
+        let ((a, b), (c, d)) = server_memory();
+        assert!(a > 0 && b > a && c >= b && d > c, "{a} {b} {c} {d}");
     }
 }

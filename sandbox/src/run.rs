@@ -159,6 +159,13 @@ pub struct Protections {
     pub landlock_scopes: bool,
     pub no_new_privs: bool,
     pub rlimits: bool,
+    /// The seccomp filter in force, e.g. `docker-default-like, 66 syscalls denied`.
+    pub seccomp: Option<String>,
+    /// The script had a session keyring of its own (none of the server's keys).
+    pub private_keyring: bool,
+    /// The script saw a minimal root: only its interpreter, its run directory, a
+    /// private tmpfs `/tmp`, five device nodes and its own `/proc`.
+    pub minimal_root: bool,
     /// The host uid the script ran as.
     pub uid: Option<u32>,
     /// WASI: the guest sees only the run directory and has no sockets.

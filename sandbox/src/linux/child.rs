@@ -25,20 +25,6 @@ pub const SETUP_FAILED: i32 = 125;
 /// The uid and gid the script has inside its user namespace.
 pub const INNER_ID: u32 = 1000;
 
-/// A directory that the unprivileged uid cannot traverse (e.g. `/root`, mode 0700),
-/// covered by an empty tmpfs into which only the needed paths are moved.
-pub struct Cover {
-    pub path: CString,
-    /// Bind this host directory over `path` instead of an empty tmpfs (the private `/tmp`).
-    pub bind_from: Option<CString>,
-    /// Directories to create on the tmpfs, parents first.
-    pub dirs: Vec<CString>,
-    /// Empty files to create as mount points for exposed files.
-    pub files: Vec<CString>,
-    /// Paths under `path` to show again (the same path outside and inside).
-    pub exposes: Vec<CString>,
-}
-
 pub struct Plan {
     /// The server runs as root: switch to `uid`/`gid` in the worker.
     pub switch_user: bool,
@@ -47,7 +33,16 @@ pub struct Plan {
     /// `1000 <uid> 1`, `1000 <gid> 1`.
     pub uid_map: CString,
     pub gid_map: CString,
-    pub covers: Vec<Cover>,
+    /// The minimal root to build and pivot into.
+    pub root: super::rootfs::Root,
+    /// The seccomp filters, installed last (None: not available on this architecture).
+    pub seccomp: Option<std::sync::Arc<super::seccomp::Filters>>,
+    /// The server's command line and environment in memory (start, end): init blanks
+    /// its copy, so `/proc/1/cmdline` shows nothing of the server.
+    pub server_args: (usize, usize),
+    pub server_env: (usize, usize),
+    /// Every Landlock file-system right the ruleset handles: the fresh `/tmp` gets them.
+    pub tmp_access: u64,
     /// (resource, soft, hard)
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     /// The Landlock ruleset built by the parent, or -1.
@@ -65,6 +60,33 @@ const PROC: &[u8] = b"/proc\0";
 const PROC_FS: &[u8] = b"proc\0";
 const TMPFS: &[u8] = b"tmpfs\0";
 const TMPFS_OPTS: &[u8] = b"mode=0755,size=64k\0";
+const ROOT_OPTS: &[u8] = b"mode=0755,size=1m\0";
+const PROC_OPTS: &[u8] = b"hidepid=invisible,subset=pid\0";
+const BASE: &[u8] = b"/tmp\0";
+const NEW_ROOT: &[u8] = b"/newroot\0";
+const OLD_ROOT: &[u8] = b"/oldroot\0";
+const NEW_TMP: &[u8] = b"/newroot/tmp\0";
+const NEW_DEV: &[u8] = b"/newroot/dev\0";
+const NEW_PROC: &[u8] = b"/newroot/proc\0";
+const DOT: &[u8] = b".\0";
+const TMP: &[u8] = b"/tmp\0";
+const INIT_NAME: &[u8] = b"sandbox-init\0";
+/// Device nodes: (host path below the old root, mount point in the new root).
+const DEVICES: [(&[u8], &[u8]); 5] = [
+    (b"/oldroot/dev/null\0", b"/newroot/dev/null\0"),
+    (b"/oldroot/dev/zero\0", b"/newroot/dev/zero\0"),
+    (b"/oldroot/dev/full\0", b"/newroot/dev/full\0"),
+    (b"/oldroot/dev/random\0", b"/newroot/dev/random\0"),
+    (b"/oldroot/dev/urandom\0", b"/newroot/dev/urandom\0"),
+];
+/// (target, link) in the new `/dev`.
+const DEV_LINKS: [(&[u8], &[u8]); 5] = [
+    (b"/proc/self/fd\0", b"/newroot/dev/fd\0"),
+    (b"/proc/self/fd/0\0", b"/newroot/dev/stdin\0"),
+    (b"/proc/self/fd/1\0", b"/newroot/dev/stdout\0"),
+    (b"/proc/self/fd/2\0", b"/newroot/dev/stderr\0"),
+    (b"/tmp\0", b"/newroot/dev/shm\0"),
+];
 const HOSTNAME: &[u8] = b"sandbox";
 const SELF_UID_MAP: &[u8] = b"/proc/self/uid_map\0";
 const SELF_GID_MAP: &[u8] = b"/proc/self/gid_map\0";
@@ -169,7 +191,6 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         if libc::getppid() != plan.server_pid {
             libc::_exit(SETUP_FAILED);
         }
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
         let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -181,67 +202,15 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         if !plan.switch_user {
             write_id_maps(plan);
         }
+        // Not dumpable: the sandbox cannot read init's memory or see it in /proc (and
+        // init inherits this). After the id maps, which need /proc/self to be ours.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         check(
             plan,
             libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()),
             b"make mounts private",
         );
-        // Detach copies of the paths to expose before covering their parents.
-        let mut trees = [-1 as RawFd; 64];
-        let mut t = 0;
-        for cover in &plan.covers {
-            for e in &cover.exposes {
-                if t < trees.len() {
-                    let fd = libc::syscall(
-                        libc::SYS_open_tree,
-                        libc::AT_FDCWD,
-                        e.as_ptr(),
-                        (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
-                    ) as RawFd;
-                    check(plan, fd, b"open_tree of an interpreter path");
-                    trees[t] = fd;
-                    t += 1;
-                }
-            }
-        }
-        let mut t = 0;
-        for cover in &plan.covers {
-            match &cover.bind_from {
-                Some(src) => check(
-                    plan,
-                    libc::mount(src.as_ptr(), cover.path.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()),
-                    b"bind the private /tmp",
-                ),
-                None => check(
-                    plan,
-                    libc::mount(c(TMPFS), cover.path.as_ptr(), c(TMPFS), libc::MS_NOSUID | libc::MS_NODEV, c(TMPFS_OPTS).cast()),
-                    b"cover an unreadable directory",
-                ),
-            }
-            for d in &cover.dirs {
-                check(plan, libc::mkdir(d.as_ptr(), 0o755), b"mkdir on the cover");
-            }
-            for f in &cover.files {
-                let fd = libc::open(f.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
-                check(plan, fd, b"create a mount point on the cover");
-                libc::close(fd);
-            }
-            for e in &cover.exposes {
-                if t < trees.len() {
-                    let r = libc::syscall(
-                        libc::SYS_move_mount,
-                        trees[t],
-                        c"".as_ptr(),
-                        libc::AT_FDCWD,
-                        e.as_ptr(),
-                        libc::MOVE_MOUNT_F_EMPTY_PATH,
-                    ) as libc::c_int;
-                    check(plan, r, b"move_mount of an interpreter path");
-                    libc::close(trees[t]);
-                    t += 1;
-                }
-            }
-        }
+        build_root(plan);
         libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len());
 
         let mut status_pipe = [0 as RawFd; 2];
@@ -290,11 +259,10 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         }
         libc::close(lifeline[0]);
         libc::close(status_pipe[0]);
-        check(
-            plan,
-            libc::mount(c(PROC_FS), c(PROC), c(PROC_FS), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, std::ptr::null()),
-            b"mount /proc",
-        );
+        blank(plan.server_args);
+        blank(plan.server_env);
+        libc::prctl(libc::PR_SET_NAME, c(INIT_NAME), 0, 0, 0);
+        enter_root(plan);
         let worker = libc::fork();
         check(plan, worker, b"fork the worker");
         if worker > 0 {
@@ -302,6 +270,7 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             for fd in 0..3 {
                 libc::close(fd);
             }
+            drop_capabilities(plan);
             loop {
                 let mut st = 0;
                 let pid = libc::waitpid(-1, &mut st, 0);
@@ -325,6 +294,7 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         }
         // Nothing the server had open reaches the script (stdio stays).
         close_except(&[plan.ruleset_fd, plan.report_w]);
+        check(plan, libc::chdir(plan.root.workdir.as_ptr()), b"enter the working directory");
         if plan.switch_user {
             check(plan, libc::setgroups(0, std::ptr::null()), b"drop supplementary groups");
             check(plan, libc::setresgid(plan.gid, plan.gid, plan.gid), b"setgid to the sandbox group");
@@ -335,6 +305,8 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             check(plan, libc::unshare(libc::CLONE_NEWUSER), b"create the user namespace");
             write_id_maps(plan);
         }
+        // A session keyring of its own: nothing of the server's keys is in reach.
+        check(plan, libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0) as libc::c_int, b"join a new session keyring");
         for &(res, soft, hard) in &plan.rlimits {
             let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
             check(plan, libc::setrlimit(res, &lim), b"setrlimit");
@@ -345,6 +317,11 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             let r = libc::syscall(libc::SYS_landlock_restrict_self, plan.ruleset_fd, 0) as libc::c_int;
             check(plan, r, b"landlock_restrict_self");
             libc::close(plan.ruleset_fd);
+        }
+        if let Some(filters) = &plan.seccomp {
+            // Last: from here on the calls the script may make are fixed.
+            check(plan, super::seccomp::install(&filters.deny), b"install the seccomp filter");
+            check(plan, super::seccomp::install(&filters.clone3), b"install the clone3 filter");
         }
         Ok(())
     }
@@ -367,6 +344,192 @@ unsafe fn allow_proc(plan: &Plan) {
         let r = libc::syscall(libc::SYS_landlock_add_rule, plan.ruleset_fd, 1, &attr as *const PathBeneathAttr, 0) as libc::c_int;
         check(plan, r, b"landlock_add_rule for /proc");
         libc::close(fd);
+        // The fresh /tmp is the sandbox's own to use.
+        let fd = libc::open(c(TMP), libc::O_PATH | libc::O_CLOEXEC);
+        check(plan, fd, b"open /tmp for Landlock");
+        let attr = PathBeneathAttr { allowed_access: plan.tmp_access, parent_fd: fd };
+        let r = libc::syscall(libc::SYS_landlock_add_rule, plan.ruleset_fd, 1, &attr as *const PathBeneathAttr, 0) as libc::c_int;
+        check(plan, r, b"landlock_add_rule for /tmp");
+        libc::close(fd);
+    }
+}
+
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `struct mount_attr` (mount_setattr(2)).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mkdir` that accepts an existing directory.
+unsafe fn mkdir(plan: &Plan, path: *const libc::c_char, mode: libc::mode_t, step: &[u8]) {
+    // SAFETY: `path` is a NUL-terminated string the caller owns.
+    if unsafe { libc::mkdir(path, mode) } < 0 && errno() != libc::EEXIST {
+        fail(plan, step);
+    }
+}
+
+unsafe fn tmpfs(plan: &Plan, at: *const libc::c_char, flags: libc::c_ulong, options: *const libc::c_char, step: &[u8]) {
+    // SAFETY: NUL-terminated strings owned by the caller or static.
+    check(plan, unsafe { libc::mount(c(TMPFS), at, c(TMPFS), flags, options.cast()) }, step);
+}
+
+/// Makes the mount at `path` read-only (its own flags only, not the mounts below it).
+unsafe fn read_only(plan: &Plan, path: *const libc::c_char, extra: libc::c_ulong, step: &[u8]) {
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | extra;
+    // SAFETY: `path` is NUL-terminated.
+    check(plan, unsafe { libc::mount(std::ptr::null(), path, std::ptr::null(), flags, std::ptr::null()) }, step);
+}
+
+/// Binds host path `b.src` at `b.dst`, with everything mounted below it, read-only
+/// unless writable, never set-uid or device-bearing.
+unsafe fn bind(plan: &Plan, b: &super::rootfs::Bind) {
+    unsafe {
+        if !b.nested {
+            if b.file {
+                let fd = libc::open(b.dst.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                check(plan, fd, b"create a mount point for a file");
+                libc::close(fd);
+            } else {
+                mkdir(plan, b.dst.as_ptr(), 0o755, b"create a mount point");
+            }
+        }
+        let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+        let tree = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, b.src.as_ptr(), flags) as RawFd;
+        check(plan, tree, b"open_tree of an exposed path");
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if b.writable { 0 } else { MOUNT_ATTR_RDONLY },
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        let r = libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) as libc::c_int;
+        check(plan, r, b"mount_setattr of an exposed path");
+        let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), libc::AT_FDCWD, b.dst.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH)
+            as libc::c_int;
+        check(plan, r, b"move_mount of an exposed path");
+        libc::close(tree);
+    }
+}
+
+/// In the intermediate: builds the minimal root. A scratch tmpfs (mounted on `/tmp`,
+/// which only hides it here) becomes the root with the host's at `/oldroot`, and the
+/// new root is laid out at `/newroot`; init mounts `/proc` there and pivots in.
+unsafe fn build_root(plan: &Plan) {
+    let root = &plan.root;
+    unsafe {
+        tmpfs(plan, c(BASE), libc::MS_NOSUID | libc::MS_NODEV, c(TMPFS_OPTS), b"mount the scratch tmpfs");
+        check(plan, libc::chdir(c(BASE)), b"enter the scratch tmpfs");
+        mkdir(plan, c(&NEW_ROOT[1..]), 0o755, b"mkdir newroot");
+        mkdir(plan, c(&OLD_ROOT[1..]), 0o755, b"mkdir oldroot");
+        tmpfs(plan, c(&NEW_ROOT[1..]), libc::MS_NOSUID | libc::MS_NODEV, c(ROOT_OPTS), b"mount the new root");
+        check(plan, libc::syscall(libc::SYS_pivot_root, c(DOT), c(&OLD_ROOT[1..])) as libc::c_int, b"pivot_root to the scratch tmpfs");
+        check(plan, libc::chdir(c(SLASH)), b"chdir /");
+
+        mkdir(plan, c(NEW_TMP), 0o1777, b"mkdir /tmp");
+        tmpfs(plan, c(NEW_TMP), libc::MS_NOSUID | libc::MS_NODEV, root.tmp_options.as_ptr(), b"mount /tmp");
+        for s in &root.skeletons {
+            mkdir(plan, s.as_ptr(), 0o755, b"mkdir a skeleton below /tmp");
+            tmpfs(plan, s.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, c(TMPFS_OPTS), b"mount a skeleton below /tmp");
+        }
+        mkdir(plan, c(NEW_DEV), 0o755, b"mkdir /dev");
+        tmpfs(plan, c(NEW_DEV), libc::MS_NOSUID | libc::MS_NOEXEC, c(TMPFS_OPTS), b"mount /dev");
+        for (host, node) in DEVICES {
+            let fd = libc::open(c(node), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o666);
+            check(plan, fd, b"create a device mount point");
+            libc::close(fd);
+            check(plan, libc::mount(c(host), c(node), std::ptr::null(), libc::MS_BIND, std::ptr::null()), b"bind a device node");
+        }
+        for (target, link) in DEV_LINKS {
+            check(plan, libc::symlink(c(target), c(link)), b"symlink in /dev");
+        }
+        mkdir(plan, c(NEW_PROC), 0o555, b"mkdir /proc");
+        for d in &root.dirs {
+            mkdir(plan, d.as_ptr(), 0o755, b"mkdir on the new root");
+        }
+        for (target, link) in &root.symlinks {
+            if libc::symlink(target.as_ptr(), link.as_ptr()) < 0 && errno() != libc::EEXIST {
+                fail(plan, b"symlink on the new root");
+            }
+        }
+        for b in &root.binds {
+            bind(plan, b);
+        }
+        for s in &root.skeletons {
+            read_only(plan, s.as_ptr(), 0, b"make a skeleton read-only");
+        }
+        read_only(plan, c(NEW_DEV), libc::MS_NOEXEC, b"make /dev read-only");
+        read_only(plan, c(NEW_ROOT), 0, b"make the new root read-only");
+    }
+}
+
+/// In init: mounts the fresh `/proc` (only the sandbox's processes, and of those only
+/// what the reader may ptrace), lets go of the host's root and pivots into the new one.
+unsafe fn enter_root(plan: &Plan) {
+    unsafe {
+        check(
+            plan,
+            libc::mount(c(PROC_FS), c(NEW_PROC), c(PROC_FS), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, c(PROC_OPTS).cast()),
+            b"mount /proc",
+        );
+        check(plan, libc::umount2(c(OLD_ROOT), libc::MNT_DETACH), b"detach the host's root");
+        check(plan, libc::chdir(c(NEW_ROOT)), b"enter the new root");
+        check(plan, libc::syscall(libc::SYS_pivot_root, c(DOT), c(DOT)) as libc::c_int, b"pivot_root to the new root");
+        check(plan, libc::umount2(c(DOT), libc::MNT_DETACH), b"detach the scratch root");
+        check(plan, libc::chdir(c(SLASH)), b"chdir / in the new root");
+    }
+}
+
+/// Zeroes init's copy of a span of the server's memory (its command line, environment).
+fn blank((start, end): (usize, usize)) {
+    if start == 0 || end <= start || end - start > 1 << 20 {
+        return;
+    }
+    // SAFETY: the span is the server's argv/environ strings as the kernel reported them
+    // (/proc/self/stat), mapped and writable in this forked copy of its memory; only
+    // this process, which never reads them again, sees the change.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, end - start);
+        let name = &INIT_NAME[..INIT_NAME.len() - 1];
+        if end - start > name.len() {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), start as *mut u8, name.len());
+        }
+    }
+}
+
+/// Init keeps no capability: it only waits and writes to pipes.
+unsafe fn drop_capabilities(plan: &Plan) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let header = Header { version: 0x2008_0522, pid: 0 };
+    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    unsafe {
+        check(plan, libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) as libc::c_int, b"drop init's capabilities");
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     }
 }
 
@@ -374,4 +537,76 @@ unsafe fn allow_proc(plan: &Plan) {
 pub fn cpath(p: &std::path::Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL bytes")
+}
+
+/// Shows host directory `dir` inside a running sandbox at the same path: a spare's
+/// run directory, once the spare has been given its run (root server only: it needs
+/// CAP_SYS_ADMIN over the host's mounts for `open_tree`). A forked helper enters the
+/// sandbox's mount namespace, makes the mount point on the (briefly writable) root and
+/// moves a clone of `dir` there. Blocking: call it off the async executor.
+pub fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    let ns = CString::new(format!("/proc/{sandbox_pid}/ns/mnt")).expect("no NUL");
+    let target = cpath(dir);
+    // SAFETY: plain syscalls on descriptors and strings owned here; the forked helper
+    // only makes raw syscalls on data prepared before the fork, then `_exit`s.
+    unsafe {
+        let ns_fd = libc::open(ns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if ns_fd < 0 {
+            return Err(err());
+        }
+        let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+        let tree = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, target.as_ptr(), flags) as RawFd;
+        if tree < 0 {
+            let e = err();
+            libc::close(ns_fd);
+            return Err(e);
+        }
+        let attr = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, attr_clr: 0, propagation: 0, userns_fd: 0 };
+        let r = libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        );
+        let pid = if r < 0 { -1 } else { libc::fork() };
+        if pid == 0 {
+            let step = |ok: bool, code: i32| {
+                if !ok {
+                    libc::_exit(code);
+                }
+            };
+            step(libc::setns(ns_fd, libc::CLONE_NEWNS) == 0, 1);
+            let rw = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV;
+            step(libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), rw, std::ptr::null()) == 0, 2);
+            let made = libc::mkdir(target.as_ptr(), 0o700) == 0 || errno() == libc::EEXIST;
+            let ro = libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), rw | libc::MS_RDONLY, std::ptr::null()) == 0;
+            step(made, 3);
+            step(ro, 4);
+            let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH);
+            step(r == 0, 5);
+            libc::_exit(0);
+        }
+        let fork_err = err();
+        libc::close(tree);
+        libc::close(ns_fd);
+        if pid < 0 {
+            return Err(fork_err);
+        }
+        let mut st = 0;
+        while libc::waitpid(pid, &mut st, 0) < 0 {
+            if errno() != libc::EINTR {
+                return Err(err());
+            }
+        }
+        if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
+            Ok(())
+        } else {
+            let step = ["", "setns", "remount the root writable", "mkdir the mount point", "remount the root read-only", "move_mount"];
+            let code = if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as usize } else { 0 };
+            Err(std::io::Error::other(format!("showing the run directory in the spare failed at {}", step.get(code).unwrap_or(&"a signal"))))
+        }
+    }
 }

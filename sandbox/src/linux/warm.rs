@@ -1,13 +1,15 @@
 //! Warm starts: a spare sandbox whose interpreter has imported its `warm` modules
 //! (e.g. build123d, seconds of import) and waits for a run.
 //!
-//! A spare is made exactly as a run's sandbox is (namespaces, Landlock, rlimits, the
-//! unprivileged uid), for a directory `.warm-…` beside the run directories, and serves
+//! A spare is made exactly as a run's sandbox is (minimal root, namespaces, seccomp,
+//! Landlock, rlimits, a uid of its own), for a directory `.warm-…` beside the run directories, and serves
 //! one run only, so nothing of one run reaches another. When a run comes, the run
 //! directory's files are moved into the spare's directory, which is then renamed to the
-//! run directory: Landlock rules hold the directory itself, not its name, and the spare
-//! shows the whole runs directory (as a cold run would see it on the host), so the
-//! script sees its files at the same paths as in a cold run. The spare's runner
+//! run directory: Landlock rules hold the directory itself, not its name. With a root
+//! server the spare was shown only its own directory, and the renamed one is bound into
+//! its mount namespace at the run's path ([`super::child::inject`]); without root it was
+//! shown the whole runs directory (Landlock keeps it to its own). Either way the script
+//! sees its files at the same paths as in a cold run. The spare's runner
 //! (`runners/warm.py`) then reads the run's arguments from stdin, sets the CPU limit to
 //! what the import used plus the run's own, and runs the script as `python -I -u` would.
 //!
@@ -198,11 +200,16 @@ async fn make(sandbox: &Sandbox, interp: &Interpreter, limits: &Limits, runs_dir
     args.extend(interp.warm.iter().map(OsString::from));
     let mut started = sandbox
         .start(Launch {
-            interpreter: interp,
+            program: &interp.path,
+            interpreter: Some(interp),
             args,
+            env: Vec::new(),
             read: Vec::new(),
             workdir: &dir.0,
-            expose: runs_dir,
+            // A root server shows the spare only its own directory and, at its run, the
+            // run directory (see `claim`); otherwise the runs directory, kept to its own
+            // by Landlock.
+            expose: if sandbox.support.root { &dir.0 } else { runs_dir },
             // Whatever the imports write to ~ stays out of the run directory.
             home: Path::new("/tmp"),
             limits,
@@ -250,13 +257,22 @@ impl Spare {
     /// Hands `spec` to this spare: its run directory becomes the spare's, and the runner
     /// gets the arguments. On error nothing of the run directory is lost and the run can
     /// start cold.
-    pub(super) async fn claim(mut self, spec: &RunSpec, owner: Option<(u32, u32)>) -> Result<Started, String> {
+    pub(super) async fn claim(mut self, spec: &RunSpec, root: bool) -> Result<Started, String> {
         if let Ok(Some(status)) = self.started.child.try_wait() {
             return Err(format!("the spare had ended ({status})"));
         }
         adopt(&self.dir.0, &spec.workdir).map_err(|e| format!("cannot move the run directory into the spare: {e}"))?;
-        if let Some((uid, gid)) = owner {
-            chown_tree(&spec.workdir, uid, gid).map_err(|e| format!("cannot hand the run directory over: {e}"))?;
+        // A root server gave the spare a uid of its own: the run directory becomes its.
+        if root && let Some(uid) = self.started.protections.uid {
+            chown_tree(&spec.workdir, uid, uid).map_err(|e| format!("cannot hand the run directory over: {e}"))?;
+        }
+        if root {
+            let pid = self.started.child.id().ok_or("the spare had ended")?;
+            let dir = spec.workdir.clone();
+            tokio::task::spawn_blocking(move || super::child::inject(pid, &dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot show the run directory to the spare: {e}"))?;
         }
         // The arguments after `-I -u`, exactly as a cold start passes them.
         let argv: Vec<String> = spec.python_args().into_iter().skip(2).filter_map(|a| a.into_string().ok()).collect();
