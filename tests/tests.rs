@@ -8,6 +8,7 @@ mod durability;
 mod exec;
 mod llm;
 mod lsp;
+mod run_limits;
 mod runs;
 mod scripts;
 mod tokens;
