@@ -143,8 +143,10 @@ pub(super) fn find_layout(mountinfo: &str, self_cgroup: &str, controllers: impl 
 #[derive(Debug)]
 pub(super) struct Cgroups {
     layout: Layout,
-    next: AtomicU64,
 }
+
+/// Numbers the runs' cgroups of this process (every backend of it shares the parent).
+static NEXT: AtomicU64 = AtomicU64::new(0);
 
 impl Cgroups {
     /// Finds the layout and makes the runs' parent directories (enabling the v2
@@ -164,19 +166,19 @@ impl Cgroups {
         for parent in runs_parents(&layout) {
             sweep(&parent);
         }
-        Ok(Cgroups { layout, next: AtomicU64::new(0) })
+        Ok(Cgroups { layout })
     }
 
     /// A fresh cgroup for one run with its limits written.
     pub(super) fn create(&self, limits: &crate::Limits) -> Result<RunCgroup, String> {
-        let name = format!("{}-{}", std::process::id(), self.next.fetch_add(1, Ordering::Relaxed));
+        let name = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024).to_string();
         let pids_max = limits.processes.saturating_add(SANDBOX_PROCESSES).to_string();
         let mut run = RunCgroup { version: 2, dirs: Vec::new(), memory: PathBuf::new(), pids: None, swap: false };
         match &self.layout {
             Layout::V2 { own } => {
                 let dir = own.join(RUNS_DIR).join(&name);
-                make_dir(&dir)?;
+                make_fresh_dir(&dir)?;
                 run.dirs.push(dir.clone());
                 write(&dir, "memory.max", &memory_bytes)?;
                 run.swap = dir.join("memory.swap.max").exists();
@@ -190,7 +192,7 @@ impl Cgroups {
             Layout::V1 { memory, pids } => {
                 run.version = 1;
                 let dir = memory.join(RUNS_DIR).join(&name);
-                make_dir(&dir)?;
+                make_fresh_dir(&dir)?;
                 run.dirs.push(dir.clone());
                 write(&dir, "memory.limit_in_bytes", &memory_bytes)?;
                 // Without swap accounting the memsw files are absent (and swap is
@@ -202,7 +204,7 @@ impl Cgroups {
                 run.memory = dir;
                 if let Some(pids) = pids {
                     let dir = pids.join(RUNS_DIR).join(&name);
-                    make_dir(&dir)?;
+                    make_fresh_dir(&dir)?;
                     run.dirs.push(dir.clone());
                     write(&dir, "pids.max", &pids_max)?;
                     run.pids = Some(dir);
@@ -247,6 +249,11 @@ fn make_dir(dir: &Path) -> Result<(), String> {
             dir.display()
         )),
     }
+}
+
+/// A run's own cgroup: never one that exists already.
+fn make_fresh_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir(dir).map_err(|e| format!("cannot create the cgroup {}: {e}", dir.display()))
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
