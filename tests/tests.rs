@@ -9,6 +9,7 @@ mod exec;
 mod llm;
 mod reliability;
 mod lsp;
+mod run_limits;
 mod runs;
 mod scripts;
 mod soak;

@@ -17,7 +17,7 @@ use scriptorium_sandbox::{BackendKind, Backends, Interpreter, Outcome, OutputSin
 
 use crate::clock;
 use crate::events::{EventLog, LiveLogs};
-use crate::runstore::{self, Artifact, Finished, Log, status};
+use crate::runstore::{self, ARTIFACT_PAGE, Artifact, Collected, Finished, Log, Skipped, status};
 use crate::version::Version;
 
 /// The name of the input file in a run directory (passed as `argv[1]`).
@@ -127,7 +127,16 @@ impl Runner {
         let result = self.run_in_sandbox(&job, log.clone(), cancel).await;
         flusher.abort();
         let dir = self.runs_dir.join(id.to_string());
-        let artifacts = tokio::task::spawn_blocking(move || collect_artifacts(&dir)).await.unwrap_or_default();
+        let over_quota = matches!(&result, Ok(r) if matches!(r.outcome, Outcome::LimitExceeded { limit: scriptorium_sandbox::Limit::Disk, .. }));
+        let artifacts = tokio::task::spawn_blocking(move || {
+            if over_quota {
+                // A run over its disk quota keeps none of it.
+                remove_written(&dir);
+            }
+            collect_artifacts(&dir)
+        })
+        .await
+        .unwrap_or_default();
         let ending = match result {
             Ok(report) => Ending {
                 status: match &report.outcome {
@@ -143,7 +152,11 @@ impl Runner {
                     Outcome::LimitExceeded { limit, .. } => serde_json::to_value(limit).ok().and_then(|v| v.as_str().map(String::from)),
                     _ => None,
                 },
-                message: report.outcome.message(),
+                message: if over_quota {
+                    format!("{}; the files it wrote were removed", report.outcome.message())
+                } else {
+                    report.outcome.message()
+                },
                 started: Some(started),
                 artifacts,
                 protections: serde_json::to_value(&report.protections).ok(),
@@ -189,8 +202,11 @@ impl Runner {
         let duration = e.started.map(|s| (ended - s) as f64 / 100.0);
         let complete = json!({
             "status": st, "exit_code": e.exit_code, "limit": e.limit, "message": e.message,
-            "duration": duration, "artifacts": e.artifacts, "output_bytes": e.output_bytes,
-            "warm_start": e.warm_start,
+            "duration": duration, "output_bytes": e.output_bytes, "warm_start": e.warm_start,
+            // Bounded as in the run record; the rest is paged from the artifacts route.
+            "artifacts": e.artifacts.files.iter().take(ARTIFACT_PAGE).collect::<Vec<_>>(),
+            "artifact_count": e.artifacts.files.len(),
+            "skipped": e.artifacts.skipped.iter().take(ARTIFACT_PAGE).collect::<Vec<_>>(),
         });
         let stored = self
             .db(move |c| {
@@ -237,7 +253,7 @@ pub struct Ending {
     pub exit_code: Option<i32>,
     pub message: String,
     pub limit: Option<String>,
-    pub artifacts: Vec<Artifact>,
+    pub artifacts: Collected,
     pub protections: Option<serde_json::Value>,
     pub output_bytes: u64,
     pub warm_start: Option<bool>,
@@ -252,7 +268,7 @@ impl Ending {
             exit_code: None,
             message: message.into(),
             limit: None,
-            artifacts: Vec::new(),
+            artifacts: Collected::default(),
             protections: None,
             output_bytes: 0,
             warm_start: None,
@@ -260,30 +276,57 @@ impl Ending {
     }
 }
 
-/// Files the script wrote: everything in the run directory but the input and the
-/// runner's own files. Symbolic links are not followed or listed.
-pub fn collect_artifacts(dir: &Path) -> Vec<Artifact> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<Artifact>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let mut entries: Vec<_> = entries.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let path = e.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-            if rel == INPUT_FILE || rel == SIDE_DIR {
-                continue;
-            }
-            if meta.is_dir() {
-                walk(root, &path, out);
-            } else if meta.is_file() {
-                out.push(Artifact { content_type: content_type(&rel).to_string(), name: rel, size: meta.len() });
-            }
+/// The most artifacts, and skipped entries, listed for one run; a run that left more
+/// is listed as truncated (the disk quota keeps runs well below this).
+pub const MAX_LISTED: usize = 20_000;
+
+/// What the script left: everything in the run directory but the input and the runner's
+/// own files. Regular files are artifacts; symbolic links are never followed and FIFOs,
+/// sockets and devices never opened: they are listed as skipped. No file is read.
+pub fn collect_artifacts(dir: &Path) -> Collected {
+    use scriptorium_sandbox::fswalk::{self, Flow, Kind};
+    let mut out = Collected::default();
+    let options = fswalk::Options { sorted: true, ..Default::default() };
+    let walked = fswalk::walk(dir, options, |e| {
+        let name = e.path.to_string_lossy().replace('\\', "/");
+        if name == INPUT_FILE || name == SIDE_DIR {
+            return Flow::Skip;
+        }
+        if out.files.len() + out.skipped.len() >= MAX_LISTED {
+            out.truncated = true;
+            return Flow::Stop;
+        }
+        match e.kind {
+            Kind::Dir => {}
+            Kind::File => out.files.push(Artifact { content_type: content_type(&name).to_string(), name, size: e.len }),
+            other => out.skipped.push(Skipped { name, kind: other.describe().to_string() }),
+        }
+        Flow::Continue
+    });
+    if let Ok(w) = walked {
+        out.truncated |= w.too_deep || w.unreadable > 0;
+    }
+    out
+}
+
+/// Removes what a run wrote to its directory (not the input or the runner's files).
+/// Links are removed, never followed.
+fn remove_written(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name == INPUT_FILE || name == SIDE_DIR {
+            continue;
+        }
+        let path = e.path();
+        let removed = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        if let Err(err) = removed {
+            tracing::warn!(path = %path.display(), error = %err, "cannot remove a file of a run over its disk quota");
         }
     }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 /// The media type of an artifact, by extension.
@@ -336,10 +379,42 @@ mod tests {
         std::fs::write(d.path().join("a.glb"), "glTF").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
-        let names: Vec<_> = collect_artifacts(d.path()).into_iter().map(|a| (a.name, a.content_type)).collect();
+        let collected = collect_artifacts(d.path());
+        let names: Vec<_> = collected.files.into_iter().map(|a| (a.name, a.content_type)).collect();
         assert_eq!(
             names,
             [("a.glb".to_string(), "model/gltf-binary".to_string()), ("out/part.stl".to_string(), "model/stl".to_string())]
         );
+        assert_eq!(collected.skipped, [Skipped { name: "link".into(), kind: "symbolic link".into() }]);
+    }
+
+    #[test]
+    fn the_listing_is_bounded_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..MAX_LISTED + 5 {
+            std::fs::write(d.path().join(format!("{i:06}")), "").unwrap();
+        }
+        let collected = collect_artifacts(d.path());
+        assert_eq!(collected.files.len(), MAX_LISTED);
+        assert!(collected.truncated);
+    }
+
+    #[test]
+    fn removing_an_over_quota_runs_files_keeps_the_input_and_follows_no_link() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "precious").unwrap();
+        std::fs::write(d.path().join(INPUT_FILE), "in").unwrap();
+        std::fs::create_dir_all(d.path().join(SIDE_DIR)).unwrap();
+        std::fs::create_dir_all(d.path().join("big/deeper")).unwrap();
+        std::fs::write(d.path().join("big/deeper/x"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("big/out")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
+        remove_written(d.path());
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        let mut left = left;
+        left.sort();
+        assert_eq!(left, [SIDE_DIR, INPUT_FILE]);
+        assert_eq!(std::fs::read_to_string(outside.path().join("keep")).unwrap(), "precious");
     }
 }

@@ -36,6 +36,39 @@ pub struct Artifact {
     pub content_type: String,
 }
 
+/// Something a run left in its directory that is not served: a symbolic link (never
+/// followed), a FIFO, socket or device (never opened).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Skipped {
+    pub name: String,
+    /// `symbolic link`, `FIFO`, `socket`, `character device`, `block device`.
+    pub kind: String,
+}
+
+/// Everything a run left, as stored with it (bounded when collected).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Collected {
+    pub files: Vec<Artifact>,
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    /// The listing stopped at its bound: the run left more than is listed.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+impl Collected {
+    /// The stored JSON: the current object, or the plain list older rows hold.
+    fn parse(text: &str) -> Collected {
+        serde_json::from_str(text)
+            .or_else(|_| serde_json::from_str::<Vec<Artifact>>(text).map(|files| Collected { files, ..Default::default() }))
+            .unwrap_or_default()
+    }
+}
+
+/// How many artifacts (and skipped entries) a run record carries; the rest are paged
+/// through `GET /api/runs/{id}/artifacts?offset=&limit=`.
+pub const ARTIFACT_PAGE: usize = 100;
+
 /// A run as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -61,7 +94,13 @@ pub struct RunRecord {
     pub limit: Option<String>,
     pub message: Option<String>,
     pub output_bytes: u64,
+    /// The first [`ARTIFACT_PAGE`] artifacts, in name order.
     pub artifacts: Vec<Artifact>,
+    /// How many artifacts the run has in all.
+    pub artifact_count: usize,
+    /// The first entries that are not served (links, FIFOs, sockets, devices).
+    pub skipped: Vec<Skipped>,
+    pub skipped_count: usize,
     /// The run used a spare sandbox with its interpreter's modules imported already.
     pub warm_start: Option<bool>,
 }
@@ -74,7 +113,7 @@ fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let started: Option<Centis> = r.get(14)?;
     let ended: Option<Centis> = r.get(15)?;
     let protections: Option<String> = r.get(11)?;
-    let artifacts: String = r.get(20)?;
+    let collected = Collected::parse(&r.get::<_, String>(20)?);
     Ok(RunRecord {
         id: r.get(0)?,
         script_id: r.get(1)?,
@@ -96,7 +135,10 @@ fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         limit: r.get(17)?,
         message: r.get(18)?,
         output_bytes: r.get::<_, i64>(19)? as u64,
-        artifacts: serde_json::from_str(&artifacts).unwrap_or_default(),
+        artifact_count: collected.files.len(),
+        skipped_count: collected.skipped.len(),
+        artifacts: collected.files.into_iter().take(ARTIFACT_PAGE).collect(),
+        skipped: collected.skipped.into_iter().take(ARTIFACT_PAGE).collect(),
         warm_start: r.get(21)?,
     })
 }
@@ -150,7 +192,7 @@ pub struct Finished<'a> {
     pub limit: Option<&'a str>,
     pub message: &'a str,
     pub output_bytes: u64,
-    pub artifacts: &'a [Artifact],
+    pub artifacts: &'a Collected,
     pub protections: Option<&'a Value>,
     pub warm_start: Option<bool>,
 }
@@ -218,6 +260,12 @@ pub fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// Everything run `id` left (`None`: no such run).
+pub fn artifacts(c: &Connection, id: i64) -> Result<Option<Collected>> {
+    let text: Option<String> = c.query_row("SELECT artifacts FROM runs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    Ok(text.map(|t| Collected::parse(&t)))
 }
 
 pub fn run(c: &Connection, id: i64) -> Result<Option<RunRecord>> {

@@ -101,7 +101,11 @@ export interface RunRecord {
   exit_code: number | null;
   limit: string | null;
   message: string | null;
+  /** The first 100 artifacts; `artifact_count` is the total. */
   artifacts: Artifact[];
+  artifact_count?: number;
+  /** Entries the run left that are not served (links, FIFOs, sockets, devices). */
+  skipped?: { name: string; kind: string }[];
   warm_start: boolean | null;
 }
 

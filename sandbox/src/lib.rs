@@ -7,6 +7,7 @@
 //! - [`interpreters`]: `interpreters.toml` and detection of the interpreters on the machine.
 //! - [`limits`]: the bounds of a run; [`run`]: the spec, sink, outcome and protections.
 //! - [`output`]: streaming stdout/stderr line by line under a byte cap.
+//! - [`fswalk`]: walking a directory a script wrote without following its links.
 //!
 //! The crate does not depend on the server; the server depends on it.
 
@@ -14,6 +15,8 @@ pub mod interpreters;
 pub mod limits;
 #[cfg(target_os = "linux")]
 pub mod linux;
+#[cfg(unix)]
+pub mod fswalk;
 pub mod output;
 pub mod run;
 #[cfg(feature = "wasi")]
@@ -30,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use interpreters::{BackendKind, Interpreter, InterpreterError, InterpreterKind, Registry};
 pub use limits::Limits;
-pub use run::{Collect, Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream};
+pub use run::{CgroupProtection, Collect, Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

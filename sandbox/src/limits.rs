@@ -20,6 +20,11 @@ pub struct Limits {
     pub file_size_mib: u64,
     /// Open file descriptors.
     pub open_files: u64,
+    /// Disk the run may fill, in MiB: the allocated blocks of everything in its run
+    /// directory and its private /tmp together (a sparse file counts what it uses).
+    pub disk_mib: u64,
+    /// Files, directories and links the run directory and /tmp may hold together.
+    pub disk_files: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +37,8 @@ impl Default for Limits {
             output_bytes: 4 * 1024 * 1024,
             file_size_mib: 256,
             open_files: 256,
+            disk_mib: 1024,
+            disk_files: 10_000,
         }
     }
 }
@@ -47,6 +54,8 @@ pub struct LimitsOverride {
     pub output_bytes: Option<u64>,
     pub file_size_mib: Option<u64>,
     pub open_files: Option<u64>,
+    pub disk_mib: Option<u64>,
+    pub disk_files: Option<u64>,
 }
 
 impl Limits {
@@ -59,6 +68,8 @@ impl Limits {
             output_bytes: o.output_bytes.unwrap_or(self.output_bytes),
             file_size_mib: o.file_size_mib.unwrap_or(self.file_size_mib),
             open_files: o.open_files.unwrap_or(self.open_files),
+            disk_mib: o.disk_mib.unwrap_or(self.disk_mib),
+            disk_files: o.disk_files.unwrap_or(self.disk_files),
         }
     }
 }

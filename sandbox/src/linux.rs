@@ -2,7 +2,9 @@
 //! with Landlock, rlimits, a clean environment and (when the server is root) an
 //! unprivileged uid. See [`child`] for what happens between fork and exec.
 
+mod cgroup;
 mod child;
+mod quota;
 mod rootfs;
 mod seccomp;
 mod warm;
@@ -114,6 +116,8 @@ struct Sandbox {
     config: LinuxConfig,
     support: Support,
     ids: Arc<Ids>,
+    /// The hierarchies runs get their cgroups in, or why there are none.
+    cgroups: Result<cgroup::Cgroups, String>,
 }
 
 /// The host uids of `uid_range` that live sandboxes hold.
@@ -161,7 +165,11 @@ impl Ids {
 
 impl LinuxBackend {
     pub fn new(config: LinuxConfig) -> LinuxBackend {
-        LinuxBackend { sandbox: Arc::new(Sandbox { config, support: Support::probe(), ids: Arc::default() }), pool: Arc::default() }
+        let cgroups = cgroup::Cgroups::probe();
+        if let Err(why) = &cgroups {
+            tracing::warn!(%why, "runs get no cgroup: memory and processes are bounded per process by rlimits only");
+        }
+        LinuxBackend { sandbox: Arc::new(Sandbox { config, support: Support::probe(), ids: Arc::default(), cgroups }), pool: Arc::default() }
     }
 
     pub fn support(&self) -> Support {
@@ -198,6 +206,7 @@ pub struct SandboxedProcess {
     status_r: Option<OwnedFd>,
     _report_r: OwnedFd,
     _lease: Option<Lease>,
+    _cgroup: Option<cgroup::RunCgroup>,
 }
 
 impl SandboxedProcess {
@@ -232,7 +241,7 @@ impl LinuxBackend {
             extra_cpu: 0,
             stdin: true,
         })?;
-        let Started { child, stdin, stdout, stderr, status_r, report_r, protections, _lease } = started;
+        let Started { child, stdin, stdout, stderr, status_r, report_r, protections, _lease, cgroup } = started;
         Ok(SandboxedProcess {
             stdin: stdin.expect("stdin is piped"),
             stdout,
@@ -242,6 +251,7 @@ impl LinuxBackend {
             status_r: Some(status_r),
             _report_r: report_r,
             _lease,
+            _cgroup: cgroup,
         })
     }
 }
@@ -299,7 +309,9 @@ impl LinuxBackend {
             Some(s) => s,
             None => self.sandbox.start(Launch::for_run(&spec))?,
         };
-        let report = supervise(started, &spec.limits, sink, cancel, warm_start).await;
+        // The disk quota covers the run directory and the private /tmp together.
+        let quota = quota::Quota::new(vec![spec.workdir.clone()], &spec.limits);
+        let report = supervise(started, &spec.limits, quota, sink, cancel, warm_start).await;
         if warm {
             // The next run of this interpreter finds a spare ready.
             self.pool.ensure(&self.sandbox, &spec.interpreter, &spec.limits, &runs_dir);
@@ -364,6 +376,8 @@ struct Started {
     protections: Protections,
     /// The host uid this sandbox holds (root server).
     _lease: Option<Lease>,
+    /// The run's cgroup: removed when the sandbox is dropped.
+    cgroup: Option<cgroup::RunCgroup>,
 }
 
 impl Sandbox {
@@ -451,6 +465,14 @@ impl Sandbox {
             missing: missing.clone(),
             ..Default::default()
         };
+        let run_cgroup = match &self.cgroups {
+            Ok(cgroups) => Some(cgroups.create(limits).map_err(SandboxError::Setup)?),
+            Err(why) => {
+                protections.missing.push(format!("cgroups: {why}"));
+                None
+            }
+        };
+        protections.cgroup = run_cgroup.as_ref().map(cgroup::RunCgroup::protection);
         if !support.root && !support.user_namespaces {
             return Err(SandboxError::Setup(
                 "without root or user namespaces no namespaces can be made; degraded runs need at least one".into(),
@@ -473,7 +495,7 @@ impl Sandbox {
             planner.expose(p, false);
         }
         planner.expose(launch.expose, true);
-        let root = planner.finish(workdir);
+        let root = planner.finish(workdir, limits.disk_mib, limits.disk_files);
         protections.minimal_root = true;
         protections.private_keyring = true;
         let filters = match seccomp::compiled() {
@@ -491,7 +513,21 @@ impl Sandbox {
         let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let mib = |m: u64| m.saturating_mul(1024 * 1024);
         let cpu = limits.cpu_seconds + launch.extra_cpu;
+        let mut rlimits = vec![
+            (libc::RLIMIT_CPU, cpu, cpu + 1),
+            // A second layer under the memory cgroup: one huge allocation fails with a
+            // MemoryError the script can see, not a kill.
+            (libc::RLIMIT_AS, mib(limits.memory_mib), mib(limits.memory_mib)),
+            (libc::RLIMIT_FSIZE, mib(limits.file_size_mib), mib(limits.file_size_mib)),
+            (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
+            (libc::RLIMIT_CORE, 0, 0),
+        ];
+        if !protections.cgroup.as_ref().is_some_and(|c| c.pids) {
+            // No pids cgroup: the per-process-tree rlimit is what is left.
+            rlimits.push((libc::RLIMIT_NPROC, limits.processes, limits.processes));
+        }
         let plan = child::Plan {
+            cgroup_procs: run_cgroup.as_ref().map(cgroup::RunCgroup::procs_files).unwrap_or_default(),
             switch_user: support.root,
             uid,
             gid,
@@ -502,14 +538,7 @@ impl Sandbox {
             server_args: server_memory().0,
             server_env: server_memory().1,
             tmp_access: AccessFs::from_all(landlock_abi(support.landlock_abi.max(1))).bits(),
-            rlimits: vec![
-                (libc::RLIMIT_CPU, cpu, cpu + 1),
-                (libc::RLIMIT_AS, mib(limits.memory_mib), mib(limits.memory_mib)),
-                (libc::RLIMIT_NPROC, limits.processes, limits.processes),
-                (libc::RLIMIT_FSIZE, mib(limits.file_size_mib), mib(limits.file_size_mib)),
-                (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
-                (libc::RLIMIT_CORE, 0, 0),
-            ],
+            rlimits,
             ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
             report_w: report_w.as_raw_fd(),
             server_pid: std::process::id() as libc::pid_t,
@@ -555,6 +584,7 @@ impl Sandbox {
             report_r,
             protections,
             _lease: lease,
+            cgroup: run_cgroup,
         })
     }
 }
@@ -578,11 +608,13 @@ fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
 async fn supervise(
     started: Started,
     limits: &crate::Limits,
+    quota: quota::Quota,
     sink: Arc<dyn OutputSink>,
     cancel: CancellationToken,
     warm_start: bool,
 ) -> Result<RunReport, SandboxError> {
-    let Started { mut child, stdin, stdout, stderr, status_r, report_r, protections, _lease } = started;
+    let Started { mut child, stdin, stdout, stderr, status_r, report_r, mut protections, _lease, cgroup } = started;
+    protections.disk_quota = true;
     drop(stdin);
     let started = Instant::now();
     let budget = Budget::new(limits.output_bytes);
@@ -606,12 +638,14 @@ async fn supervise(
         Cancelled,
         WallTime,
         Output,
+        Disk,
     }
     let stop = tokio::select! {
         status = finished => Stop::Exited(status),
         _ = cancel.cancelled() => Stop::Cancelled,
         _ = tokio::time::sleep(secs(limits.wall_seconds)) => Stop::WallTime,
         _ = budget.exceeded() => Stop::Output,
+        _ = quota.exceeded() => Stop::Disk,
     };
     let duration = started.elapsed();
     // `finished` already drained the output when the script ended by itself.
@@ -650,26 +684,57 @@ async fn supervise(
     let mut report_file = tokio::fs::File::from_std(std::fs::File::from(report_r));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), report_file.read_to_string(&mut report)).await;
 
+    let evidence = Evidence {
+        output_over: budget.is_exceeded(),
+        oom_kills: cgroup.as_ref().map_or(0, cgroup::RunCgroup::oom_kills),
+        pids_refused: cgroup.as_ref().map_or(0, cgroup::RunCgroup::pids_refused),
+        // Measured once more at the end: a script may fill the disk and exit between two
+        // measurements.
+        disk_over: matches!(stop, Stop::Disk) || (matches!(stop, Stop::Exited(_)) && quota.is_over(&quota.measure_async().await)),
+    };
+    drop(cgroup);
     let outcome = match (stop, status) {
         (Stop::Cancelled, _) => Outcome::Cancelled,
         (Stop::WallTime, _) => Outcome::limit(Limit::WallTime, limits),
         (Stop::Output, _) => Outcome::limit(Limit::Output, limits),
+        (Stop::Disk, _) => Outcome::limit(Limit::Disk, limits),
         (Stop::Exited(_), Some((code, signal))) => {
             if !report.trim().is_empty() {
                 return Err(SandboxError::Setup(report.trim().to_string()));
             }
             let stderr = tail.text();
-            classify(code, signal, &stderr, limits, budget.is_exceeded())
+            classify(code, signal, &stderr, limits, &evidence)
         }
         (Stop::Exited(_), None) => unreachable!("an exited run has a status"),
     };
     Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start })
 }
 
+/// What the server saw of a run besides its exit status.
+#[derive(Debug, Default)]
+struct Evidence {
+    output_over: bool,
+    /// Processes the run's memory cgroup killed.
+    oom_kills: u64,
+    /// Forks the run's pids cgroup refused.
+    pids_refused: u64,
+    disk_over: bool,
+}
+
 /// Names the limit behind a failure where the evidence allows.
-fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str, limits: &crate::Limits, output_over: bool) -> Outcome {
-    if output_over {
+fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str, limits: &crate::Limits, evidence: &Evidence) -> Outcome {
+    if evidence.output_over {
         return Outcome::limit(Limit::Output, limits);
+    }
+    if evidence.disk_over {
+        return Outcome::limit(Limit::Disk, limits);
+    }
+    let failed = !matches!((code, signal), (Some(0), None));
+    if failed && evidence.oom_kills > 0 {
+        return Outcome::limit(Limit::Memory, limits);
+    }
+    if failed && evidence.pids_refused > 0 && signal.is_none() && limit_from_stderr(stderr).is_none_or(|l| l == Limit::Processes) {
+        return Outcome::limit(Limit::Processes, limits);
     }
     match (code, signal) {
         (_, Some(libc::SIGXCPU)) => Outcome::limit(Limit::CpuTime, limits),

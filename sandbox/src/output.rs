@@ -134,6 +134,9 @@ pub fn limit_from_stderr(stderr: &str) -> Option<Limit> {
         Some(Limit::Processes)
     } else if last.contains("File too large") {
         Some(Limit::FileSize)
+    } else if last.contains("No space left on device") || last.contains("Disk quota exceeded") {
+        // A size- or inode-bounded tmpfs /tmp that is full.
+        Some(Limit::Disk)
     } else {
         None
     }

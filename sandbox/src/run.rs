@@ -82,6 +82,8 @@ pub enum Limit {
     Output,
     Processes,
     FileSize,
+    /// The run directory and /tmp together held more bytes or files than allowed.
+    Disk,
 }
 
 impl Limit {
@@ -93,6 +95,10 @@ impl Limit {
             Limit::Output => format!("the script printed more than its {} bytes output limit and was stopped", limits.output_bytes),
             Limit::Processes => format!("the script tried to start more than {} processes", limits.processes),
             Limit::FileSize => format!("the script wrote a file larger than its {} MiB limit", limits.file_size_mib),
+            Limit::Disk => format!(
+                "the run filled more than its disk quota ({} MiB or {} files in its directory and /tmp) and was stopped",
+                limits.disk_mib, limits.disk_files
+            ),
         }
     }
 }
@@ -172,8 +178,28 @@ pub struct Protections {
     pub wasm_isolation: bool,
     /// Windows: a job object with kill-on-close and limits.
     pub job_object: bool,
-    /// Protections that were wanted but not available (only with `allow_degraded`).
+    /// The run's own cgroup (linux), `None` when cgroups were not available (then
+    /// `missing` says why and only rlimits bound memory and processes).
+    pub cgroup: Option<CgroupProtection>,
+    /// The run directory and /tmp were held to `disk_mib` / `disk_files`.
+    pub disk_quota: bool,
+    /// Protections that were wanted but not available: with `allow_degraded` for the
+    /// required ones; always listed for the optional ones (cgroups).
     pub missing: Vec<String>,
+}
+
+/// The cgroup a linux run was put in before its interpreter started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CgroupProtection {
+    /// 1 (v1 hierarchies, e.g. a hybrid layout) or 2 (the unified hierarchy).
+    pub version: u8,
+    /// `memory.max` (v2) or `memory.limit_in_bytes` (v1): every process and its tmpfs
+    /// pages counted together.
+    pub memory: bool,
+    /// Swap is bounded too (`memory.swap.max = 0` / `memory.memsw.limit_in_bytes`).
+    pub swap: bool,
+    /// `pids.max`: the processes and threads of the whole run.
+    pub pids: bool,
 }
 
 /// What a backend reports after a run.

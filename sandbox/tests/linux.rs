@@ -557,7 +557,11 @@ try:
 except OSError as e:
     print("big", type(e).__name__, e.errno)
 "#;
-    let (_, out) = probe(script).await;
+    // /tmp is bounded by the run's disk quota.
+    let sb = Sandbox::new();
+    let (report, out) = run(&sb, script, Limits { disk_mib: 256, ..limits() }).await;
+    assert!(report.outcome.success(), "{:?}\n{}", report.outcome, out.text(Stream::Stderr));
+    let out = out.text(Stream::Stdout);
     let mounts: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("mount ")).collect();
     for m in &host_mounts {
         assert!(!mounts.contains(&m.as_str()), "the host's mount {m} is visible: {out}");

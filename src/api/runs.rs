@@ -105,16 +105,54 @@ pub async fn events(State(state): State<AppState>, PathId(id): PathId, headers: 
     Ok(sse(state, Log::Run(id), live, last_event_id(&headers)).into_response())
 }
 
-pub async fn artifacts(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
-    let run = record(&state, id).await?;
-    Ok(Json(json!(run.artifacts)))
+/// The most artifacts one page lists.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /api/runs/{id}/artifacts?offset=&limit=`: one page of a run's artifacts in name
+/// order (`limit` 1–1000, default 100), the total, the link to the next page, and what
+/// the run left that is not served (links, FIFOs, sockets, devices).
+pub async fn artifacts(State(state): State<AppState>, PathId(id): PathId, query: Query<Vec<(String, String)>>) -> Result<Json<Value>, ApiError> {
+    let (offset, limit) = page(&query.0)?;
+    let collected = state
+        .read(move |c| c.with_conn(|conn| runstore::artifacts(conn, id)))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    let total = collected.files.len();
+    let files: Vec<_> = collected.files.into_iter().skip(offset).take(limit).collect();
+    let end = offset.saturating_add(files.len());
+    let next = (end < total).then(|| format!("/api/runs/{id}/artifacts?offset={end}&limit={limit}"));
+    let skipped: Vec<_> = collected.skipped.into_iter().take(MAX_PAGE).collect();
+    Ok(Json(json!({
+        "run_id": id, "total": total, "offset": offset, "limit": limit, "artifacts": files, "next": next,
+        "skipped": skipped, "truncated": collected.truncated,
+    })))
+}
+
+/// `offset` and `limit` from a query string, checked.
+fn page(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
+    let mut offset = 0usize;
+    let mut limit = runstore::ARTIFACT_PAGE;
+    for (key, value) in query {
+        let n = || {
+            value.parse::<usize>().map_err(|_| ApiError::BadRequest(format!("`{key}` must be a whole number, not `{value}`")))
+        };
+        match key.as_str() {
+            "offset" => offset = n()?,
+            "limit" => limit = n()?,
+            _ => return Err(ApiError::BadRequest(format!("unknown parameter `{key}`; use `offset` and `limit`"))),
+        }
+    }
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!("`limit` must be between 1 and {MAX_PAGE}")));
+    }
+    Ok((offset, limit))
 }
 
 /// `GET /api/runs/{id}/artifacts/{*name}`: a file the run wrote, confined to its run
 /// directory (no `..`, no absolute paths, no symbolic links).
 pub async fn artifact(State(state): State<AppState>, axum::extract::Path((id, name)): axum::extract::Path<(String, String)>) -> Result<Response, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("run id `{id}` is not a number")))?;
-    let run = record(&state, id).await?;
+    record(&state, id).await?;
     let clean = !name.is_empty()
         && !name.contains('\\')
         && !name.contains('\0')
@@ -122,7 +160,14 @@ pub async fn artifact(State(state): State<AppState>, axum::extract::Path((id, na
     if !clean {
         return Err(ApiError::BadRequest(format!("`{name}` is not an artifact name; use a path inside the run directory")));
     }
-    if !run.artifacts.iter().any(|a| a.name == name) {
+    let listed = {
+        let name = name.clone();
+        state
+            .read(move |c| c.with_conn(|conn| runstore::artifacts(conn, id)))
+            .await?
+            .is_some_and(|all| all.files.iter().any(|a| a.name == name))
+    };
+    if !listed {
         return Err(ApiError::NotFound(format!("run {id} has no artifact `{name}`; GET /api/runs/{id}/artifacts lists them")));
     }
     let dir = state.runs_dir.join(id.to_string());

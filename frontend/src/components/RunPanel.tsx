@@ -206,6 +206,17 @@ export function RunPanel(props: {
               </li>
             ))}
           </ul>
+          {(record.artifact_count ?? 0) > record.artifacts.length && (
+            <p className="muted">
+              and {(record.artifact_count ?? 0) - record.artifacts.length} more (GET /api/runs/{record.id}/artifacts pages
+              through them)
+            </p>
+          )}
+          {(record.skipped ?? []).length > 0 && (
+            <p className="muted">
+              Not served: {(record.skipped ?? []).map((s) => `${s.name} (${s.kind})`).join(", ")}
+            </p>
+          )}
         </div>
       )}
       {models.length > 0 && <Viewer3D models={models} />}

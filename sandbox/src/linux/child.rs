@@ -26,6 +26,9 @@ pub const SETUP_FAILED: i32 = 125;
 pub const INNER_ID: u32 = 1000;
 
 pub struct Plan {
+    /// The run's `cgroup.procs` files: the intermediate writes itself into each before
+    /// anything else, so every process of the sandbox is counted by the run's cgroup.
+    pub cgroup_procs: Vec<CString>,
     /// The server runs as root: switch to `uid`/`gid` in the worker.
     pub switch_user: bool,
     pub uid: u32,
@@ -190,6 +193,10 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::getppid() != plan.server_pid {
             libc::_exit(SETUP_FAILED);
+        }
+        for procs in &plan.cgroup_procs {
+            // "0": the writing process itself.
+            write_file(plan, procs.as_bytes_with_nul(), b"0", b"join the run's cgroup");
         }
         let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);

@@ -11,10 +11,6 @@ use std::path::{Component, Path, PathBuf};
 
 use super::child::cpath;
 
-/// Size of the sandbox's `/tmp` (a tmpfs), until the limits carry a disk quota.
-pub const TMP_SIZE_MIB: u64 = 256;
-/// Files and directories the sandbox's `/tmp` may hold.
-pub const TMP_INODES: u64 = 16384;
 
 /// Where the child builds the new root and keeps the host's while it does (its
 /// `/dev` nodes and the other fixed paths are in `child.rs`).
@@ -103,7 +99,9 @@ impl Planner {
     }
 
     /// Lays the exposed paths out for the child; `workdir` is the working directory.
-    pub fn finish(self, workdir: &Path) -> Root {
+    /// `tmp_mib` and `tmp_inodes` bound the sandbox's `/tmp` (a tmpfs): the run's disk
+    /// quota (`disk_mib`, `disk_files`); its pages also count against the memory cgroup.
+    pub fn finish(self, workdir: &Path, tmp_mib: u64, tmp_inodes: u64) -> Root {
         let mut kept: Vec<(PathBuf, bool, bool, bool)> = Vec::new();
         for (path, (writable, file)) in self.binds {
             // The deepest bind above this one decides whether it is needed.
@@ -139,7 +137,7 @@ impl Planner {
             cpath(&s)
         };
         Root {
-            tmp_options: CString::new(format!("mode=1777,size={}m,nr_inodes={TMP_INODES}", TMP_SIZE_MIB)).expect("no NUL"),
+            tmp_options: CString::new(format!("mode=1777,size={}m,nr_inodes={}", tmp_mib.max(1), tmp_inodes.max(16))).expect("no NUL"),
             skeletons: skeletons.iter().map(|s| inside(NEW_ROOT, s)).collect(),
             dirs: dirs.iter().filter(|d| !skeletons.contains(*d)).map(|d| inside(NEW_ROOT, d)).collect(),
             symlinks: symlinks.iter().map(|(l, t)| (cpath(t), inside(NEW_ROOT, l))).collect(),
@@ -175,7 +173,7 @@ mod tests {
         let mut p = Planner::default();
         p.expose(&a.join("b/f"), false);
         p.expose(&a, false);
-        let root = p.finish(&a);
+        let root = p.finish(&a, 256, 16384);
         assert_eq!(root.binds.len(), 1);
         assert_eq!(root.binds[0].dst.to_str().unwrap(), format!("/newroot{}", a.display()));
         assert!(names(&root.dirs).contains(&format!("/newroot{}", dir.path().display())));
@@ -189,7 +187,7 @@ mod tests {
         std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
         let mut p = Planner::default();
         p.expose(&dir.path().join("link"), false);
-        let root = p.finish(dir.path());
+        let root = p.finish(dir.path(), 256, 16384);
         assert_eq!(root.symlinks.len(), 1);
         assert_eq!(root.symlinks[0].0.to_str().unwrap(), "real");
         assert_eq!(root.binds[0].src.to_str().unwrap(), format!("/oldroot{}/real", dir.path().canonicalize().unwrap().display()));
@@ -203,7 +201,7 @@ mod tests {
         p.expose(&dir.path().join("run/in"), false);
         p.expose(&dir.path().join("run"), true);
         p.expose(Path::new("/proc/self"), false);
-        let root = p.finish(&dir.path().join("run"));
+        let root = p.finish(&dir.path().join("run"), 256, 16384);
         assert_eq!(root.binds.len(), 1, "the read path lies inside the writable one");
         assert!(root.binds[0].writable);
         let top = dir.path().canonicalize().unwrap();
