@@ -19,6 +19,7 @@ use scriptorium_actors::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
 use scriptorium_actors::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
 use scriptorium_actors::runner::Runner;
 use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
+use scriptorium_sandbox::linux::LinuxBackend;
 use scriptorium_sandbox::{Backends, Registry};
 use tokio::sync::Semaphore;
 
@@ -79,6 +80,8 @@ impl App {
         // The LLM's tool runs are few and short: no spares for them.
         let mut tool_sandbox = config.sandbox.clone();
         tool_sandbox.linux.warm = scriptorium_sandbox::linux::WarmMode::Off;
+        // Language servers run in the same sandbox as scripts (uid, Landlock, namespaces).
+        let lsp_sandbox = tool_sandbox.linux.clone();
         let runner = Arc::new(Runner {
             runs_dir: runs_dir.clone(),
             backends: backends.clone(),
@@ -118,7 +121,7 @@ impl App {
             runs_dir,
             backends,
             interpreters,
-            lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"))),
+            lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"), Arc::new(LinuxBackend::new(lsp_sandbox)))),
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))
