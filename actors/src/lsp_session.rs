@@ -182,6 +182,10 @@ pub fn start_server(backend: &LinuxBackend, server: &ServerProgram, interpreter:
     require_full_sandbox(backend.support())?;
     std::fs::create_dir_all(workspace)?;
     let bin_dir = server.program.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Jedi runs the chosen interpreter inside the same sandbox (and imports compiled
+    // modules there to inspect them): it gets at least the room that interpreter's runs get.
+    let mut limits = server.limits.clone();
+    limits.memory_mib = limits.memory_mib.max(interpreter.limits.memory_mib);
     let spec = ProcessSpec {
         program: server.program.clone(),
         args: server.args.iter().map(Into::into).collect(),
@@ -191,7 +195,7 @@ pub fn start_server(backend: &LinuxBackend, server: &ServerProgram, interpreter:
         // Its own bin directory first (ruff beside pylsp); nothing of the server's
         // environment: the sandbox's clean set.
         env: vec![("PATH".into(), format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()))],
-        limits: server.limits.clone(),
+        limits,
     };
     let process = backend.spawn(&spec)?;
     if !process.protections.missing.is_empty() {
