@@ -493,7 +493,7 @@ if "/lsp/" in os.getcwd():
         })
         .expect("a pylsp process under the session");
     let uid: Vec<String> = status_field(server, "Uid").split_whitespace().map(String::from).collect();
-    let me = unsafe { libc::geteuid() };
+    let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
     if me == 0 {
         assert_eq!(uid, vec!["65534"; 4], "the language server runs as the unprivileged uid");
     } else {
