@@ -271,7 +271,7 @@ fn bash_settings(file: &std::path::Path) -> Value {
 /// The same through the real interpreter: a warning filter imports `antigravity`, which
 /// opens `$BROWSER` (bash), which runs `$BASH_ENV`.
 fn python_settings(file: &std::path::Path) -> Value {
-    json!({ "pylsp": { "plugins": { "jedi": { "env_vars": {
+    json!({ "pylsp": { "plugins": { "jedi": { "environment": "/usr/bin/python3", "env_vars": {
         "PYTHONWARNINGS": "ignore::antigravity.x",
         "BROWSER": "/bin/bash",
         "BASH_ENV": format!("$(id -u > {})", file.display()),
@@ -312,14 +312,16 @@ async fn configuration_attack(viewer: bool) {
     let addr = serve(&app).await;
     let cookie = if viewer { app.mo1().await } else { app.ed1().await };
 
-    // workspace/didChangeConfiguration from the client.
-    let file = marker(&format!("change-{viewer}"));
-    let mut lsp = Lsp::open(addr, &cookie, None).await;
-    lsp.notify("workspace/didChangeConfiguration", json!({ "settings": bash_settings(&file) })).await;
-    lsp.notify("workspace/didChangeConfiguration", json!({ "settings": python_settings(&file) })).await;
-    let completes = lsp.exercise().await;
-    assert!(!file.exists(), "the client's didChangeConfiguration ran a command: {:?}", std::fs::read_to_string(&file));
-    assert!(completes, "completion still works with the server's own settings");
+    // workspace/didChangeConfiguration from the client (each attack in its own session:
+    // a later configuration replaces an earlier one).
+    for (name, settings) in [("change-bash", bash_settings as fn(&std::path::Path) -> Value), ("change-python", python_settings)] {
+        let file = marker(&format!("{name}-{viewer}"));
+        let mut lsp = Lsp::open(addr, &cookie, None).await;
+        lsp.notify("workspace/didChangeConfiguration", json!({ "settings": settings(&file) })).await;
+        let completes = lsp.exercise().await;
+        assert!(!file.exists(), "the client's didChangeConfiguration ran a command: {:?}", std::fs::read_to_string(&file));
+        assert!(completes, "completion still works with the server's own settings");
+    }
 
     // initializationOptions.
     let file = marker(&format!("init-bash-{viewer}"));
