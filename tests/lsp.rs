@@ -524,3 +524,4 @@ if "/lsp/" in os.getcwd():
     assert!(listener.accept().is_err(), "nothing connected to the host's loopback");
     let _ = std::fs::remove_file(secret);
 }
+

@@ -108,9 +108,11 @@ impl LspConfig {
     /// Finds the program and what it needs to read; done once when the server starts.
     pub fn resolve(&self) -> Result<ServerProgram, LspError> {
         let (program, args) = self.command.split_first().ok_or(LspError::EmptyCommand)?;
-        let program = std::fs::canonicalize(program).map_err(|e| LspError::NotInstalled { program: program.into(), why: e.to_string() })?;
+        let program = absolute(Path::new(program)).map_err(|e| LspError::NotInstalled { program: program.into(), why: e.to_string() })?;
         let mut read: Vec<PathBuf> = self.read_paths.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-        if let Some(runtime) = shebang_interpreter(&program) {
+        // A script runs on the interpreter its `#!` line names; `python -m server` on itself.
+        let is_python = program.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python"));
+        if let Some(runtime) = shebang_interpreter(&program).or_else(|| is_python.then(|| program.clone())) {
             let interp = scriptorium_sandbox::interpreters::probe_native("lsp-runtime", &runtime)
                 .map_err(|why| LspError::Runtime { program: program.clone(), runtime: runtime.clone(), why })?;
             read.extend(scriptorium_sandbox::linux::interpreter_paths(&interp));
@@ -147,6 +149,19 @@ pub enum LspError {
     Io(#[from] std::io::Error),
 }
 
+/// `path` made absolute with its directory's links resolved, but not its own: a venv's
+/// `bin/python` is a link to the base interpreter, and only the link makes it the venv's.
+fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("the command names no file"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => std::fs::canonicalize(d)?,
+        _ => std::env::current_dir()?,
+    };
+    let full = dir.join(name);
+    std::fs::metadata(&full)?;
+    Ok(full)
+}
+
 /// The interpreter a script's `#!` line names (`/usr/bin/env NAME` looked up on PATH).
 fn shebang_interpreter(program: &Path) -> Option<PathBuf> {
     use std::io::Read;
@@ -176,8 +191,9 @@ fn require_full_sandbox(support: scriptorium_sandbox::linux::Support) -> Result<
 }
 
 /// Starts `server` in a fresh sandbox with `workspace` as its only writable place,
-/// able to read `interpreter`'s installation. Blocking (it forks): call it off the
-/// async executor.
+/// able to read `interpreter`'s installation. It forks: call it from a thread that
+/// outlives the session (the sandbox gets SIGKILL when that thread ends), e.g. the
+/// session's async task, not `spawn_blocking`.
 pub fn start_server(backend: &LinuxBackend, server: &ServerProgram, interpreter: &Interpreter, workspace: &Path) -> Result<SandboxedProcess, LspError> {
     require_full_sandbox(backend.support())?;
     std::fs::create_dir_all(workspace)?;
@@ -340,14 +356,15 @@ fn describe_status(raw: i32) -> String {
 impl LspSession {
     /// The server's own settings: the one part specific to pylsp. Jedi analyses with the
     /// chosen interpreter (inside the sandbox its paths are the same as outside), with
-    /// no extra environment or paths; lint and formatting come from ruff (run as
+    /// no extra paths; lint and formatting come from ruff (run as
     /// `python -m ruff` by its plugin) with the project's settings; every plugin that
     /// runs other programs or reads other configuration is off.
     pub fn settings(config: &LspConfig, python: &Path) -> Value {
         json!({ "pylsp": {
             "configurationSources": [],
             "plugins": {
-                "jedi": { "environment": python, "env_vars": {}, "extra_paths": [] },
+                // No `env_vars`: Jedi's process inherits the sandbox's clean environment.
+                "jedi": { "environment": python, "extra_paths": [] },
                 "ruff": { "enabled": true, "formatEnabled": true, "lineLength": config.line_length, "select": config.select,
                           "executable": Value::Null, "config": Value::Null },
                 "pycodestyle": { "enabled": false },

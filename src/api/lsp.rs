@@ -116,18 +116,16 @@ pub async fn connect(
     }))
 }
 
-/// Starts the language server in its sandbox, off the async executor (it forks).
-async fn start(sessions: &Arc<LspSessions>, interpreter: &Interpreter, workspace: &std::path::Path) -> Result<scriptorium_sandbox::linux::SandboxedProcess, String> {
-    let program = sessions.server.clone()?;
-    let (backend, interpreter, workspace) = (sessions.sandbox.clone(), interpreter.clone(), workspace.to_path_buf());
-    let started = tokio::task::spawn_blocking(move || {
-        let r = start_server(&backend, &program, &interpreter, &workspace);
-        if r.is_err() {
-            let _ = std::fs::remove_dir_all(&workspace);
-        }
-        r
-    });
-    started.await.map_err(|e| format!("the language server could not start: {e}"))?.map_err(|e| e.to_string())
+/// Starts the language server in its sandbox. This runs on the session's own task, not
+/// in `spawn_blocking`: the sandbox dies with the thread that forked it (its
+/// `PR_SET_PDEATHSIG` follows that thread), and the blocking pool ends idle threads
+/// after 10 s. The fork and the directory set-up take a few milliseconds.
+fn start(sessions: &LspSessions, interpreter: &Interpreter, workspace: &std::path::Path) -> Result<scriptorium_sandbox::linux::SandboxedProcess, String> {
+    let program = sessions.server.as_ref().map_err(Clone::clone)?;
+    start_server(&sessions.sandbox, program, interpreter, workspace).map_err(|e| {
+        let _ = std::fs::remove_dir_all(workspace);
+        e.to_string()
+    })
 }
 
 /// Tells the client why there is no session (a message it shows, and the close reason).
@@ -150,7 +148,7 @@ async fn session(socket: WebSocket, sessions: Arc<LspSessions>, id: String, user
     let pending = Arc::new(AtomicUsize::new(0));
     let workspace = sessions.root.join(&id);
     let (mut sink, mut stream) = socket.split();
-    let server = match start(&sessions, &interpreter, &workspace).await {
+    let server = match start(&sessions, &interpreter, &workspace) {
         Ok(server) => server,
         Err(why) => {
             tracing::error!(session = %id, %user, error = %why, "language-server session refused");
