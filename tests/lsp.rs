@@ -525,3 +525,21 @@ if "/lsp/" in os.getcwd():
     let _ = std::fs::remove_file(secret);
 }
 
+
+#[tokio::test]
+async fn a_session_whose_server_cannot_start_is_refused_with_the_reason() {
+    let app = TestApp::start_with(|c| c.lsp.command = vec!["build/lsp/bin/no-such-server".into()]).await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let ws = connect(addr, Some(&ed1), None).await.expect("upgrade");
+    let mut lsp = Lsp { ws, next: 1, seen: Vec::new(), session: Value::Null };
+    let note = lsp.notification("window/showMessage").await;
+    let message = note["params"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("no-such-server") && message.contains("make lsp"), "{note}");
+    let closed = lsp.recv().await;
+    assert_eq!(closed["closed"][0], 1011, "{closed}");
+    assert!(closed["closed"][1].as_str().unwrap().contains("not installed"), "{closed}");
+    // Nothing was started and no session directory is left.
+    let left: Vec<_> = std::fs::read_dir(app.data().join("lsp")).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

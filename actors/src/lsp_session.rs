@@ -89,13 +89,14 @@ impl Default for LspConfig {
 impl LspConfig {
     /// A language server lives for a whole editing session: more CPU seconds and address
     /// space than a script run (Jedi on build123d's packages reaches ~450 MiB resident,
-    /// several GiB of address space with its threads' arenas). The wall time is the idle
+    /// several GiB of address space with its threads' arenas); threads count as processes,
+    /// and ruff starts one per core. The wall time is the idle
     /// timeout's business; the output goes to the socket, bounded per message.
     pub const DEFAULT_LIMITS: Limits = Limits {
         wall_seconds: 0.0,
         cpu_seconds: 3600,
         memory_mib: 4096,
-        processes: 64,
+        processes: 256,
         output_bytes: 0,
         file_size_mib: 64,
         open_files: 256,
@@ -526,6 +527,6 @@ mod tests {
         assert_eq!(c.limits().memory_mib, 4096);
         c.limits.memory_mib = Some(2048);
         let l = c.limits();
-        assert_eq!((l.memory_mib, l.cpu_seconds, l.processes), (2048, 3600, 64));
+        assert_eq!((l.memory_mib, l.cpu_seconds, l.processes), (2048, 3600, 256));
     }
 }
