@@ -1,6 +1,8 @@
 //! Added latency of the language-server bridge: the same requests (completion, hover)
-//! to pylsp directly over stdio and through the server's WebSocket bridge, interleaved
-//! in one run. Target: ≤ 1 ms added (median).
+//! to pylsp directly over stdio (unsandboxed, the baseline) and through the server's
+//! WebSocket bridge (policy checks, pylsp in the linux sandbox), interleaved in one run.
+//! Target: ≤ 1 ms added per message (median). Session start (connect → `initialize`
+//! answered) is measured the same way: the sandbox may cost there.
 //!
 //! `cargo bench --bench lsp` (or `make bench`).
 
@@ -16,6 +18,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 mod support;
 
 const SAMPLES: usize = 150;
+/// Session starts measured each way.
+const STARTS: usize = 5;
 const TEXT: &str = "import os\nimport os.path\nos.path.join('a', 'b')\nos.pa";
 
 struct Direct {
@@ -72,6 +76,30 @@ async fn ws_call(ws: &mut Ws, m: &Value) -> Value {
     }
 }
 
+/// pylsp started directly, as the baseline.
+fn spawn_direct(program: &std::path::Path, dir: &std::path::Path) -> Direct {
+    let mut child = tokio::process::Command::new(program)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    Direct { stdin: child.stdin.take().unwrap(), stdout: BufReader::new(child.stdout.take().unwrap()), _child: child }
+}
+
+async fn ws_open(addr: std::net::SocketAddr, cookie: &str) -> (Ws, String) {
+    let mut req = format!("ws://{addr}/api/lsp").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let hello: Value = match ws.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    (ws, hello["params"]["rootUri"].as_str().unwrap().to_string())
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -92,31 +120,35 @@ async fn main() {
     let router = app.router.clone();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
-    // Through the bridge.
-    let mut req = format!("ws://{addr}/api/lsp").into_client_request().unwrap();
-    req.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let hello: Value = match ws.next().await {
-        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
-        other => panic!("{other:?}"),
-    };
-    let root = hello["params"]["rootUri"].as_str().unwrap().to_string();
-
-    // Directly: the same pylsp, the same settings.
-    let mut child = tokio::process::Command::new(std::fs::canonicalize(&config.lsp.command[0]).unwrap())
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut direct = Direct { stdin: child.stdin.take().unwrap(), stdout: BufReader::new(child.stdout.take().unwrap()), _child: child };
+    let program = std::fs::canonicalize(&config.lsp.command[0]).unwrap();
     let direct_root = format!("file://{}", dir.path().display());
-
     let init = |id: i64, root: &str| json!({ "jsonrpc": "2.0", "id": id, "method": "initialize", "params": { "processId": null, "rootUri": root, "capabilities": {} } });
-    let settings = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": { "settings": { "pylsp": { "plugins": {
-        "jedi": { "environment": python }, "ruff": { "enabled": true }, "pycodestyle": { "enabled": false }, "pyflakes": { "enabled": false }, "mccabe": { "enabled": false } } } } } });
+
+    // Session start: connect (or spawn) until `initialize` is answered.
+    let (mut sd, mut sb) = (Vec::new(), Vec::new());
+    for _ in 0..STARTS {
+        let t = Instant::now();
+        let mut d = spawn_direct(&program, dir.path());
+        d.call(&init(1, &direct_root)).await;
+        sd.push(t.elapsed());
+        drop(d);
+        let t = Instant::now();
+        let (mut ws, root) = ws_open(addr, &cookie).await;
+        ws_call(&mut ws, &init(1, &root)).await;
+        sb.push(t.elapsed());
+        ws.close(None).await.unwrap();
+        // Out of the timing: let the session end (sessions per user are bounded).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (sd, sb) = (median(sd), median(sb));
+
+    // Through the bridge.
+    let (mut ws, root) = ws_open(addr, &cookie).await;
+    // Directly: the same pylsp, the same settings.
+    let mut direct = spawn_direct(&program, dir.path());
+
+    let settings = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration",
+        "params": { "settings": scriptorium_actors::lsp_session::LspSession::settings(&config.lsp, &python) } });
     let initialized = json!({ "jsonrpc": "2.0", "method": "initialized", "params": {} });
     ws_call(&mut ws, &init(1, &root)).await;
     ws.send(Message::Text(initialized.to_string().into())).await.unwrap();
@@ -139,18 +171,21 @@ async fn main() {
         ws_call(&mut ws, &hover(id + 100_000, &wuri)).await;
         direct.call(&hover(id + 100_000, &duri)).await;
     }
-    // A request pylsp answers at once (an unknown method: "method not found"): the
-    // bridge's own cost, without the language server's work and its jitter.
-    let ping = |id: i64| json!({ "jsonrpc": "2.0", "id": id, "method": "$/scriptorium/ping", "params": {} });
+    // A request the bridge lets through and pylsp answers at once ("method not found":
+    // it has no selection ranges): the bridge's own cost (parse, allow-list, URI check,
+    // re-serialise, the sandbox's pipes), without the language server's work.
+    let ping = |id: i64, uri: &str| json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/selectionRange",
+        "params": { "textDocument": { "uri": uri }, "positions": [{ "line": 0, "character": 1 }] } });
     let (mut pd, mut pb) = (Vec::new(), Vec::new());
     for _ in 0..(SAMPLES * 4) {
         id += 1;
         let t = Instant::now();
-        direct.call(&ping(id)).await;
+        let r = direct.call(&ping(id, &duri)).await;
         pd.push(t.elapsed());
         let t = Instant::now();
-        ws_call(&mut ws, &ping(id)).await;
+        let b = ws_call(&mut ws, &ping(id, &wuri)).await;
         pb.push(t.elapsed());
+        assert_eq!(r["error"]["code"], b["error"]["code"], "{r} {b}");
     }
     let (pd, pb) = (median(pd), median(pb));
     let (mut cd, mut cb, mut hd, mut hb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -177,4 +212,8 @@ async fn main() {
     println!("| completion | {:.2} ms | {:.2} ms | {:.2} ms | {:.3}× |", ms(cd), ms(cb), ms(cb) - ms(cd), ms(cb) / ms(cd));
     println!("| hover | {:.2} ms | {:.2} ms | {:.2} ms | {:.3}× |", ms(hd), ms(hb), ms(hb) - ms(hd), ms(hb) / ms(hd));
     println!("target: ≤ 1 ms added");
+    println!();
+    println!("| session start ({STARTS} each, interleaved) | pylsp spawned directly (baseline) | through the bridge, sandboxed | added | ratio |");
+    println!("|---|---|---|---|---|");
+    println!("| connect → initialize answered | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× |", ms(sd), ms(sb), ms(sb) - ms(sd), ms(sb) / ms(sd));
 }

@@ -20,6 +20,7 @@ use scriptorium_actors::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
 use scriptorium_actors::runner::Runner;
 use scriptorium_actors::health::WriteHealth;
 use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
+use scriptorium_sandbox::linux::LinuxBackend;
 use scriptorium_sandbox::{Backends, Registry};
 use tokio::sync::Semaphore;
 
@@ -82,6 +83,8 @@ impl App {
         // The LLM's tool runs are few and short: no spares for them.
         let mut tool_sandbox = config.sandbox.clone();
         tool_sandbox.linux.warm = scriptorium_sandbox::linux::WarmMode::Off;
+        // Language servers run in the same sandbox as scripts (uid, Landlock, namespaces).
+        let lsp_sandbox = tool_sandbox.linux.clone();
         let runner = Arc::new(Runner {
             runs_dir: runs_dir.clone(),
             backends: backends.clone(),
@@ -121,7 +124,7 @@ impl App {
             runs_dir,
             backends,
             interpreters,
-            lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"))),
+            lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"), Arc::new(LinuxBackend::new(lsp_sandbox)))),
             origins: Arc::new(crate::origin::Origins::new(&config.server.allowed_origins, config.listen)),
             health,
         };

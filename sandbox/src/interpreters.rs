@@ -426,6 +426,33 @@ fn resolve_entry(entry: &InterpreterEntry, limits: &Limits, base: &Path) -> Inte
     interp
 }
 
+/// Probes a native interpreter that is not offered for runs (e.g. the one a language
+/// server runs on), so a sandbox can be given read access to its installation.
+pub fn probe_native(id: &str, path: &Path) -> Result<Interpreter, String> {
+    let mut interp = Interpreter {
+        id: id.to_string(),
+        kind: InterpreterKind::Native,
+        implementation: String::new(),
+        version: String::new(),
+        path: path.to_path_buf(),
+        prefix: None,
+        env_prefix: None,
+        sys_path: Vec::new(),
+        backends: vec![BackendKind::Linux],
+        default_backend: BackendKind::Linux,
+        available: false,
+        problem: None,
+        source: "configured",
+        read_paths: Vec::new(),
+        limits: Limits::default(),
+        description: None,
+        wrapper: None,
+        warm: Vec::new(),
+    };
+    probe(path)?.fill(&mut interp);
+    Ok(interp)
+}
+
 /// What the probe script reports.
 #[derive(Debug, Deserialize)]
 struct Probe {

@@ -202,6 +202,12 @@ pub struct SandboxedProcess {
     pub stdout: tokio::process::ChildStdout,
     pub stderr: tokio::process::ChildStderr,
     pub protections: Protections,
+    handle: SandboxHandle,
+}
+
+/// What keeps a sandboxed process alive once its pipes are taken
+/// ([`SandboxedProcess::into_parts`]): dropping it kills the whole sandbox.
+pub struct SandboxHandle {
     child: tokio::process::Child,
     status_r: Option<OwnedFd>,
     _report_r: OwnedFd,
@@ -210,6 +216,33 @@ pub struct SandboxedProcess {
 }
 
 impl SandboxedProcess {
+    /// The host pid of the sandbox's outermost process (the program runs two levels below).
+    pub fn id(&self) -> Option<u32> {
+        self.handle.id()
+    }
+
+    /// Waits until the program ends; its raw wait status (`None` when its setup failed).
+    pub async fn wait(&mut self) -> std::io::Result<Option<i32>> {
+        self.handle.wait().await
+    }
+
+    /// Ends the sandbox and every process in it.
+    pub async fn kill(&mut self) {
+        self.handle.kill().await
+    }
+
+    /// The pipes, for separate tasks, and the handle that keeps the sandbox alive.
+    pub fn into_parts(self) -> (tokio::process::ChildStdin, tokio::process::ChildStdout, tokio::process::ChildStderr, SandboxHandle) {
+        (self.stdin, self.stdout, self.stderr, self.handle)
+    }
+}
+
+impl SandboxHandle {
+    /// The host pid of the sandbox's outermost process.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Waits until the program ends; its raw wait status (`None` when its setup failed).
     pub async fn wait(&mut self) -> std::io::Result<Option<i32>> {
         let Some(fd) = self.status_r.take() else { return Ok(None) };
@@ -247,11 +280,7 @@ impl LinuxBackend {
             stdout,
             stderr,
             protections,
-            child,
-            status_r: Some(status_r),
-            _report_r: report_r,
-            _lease,
-            _cgroup: cgroup,
+            handle: SandboxHandle { child, status_r: Some(status_r), _report_r: report_r, _lease, _cgroup: cgroup },
         })
     }
 }
@@ -591,7 +620,7 @@ impl Sandbox {
 
 /// What a process may read of an interpreter's installation: the executable, its prefix
 /// and venv (unless that is the whole system), `sys.path`, extra read paths, its wrapper.
-fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
+pub fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
     let mut read = vec![interp.path.clone()];
     for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
         if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {

@@ -1,5 +1,6 @@
 //! `GET /api/lsp?interpreter=ID`: a WebSocket to a language server that knows the
-//! chosen interpreter's packages. One `LspSession` actor per socket.
+//! chosen interpreter's packages. The server starts in the linux sandbox (or the session
+//! is refused with the reason); one `LspSession` actor per socket.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,13 +18,20 @@ use tokio::sync::mpsc;
 use super::AppState;
 use crate::auth::{CurrentUser, Role};
 use crate::error::ApiError;
-use scriptorium_actors::lsp_session::{LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound};
-use scriptorium_sandbox::InterpreterKind;
+use scriptorium_actors::lsp_session::{
+    LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound, ServerProgram, start_server,
+};
+use scriptorium_sandbox::linux::LinuxBackend;
+use scriptorium_sandbox::{Interpreter, InterpreterKind};
 
-/// Open sessions, per user and in total.
+/// Open sessions, per user and in total, and how to start one.
 pub struct LspSessions {
     pub config: LspConfig,
     pub root: std::path::PathBuf,
+    /// The language server as resolved at start-up, or why it cannot run.
+    server: Result<ServerProgram, String>,
+    /// The sandbox the language servers run in (no warm spares).
+    sandbox: Arc<LinuxBackend>,
     per_user: Mutex<HashMap<String, usize>>,
 }
 
@@ -42,8 +50,12 @@ impl Drop for SessionGuard {
 }
 
 impl LspSessions {
-    pub fn new(config: LspConfig, root: std::path::PathBuf) -> LspSessions {
-        LspSessions { config, root, per_user: Mutex::new(HashMap::new()) }
+    pub fn new(config: LspConfig, root: std::path::PathBuf, sandbox: Arc<LinuxBackend>) -> LspSessions {
+        let server = config.resolve().map_err(|e| e.to_string());
+        if let Err(e) = &server {
+            tracing::warn!(error = %e, "language-server sessions will be refused");
+        }
+        LspSessions { config, root, server, sandbox, per_user: Mutex::new(HashMap::new()) }
     }
 
     fn acquire(self: &Arc<Self>, user: &str) -> Result<SessionGuard, ApiError> {
@@ -92,11 +104,11 @@ pub async fn connect(
     let interp = state.interpreters.get(q.interpreter.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // A WASI interpreter is analysed with the native one: its standard library is CPython's.
     let python = match interp.kind {
-        InterpreterKind::Native => interp.path.clone(),
+        InterpreterKind::Native => interp.clone(),
         InterpreterKind::Wasi => state
             .interpreters
             .native_default()
-            .map(|i| i.path.clone())
+            .cloned()
             .ok_or_else(|| ApiError::Unavailable("no native interpreter to analyse code with".into()))?,
     };
     let guard = state.lsp.acquire(&user.username)?;
@@ -111,26 +123,62 @@ pub async fn connect(
     }))
 }
 
-async fn session(socket: WebSocket, sessions: Arc<LspSessions>, id: String, user: String, read_only: bool, python: std::path::PathBuf) {
+/// Starts the language server in its sandbox. This runs on the session's own task, not
+/// in `spawn_blocking`: the sandbox dies with the thread that forked it (its
+/// `PR_SET_PDEATHSIG` follows that thread), and the blocking pool ends idle threads
+/// after 10 s. The fork and the directory set-up take a few milliseconds.
+fn start(sessions: &LspSessions, interpreter: &Interpreter, workspace: &std::path::Path) -> Result<scriptorium_sandbox::linux::SandboxedProcess, String> {
+    let program = sessions.server.as_ref().map_err(Clone::clone)?;
+    start_server(&sessions.sandbox, program, interpreter, workspace).map_err(|e| {
+        let _ = std::fs::remove_dir_all(workspace);
+        e.to_string()
+    })
+}
+
+/// Tells the client why there is no session (a message it shows, and the close reason).
+async fn refuse(sink: &mut futures::stream::SplitSink<WebSocket, Message>, why: &str) {
+    let note = serde_json::json!({ "jsonrpc": "2.0", "method": "window/showMessage", "params": { "type": 1, "message": why } });
+    let _ = sink.send(Message::Text(note.to_string().into())).await;
+    // A close reason is at most 123 bytes.
+    let mut reason: String = String::new();
+    for c in why.chars() {
+        if reason.len() + c.len_utf8() > 120 {
+            break;
+        }
+        reason.push(c);
+    }
+    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1011, reason: reason.into() }))).await;
+}
+
+async fn session(socket: WebSocket, sessions: Arc<LspSessions>, id: String, user: String, read_only: bool, interpreter: Interpreter) {
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(MAX_PENDING);
     let pending = Arc::new(AtomicUsize::new(0));
+    let workspace = sessions.root.join(&id);
+    let (mut sink, mut stream) = socket.split();
+    let server = match start(&sessions, &interpreter, &workspace) {
+        Ok(server) => server,
+        Err(why) => {
+            tracing::error!(session = %id, %user, error = %why, "language-server session refused");
+            refuse(&mut sink, &why).await;
+            return;
+        }
+    };
     let args = LspSessionArgs {
-        workspace: sessions.root.join(&id),
+        workspace,
         id: id.clone(),
         user,
         read_only,
         config: sessions.config.clone(),
-        python,
+        interpreter,
+        server,
         outbound: out_tx,
         pending: pending.clone(),
     };
-    let (mut sink, mut stream) = socket.split();
     let actor = match ractor::Actor::spawn(None, LspSession, args).await {
         Ok((actor, _)) => actor,
         Err(e) => {
-            tracing::error!(session = %id, error = %e, "cannot start a language server");
-            let frame = CloseFrame { code: 1011, reason: format!("{e}").chars().take(120).collect::<String>().into() };
-            let _ = sink.send(Message::Close(Some(frame))).await;
+            tracing::error!(session = %id, error = %e, "cannot start a language-server session");
+            refuse(&mut sink, &format!("the language-server session could not start: {e}")).await;
             return;
         }
     };
