@@ -31,7 +31,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceBuilder;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// `[server]`: the web boundary's origins, connection limits and timeouts.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -198,6 +197,61 @@ fn raise_nofile() -> u64 {
     u64::MAX
 }
 
+/// The most a connection buffers while reading a request head (hyper's minimum is 8 KiB);
+/// a larger head is answered 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// A request body that must arrive whole within a deadline from the end of its head.
+/// (tower-http's body timeout restarts with every chunk, so a client dripping a byte at a
+/// time could hold a connection for hours.)
+struct DeadlineBody<B> {
+    inner: B,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl<B> DeadlineBody<B> {
+    fn new(inner: B, limit: Duration) -> Self {
+        DeadlineBody { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }
+    }
+}
+
+/// The error a late body ends with (a 400 for the handler that reads it).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}; send it at once, or raise [server] body_timeout_secs")]
+struct BodyTooSlow(Duration);
+
+impl<B> hyper::body::Body for DeadlineBody<B>
+where
+    B: hyper::body::Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(Box::new(BodyTooSlow(this.limit)))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The answer to a client over its connection limit, written before closing.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 92\r\n\r\n{\"error\":\"this client has too many open connections; close some and try again in a moment\"}\n";
 
@@ -214,7 +268,11 @@ pub async fn serve(
     let clients = Arc::new(PerClient::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(ServerConfig::secs(cfg.header_read_timeout_secs)).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(ServerConfig::secs(cfg.header_read_timeout_secs))
+        .keep_alive(true)
+        // A request head is a few KiB; without a bound each connection may buffer ~400 KiB.
+        .max_buf_size(MAX_HEAD_BYTES);
     let body_timeout = ServerConfig::secs(cfg.body_timeout_secs);
     tokio::pin!(shutdown);
     loop {
@@ -243,8 +301,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(Counted { stream, _permit: permit, _slot: slot });
         let service = ServiceBuilder::new()
-            .layer(RequestBodyTimeoutLayer::new(body_timeout))
-            .map_request(move |mut req: axum::extract::Request<_>| {
+            .map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             })

@@ -379,3 +379,52 @@ async fn a_websocket_outlives_the_header_timeout_and_counts_as_a_connection() {
     assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
     served.stop().await;
 }
+
+/// Found by an attack after the connection layer landed: the body timeout restarted with
+/// every chunk, so a client dripping one byte at a time held a connection for as long as
+/// it liked. The body must now arrive whole within `body_timeout_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_dripped_a_byte_at_a_time_is_cut_at_the_body_deadline() {
+    let served = Served::start(|c| {
+        c.server.header_read_timeout_secs = 2.0;
+        c.server.body_timeout_secs = 2.0;
+    })
+    .await;
+    let mut drip = TcpStream::connect(served.addr).await.unwrap();
+    drip.write_all(b"POST /api/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // One byte every 0.5 s (well inside any per-chunk timer) for up to 10 s.
+    while start.elapsed() < Duration::from_secs(10) {
+        if drip.write_all(b" ").await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(500), drip.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "a dripped body is refused once its deadline passes: {answer:?}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+    assert!(start.elapsed() < Duration::from_secs(6), "cut after {:?}, not at the 2 s deadline", start.elapsed());
+}
+
+/// Found by the same attack: each connection could buffer ~400 KiB of request head
+/// (1,500 of them took the server from 32 to 375 MB). A head over 64 KiB gets 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_head_is_refused() {
+    let served = Served::start(|_| {}).await;
+    let mut big = TcpStream::connect(served.addr).await.unwrap();
+    let head = format!("GET /api/health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: {}\r\n\r\n", "a".repeat(200_000));
+    let _ = big.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), big.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    assert_eq!(served.health_status().await, Some(200));
+}

@@ -385,3 +385,53 @@ async fn a_huge_sign_in_body_is_refused_before_hashing() {
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
     assert!(r.error().contains("too large"), "{}", r.error());
 }
+
+/// The server's resident memory, from `/proc`.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap();
+    kb / 1024
+}
+
+/// Found by an attack: a download read the whole artifact into memory, so a viewer
+/// fetching one 250 MiB (sparse, so free to make) artifact eight times at once took the
+/// server to 2 GB. Downloads now stream: several slow readers of a 200 MiB artifact
+/// leave the server's memory where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_slow_downloads_of_a_big_artifact_do_not_take_the_servers_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::util::ServerProcess::start(&dir.path().join("data"), &[]);
+    let ed = crate::util::http_client(&server, "ed1", "1editor").await;
+    let script = "f = open('sparse.bin', 'wb')\nf.truncate(200 * 1024 * 1024)\nf.close()\nprint('made')\n";
+    let r = ed.post(server.url("/api/scripts")).json(&json!({ "content": script })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let r = ed.post(server.url("/api/runs")).json(&json!({ "script_id": id })).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let run = r.json::<Value>().await.unwrap()["run_id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let v: Value = ed.get(server.url(&format!("/api/runs/{run}"))).send().await.unwrap().json().await.unwrap();
+        if v["status"] != "queued" && v["status"] != "running" {
+            assert_eq!(v["status"], "succeeded", "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run did not end: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before = rss_mib(server.child.id());
+    let viewer = crate::util::http_client(&server, "mo1", "2viewer").await;
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        let mut r = viewer.get(server.url(&format!("/api/runs/{run}/artifacts/sparse.bin"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-length"], (200u64 * 1024 * 1024).to_string());
+        // Read a little, then stop reading: a slow client.
+        assert!(r.chunk().await.unwrap().is_some());
+        open.push(r);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let during = rss_mib(server.child.id());
+    assert!(during < before + 200, "six slow downloads of a 200 MiB artifact took the server from {before} to {during} MiB");
+    drop(open);
+}

@@ -183,19 +183,40 @@ pub async fn artifact(State(state): State<AppState>, axum::extract::Path((id, na
         Ok(p)
     })
     .await??;
-    let bytes = tokio::fs::read(&path).await.map_err(|_| ApiError::NotFound("the artifact could not be read".into()))?;
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let (kind, disposition) = artifact_presentation(&file);
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    // Streamed, never read whole: a 256 MiB artifact downloaded by many viewers at once
+    // must not take the server's memory. Opened without following a link and without
+    // blocking on a FIFO, and served only if it is a regular file.
+    let (file, len) = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), ApiError> {
+        let gone = || ApiError::NotFound("the artifact could not be read".into());
+        let mut open = std::fs::OpenOptions::new();
+        open.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        }
+        let file = open.open(&path).map_err(|_| gone())?;
+        let meta = file.metadata().map_err(|_| gone())?;
+        if !meta.is_file() {
+            return Err(ApiError::NotFound("the artifact is not a regular file and is not served".into()));
+        }
+        Ok((file, meta.len()))
+    })
+    .await??;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
+    let (kind, disposition) = artifact_presentation(&file_name);
     Ok((
         [
             (header::CONTENT_TYPE, kind.to_string()),
-            (header::CONTENT_DISPOSITION, format!("{disposition}; {}", disposition_filename(&file))),
+            (header::CONTENT_DISPOSITION, format!("{disposition}; {}", disposition_filename(&file_name))),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
             // Even opened directly, an artifact is a document of its own with no rights:
             // no script, no requests, a unique origin.
             (header::CONTENT_SECURITY_POLICY, ARTIFACT_POLICY.to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
         ],
-        bytes,
+        body,
     )
         .into_response())
 }
