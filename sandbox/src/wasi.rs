@@ -40,8 +40,9 @@ const SIDE_DIR: &str = ".scriptorium";
 /// Address space the host process may reserve beyond the memory limit: wasmtime maps
 /// 4 GiB plus a 32 MiB guard for each linear memory (of which only what the guest
 /// grows, bounded by `StoreLimits`, is ever backed), plus the mapped `.cwasm` and the
-/// runtime's own.
-const HOST_RESERVE_MIB: u64 = 16 * 1024;
+/// runtime's own. The component has one memory; the host needs ~4.2 GiB in all for
+/// `pass` (measured with `ulimit -v`).
+const HOST_RESERVE_MIB: u64 = 6 * 1024;
 
 /// The engine configuration: the server compiles with it and the host loads with it
 /// (the `.cwasm` only loads into an engine with the same compatibility hash).
