@@ -108,7 +108,7 @@ fn note_file_size_signals() {
     // stores to an atomic, which is async-signal-safe.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_file_size_signal as usize;
+        action.sa_sigaction = on_file_size_signal as *const () as usize;
         action.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGXFSZ, &action, std::ptr::null_mut());
