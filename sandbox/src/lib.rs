@@ -95,10 +95,12 @@ impl Backends {
         #[cfg(windows)]
         b.insert(Arc::new(windows::WindowsBackend));
         #[cfg(feature = "wasi")]
-        let host = config.wasi_host.clone().map(Ok).unwrap_or_else(std::env::current_exe);
-        match host.map_err(SandboxError::Io).and_then(|host| wasi::WasiBackend::new(host, config)) {
-            Ok(w) => b.insert(Arc::new(w)),
-            Err(e) => tracing::warn!(error = %e, "the wasi backend is not available"),
+        {
+            let host = config.wasi_host.clone().map(Ok).unwrap_or_else(std::env::current_exe);
+            match host.map_err(SandboxError::Io).and_then(|host| wasi::WasiBackend::new(host, config)) {
+                Ok(w) => b.insert(Arc::new(w)),
+                Err(e) => tracing::warn!(error = %e, "the wasi backend is not available"),
+            }
         }
         let _ = config;
         b
