@@ -17,6 +17,8 @@ pub async fn start(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> (A
     config.interpreters = concat!(env!("CARGO_MANIFEST_DIR"), "/interpreters.toml").into();
     config.seed_examples = false;
     config.frontend_dir = dir.join("none");
+    // The wasi backend's host is the server binary, not this bench.
+    config.sandbox.wasi_host = Some(env!("CARGO_BIN_EXE_scriptorium").into());
     tweak(&mut config);
     (App::start(&config).await.unwrap(), config)
 }

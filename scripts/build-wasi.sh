@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Builds the CPython-for-WASI component (build/wasi/python.wasm) with componentize-py,
+# Builds the CPython-for-WASI component (build/wasi/cpython.wasm) with componentize-py,
 # against the WASI WIT of the wasmtime-wasi crate the server uses, so guest and host
 # agree. Skips the work when the inputs have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=build/wasi
+# The runner reports the exit status with `wasi:cli/exit.exit-with-code` (WASI 0.2.12);
+# the name differs from the earlier `python.wasm`, whose runner
+# wrote a status file, so a host of either kind never loads the other's component.
+comp=cpython
 tools=build/tools
 mkdir -p "$out"
 
@@ -37,16 +41,16 @@ world runner {
 }
 WIT
 
-stamp=$( (cat sandbox/wasi/runner.py; ls -l "$deps"; "$tools/bin/componentize-py" --version) | sha256sum | cut -c1-16)
-if [ -f "$out/python.wasm" ] && [ "$(cat "$out/python.stamp" 2>/dev/null)" = "$stamp" ]; then
+stamp=$( (cat sandbox/wasi/runner.py scripts/build-wasi.sh; ls -l "$deps"; "$tools/bin/componentize-py" --version) | sha256sum | cut -c1-16)
+if [ -f "$out/$comp.wasm" ] && [ "$(cat "$out/$comp.stamp" 2>/dev/null)" = "$stamp" ]; then
   exit 0
 fi
-echo "build-wasi: building $out/python.wasm (wasi:cli@$cli_version)"
+echo "build-wasi: building $out/$comp.wasm (wasi:cli@$cli_version)"
 rm -rf "$out/bindings"
-"$tools/bin/componentize-py" -d "$out/wit" -w runner componentize runner -p sandbox/wasi -o "$out/python.wasm.tmp"
-mv "$out/python.wasm.tmp" "$out/python.wasm"
+"$tools/bin/componentize-py" -d "$out/wit" -w runner componentize runner -p sandbox/wasi -o "$out/$comp.wasm.tmp"
+mv "$out/$comp.wasm.tmp" "$out/$comp.wasm"
 # The exact CPython version, as the interpreter embeds it in its version string.
-version=$(grep -aoE '3\.1[0-9]\.[0-9]+ \(' "$out/python.wasm" | head -n1 | cut -d' ' -f1 || true)
-echo "${version:-3.14}" > "$out/python.version"
-echo "$stamp" > "$out/python.stamp"
-echo "build-wasi: CPython ${version:-3.14} for WASI, $(du -h "$out/python.wasm" | cut -f1)"
+version=$(grep -aoE '3\.1[0-9]\.[0-9]+ \(' "$out/$comp.wasm" | head -n1 | cut -d' ' -f1 || true)
+echo "${version:-3.14}" > "$out/$comp.version"
+echo "$stamp" > "$out/$comp.stamp"
+echo "build-wasi: CPython ${version:-3.14} for WASI, $(du -h "$out/$comp.wasm" | cut -f1)"

@@ -63,6 +63,11 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The wasi backend's guest host: started by the server itself inside the process
+    // sandbox, before any runtime, logging or argument parsing of the server.
+    if std::env::args_os().nth(1).is_some_and(|a| a == scriptorium_sandbox::wasi::host::SUBCOMMAND) {
+        std::process::exit(scriptorium_sandbox::wasi::host::host_main(std::env::args_os().skip(1)));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()

@@ -23,6 +23,9 @@ pub fn test_config(data: &Path) -> Config {
         .expect("default config");
     c.interpreters = repo_root().join("interpreters.toml");
     c.frontend_dir = data.join("no-frontend");
+    // The wasi backend's host is the server binary (`scriptorium __wasi-host`), not
+    // this test program.
+    c.sandbox.wasi_host = Some(env!("CARGO_BIN_EXE_scriptorium").into());
     c
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`Backend`]: the one trait; a backend is chosen per run.
 //! - [`linux`]: native CPython in namespaces with Landlock, rlimits and an unprivileged uid.
-//! - [`wasi`]: CPython 3.14 for WASI inside wasmtime, seeing only the run directory.
+//! - [`wasi`]: CPython 3.14 for WASI inside wasmtime, seeing only the run directory; the
+//!   guest runs in a host process ([`wasi::host`]) inside the linux backend's sandbox.
 //! - [`windows`]: native CPython in a job object (type-checked for Windows in CI).
 //! - [`interpreters`]: `interpreters.toml` and detection of the interpreters on the machine.
 //! - [`limits`]: the bounds of a run; [`run`]: the spec, sink, outcome and protections.
@@ -77,6 +78,9 @@ pub enum WarmState {
 pub struct SandboxConfig {
     #[cfg(target_os = "linux")]
     pub linux: linux::LinuxConfig,
+    /// The program the wasi backend starts as its host (`PROGRAM __wasi-host …`);
+    /// default: the running executable (the server binary has that subcommand).
+    pub wasi_host: Option<std::path::PathBuf>,
 }
 
 /// The backends available on this machine.
@@ -94,9 +98,12 @@ impl Backends {
         #[cfg(windows)]
         b.insert(Arc::new(windows::WindowsBackend));
         #[cfg(feature = "wasi")]
-        match wasi::WasiBackend::new() {
-            Ok(w) => b.insert(Arc::new(w)),
-            Err(e) => tracing::warn!(error = %e, "the wasi backend is not available"),
+        {
+            let host = config.wasi_host.clone().map(Ok).unwrap_or_else(std::env::current_exe);
+            match host.map_err(SandboxError::Io).and_then(|host| wasi::WasiBackend::new(host, config)) {
+                Ok(w) => b.insert(Arc::new(w)),
+                Err(e) => tracing::warn!(error = %e, "the wasi backend is not available"),
+            }
         }
         let _ = config;
         b

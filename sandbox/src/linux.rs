@@ -193,6 +193,10 @@ pub struct ProcessSpec {
     /// Environment variables on top of the sandbox's clean set.
     pub env: Vec<(String, String)>,
     pub limits: crate::Limits,
+    /// RLIMIT_AS in MiB when it must differ from `limits.memory_mib`: a WASI host
+    /// reserves gigabytes of address space it never touches (wasmtime's guard regions),
+    /// and bounds the guest's memory itself. `None`: the memory limit.
+    pub address_space_mib: Option<u64>,
 }
 
 /// A running sandboxed process with its stdin, stdout and stderr piped. Dropping it
@@ -226,6 +230,12 @@ impl SandboxedProcess {
         self.handle.wait().await
     }
 
+    /// Why the sandbox could not start the program, after [`SandboxedProcess::wait`]
+    /// returned `None` (empty when it did start).
+    pub async fn setup_problem(&mut self) -> String {
+        self.handle.setup_problem().await
+    }
+
     /// Ends the sandbox and every process in it.
     pub async fn kill(&mut self) {
         self.handle.kill().await
@@ -251,6 +261,16 @@ impl SandboxHandle {
         Ok(rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw)))
     }
 
+    /// Why the sandbox could not start the program, after [`SandboxedProcess::wait`]
+    /// returned `None` (empty when it did start).
+    pub async fn setup_problem(&mut self) -> String {
+        let Ok(fd) = self._report_r.try_clone() else { return String::new() };
+        let mut report = String::new();
+        let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), file.read_to_string(&mut report)).await;
+        report.trim().to_string()
+    }
+
     /// Ends the sandbox and every process in it.
     pub async fn kill(&mut self) {
         let _ = self.child.start_kill();
@@ -271,6 +291,7 @@ impl LinuxBackend {
             expose: &spec.workdir,
             home: &spec.workdir,
             limits: &spec.limits,
+            address_space_mib: spec.address_space_mib,
             extra_cpu: 0,
             stdin: true,
         })?;
@@ -367,6 +388,8 @@ struct Launch<'a> {
     expose: &'a Path,
     home: &'a Path,
     limits: &'a crate::Limits,
+    /// RLIMIT_AS in MiB, when not `limits.memory_mib` (see [`ProcessSpec`]).
+    address_space_mib: Option<u64>,
     /// CPU seconds allowed on top of the limit (a spare's import; its runner takes them
     /// back before the script starts).
     extra_cpu: u64,
@@ -388,6 +411,7 @@ impl<'a> Launch<'a> {
             expose: &spec.workdir,
             home: &spec.workdir,
             limits: &spec.limits,
+            address_space_mib: None,
             extra_cpu: 0,
             stdin: false,
         }
@@ -542,11 +566,12 @@ impl Sandbox {
         let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let mib = |m: u64| m.saturating_mul(1024 * 1024);
         let cpu = limits.cpu_seconds + launch.extra_cpu;
+        let address_space = mib(launch.address_space_mib.unwrap_or(limits.memory_mib));
         let mut rlimits = vec![
             (libc::RLIMIT_CPU, cpu, cpu + 1),
             // A second layer under the memory cgroup: one huge allocation fails with a
             // MemoryError the script can see, not a kill.
-            (libc::RLIMIT_AS, mib(limits.memory_mib), mib(limits.memory_mib)),
+            (libc::RLIMIT_AS, address_space, address_space),
             (libc::RLIMIT_FSIZE, mib(limits.file_size_mib), mib(limits.file_size_mib)),
             (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
             (libc::RLIMIT_CORE, 0, 0),

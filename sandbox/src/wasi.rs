@@ -1,92 +1,98 @@
 //! The `wasi` backend: CPython 3.14 for WASI (a `wasi:cli/command` component built by
 //! componentize-py at set-up, see `scripts/build-wasi.sh`) inside wasmtime.
 //!
-//! The guest sees only the run directory (preopened read-write at `/run`) and has no
-//! sockets. Memory is bounded by `StoreLimits`; time by epoch interruption (the guest
-//! yields every tick, so dropping its future stops it) under an outer wall-clock
-//! timeout that also covers blocking host calls. stdout/stderr stream through pipes
-//! into the same line pump and byte cap as the native backend.
+//! The guest does not run in the server. Each run starts a [`host`] process (the server
+//! binary's hidden `__wasi-host` subcommand) through the Linux process sandbox: the same
+//! namespaces, Landlock rules, rlimits, clean environment and unprivileged uid as a
+//! native run. Whatever the guest does (open files, write big files, leave symlinks
+//! behind) costs that process, not the server, and the server reads nothing the guest
+//! could have changed: the exit code is the host process's own.
 //!
-//! The component is compiled once per engine configuration and component file
-//! (`Engine::precompile_component`, cached as `.cwasm`, loaded with `deserialize_file`);
-//! each runs reuses one `InstancePre`.
+//! Inside the host the guest sees only the run directory (preopened read-write at
+//! `/run`) and has no sockets; its linear memory is bounded by `StoreLimits`. The
+//! server enforces the wall time, cancellation and the output cap by ending the sandbox,
+//! and streams the host's stdout/stderr through the same line pump as native runs.
+//!
+//! The component is compiled once per engine configuration and component file, in the
+//! server (`Engine::precompile_component`, cached as `.cwasm` beside the component);
+//! the host only maps the `.cwasm` (`deserialize_file`, a few ms).
+
+pub mod host;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::cli::AsyncStdoutStream;
-use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime::{Config, Engine};
 
 use crate::interpreters::InterpreterKind;
 use crate::output::{Budget, StderrTail, limit_from_stderr, pump};
-use crate::run::{Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs};
-use crate::{Backend, BackendKind, BoxFuture};
+use crate::run::{Limit, Outcome, OutputSink, RunReport, RunSpec, SandboxError, Stream};
+use crate::{Backend, BackendKind, BoxFuture, SandboxConfig};
 
 /// Where the guest finds the run directory.
 const GUEST_RUN: &str = "/run";
 /// The runner's files inside the run directory (removed after the run).
 const SIDE_DIR: &str = ".scriptorium";
-/// How often the guest yields to the host.
-const TICK: Duration = Duration::from_millis(10);
+/// Address space the host process may reserve beyond the memory limit: wasmtime maps
+/// 4 GiB plus a 32 MiB guard for each linear memory (of which only what the guest
+/// grows, bounded by `StoreLimits`, is ever backed), plus the mapped `.cwasm` and the
+/// runtime's own. The component has one memory; the host needs ~4.2 GiB in all for
+/// `pass` (measured with `ulimit -v`).
+const HOST_RESERVE_MIB: u64 = 6 * 1024;
 
-struct Guest {
-    ctx: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
+/// The engine configuration: the server compiles with it and the host loads with it
+/// (the `.cwasm` only loads into an engine with the same compatibility hash).
+fn engine() -> Result<Engine, SandboxError> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    Engine::new(&config).map_err(|e| SandboxError::Setup(format!("wasmtime engine: {e}")))
 }
 
-impl WasiView for Guest {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
-    }
-}
-
-/// The backend; cheap to share (the engine and cache live behind an `Arc`).
+/// The backend; cheap to share.
 pub struct WasiBackend {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     engine: Engine,
-    linker: Linker<Guest>,
-    /// Component path → (file stamp, pre-instantiated command).
-    prepared: Mutex<HashMap<PathBuf, (u64, CommandPre<Guest>)>>,
-    stop_ticker: Arc<AtomicBool>,
+    /// The program started as the host, with [`host::SUBCOMMAND`] as its first argument.
+    host_program: PathBuf,
+    #[cfg(target_os = "linux")]
+    sandbox: crate::linux::LinuxBackend,
+    /// Component path → (file stamp, its `.cwasm`).
+    prepared: Mutex<HashMap<PathBuf, (u64, PathBuf)>>,
 }
 
-/// Only one thread compiles a component at a time; the others then load its cache.
+/// Only one thread compiles a component at a time; the others then find its cache.
 static COMPILING: Mutex<()> = Mutex::new(());
 
 impl WasiBackend {
-    pub fn new() -> Result<WasiBackend, SandboxError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true).wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| SandboxError::Setup(format!("wasmtime engine: {e}")))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Setup(format!("WASI linker: {e}")))?;
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        let (e, stop) = (engine.clone(), stop_ticker.clone());
-        std::thread::Builder::new()
-            .name("wasi-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    e.increment_epoch();
-                }
-            })
-            .map_err(SandboxError::Io)?;
-        Ok(WasiBackend { inner: Arc::new(Inner { engine, linker, prepared: Mutex::new(HashMap::new()), stop_ticker }) })
+    /// A backend whose runs start `host_program __wasi-host …` (the server binary, or
+    /// the crate's `scriptorium-wasi-host`) in a sandbox configured by `config`.
+    pub fn new(host_program: impl Into<PathBuf>, config: &SandboxConfig) -> Result<WasiBackend, SandboxError> {
+        let host_program = host_program.into();
+        // Its real path: the sandbox exposes and allows exactly that file.
+        let host_program = std::fs::canonicalize(&host_program)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| SandboxError::Setup(format!("the WASI host program {} does not exist", host_program.display())))?;
+        let _ = config;
+        Ok(WasiBackend {
+            inner: Arc::new(Inner {
+                engine: engine()?,
+                host_program,
+                #[cfg(target_os = "linux")]
+                sandbox: crate::linux::LinuxBackend::new(config.linux.clone()),
+                prepared: Mutex::new(HashMap::new()),
+            }),
+        })
     }
 
-    /// Compiles (or loads) `component` ahead of the first run.
+    /// Compiles `component` ahead of the first run (or finds its compilation).
     pub async fn prepare(&self, component: &Path) -> Result<(), SandboxError> {
         let inner = self.inner.clone();
         let component = component.to_path_buf();
@@ -97,8 +103,8 @@ impl WasiBackend {
 }
 
 impl Inner {
-    /// Compiles (or loads the cached compilation of) `component` and pre-instantiates it.
-    fn prepare(&self, component: &Path) -> Result<CommandPre<Guest>, SandboxError> {
+    /// The `.cwasm` of `component`, compiled now if there is none for this engine.
+    fn prepare(&self, component: &Path) -> Result<PathBuf, SandboxError> {
         let meta = std::fs::metadata(component).map_err(|e| {
             SandboxError::Setup(format!("the WASI component {} is missing ({e}); run `make wasi`", component.display()))
         })?;
@@ -107,39 +113,32 @@ impl Inner {
         meta.len().hash(&mut h);
         meta.modified().ok().hash(&mut h);
         let stamp = h.finish();
-        if let Some((s, pre)) = self.prepared.lock().expect("prepared lock").get(component)
+        if let Some((s, cwasm)) = self.prepared.lock().expect("prepared lock").get(component)
             && *s == stamp
+            && cwasm.is_file()
         {
-            return Ok(pre.clone());
+            return Ok(cwasm.clone());
         }
-        let cwasm = component.with_extension(format!("{stamp:016x}.cwasm"));
-        let setup = |what: &str, e: wasmtime::Error| SandboxError::Setup(format!("{what} {}: {e}", component.display()));
-        let loaded = {
+        // Its real path (the build directory may be a link): the sandbox exposes that.
+        let cwasm = std::fs::canonicalize(component)?.with_extension(format!("{stamp:016x}.cwasm"));
+        {
             let _one = COMPILING.lock().unwrap_or_else(|p| p.into_inner());
             if !cwasm.is_file() {
                 let started = Instant::now();
                 let bytes = std::fs::read(component)?;
-                let compiled = self.engine.precompile_component(&bytes).map_err(|e| setup("cannot compile", e))?;
-                let tmp = cwasm.with_extension("cwasm.tmp");
+                let compiled = self
+                    .engine
+                    .precompile_component(&bytes)
+                    .map_err(|e| SandboxError::Setup(format!("cannot compile {}: {e}", component.display())))?;
+                let tmp = cwasm.with_extension(format!("cwasm.{}.tmp", std::process::id()));
                 std::fs::write(&tmp, compiled)?;
                 std::fs::rename(&tmp, &cwasm)?;
                 remove_stale_compilations(component, &cwasm);
                 tracing::info!(component = %component.display(), secs = started.elapsed().as_secs_f64(), "compiled the WASI component");
             }
-            // SAFETY: the file was written by `precompile_component` of an engine with the
-            // same compatibility hash (it is in the file name), in our own build directory.
-            unsafe { Component::deserialize_file(&self.engine, &cwasm) }.map_err(|e| setup("cannot load the compiled", e))?
-        };
-        let pre = self.linker.instantiate_pre(&loaded).map_err(|e| setup("cannot link", e))?;
-        let pre = CommandPre::new(pre).map_err(|e| setup("is not a wasi:cli/command component:", e))?;
-        self.prepared.lock().expect("prepared lock").insert(component.to_path_buf(), (stamp, pre.clone()));
-        Ok(pre)
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
+        }
+        self.prepared.lock().expect("prepared lock").insert(component.to_path_buf(), (stamp, cwasm.clone()));
+        Ok(cwasm)
     }
 }
 
@@ -171,10 +170,11 @@ impl WasiBackend {
         let component = spec.interpreter.path.clone();
         // Compiling takes seconds the first time: not on the async executor.
         let inner = self.inner.clone();
-        let pre = tokio::task::spawn_blocking(move || inner.prepare(&component))
+        let cwasm = tokio::task::spawn_blocking(move || inner.prepare(&component))
             .await
             .map_err(|e| SandboxError::Setup(format!("compiling the component: {e}")))??;
-        let limits = spec.limits.clone();
+        // The server made the side directory before the guest existed; it removes it
+        // afterwards without following links (`remove_dir_all` does not).
         let side = spec.workdir.join(SIDE_DIR);
         std::fs::create_dir_all(&side)?;
         let _cleanup = RemoveDir(side.clone());
@@ -184,107 +184,144 @@ impl WasiBackend {
             argv.push(place(&spec.workdir, &side, input)?);
         }
         argv.extend(spec.args.iter().cloned());
+        self.supervise(&spec, &cwasm, argv, sink, cancel).await
+    }
 
+    #[cfg(not(target_os = "linux"))]
+    async fn supervise(&self, _: &RunSpec, _: &Path, _: Vec<String>, _: Arc<dyn OutputSink>, _: CancellationToken) -> Result<RunReport, SandboxError> {
+        Err(SandboxError::Setup(
+            "the wasi backend runs its guest in the Linux process sandbox, which this platform does not have; use another backend"
+                .into(),
+        ))
+    }
+
+    /// Starts the host in the process sandbox and watches it like a native run.
+    #[cfg(target_os = "linux")]
+    async fn supervise(
+        &self,
+        spec: &RunSpec,
+        cwasm: &Path,
+        argv: Vec<String>,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, SandboxError> {
+        use crate::run::secs;
+        let limits = &spec.limits;
+        let memory = limits.memory_mib.saturating_mul(1024 * 1024);
+        let mut args: Vec<std::ffi::OsString> = vec![host::SUBCOMMAND.into(), cwasm.into(), memory.to_string().into()];
+        args.extend(argv.into_iter().map(Into::into));
+        let mut process = self.inner.sandbox.spawn(&crate::linux::ProcessSpec {
+            program: self.inner.host_program.clone(),
+            args,
+            interpreter: None,
+            read: vec![cwasm.to_path_buf()],
+            workdir: spec.workdir.clone(),
+            env: Vec::new(),
+            limits: limits.clone(),
+            address_space_mib: Some(limits.memory_mib.saturating_add(HOST_RESERVE_MIB)),
+        })?;
+        let started = Instant::now();
         let budget = Budget::new(limits.output_bytes);
         let tail = Arc::new(StderrTail::new(sink));
-        let (out_w, out_r) = tokio::io::duplex(64 * 1024);
-        let (err_w, err_r) = tokio::io::duplex(64 * 1024);
-        let pumps = (
-            tokio::spawn(pump(out_r, Stream::Stdout, tail.clone(), budget.clone())),
-            tokio::spawn(pump(err_r, Stream::Stderr, tail.clone(), budget.clone())),
-        );
-
-        let mut builder = WasiCtx::builder();
-        builder
-            .args(&argv)
-            .env("HOME", GUEST_RUN)
-            .env("LANG", "C.UTF-8")
-            .env("PYTHONUNBUFFERED", "1")
-            .stdout(AsyncStdoutStream::new(8192, out_w))
-            .stderr(AsyncStdoutStream::new(8192, err_w))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        builder
-            .preopened_dir(&spec.workdir, GUEST_RUN, FsPerms::ReadWrite)
-            .map_err(|e| SandboxError::Setup(format!("cannot open the run directory for the guest: {e}")))?;
-        let memory = usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        let guest = Guest {
-            ctx: builder.build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(memory).instances(64).tables(256).memories(64).build(),
-        };
-        let mut store = Store::new(&self.inner.engine, guest);
-        store.limiter(|g| &mut g.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
-
-        let started = Instant::now();
+        // The pumps get their own read ends: `process` stays whole for `wait` and `kill`.
+        let stdout = reader(&process.stdout)?;
+        let stderr = reader(&process.stderr)?;
+        let mut out = tokio::spawn(pump(stdout, Stream::Stdout, tail.clone(), budget.clone()));
+        let mut err = tokio::spawn(pump(stderr, Stream::Stderr, tail.clone(), budget.clone()));
         enum Stop {
-            Done(wasmtime::Result<Result<(), ()>>),
+            Exited(Option<i32>),
             Cancelled,
             WallTime,
             Output,
         }
         let stop = {
-            let call = async {
-                let command = pre.instantiate_async(&mut store).await?;
-                command.wasi_cli_run().call_run(&mut store).await
+            let finished = async {
+                let status = process.wait().await;
+                let _ = (&mut out).await;
+                let _ = (&mut err).await;
+                status
             };
             tokio::select! {
-                r = call => Stop::Done(r),
+                status = finished => Stop::Exited(status?),
                 _ = cancel.cancelled() => Stop::Cancelled,
                 _ = tokio::time::sleep(secs(limits.wall_seconds)) => Stop::WallTime,
                 _ = budget.exceeded() => Stop::Output,
             }
         };
         let duration = started.elapsed();
-        // Dropping the store closes the guest's pipes, which ends the pumps.
-        drop(store);
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = pumps.0.await;
-            let _ = pumps.1.await;
-        })
-        .await;
-        let exit_code = std::fs::read_to_string(side.join("exit")).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        if !matches!(stop, Stop::Exited(Some(_))) {
+            process.kill().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                let _ = out.await;
+                let _ = err.await;
+            })
+            .await;
+        }
         let outcome = match stop {
             Stop::Cancelled => Outcome::Cancelled,
-            Stop::WallTime => Outcome::limit(Limit::WallTime, &limits),
-            Stop::Output => Outcome::limit(Limit::Output, &limits),
-            Stop::Done(_) if budget.is_exceeded() => Outcome::limit(Limit::Output, &limits),
-            Stop::Done(result) => match (exit_code, result) {
-                (Some(0), _) => Outcome::Exited { code: 0 },
-                (Some(code), _) => match limit_from_stderr(&tail.text()) {
-                    Some(l) => Outcome::limit(l, &limits),
-                    None => Outcome::Exited { code },
-                },
-                (None, Err(trap)) => {
-                    let message = format!("{trap:#}");
-                    if message.contains("memory") && message.contains("grow") || tail.text().contains("MemoryError") {
-                        Outcome::limit(Limit::Memory, &limits)
-                    } else {
-                        Outcome::Crashed { message: message.lines().next().unwrap_or("").to_string() }
-                    }
-                }
-                (None, Ok(r)) => Outcome::Exited { code: if r.is_ok() { 0 } else { 1 } },
-            },
+            Stop::WallTime => Outcome::limit(Limit::WallTime, limits),
+            Stop::Output => Outcome::limit(Limit::Output, limits),
+            Stop::Exited(None) => {
+                let problem = process.setup_problem().await;
+                return Err(SandboxError::Setup(format!("the WASI host could not start: {problem}")));
+            }
+            Stop::Exited(Some(raw)) => classify(raw, &tail.text(), limits, budget.is_exceeded()),
         };
-        let protections = Protections {
-            backend: Some(BackendKind::Wasi),
-            wasm_isolation: true,
-            ..Default::default()
-        };
+        let mut protections = process.protections.clone();
+        protections.backend = Some(BackendKind::Wasi);
+        protections.wasm_isolation = true;
         Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start: false })
     }
 }
+/// A second read end of a sandboxed process's pipe, owned by a pump.
+#[cfg(target_os = "linux")]
+fn reader(pipe: &impl std::os::fd::AsFd) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::Receiver::from_owned_fd(pipe.as_fd().try_clone_to_owned()?)
+}
 
-/// Deletes `<component>.<other stamp>.cwasm` files left by earlier builds.
+/// Names the limit or failure behind the host process's raw wait status.
+#[cfg(target_os = "linux")]
+fn classify(raw: i32, stderr: &str, limits: &crate::Limits, output_over: bool) -> Outcome {
+    if output_over {
+        return Outcome::limit(Limit::Output, limits);
+    }
+    if libc::WIFSIGNALED(raw) {
+        return match libc::WTERMSIG(raw) {
+            libc::SIGXCPU => Outcome::limit(Limit::CpuTime, limits),
+            libc::SIGXFSZ => Outcome::limit(Limit::FileSize, limits),
+            // The host's own failure: its last stderr line says what.
+            libc::SIGABRT => match host_failure(stderr) {
+                Some(m) if m.starts_with("MemoryError") => Outcome::limit(Limit::Memory, limits),
+                Some(m) => Outcome::Crashed { message: m },
+                None => Outcome::Crashed { message: "the WASI host aborted".into() },
+            },
+            sig => Outcome::Signaled { signal: sig },
+        };
+    }
+    match libc::WEXITSTATUS(raw) {
+        0 => Outcome::Exited { code: 0 },
+        code => match limit_from_stderr(stderr) {
+            Some(l) => Outcome::limit(l, limits),
+            None => Outcome::Exited { code },
+        },
+    }
+}
+
+/// The host's failure line at the end of stderr, without its prefix.
+#[cfg(target_os = "linux")]
+fn host_failure(stderr: &str) -> Option<String> {
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty())?;
+    last.strip_prefix(host::FAILURE_PREFIX).map(str::to_string)
+}
+
+/// Deletes `<component>.<other stamp>.cwasm` files left by earlier builds beside `keep`
+/// (compared by name: the directory may be reached through a link).
 fn remove_stale_compilations(component: &Path, keep: &Path) {
-    let (Some(dir), Some(stem)) = (component.parent(), component.file_stem()) else { return };
+    let (Some(dir), Some(keep_name), Some(stem)) = (keep.parent(), keep.file_name(), component.file_stem()) else { return };
     let prefix = format!("{}.", stem.to_string_lossy());
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) && name.ends_with(".cwasm") && e.path() != keep {
+        if name.starts_with(&prefix) && name.ends_with(".cwasm") && e.file_name() != keep_name {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -295,5 +332,25 @@ struct RemoveDir(PathBuf);
 impl Drop for RemoveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_compilations_go_and_the_new_one_stays_even_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        for f in ["cpython.wasm", "cpython.old.cwasm", "cpython.new.cwasm", "other.old.cwasm"] {
+            std::fs::write(real.join(f), "x").unwrap();
+        }
+        remove_stale_compilations(&dir.path().join("link/cpython.wasm"), &real.join("cpython.new.cwasm"));
+        let mut left: Vec<_> = std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["cpython.new.cwasm", "cpython.wasm", "other.old.cwasm"]);
     }
 }

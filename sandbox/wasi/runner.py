@@ -2,8 +2,9 @@
 
 The host passes argv as: [component, SCRIPT, INPUT, ARGS...], with the run directory
 preopened at /run. The script runs as __main__ with sys.argv = [SCRIPT, INPUT, ...] and
-the run directory as its working directory. Its exit status goes to
-/run/.scriptorium/exit (the wasi:cli/run export can only say ok or error).
+the run directory as its working directory. Its exit status goes to the host through
+`wasi:cli/exit.exit-with-code` (the wasi:cli/run export can only say ok or error). No
+file carries it: the host never reads back a path the script could have replaced.
 
 componentize-py bundles only the modules imported while this module initialises, so the
 commonly used standard library is imported here.
@@ -39,9 +40,9 @@ import runpy  # noqa: E402
 import traceback  # noqa: E402
 
 from wit_world import exports  # noqa: E402
+from wit_world.imports import exit as wasi_exit  # noqa: E402
 
 RUN_DIR = "/run"
-EXIT_FILE = RUN_DIR + "/.scriptorium/exit"
 
 
 class Run(exports.Run):
@@ -69,5 +70,5 @@ class Run(exports.Run):
                     stream.flush()
                 except Exception:
                     pass
-        with open(EXIT_FILE, "w") as f:
-            f.write(str(code))
+        # As a native process would: the status is one byte (sys.exit(256) is 0).
+        wasi_exit.exit_with_code(code & 0xFF)

@@ -213,6 +213,7 @@ async fn make(sandbox: &Sandbox, interp: &Interpreter, limits: &Limits, runs_dir
             // Whatever the imports write to ~ stays out of the run directory.
             home: Path::new("/tmp"),
             limits,
+            address_space_mib: None,
             extra_cpu: IMPORT_CPU,
             stdin: true,
         })
