@@ -164,21 +164,8 @@ async fn diagnostics_completion_hover_and_formatting_come_from_pylsp() {
 async fn completion_sees_the_packages_of_the_chosen_interpreter() {
     // An interpreter with a package no other has.
     let extra = tempfile::tempdir().unwrap();
-    let venv = extra.path().join("venv");
-    let ok = std::process::Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap();
-    assert!(ok.success());
-    let site = std::fs::read_dir(venv.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages");
-    std::fs::create_dir_all(site.join("scriptorium_probe_pkg")).unwrap();
-    std::fs::write(site.join("scriptorium_probe_pkg/__init__.py"), "def probe_function():\n    \"\"\"Only here.\"\"\"\n").unwrap();
-    let toml = extra.path().join("interpreters.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "default = \"plain\"\n[detect]\nenabled = false\n[[interpreter]]\nid = \"plain\"\nkind = \"native\"\ncommand = \"python3\"\nbackends = [\"linux\"]\n[[interpreter]]\nid = \"with-pkg\"\nkind = \"native\"\ncommand = \"{}\"\nbackends = [\"linux\"]\n",
-            venv.join("bin/python").display()
-        ),
-    )
-    .unwrap();
+    let (venv, _site) = venv_with_probe_pkg(extra.path());
+    let toml = interpreters_toml(extra.path(), &venv, true);
     let app = TestApp::start_with(|c| c.interpreters = toml.clone()).await;
     let addr = serve(&app).await;
     let ed1 = app.ed1().await;
@@ -441,12 +428,7 @@ async fn the_language_server_runs_in_the_sandbox_and_still_knows_the_interpreter
     // every process of that interpreter started in a language-server session (Jedi starts
     // one to inspect the environment), what it can do.
     let extra = tempfile::tempdir().unwrap();
-    let venv = extra.path().join("venv");
-    let ok = std::process::Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap();
-    assert!(ok.success());
-    let site = std::fs::read_dir(venv.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages");
-    std::fs::create_dir_all(site.join("scriptorium_probe_pkg")).unwrap();
-    std::fs::write(site.join("scriptorium_probe_pkg/__init__.py"), "def probe_function():\n    \"\"\"Only here.\"\"\"\n").unwrap();
+    let (venv, site) = venv_with_probe_pkg(extra.path());
     let probe = format!(
         r#"import os, json, socket
 def _try(f):
@@ -468,15 +450,7 @@ if "/lsp/" in os.getcwd():
     );
     std::fs::write(site.join("scriptorium_probe.py"), probe).unwrap();
     std::fs::write(site.join("scriptorium_probe.pth"), "import scriptorium_probe\n").unwrap();
-    let toml = extra.path().join("interpreters.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "default = \"with-pkg\"\n[detect]\nenabled = false\n[[interpreter]]\nid = \"with-pkg\"\nkind = \"native\"\ncommand = \"{}\"\nbackends = [\"linux\"]\n",
-            venv.join("bin/python").display()
-        ),
-    )
-    .unwrap();
+    let toml = interpreters_toml(extra.path(), &venv, false);
     let app = TestApp::start_with(|c| c.interpreters = toml.clone()).await;
     let addr = serve(&app).await;
     let ed1 = app.ed1().await;
@@ -549,4 +523,30 @@ async fn a_session_whose_server_cannot_start_is_refused_with_the_reason() {
     // Nothing was started and no session directory is left.
     let left: Vec<_> = std::fs::read_dir(app.data().join("lsp")).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A venv in `dir` with a package no other interpreter has (`scriptorium_probe_pkg`);
+/// its path and its site-packages.
+fn venv_with_probe_pkg(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let venv = dir.join("venv");
+    let ok = std::process::Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap();
+    assert!(ok.success());
+    let site = std::fs::read_dir(venv.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages");
+    std::fs::create_dir_all(site.join("scriptorium_probe_pkg")).unwrap();
+    std::fs::write(site.join("scriptorium_probe_pkg/__init__.py"), "def probe_function():\n    \"\"\"Only here.\"\"\"\n").unwrap();
+    (venv, site)
+}
+
+/// An `interpreters.toml` in `dir` offering `venv` as `with-pkg` (the default), and the
+/// machine's `python3` as `plain` (then the default) when `with_plain`.
+fn interpreters_toml(dir: &std::path::Path, venv: &std::path::Path, with_plain: bool) -> std::path::PathBuf {
+    let entry = |id: &str, command: &str| format!("[[interpreter]]\nid = \"{id}\"\nkind = \"native\"\ncommand = \"{command}\"\nbackends = [\"linux\"]\n");
+    let mut text = format!("default = \"{}\"\n[detect]\nenabled = false\n", if with_plain { "plain" } else { "with-pkg" });
+    if with_plain {
+        text += &entry("plain", "python3");
+    }
+    text += &entry("with-pkg", &venv.join("bin/python").display().to_string());
+    let toml = dir.join("interpreters.toml");
+    std::fs::write(&toml, text).unwrap();
+    toml
 }

@@ -2,7 +2,7 @@
 //! and the client may be a viewer or a hostile page's script, so:
 //!
 //! - client → server: one JSON-RPC object per frame; methods only from [`ALLOWED`]
-//!   (those in [`EDITING`] only for editors); every `uri` (and any `file:` string) inside
+//!   and, for editors only, [`EDITING`]; every `uri` (and any `file:` string) inside
 //!   the session workspace; `initialize` rebuilt around the session's root and the
 //!   server's own settings; responses only to server requests the bridge forwarded.
 //!   A refused request gets a JSON-RPC error reply; a refused notification is dropped
@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-/// Client methods that pass (notifications and requests).
+/// Client methods that pass for everyone (notifications and requests).
 pub const ALLOWED: &[&str] = &[
     // lifecycle
     "initialize",
@@ -53,15 +53,7 @@ pub const ALLOWED: &[&str] = &[
     "inlayHint/resolve",
     "textDocument/diagnostic",
     "workspace/diagnostic",
-    // editing (editors only, see EDITING)
-    "textDocument/codeAction",
-    "codeAction/resolve",
-    "textDocument/formatting",
-    "textDocument/rangeFormatting",
-    "textDocument/onTypeFormatting",
-    "textDocument/willSaveWaitUntil",
-    "textDocument/rename",
-    "textDocument/prepareRename",
+    // and the editing methods of EDITING, for editors only
 ];
 
 /// Allowed methods that compute edits to code: editors only.
@@ -165,7 +157,7 @@ impl Policy {
             Some(id) => FromClient::Reply(error(id, INVALID_REQUEST, &why)),
             None => FromClient::Drop(why),
         };
-        if !ALLOWED.contains(&method.as_str()) {
+        if !ALLOWED.contains(&method.as_str()) && !EDITING.contains(&method.as_str()) {
             return match &id {
                 Some(id) => FromClient::Reply(error(
                     id,
