@@ -411,20 +411,7 @@ unsafe fn bind(plan: &Plan, b: &super::rootfs::Bind) {
         let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
         let tree = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, b.src.as_ptr(), flags) as RawFd;
         check(plan, tree, b"open_tree of an exposed path");
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if b.writable { 0 } else { MOUNT_ATTR_RDONLY },
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        let r = libc::syscall(
-            libc::SYS_mount_setattr,
-            tree,
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        ) as libc::c_int;
+        let r = set_tree_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if b.writable { 0 } else { MOUNT_ATTR_RDONLY });
         check(plan, r, b"mount_setattr of an exposed path");
         let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), libc::AT_FDCWD, b.dst.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH)
             as libc::c_int;
@@ -541,6 +528,24 @@ unsafe fn drop_capabilities(plan: &Plan) {
 }
 
 /// `CString` from a path, for the plan.
+/// `mount_setattr` on a detached tree (and everything below it): sets `set`, clears
+/// nothing. Raw syscall only: callable between fork and exec.
+fn set_tree_attrs(tree: libc::c_int, set: u64) -> libc::c_int {
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: `attr` lives across the call and its size is passed; `tree` is a descriptor
+    // from `open_tree`, and an empty path with AT_EMPTY_PATH names it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) as libc::c_int
+    }
+}
+
 pub fn cpath(p: &std::path::Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL bytes")
@@ -569,15 +574,7 @@ pub fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
             libc::close(ns_fd);
             return Err(e);
         }
-        let attr = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, attr_clr: 0, propagation: 0, userns_fd: 0 };
-        let r = libc::syscall(
-            libc::SYS_mount_setattr,
-            tree,
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        );
+        let r = set_tree_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         let pid = if r < 0 { -1 } else { libc::fork() };
         if pid == 0 {
             let step = |ok: bool, code: i32| {
