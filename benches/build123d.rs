@@ -39,9 +39,22 @@ async fn server(dir: &std::path::Path, warm: WarmMode) -> (App, String, i64) {
     let root = env!("CARGO_MANIFEST_DIR");
     let script = std::fs::read_to_string(format!("{root}/examples/bracket.py")).unwrap();
     let data = std::fs::read_to_string(format!("{root}/examples/bracket.json")).unwrap();
-    let (_, s) = support::call(&app, &cookie, Method::POST, "/api/scripts", Some(json!({ "content": script }))).await;
+    let (_, s) = support::call(
+        &app,
+        &cookie,
+        Method::POST,
+        "/api/scripts",
+        Some(json!({ "content": script })),
+    )
+    .await;
     let id = s["id"].as_i64().expect("bracket saved");
-    let req = Request::builder().method(Method::PUT).uri(format!("/api/scripts/{id}/test-data")).header(header::COOKIE, &cookie).header(header::CONTENT_TYPE, "application/octet-stream").body(Body::from(data)).unwrap();
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/api/scripts/{id}/test-data"))
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::from(data))
+        .unwrap();
     app.router.clone().oneshot(req).await.unwrap();
     (app, cookie, id)
 }
@@ -51,7 +64,13 @@ async fn settle(app: &App, cookie: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (_, list) = support::call(app, cookie, Method::GET, "/api/interpreters", None).await;
-        let b = list["interpreters"].as_array().unwrap().iter().find(|i| i["id"] == "build123d").expect("build123d is configured").clone();
+        let b = list["interpreters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == "build123d")
+            .expect("build123d is configured")
+            .clone();
         assert_eq!(b["available"], true, "run `make build123d` first: {b}");
         match b["warm_state"]["state"].as_str() {
             None | Some("ready") => return,
@@ -67,10 +86,23 @@ async fn settle(app: &App, cookie: &str) {
 async fn run_to_glb(app: &App, cookie: &str, id: i64) -> (Duration, bool) {
     settle(app, cookie).await;
     let t = Instant::now();
-    let (_, r) = support::call(app, cookie, Method::POST, "/api/runs", Some(json!({ "script_id": id }))).await;
-    let run = r["run_id"].as_i64().unwrap_or_else(|| panic!("run started: {r}"));
+    let (_, r) = support::call(
+        app,
+        cookie,
+        Method::POST,
+        "/api/runs",
+        Some(json!({ "script_id": id })),
+    )
+    .await;
+    let run = r["run_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("run started: {r}"));
     support::wait_complete(app, cookie, &format!("/api/runs/{run}/events")).await;
-    let req = Request::builder().uri(format!("/api/runs/{run}/artifacts/result.glb")).header(header::COOKIE, cookie).body(Body::empty()).unwrap();
+    let req = Request::builder()
+        .uri(format!("/api/runs/{run}/artifacts/result.glb"))
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
     let res = app.router.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), 200, "result.glb is there");
     let glb = res.into_body().collect().await.unwrap().to_bytes();
@@ -84,7 +116,10 @@ async fn run_to_glb(app: &App, cookie: &str, id: i64) -> (Duration, bool) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // Outside /tmp: below it runs start cold (see the linux backend's warm module).
-    let (cold_dir, warm_dir) = (tempfile::tempdir_in("/var/tmp").unwrap(), tempfile::tempdir_in("/var/tmp").unwrap());
+    let (cold_dir, warm_dir) = (
+        tempfile::tempdir_in("/var/tmp").unwrap(),
+        tempfile::tempdir_in("/var/tmp").unwrap(),
+    );
     let (cold_app, cold_cookie, cold_id) = server(cold_dir.path(), WarmMode::Off).await;
     let (warm_app, warm_cookie, warm_id) = server(warm_dir.path(), WarmMode::Eager).await;
     // One of each first: file caches, the server's first-run work.
@@ -102,10 +137,21 @@ async fn main() {
     let (c, w) = (median(cold), median(warm));
     println!("| bracket: Run → result.glb downloadable (median of {REPEAT}) | time | ratio |");
     println!("|---|---|---|");
-    println!("| cold start (baseline: the run imports build123d) | {:.0} ms | 1.00× |", ms(c));
-    println!("| warm start (a spare sandbox imported it beforehand) | {:.0} ms | {:.2}× |", ms(w), w.as_secs_f64() / c.as_secs_f64());
+    println!(
+        "| cold start (baseline: the run imports build123d) | {:.0} ms | 1.00× |",
+        ms(c)
+    );
+    println!(
+        "| warm start (a spare sandbox imported it beforehand) | {:.0} ms | {:.2}× |",
+        ms(w),
+        w.as_secs_f64() / c.as_secs_f64()
+    );
     println!();
-    println!("warm start saves {:.0} ms per run ({:.1}× faster)", ms(c) - ms(w), c.as_secs_f64() / w.as_secs_f64());
+    println!(
+        "warm start saves {:.0} ms per run ({:.1}× faster)",
+        ms(c) - ms(w),
+        c.as_secs_f64() / w.as_secs_f64()
+    );
     cold_app.stop().await;
     warm_app.stop().await;
 }

@@ -31,7 +31,10 @@ struct Direct {
 impl Direct {
     async fn send(&mut self, m: &Value) {
         let b = m.to_string();
-        self.stdin.write_all(format!("Content-Length: {}\r\n\r\n{b}", b.len()).as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("Content-Length: {}\r\n\r\n{b}", b.len()).as_bytes())
+            .await
+            .unwrap();
         self.stdin.flush().await.unwrap();
     }
     async fn recv(&mut self) -> Value {
@@ -62,7 +65,8 @@ impl Direct {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_call(ws: &mut Ws, m: &Value) -> Value {
     ws.send(Message::Text(m.to_string().into())).await.unwrap();
@@ -86,11 +90,17 @@ fn spawn_direct(program: &std::path::Path, dir: &std::path::Path) -> Direct {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    Direct { stdin: child.stdin.take().unwrap(), stdout: BufReader::new(child.stdout.take().unwrap()), _child: child }
+    Direct {
+        stdin: child.stdin.take().unwrap(),
+        stdout: BufReader::new(child.stdout.take().unwrap()),
+        _child: child,
+    }
 }
 
 async fn ws_open(addr: std::net::SocketAddr, cookie: &str) -> (Ws, String) {
-    let mut req = format!("ws://{addr}/api/lsp").into_client_request().unwrap();
+    let mut req = format!("ws://{addr}/api/lsp")
+        .into_client_request()
+        .unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let hello: Value = match ws.next().await {
@@ -113,7 +123,13 @@ fn ms(d: Duration) -> f64 {
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (app, config) = support::start(dir.path(), |_| {}).await;
-    let python = app.state.interpreters.native_default().unwrap().path.clone();
+    let python = app
+        .state
+        .interpreters
+        .native_default()
+        .unwrap()
+        .path
+        .clone();
     let cookie = support::login(&app).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -151,13 +167,17 @@ async fn main() {
         "params": { "settings": scriptorium_actors::lsp_session::LspSession::settings(&config.lsp, &python) } });
     let initialized = json!({ "jsonrpc": "2.0", "method": "initialized", "params": {} });
     ws_call(&mut ws, &init(1, &root)).await;
-    ws.send(Message::Text(initialized.to_string().into())).await.unwrap();
+    ws.send(Message::Text(initialized.to_string().into()))
+        .await
+        .unwrap();
     direct.call(&init(1, &direct_root)).await;
     direct.send(&initialized).await;
     direct.send(&settings).await;
     let open = |uri: &str| json!({ "jsonrpc": "2.0", "method": "textDocument/didOpen", "params": { "textDocument": { "uri": uri, "languageId": "python", "version": 1, "text": TEXT } } });
     let (wuri, duri) = (format!("{root}/b.py"), format!("{direct_root}/b.py"));
-    ws.send(Message::Text(open(&wuri).to_string().into())).await.unwrap();
+    ws.send(Message::Text(open(&wuri).to_string().into()))
+        .await
+        .unwrap();
     direct.send(&open(&duri)).await;
 
     let completion = |id: i64, uri: &str| json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/completion", "params": { "textDocument": { "uri": uri }, "position": { "line": 3, "character": 5 } } });
@@ -174,8 +194,10 @@ async fn main() {
     // A request the bridge lets through and pylsp answers at once ("method not found":
     // it has no selection ranges): the bridge's own cost (parse, allow-list, URI check,
     // re-serialise, the sandbox's pipes), without the language server's work.
-    let ping = |id: i64, uri: &str| json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/selectionRange",
-        "params": { "textDocument": { "uri": uri }, "positions": [{ "line": 0, "character": 1 }] } });
+    let ping = |id: i64, uri: &str| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/selectionRange",
+        "params": { "textDocument": { "uri": uri }, "positions": [{ "line": 0, "character": 1 }] } })
+    };
     let (mut pd, mut pb) = (Vec::new(), Vec::new());
     for _ in 0..(SAMPLES * 4) {
         id += 1;
@@ -206,14 +228,42 @@ async fn main() {
         hb.push(t.elapsed());
     }
     let (cd, cb, hd, hb) = (median(cd), median(cb), median(hd), median(hb));
-    println!("| request ({SAMPLES} each, interleaved) | pylsp over stdio (baseline) | through the bridge | added | ratio |");
+    println!(
+        "| request ({SAMPLES} each, interleaved) | pylsp over stdio (baseline) | through the bridge | added | ratio |"
+    );
     println!("|---|---|---|---|---|");
-    println!("| minimal request (answered at once) | {:.3} ms | {:.3} ms | {:.3} ms | {:.2}× |", ms(pd), ms(pb), ms(pb) - ms(pd), ms(pb) / ms(pd));
-    println!("| completion | {:.2} ms | {:.2} ms | {:.2} ms | {:.3}× |", ms(cd), ms(cb), ms(cb) - ms(cd), ms(cb) / ms(cd));
-    println!("| hover | {:.2} ms | {:.2} ms | {:.2} ms | {:.3}× |", ms(hd), ms(hb), ms(hb) - ms(hd), ms(hb) / ms(hd));
+    println!(
+        "| minimal request (answered at once) | {:.3} ms | {:.3} ms | {:.3} ms | {:.2}× |",
+        ms(pd),
+        ms(pb),
+        ms(pb) - ms(pd),
+        ms(pb) / ms(pd)
+    );
+    println!(
+        "| completion | {:.2} ms | {:.2} ms | {:.2} ms | {:.3}× |",
+        ms(cd),
+        ms(cb),
+        ms(cb) - ms(cd),
+        ms(cb) / ms(cd)
+    );
+    println!(
+        "| hover | {:.2} ms | {:.2} ms | {:.2} ms | {:.3}× |",
+        ms(hd),
+        ms(hb),
+        ms(hb) - ms(hd),
+        ms(hb) / ms(hd)
+    );
     println!("target: ≤ 1 ms added");
     println!();
-    println!("| session start ({STARTS} each, interleaved) | pylsp spawned directly (baseline) | through the bridge, sandboxed | added | ratio |");
+    println!(
+        "| session start ({STARTS} each, interleaved) | pylsp spawned directly (baseline) | through the bridge, sandboxed | added | ratio |"
+    );
     println!("|---|---|---|---|---|");
-    println!("| connect → initialize answered | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× |", ms(sd), ms(sb), ms(sb) - ms(sd), ms(sb) / ms(sd));
+    println!(
+        "| connect → initialize answered | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× |",
+        ms(sd),
+        ms(sb),
+        ms(sb) - ms(sd),
+        ms(sb) / ms(sd)
+    );
 }

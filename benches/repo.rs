@@ -36,9 +36,20 @@ impl Bench {
         let dir = tempfile::tempdir().unwrap();
         let (app, _) = support::start(dir.path(), |_| {}).await;
         let cookie = support::login(&app).await;
-        let mut b = Bench { app, cookie, _dir: dir, scripts: Vec::new() };
+        let mut b = Bench {
+            app,
+            cookie,
+            _dir: dir,
+            scripts: Vec::new(),
+        };
         for i in 0..scripts {
-            let (s, v) = b.call(Method::POST, "/api/scripts", Some(json!({ "content": body(i, 0) }))).await;
+            let (s, v) = b
+                .call(
+                    Method::POST,
+                    "/api/scripts",
+                    Some(json!({ "content": body(i, 0) })),
+                )
+                .await;
             assert_eq!(s, StatusCode::CREATED, "{v}");
             b.scripts.push((v["id"].as_i64().unwrap(), "0.1".into()));
         }
@@ -54,7 +65,11 @@ impl Bench {
         let (id, base) = self.scripts[i].clone();
         let start = Instant::now();
         let (s, v) = self
-            .call(Method::PUT, &format!("/api/scripts/{id}"), Some(json!({ "content": body(i, round), "base_version": base })))
+            .call(
+                Method::PUT,
+                &format!("/api/scripts/{id}"),
+                Some(json!({ "content": body(i, round), "base_version": base })),
+            )
             .await;
         let took = start.elapsed();
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -86,7 +101,9 @@ impl Bench {
 }
 
 fn body(i: usize, round: usize) -> String {
-    format!("\"\"\"Script {i}\n\nRevision {round}.\n\"\"\"\nimport sys\n\n\ndef main():\n    print({round})\n\n\nmain()\n")
+    format!(
+        "\"\"\"Script {i}\n\nRevision {round}.\n\"\"\"\nimport sys\n\n\ndef main():\n    print({round})\n\n\nmain()\n"
+    )
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -108,7 +125,10 @@ async fn main() {
     let mut short = Bench::build(100, 1).await;
     let mut long = Bench::build(100, if quick { 10 } else { 100 }).await;
     let mut headline = Bench::build(big, deep).await;
-    eprintln!("built the three repositories in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "built the three repositories in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let short_save = short.save_median(samples).await;
     let long_save = long.save_median(samples).await;
@@ -120,15 +140,38 @@ async fn main() {
     let hist = if quick { "1,000" } else { "10,000" };
     println!("| measurement | median | target |");
     println!("|---|---|---|");
-    println!("| save, {big} scripts / {} versions | {:.2} ms | ≤ 30 ms |", big * deep, ms(head_save));
-    println!("| list, {big} scripts / {} versions | {:.2} ms | ≤ 20 ms |", big * deep, ms(head_list));
-    println!("| save, 100 scripts / 100 versions | {:.2} ms | |", ms(short_save));
-    println!("| save, 100 scripts / {hist} versions | {:.2} ms | |", ms(long_save));
-    println!("| list, 100 scripts / 100 versions | {:.2} ms | |", ms(short_list));
-    println!("| list, 100 scripts / {hist} versions | {:.2} ms | |", ms(long_list));
+    println!(
+        "| save, {big} scripts / {} versions | {:.2} ms | ≤ 30 ms |",
+        big * deep,
+        ms(head_save)
+    );
+    println!(
+        "| list, {big} scripts / {} versions | {:.2} ms | ≤ 20 ms |",
+        big * deep,
+        ms(head_list)
+    );
+    println!(
+        "| save, 100 scripts / 100 versions | {:.2} ms | |",
+        ms(short_save)
+    );
+    println!(
+        "| save, 100 scripts / {hist} versions | {:.2} ms | |",
+        ms(long_save)
+    );
+    println!(
+        "| list, 100 scripts / 100 versions | {:.2} ms | |",
+        ms(short_list)
+    );
+    println!(
+        "| list, 100 scripts / {hist} versions | {:.2} ms | |",
+        ms(long_list)
+    );
     println!();
-    println!("history-length ratio ({hist} vs 100 versions): save {:.2}×, list {:.2}× (1.00× = no growth)",
-        ms(long_save) / ms(short_save), ms(long_list) / ms(short_list));
+    println!(
+        "history-length ratio ({hist} vs 100 versions): save {:.2}×, list {:.2}× (1.00× = no growth)",
+        ms(long_save) / ms(short_save),
+        ms(long_list) / ms(short_list)
+    );
     for b in [short, long, headline] {
         b.app.stop().await;
     }

@@ -44,11 +44,31 @@ async fn main() {
     let cookie = support::login(&app).await;
     for g in 1..=GROUPS {
         for k in 0..PER_GROUP {
-            let s = call(&app, &cookie, Method::POST, "/api/scripts", Some(json!({ "content": SCRIPT, "ordering": format!("{g}.{k}") }))).await;
+            let s = call(
+                &app,
+                &cookie,
+                Method::POST,
+                "/api/scripts",
+                Some(json!({ "content": SCRIPT, "ordering": format!("{g}.{k}") })),
+            )
+            .await;
             let id = s["id"].as_i64().unwrap();
-            let req = Request::builder().method(Method::PUT).uri(format!("/api/scripts/{id}/test-data")).header(header::COOKIE, &cookie).header(header::CONTENT_TYPE, "application/octet-stream").body(Body::from("x")).unwrap();
+            let req = Request::builder()
+                .method(Method::PUT)
+                .uri(format!("/api/scripts/{id}/test-data"))
+                .header(header::COOKIE, &cookie)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(Body::from("x"))
+                .unwrap();
             app.router.clone().oneshot(req).await.unwrap();
-            call(&app, &cookie, Method::POST, &format!("/api/scripts/{id}/publish"), None).await;
+            call(
+                &app,
+                &cookie,
+                Method::POST,
+                &format!("/api/scripts/{id}/publish"),
+                None,
+            )
+            .await;
         }
     }
 
@@ -72,11 +92,21 @@ async fn main() {
                 n += 1;
                 let run_dir = work.join(format!("run-{g}-{k}-{}", t.elapsed().as_nanos()));
                 std::fs::create_dir_all(&run_dir).unwrap();
-                let spec = RunSpec { interpreter: interp.clone(), script: script.clone(), input: Some(input.clone()), args: vec![], workdir: run_dir, limits: interp.limits.clone() };
+                let spec = RunSpec {
+                    interpreter: interp.clone(),
+                    script: script.clone(),
+                    input: Some(input.clone()),
+                    args: vec![],
+                    workdir: run_dir,
+                    limits: interp.limits.clone(),
+                };
                 let (b, s) = (backend.clone(), sem.clone());
                 tasks.push(tokio::spawn(async move {
                     let _p = s.acquire().await.unwrap();
-                    let r = b.run(spec, Arc::new(Collect::default()), CancellationToken::new()).await.unwrap();
+                    let r = b
+                        .run(spec, Arc::new(Collect::default()), CancellationToken::new())
+                        .await
+                        .unwrap();
                     assert!(r.outcome.success());
                 }));
             }
@@ -93,7 +123,14 @@ async fn main() {
         let id = p["pass_id"].as_i64().expect("pass started");
         support::wait_complete(&app, &cookie, &format!("/api/passes/{id}/events")).await;
         let took = t.elapsed();
-        let pass = call(&app, &cookie, Method::GET, &format!("/api/passes/{id}"), None).await;
+        let pass = call(
+            &app,
+            &cookie,
+            Method::GET,
+            &format!("/api/passes/{id}"),
+            None,
+        )
+        .await;
         assert_eq!(pass["status"], "succeeded", "{pass}");
         took
     };
@@ -107,11 +144,25 @@ async fn main() {
     let (d, s) = (median(d), median(s));
     let n = (GROUPS * PER_GROUP) as f64;
     let added = (s.as_secs_f64() - d.as_secs_f64()) * 1e3 / n;
-    println!("| measurement ({} scripts, {GROUPS} groups, {WORKERS} workers) | median total | per script |", GROUPS * PER_GROUP);
+    println!(
+        "| measurement ({} scripts, {GROUPS} groups, {WORKERS} workers) | median total | per script |",
+        GROUPS * PER_GROUP
+    );
     println!("|---|---|---|");
-    println!("| sandboxed processes run directly in groups (baseline) | {:.0} ms | {:.1} ms |", d.as_secs_f64() * 1e3, d.as_secs_f64() * 1e3 / n);
-    println!("| run-all pass through the server | {:.0} ms | {:.1} ms |", s.as_secs_f64() * 1e3, s.as_secs_f64() * 1e3 / n);
+    println!(
+        "| sandboxed processes run directly in groups (baseline) | {:.0} ms | {:.1} ms |",
+        d.as_secs_f64() * 1e3,
+        d.as_secs_f64() * 1e3 / n
+    );
+    println!(
+        "| run-all pass through the server | {:.0} ms | {:.1} ms |",
+        s.as_secs_f64() * 1e3,
+        s.as_secs_f64() * 1e3 / n
+    );
     println!();
-    println!("orchestration overhead: {added:.2} ms per script (target ≤ 5 ms); ratio {:.3}×", s.as_secs_f64() / d.as_secs_f64());
+    println!(
+        "orchestration overhead: {added:.2} ms per script (target ≤ 5 ms); ratio {:.3}×",
+        s.as_secs_f64() / d.as_secs_f64()
+    );
     app.stop().await;
 }

@@ -13,7 +13,14 @@ use scriptorium::server::App;
 
 /// Starts the app on `dir` with the repository's interpreters and no examples.
 pub async fn start(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> (App, Config) {
-    let mut config = Config::load_with(&Overrides { data_dir: Some(dir.join("data")), ..Default::default() }, |_| None).unwrap();
+    let mut config = Config::load_with(
+        &Overrides {
+            data_dir: Some(dir.join("data")),
+            ..Default::default()
+        },
+        |_| None,
+    )
+    .unwrap();
     config.interpreters = concat!(env!("CARGO_MANIFEST_DIR"), "/interpreters.toml").into();
     config.seed_examples = false;
     config.frontend_dir = dir.join("none");
@@ -29,17 +36,34 @@ pub async fn login(app: &App) -> String {
         .method(Method::POST)
         .uri("/api/login")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"username": "ed1", "password": "1editor"}).to_string()))
+        .body(Body::from(
+            json!({"username": "ed1", "password": "1editor"}).to_string(),
+        ))
         .unwrap();
     let res = app.router.clone().oneshot(login).await.unwrap();
-    res.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string()
+    res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// One API call; the status and the JSON body (Null when not JSON).
-pub async fn call(app: &App, cookie: &str, method: Method, path: &str, body: Option<Value>) -> (axum::http::StatusCode, Value) {
+pub async fn call(
+    app: &App,
+    cookie: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (axum::http::StatusCode, Value) {
     // Changes say `application/json` even without a body, as the server requires.
     let changes = method != Method::GET;
-    let mut req = Request::builder().method(method).uri(path).header(header::COOKIE, cookie);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::COOKIE, cookie);
     if changes {
         req = req.header(header::CONTENT_TYPE, "application/json");
     }
@@ -52,16 +76,28 @@ pub async fn call(app: &App, cookie: &str, method: Method, path: &str, body: Opt
         }
         None => Body::empty(),
     };
-    let res = app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let res = app
+        .router
+        .clone()
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Follows an event stream (`/api/runs/{id}/events`, `/api/passes/{id}/events`) as a
 /// client does, until its `complete` event.
 pub async fn wait_complete(app: &App, cookie: &str, path: &str) {
-    let req = Request::builder().uri(path).header(header::COOKIE, cookie).body(Body::empty()).unwrap();
+    let req = Request::builder()
+        .uri(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
     let mut body = app.router.clone().oneshot(req).await.unwrap().into_body();
     let mut seen = String::new();
     while !seen.contains("event: complete") {

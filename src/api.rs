@@ -75,7 +75,9 @@ pub fn optional_json<T: Default + serde::de::DeserializeOwned>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the request body is not the JSON expected: {e}")))
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the request body is not the JSON expected: {e}"))
+    })
 }
 
 /// The `{id}` of a path (a script, run or pass), with a clear error when it is not a number.
@@ -86,12 +88,18 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let axum::extract::Path(params): axum::extract::Path<Vec<(String, String)>> =
             axum::extract::Path::from_request_parts(parts, state).await?;
-        let raw = params.iter().find(|(k, _)| k == "id").map(|(_, v)| v.as_str()).unwrap_or("");
+        let raw = params
+            .iter()
+            .find(|(k, _)| k == "id")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
         raw.parse::<i64>()
             .ok()
             .filter(|id| *id > 0)
             .map(PathId)
-            .ok_or_else(|| ApiError::BadRequest(format!("id `{raw}` is not a positive whole number")))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("id `{raw}` is not a positive whole number"))
+            })
     }
 }
 
@@ -99,7 +107,10 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         // A sign-in is a name and a password: no reason to read (or hash) megabytes.
-        .route("/login", post(session::login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)))
+        .route(
+            "/login",
+            post(session::login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
         .route("/logout", post(session::logout))
         .route("/me", get(session::me))
         .route("/tokens", get(tokens::list).post(tokens::create))
@@ -115,13 +126,19 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts/{id}/fork", post(scripts::fork))
         .route("/scripts/{id}/versions", get(scripts::versions))
         .route("/scripts/{id}/versions/{version}", get(scripts::version))
-        .route("/scripts/{id}/test-data", get(scripts::test_data_get).put(scripts::test_data_put))
+        .route(
+            "/scripts/{id}/test-data",
+            get(scripts::test_data_get).put(scripts::test_data_put),
+        )
         .route("/scripts/{id}/publish", post(scripts::publish))
         .route("/scripts/{id}/ordering", put(scripts::set_ordering))
         .route("/scripts/{id}/last-success", get(runs::last_success))
         .route("/scripts/{id}/prompt", post(llm::prompt))
         .route("/scripts/{id}/exchanges", get(llm::exchanges))
-        .route("/scripts/{id}/production-data", get(runs::production_data_get).put(runs::production_data_put))
+        .route(
+            "/scripts/{id}/production-data",
+            get(runs::production_data_get).put(runs::production_data_put),
+        )
         .route("/runs", get(runs::list).post(runs::start))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
@@ -137,8 +154,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(api_not_found)
         // After authorisation (so 401/403 say the first thing wrong), before any handler:
         // a cross-site or mistyped change goes no further.
-        .layer(middleware::from_fn_with_state(state.origins.clone(), crate::origin::guard))
-        .layer(middleware::from_fn_with_state(state.auth.clone(), auth::authorize))
+        .layer(middleware::from_fn_with_state(
+            state.origins.clone(),
+            crate::origin::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authorize,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
     Router::new().nest("/api", api)
@@ -156,15 +179,22 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
             "reasons": r.reasons(),
             "write_path": r,
         }),
-        Err(e) => json!({ "status": "degraded", "version": env!("CARGO_PKG_VERSION"), "reasons": [format!("the health check failed: {e}")] }),
+        Err(e) => {
+            json!({ "status": "degraded", "version": env!("CARGO_PKG_VERSION"), "reasons": [format!("the health check failed: {e}")] })
+        }
     })
 }
 
 async fn api_not_found(uri: axum::extract::OriginalUri) -> ApiError {
-    ApiError::NotFound(format!("no API route {}; the routes are listed in the README", uri.path()))
+    ApiError::NotFound(format!(
+        "no API route {}; the routes are listed in the README",
+        uri.path()
+    ))
 }
 
-async fn interpreters_list(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
+async fn interpreters_list(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<Value> {
     let interpreters: Vec<Value> = state
         .interpreters
         .all()
@@ -172,9 +202,16 @@ async fn interpreters_list(axum::extract::State(state): axum::extract::State<App
         .map(|i| {
             let mut v = serde_json::to_value(i).unwrap_or_default();
             // Whether the next run starts warm (modules imported already), per backend.
-            let warm = state.backends.get(i.default_backend).ok().and_then(|b| b.warm_state(i, &state.runs_dir));
+            let warm = state
+                .backends
+                .get(i.default_backend)
+                .ok()
+                .and_then(|b| b.warm_state(i, &state.runs_dir));
             if let (Some(w), Some(obj)) = (warm, v.as_object_mut()) {
-                obj.insert("warm_state".into(), serde_json::to_value(w).unwrap_or_default());
+                obj.insert(
+                    "warm_state".into(),
+                    serde_json::to_value(w).unwrap_or_default(),
+                );
             }
             v
         })

@@ -61,7 +61,11 @@ impl CurrentUser {
     }
 
     pub fn committer(&self) -> Committer {
-        Committer { username: self.username.clone(), email: self.email.clone(), branch: self.username.clone() }
+        Committer {
+            username: self.username.clone(),
+            email: self.email.clone(),
+            branch: self.username.clone(),
+        }
     }
 }
 
@@ -93,14 +97,26 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(users: &[UserConfig], db_path: &Path, session_hours: u64) -> Result<Auth, rusqlite::Error> {
+    pub fn new(
+        users: &[UserConfig],
+        db_path: &Path,
+        session_hours: u64,
+    ) -> Result<Auth, rusqlite::Error> {
         let conn = scriptorium_actors::db::open_existing(db_path)?;
         Ok(Auth {
-            users: users.iter().map(|u| (u.username.clone(), u.clone())).collect(),
+            users: users
+                .iter()
+                .map(|u| (u.username.clone(), u.clone()))
+                .collect(),
             sessions: Mutex::new(conn),
             session_centis: session_hours as i64 * 3600 * 100,
-            dummy_hash: users.first().map(|u| u.password_hash.clone()).unwrap_or_default(),
-            throttle: crate::throttle::LoginThrottle::new(crate::throttle::ThrottleConfig::default()),
+            dummy_hash: users
+                .first()
+                .map(|u| u.password_hash.clone())
+                .unwrap_or_default(),
+            throttle: crate::throttle::LoginThrottle::new(
+                crate::throttle::ThrottleConfig::default(),
+            ),
         })
     }
 
@@ -108,7 +124,10 @@ impl Auth {
         CurrentUser {
             username: u.username.clone(),
             roles: u.roles.clone(),
-            email: u.email.clone().unwrap_or_else(|| format!("{}@scriptorium.local", u.username)),
+            email: u
+                .email
+                .clone()
+                .unwrap_or_else(|| format!("{}@scriptorium.local", u.username)),
             via_token: false,
         }
     }
@@ -118,7 +137,9 @@ impl Auth {
     pub fn create_token(&self, user: &str, name: &str) -> Result<(ApiToken, String), ApiError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 {
-            return Err(ApiError::BadRequest("give the token a name of 1–100 characters, e.g. `ci-nightly`".into()));
+            return Err(ApiError::BadRequest(
+                "give the token a name of 1–100 characters, e.g. `ci-nightly`".into(),
+            ));
         }
         let mut raw = [0u8; 24];
         rand::rng().fill_bytes(&mut raw);
@@ -131,7 +152,16 @@ impl Auth {
             params![user, name, token_hash(&token), prefix, now],
         )?;
         let id = conn.last_insert_rowid();
-        Ok((ApiToken { id, name: name.to_string(), prefix, created_at: clock::format(now), revoked_at: None }, token))
+        Ok((
+            ApiToken {
+                id,
+                name: name.to_string(),
+                prefix,
+                created_at: clock::format(now),
+                revoked_at: None,
+            },
+            token,
+        ))
     }
 
     pub fn tokens(&self, user: &str) -> Result<Vec<ApiToken>, ApiError> {
@@ -173,16 +203,25 @@ impl Auth {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(name.and_then(|n| self.users.get(&n)).map(|u| CurrentUser { via_token: true, ..self.current(u) }))
+        Ok(name.and_then(|n| self.users.get(&n)).map(|u| CurrentUser {
+            via_token: true,
+            ..self.current(u)
+        }))
     }
 
     /// Checks a password (slow on purpose: argon2) and opens a session.
     /// Returns the user and the session token for the cookie.
     pub fn login(&self, username: &str, password: &str) -> Result<(CurrentUser, String), ApiError> {
         let user = self.users.get(username);
-        let hash = user.map(|u| u.password_hash.as_str()).unwrap_or(&self.dummy_hash);
+        let hash = user
+            .map(|u| u.password_hash.as_str())
+            .unwrap_or(&self.dummy_hash);
         let ok = PasswordHash::new(hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false);
         let user = match (ok, user) {
             (true, Some(u)) => u,
@@ -203,7 +242,10 @@ impl Auth {
 
     pub fn logout(&self, token: &str) -> Result<(), ApiError> {
         let conn = self.sessions.lock().expect("sessions lock");
-        conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
+        conn.execute(
+            "DELETE FROM sessions WHERE token_hash = ?1",
+            [token_hash(token)],
+        )?;
         Ok(())
     }
 
@@ -217,7 +259,9 @@ impl Auth {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(name.and_then(|n| self.users.get(&n)).map(|u| self.current(u)))
+        Ok(name
+            .and_then(|n| self.users.get(&n))
+            .map(|u| self.current(u)))
     }
 
     pub fn cookie(&self, token: &str) -> String {
@@ -249,7 +293,11 @@ pub fn session_token(req_headers: &axum::http::HeaderMap) -> Option<String> {
 }
 
 /// Middleware on every `/api` route: who is asking, and may they?
-pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authorize(
+    State(auth): State<Arc<Auth>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     // Inside `nest("/api", …)` the URI is stripped; the policy speaks of full paths.
     let path = req
         .extensions()
@@ -270,7 +318,9 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
             let auth = auth.clone();
             let user = tokio::task::spawn_blocking(move || auth.token_user(&token)).await??;
             if user.is_none() {
-                return Err(ApiError::Unauthorized("the API token is unknown or revoked; create a new one in the UI".into()));
+                return Err(ApiError::Unauthorized(
+                    "the API token is unknown or revoked; create a new one in the UI".into(),
+                ));
             }
             user
         }
@@ -306,7 +356,10 @@ pub fn hash_password(password: &str) -> String {
     use argon2::PasswordHasher;
     use argon2::password_hash::SaltString;
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 hashing").to_string()
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -316,19 +369,45 @@ mod tests {
     #[test]
     fn reading_is_for_viewers_and_changing_for_editors() {
         assert_eq!(required_role(&Method::POST, "/api/login"), None);
-        assert_eq!(required_role(&Method::GET, "/api/scripts"), Some(Role::Viewer));
-        assert_eq!(required_role(&Method::PUT, "/api/scripts/1"), Some(Role::Editor));
-        assert_eq!(required_role(&Method::POST, "/api/logout"), Some(Role::Viewer));
-        assert_eq!(required_role(&Method::DELETE, "/api/anything"), Some(Role::Editor));
-        assert_eq!(required_role(&Method::GET, "/api/scripts/1/production-data"), Some(Role::Editor));
-        assert_eq!(required_role(&Method::GET, "/api/runs/1/events"), Some(Role::Viewer));
+        assert_eq!(
+            required_role(&Method::GET, "/api/scripts"),
+            Some(Role::Viewer)
+        );
+        assert_eq!(
+            required_role(&Method::PUT, "/api/scripts/1"),
+            Some(Role::Editor)
+        );
+        assert_eq!(
+            required_role(&Method::POST, "/api/logout"),
+            Some(Role::Viewer)
+        );
+        assert_eq!(
+            required_role(&Method::DELETE, "/api/anything"),
+            Some(Role::Editor)
+        );
+        assert_eq!(
+            required_role(&Method::GET, "/api/scripts/1/production-data"),
+            Some(Role::Editor)
+        );
+        assert_eq!(
+            required_role(&Method::GET, "/api/runs/1/events"),
+            Some(Role::Viewer)
+        );
     }
 
     #[test]
     fn hashes_verify() {
         let h = hash_password("1editor");
         let parsed = PasswordHash::new(&h).unwrap();
-        assert!(Argon2::default().verify_password(b"1editor", &parsed).is_ok());
-        assert!(Argon2::default().verify_password(b"2viewer", &parsed).is_err());
+        assert!(
+            Argon2::default()
+                .verify_password(b"1editor", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"2viewer", &parsed)
+                .is_err()
+        );
     }
 }

@@ -59,7 +59,10 @@ pub struct RunsConfig {
 
 impl Default for RunsConfig {
     fn default() -> Self {
-        RunsConfig { workers: 4, max_passes: 1 }
+        RunsConfig {
+            workers: 4,
+            max_passes: 1,
+        }
     }
 }
 
@@ -91,13 +94,24 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}=`{value}` is not valid: {message}")]
-    Env { name: String, value: String, message: String },
+    Env {
+        name: String,
+        value: String,
+        message: String,
+    },
     #[error("user `{username}` in {path}: {message}")]
-    User { username: String, path: String, message: String },
+    User {
+        username: String,
+        path: String,
+        message: String,
+    },
 }
 
 /// The default users of Phase 1. Their passwords (`1editor`, `2viewer`) exist only as
@@ -130,18 +144,39 @@ impl Config {
     }
 
     /// [`Config::load`] with an explicit environment (for tests).
-    pub fn load_with(cli: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load_with(
+        cli: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let env_data = env("SCRIPTORIUM_DATA_DIR").map(PathBuf::from);
-        let early_data = cli.data_dir.clone().or(env_data.clone()).unwrap_or_else(|| PathBuf::from("data"));
-        let path = match cli.config.clone().or_else(|| env("SCRIPTORIUM_CONFIG").map(PathBuf::from)) {
+        let early_data = cli
+            .data_dir
+            .clone()
+            .or(env_data.clone())
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let path = match cli
+            .config
+            .clone()
+            .or_else(|| env("SCRIPTORIUM_CONFIG").map(PathBuf::from))
+        {
             Some(p) => Some(p),
-            None => [early_data.join("scriptorium.toml"), PathBuf::from("scriptorium.toml")].into_iter().find(|p| p.is_file()),
+            None => [
+                early_data.join("scriptorium.toml"),
+                PathBuf::from("scriptorium.toml"),
+            ]
+            .into_iter()
+            .find(|p| p.is_file()),
         };
         let file = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: p.clone(),
+                    message: e.to_string(),
+                })?
             }
             None => FileConfig::default(),
         };
@@ -153,10 +188,19 @@ impl Config {
         };
         let listen = match (cli.listen, parse_env("SCRIPTORIUM_LISTEN")?) {
             (Some(l), _) => l,
-            (None, Some(v)) => v.parse().map_err(|e| env_err("SCRIPTORIUM_LISTEN", &v, format!("{e}; use host:port")))?,
-            (None, None) => file.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("default address")),
+            (None, Some(v)) => v
+                .parse()
+                .map_err(|e| env_err("SCRIPTORIUM_LISTEN", &v, format!("{e}; use host:port")))?,
+            (None, None) => file
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("default address")),
         };
-        let data_dir = cli.data_dir.clone().or(env_data).or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+        let data_dir = cli
+            .data_dir
+            .clone()
+            .or(env_data)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
         let interpreters = env("SCRIPTORIUM_INTERPRETERS")
             .map(PathBuf::from)
             .or(file.interpreters)
@@ -166,14 +210,26 @@ impl Config {
             .or(file.frontend_dir)
             .unwrap_or_else(|| PathBuf::from("frontend/dist"));
         let session_hours = match env("SCRIPTORIUM_SESSION_HOURS") {
-            Some(v) => v.parse().map_err(|e| env_err("SCRIPTORIUM_SESSION_HOURS", &v, format!("{e}; give whole hours")))?,
+            Some(v) => v.parse().map_err(|e| {
+                env_err(
+                    "SCRIPTORIUM_SESSION_HOURS",
+                    &v,
+                    format!("{e}; give whole hours"),
+                )
+            })?,
             None => file.session_hours.unwrap_or(12),
         };
         let seed_examples = match env("SCRIPTORIUM_SEED_EXAMPLES") {
             Some(v) => match v.as_str() {
                 "1" | "true" | "yes" => true,
                 "0" | "false" | "no" => false,
-                _ => return Err(env_err("SCRIPTORIUM_SEED_EXAMPLES", &v, "use true or false".into())),
+                _ => {
+                    return Err(env_err(
+                        "SCRIPTORIUM_SEED_EXAMPLES",
+                        &v,
+                        "use true or false".into(),
+                    ));
+                }
             },
             None => file.seed_examples.unwrap_or(true),
         };
@@ -182,18 +238,25 @@ impl Config {
             struct Users {
                 users: Vec<UserConfig>,
             }
-            toml::from_str::<Users>(DEFAULT_USERS).expect("default users parse").users
+            toml::from_str::<Users>(DEFAULT_USERS)
+                .expect("default users parse")
+                .users
         } else {
             file.users
         };
-        let where_ = path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "the defaults".into());
+        let where_ = path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the defaults".into());
         validate_users(&users, &where_)?;
         let mut sandbox = file.sandbox;
         if let Some(v) = env("SCRIPTORIUM_SANDBOX_ALLOW_DEGRADED") {
             sandbox.linux.allow_degraded = matches!(v.as_str(), "1" | "true" | "yes");
         }
         if let Some(v) = env("SCRIPTORIUM_SANDBOX_WARM") {
-            sandbox.linux.warm = v.parse().map_err(|e: String| env_err("SCRIPTORIUM_SANDBOX_WARM", &v, e))?;
+            sandbox.linux.warm = v
+                .parse()
+                .map_err(|e: String| env_err("SCRIPTORIUM_SANDBOX_WARM", &v, e))?;
         }
         let mut llm = file.llm;
         if let Some(v) = env("SCRIPTORIUM_LLM_BASE_URL") {
@@ -207,7 +270,13 @@ impl Config {
         }
         let mut runs = file.runs;
         if let Some(v) = env("SCRIPTORIUM_WORKERS") {
-            runs.workers = v.parse().map_err(|e| env_err("SCRIPTORIUM_WORKERS", &v, format!("{e}; give a whole number")))?;
+            runs.workers = v.parse().map_err(|e| {
+                env_err(
+                    "SCRIPTORIUM_WORKERS",
+                    &v,
+                    format!("{e}; give a whole number"),
+                )
+            })?;
         }
         if runs.workers == 0 || runs.max_passes == 0 {
             return Err(ConfigError::Parse {
@@ -216,7 +285,11 @@ impl Config {
             });
         }
         let mut server = file.server;
-        let not_origin = |o: &str| format!("`{o}` is not an origin; write scheme://host[:port], e.g. https://scriptorium.example.org");
+        let not_origin = |o: &str| {
+            format!(
+                "`{o}` is not an origin; write scheme://host[:port], e.g. https://scriptorium.example.org"
+            )
+        };
         for o in &server.allowed_origins {
             crate::origin::parse_origin(o).ok_or_else(|| ConfigError::Parse {
                 path: path.clone().unwrap_or_default(),
@@ -224,22 +297,38 @@ impl Config {
             })?;
         }
         if let Some(v) = env("SCRIPTORIUM_ALLOWED_ORIGINS") {
-            server.allowed_origins = v.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect();
-            if let Some(bad) = server.allowed_origins.iter().find(|o| crate::origin::parse_origin(o).is_none()) {
-                return Err(env_err("SCRIPTORIUM_ALLOWED_ORIGINS", &v, format!("{} (the same as [server] allowed_origins)", not_origin(bad))));
+            server.allowed_origins = v
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(String::from)
+                .collect();
+            if let Some(bad) = server
+                .allowed_origins
+                .iter()
+                .find(|o| crate::origin::parse_origin(o).is_none())
+            {
+                return Err(env_err(
+                    "SCRIPTORIUM_ALLOWED_ORIGINS",
+                    &v,
+                    format!("{} (the same as [server] allowed_origins)", not_origin(bad)),
+                ));
             }
         }
         let secs = |name: &str, v: &str| -> Result<f64, ConfigError> {
-            v.parse().map_err(|e| env_err(name, v, format!("{e}; give seconds, e.g. 10")))
+            v.parse()
+                .map_err(|e| env_err(name, v, format!("{e}; give seconds, e.g. 10")))
         };
         let count = |name: &str, v: &str| -> Result<usize, ConfigError> {
-            v.parse().map_err(|e| env_err(name, v, format!("{e}; give a whole number")))
+            v.parse()
+                .map_err(|e| env_err(name, v, format!("{e}; give a whole number")))
         };
         if let Some(v) = env("SCRIPTORIUM_MAX_CONNECTIONS") {
             server.max_connections = count("SCRIPTORIUM_MAX_CONNECTIONS", &v)?;
         }
         if let Some(v) = env("SCRIPTORIUM_MAX_CONNECTIONS_PER_CLIENT") {
-            server.max_connections_per_client = count("SCRIPTORIUM_MAX_CONNECTIONS_PER_CLIENT", &v)?;
+            server.max_connections_per_client =
+                count("SCRIPTORIUM_MAX_CONNECTIONS_PER_CLIENT", &v)?;
         }
         if let Some(v) = env("SCRIPTORIUM_HEADER_READ_TIMEOUT_SECS") {
             server.header_read_timeout_secs = secs("SCRIPTORIUM_HEADER_READ_TIMEOUT_SECS", &v)?;
@@ -247,7 +336,10 @@ impl Config {
         if let Some(v) = env("SCRIPTORIUM_BODY_TIMEOUT_SECS") {
             server.body_timeout_secs = secs("SCRIPTORIUM_BODY_TIMEOUT_SECS", &v)?;
         }
-        server.validate().map_err(|message| ConfigError::Parse { path: path.clone().unwrap_or_default(), message })?;
+        server.validate().map_err(|message| ConfigError::Parse {
+            path: path.clone().unwrap_or_default(),
+            message,
+        })?;
         Ok(Config {
             listen,
             data_dir,
@@ -266,13 +358,23 @@ impl Config {
     }
 
     pub fn editors(&self) -> Vec<String> {
-        self.users.iter().filter(|u| u.roles.contains(&Role::Editor)).map(|u| u.username.clone()).collect()
+        self.users
+            .iter()
+            .filter(|u| u.roles.contains(&Role::Editor))
+            .map(|u| u.username.clone())
+            .collect()
     }
 
     /// Makes relative paths absolute against the working directory.
     pub fn absolutize(mut self) -> Config {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                cwd.join(p)
+            }
+        };
         self.data_dir = abs(&self.data_dir);
         self.interpreters = abs(&self.interpreters);
         self.frontend_dir = abs(&self.frontend_dir);
@@ -283,20 +385,30 @@ impl Config {
 fn validate_users(users: &[UserConfig], path: &str) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for u in users {
-        let fail = |message: &str| ConfigError::User { username: u.username.clone(), path: path.into(), message: message.into() };
+        let fail = |message: &str| ConfigError::User {
+            username: u.username.clone(),
+            path: path.into(),
+            message: message.into(),
+        };
         // The user name is also a git branch name.
         let ok = !u.username.is_empty()
             && u.username.len() <= 32
-            && u.username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && u.username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             && u.username != "prod";
         if !ok {
-            return Err(fail("a user name is 1–32 letters, digits, `_` or `-`, and not `prod`"));
+            return Err(fail(
+                "a user name is 1–32 letters, digits, `_` or `-`, and not `prod`",
+            ));
         }
         if !seen.insert(&u.username) {
             return Err(fail("this user appears twice"));
         }
         if argon2::PasswordHash::new(&u.password_hash).is_err() {
-            return Err(fail("`password_hash` is not an argon2 hash; make one with `scriptorium hash-password`"));
+            return Err(fail(
+                "`password_hash` is not an argon2 hash; make one with `scriptorium hash-password`",
+            ));
         }
         if u.roles.is_empty() {
             return Err(fail("give at least one role: viewer, editor"));
@@ -311,21 +423,46 @@ mod tests {
 
     #[test]
     fn defaults_have_ed1_and_mo1_with_hashes_only() {
-        let c = Config::load_with(&Overrides { data_dir: Some("/nonexistent".into()), ..Default::default() }, |_| None).unwrap();
+        let c = Config::load_with(
+            &Overrides {
+                data_dir: Some("/nonexistent".into()),
+                ..Default::default()
+            },
+            |_| None,
+        )
+        .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         let names: Vec<_> = c.users.iter().map(|u| u.username.as_str()).collect();
         assert_eq!(names, ["ed1", "mo1"]);
-        assert!(c.users.iter().all(|u| u.password_hash.starts_with("$argon2id$")));
+        assert!(
+            c.users
+                .iter()
+                .all(|u| u.password_hash.starts_with("$argon2id$"))
+        );
         assert_eq!(c.editors(), ["ed1"]);
     }
 
     #[test]
     fn environment_overrides_and_bad_values_are_named() {
         let env = |k: &str| (k == "SCRIPTORIUM_LISTEN").then(|| "127.0.0.1:9999".to_string());
-        let c = Config::load_with(&Overrides { data_dir: Some("/nonexistent".into()), ..Default::default() }, env).unwrap();
+        let c = Config::load_with(
+            &Overrides {
+                data_dir: Some("/nonexistent".into()),
+                ..Default::default()
+            },
+            env,
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 9999);
         let env = |k: &str| (k == "SCRIPTORIUM_LISTEN").then(|| "nine".to_string());
-        let err = Config::load_with(&Overrides { data_dir: Some("/nonexistent".into()), ..Default::default() }, env).unwrap_err();
+        let err = Config::load_with(
+            &Overrides {
+                data_dir: Some("/nonexistent".into()),
+                ..Default::default()
+            },
+            env,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("SCRIPTORIUM_LISTEN"), "{err}");
     }
 
@@ -333,27 +470,92 @@ mod tests {
     fn allowed_origins_come_from_the_file_or_the_environment_and_must_be_origins() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("scriptorium.toml");
-        std::fs::write(&p, "[server]\nallowed_origins = [\"https://scriptorium.example.org\"]\n").unwrap();
-        let c = Config::load_with(&Overrides { config: Some(p.clone()), ..Default::default() }, |_| None).unwrap();
-        assert_eq!(c.server.allowed_origins, ["https://scriptorium.example.org"]);
-        let env = |k: &str| (k == "SCRIPTORIUM_ALLOWED_ORIGINS").then(|| "https://a.example, http://b.example:8080".to_string());
-        let c = Config::load_with(&Overrides { config: Some(p.clone()), ..Default::default() }, env).unwrap();
-        assert_eq!(c.server.allowed_origins, ["https://a.example", "http://b.example:8080"]);
-        let env = |k: &str| (k == "SCRIPTORIUM_ALLOWED_ORIGINS").then(|| "scriptorium.example.org/app".to_string());
-        let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, env).unwrap_err();
-        assert!(err.to_string().contains("SCRIPTORIUM_ALLOWED_ORIGINS") && err.to_string().contains("scheme://host"), "{err}");
+        std::fs::write(
+            &p,
+            "[server]\nallowed_origins = [\"https://scriptorium.example.org\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_with(
+            &Overrides {
+                config: Some(p.clone()),
+                ..Default::default()
+            },
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.allowed_origins,
+            ["https://scriptorium.example.org"]
+        );
+        let env = |k: &str| {
+            (k == "SCRIPTORIUM_ALLOWED_ORIGINS")
+                .then(|| "https://a.example, http://b.example:8080".to_string())
+        };
+        let c = Config::load_with(
+            &Overrides {
+                config: Some(p.clone()),
+                ..Default::default()
+            },
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.allowed_origins,
+            ["https://a.example", "http://b.example:8080"]
+        );
+        let env = |k: &str| {
+            (k == "SCRIPTORIUM_ALLOWED_ORIGINS").then(|| "scriptorium.example.org/app".to_string())
+        };
+        let err = Config::load_with(
+            &Overrides {
+                config: Some(p),
+                ..Default::default()
+            },
+            env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SCRIPTORIUM_ALLOWED_ORIGINS")
+                && err.to_string().contains("scheme://host"),
+            "{err}"
+        );
     }
 
     #[test]
     fn server_limits_come_from_the_file_and_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("scriptorium.toml");
-        std::fs::write(&p, "[server]\nmax_connections = 50\nheader_read_timeout_secs = 2.5\n").unwrap();
+        std::fs::write(
+            &p,
+            "[server]\nmax_connections = 50\nheader_read_timeout_secs = 2.5\n",
+        )
+        .unwrap();
         let env = |k: &str| (k == "SCRIPTORIUM_BODY_TIMEOUT_SECS").then(|| "7".to_string());
-        let c = Config::load_with(&Overrides { config: Some(p.clone()), ..Default::default() }, env).unwrap();
-        assert_eq!((c.server.max_connections, c.server.header_read_timeout_secs, c.server.body_timeout_secs), (50, 2.5, 7.0));
+        let c = Config::load_with(
+            &Overrides {
+                config: Some(p.clone()),
+                ..Default::default()
+            },
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.server.max_connections,
+                c.server.header_read_timeout_secs,
+                c.server.body_timeout_secs
+            ),
+            (50, 2.5, 7.0)
+        );
         let env = |k: &str| (k == "SCRIPTORIUM_MAX_CONNECTIONS").then(|| "0".to_string());
-        let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, env).unwrap_err();
+        let err = Config::load_with(
+            &Overrides {
+                config: Some(p),
+                ..Default::default()
+            },
+            env,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("max_connections"), "{err}");
     }
 
@@ -361,8 +563,19 @@ mod tests {
     fn a_plaintext_password_in_the_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("scriptorium.toml");
-        std::fs::write(&p, "[[users]]\nusername = \"ed2\"\npassword_hash = \"secret\"\nroles = [\"editor\"]\n").unwrap();
-        let err = Config::load_with(&Overrides { config: Some(p), ..Default::default() }, |_| None).unwrap_err();
+        std::fs::write(
+            &p,
+            "[[users]]\nusername = \"ed2\"\npassword_hash = \"secret\"\nroles = [\"editor\"]\n",
+        )
+        .unwrap();
+        let err = Config::load_with(
+            &Overrides {
+                config: Some(p),
+                ..Default::default()
+            },
+            |_| None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("hash-password"), "{err}");
     }
 }

@@ -68,7 +68,9 @@ impl ServerConfig {
     /// Checks the values; the message names the key and the fix.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_connections == 0 || self.max_connections_per_client == 0 {
-            return Err("[server] max_connections and max_connections_per_client must be at least 1".into());
+            return Err(
+                "[server] max_connections and max_connections_per_client must be at least 1".into(),
+            );
         }
         for (key, v) in [
             ("header_read_timeout_secs", self.header_read_timeout_secs),
@@ -76,7 +78,9 @@ impl ServerConfig {
             ("shutdown_grace_secs", self.shutdown_grace_secs),
         ] {
             if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
-                return Err(format!("[server] {key} = {v} is not valid; give seconds between 0 and 86400, e.g. 10"));
+                return Err(format!(
+                    "[server] {key} = {v} is not valid; give seconds between 0 and 86400, e.g. 10"
+                ));
             }
         }
         Ok(())
@@ -100,7 +104,10 @@ impl PerClient {
             return None;
         }
         *n += 1;
-        Some(ClientSlot { table: self.clone(), ip })
+        Some(ClientSlot {
+            table: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -131,13 +138,21 @@ struct Counted {
 }
 
 impl AsyncRead for Counted {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Counted {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -167,8 +182,12 @@ pub fn fit_open_file_limit(max_connections: usize) -> usize {
     let limit = raise_nofile();
     let fit = limit.saturating_sub(RESERVED_FDS).max(1);
     if (max_connections as u64) > fit {
-        tracing::warn!(max_connections, open_file_limit = limit, using = fit,
-            "[server] max_connections does not fit under the open-file limit; raise `ulimit -n` or lower it");
+        tracing::warn!(
+            max_connections,
+            open_file_limit = limit,
+            using = fit,
+            "[server] max_connections does not fit under the open-file limit; raise `ulimit -n` or lower it"
+        );
         fit as usize
     } else {
         max_connections
@@ -177,13 +196,19 @@ pub fn fit_open_file_limit(max_connections: usize) -> usize {
 
 #[cfg(unix)]
 fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass, which lives for the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return u64::MAX;
     }
     if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
         // SAFETY: setrlimit only reads the struct we pass.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim.rlim_cur = lim.rlim_max;
@@ -212,13 +237,19 @@ struct DeadlineBody<B> {
 
 impl<B> DeadlineBody<B> {
     fn new(inner: B, limit: Duration) -> Self {
-        DeadlineBody { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
     }
 }
 
 /// The error a late body ends with (a 400 for the handler that reads it).
 #[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0:?}; send it at once, or raise [server] body_timeout_secs")]
+#[error(
+    "the request body did not arrive within {0:?}; send it at once, or raise [server] body_timeout_secs"
+)]
 struct BodyTooSlow(Duration);
 
 impl<B> hyper::body::Body for DeadlineBody<B>
@@ -299,15 +330,22 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Counted { stream, _permit: permit, _slot: slot });
+        let io = TokioIo::new(Counted {
+            stream,
+            _permit: permit,
+            _slot: slot,
+        });
         let service = ServiceBuilder::new()
             .map_request(move |req: hyper::Request<hyper::body::Incoming>| {
-                let mut req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
+                let mut req =
+                    req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             })
             .service(router.clone());
-        let conn = http.serve_connection(io, TowerToHyperService::new(service)).with_upgrades();
+        let conn = http
+            .serve_connection(io, TowerToHyperService::new(service))
+            .with_upgrades();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
@@ -325,11 +363,20 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!(grace_secs = cfg.shutdown_grace_secs, "no longer accepting connections; letting open ones finish");
+    tracing::info!(
+        grace_secs = cfg.shutdown_grace_secs,
+        "no longer accepting connections; letting open ones finish"
+    );
     let _ = stop_tx.send(true);
     // Every connection holds a permit until it closes: all back means all closed.
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(ServerConfig::secs(cfg.shutdown_grace_secs), permits.acquire_many(all)).await.is_err() {
+    if tokio::time::timeout(
+        ServerConfig::secs(cfg.shutdown_grace_secs),
+        permits.acquire_many(all),
+    )
+    .await
+    .is_err()
+    {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
     Ok(())
@@ -347,7 +394,11 @@ mod tests {
     fn the_refusal_is_a_complete_response() {
         let text = std::str::from_utf8(TOO_MANY).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head} / {}", body.len());
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head} / {}",
+            body.len()
+        );
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert!(v["error"].as_str().unwrap().contains("too many"));
     }
@@ -366,8 +417,15 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let c = ServerConfig { header_read_timeout_secs: 0.0, ..ServerConfig::default() };
-        assert!(c.validate().unwrap_err().contains("header_read_timeout_secs"));
+        let c = ServerConfig {
+            header_read_timeout_secs: 0.0,
+            ..ServerConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("header_read_timeout_secs")
+        );
         assert!(ServerConfig::default().validate().is_ok());
     }
 }

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use scriptorium_actors::store::RepoError;
 use scriptorium_actors::CallError;
+use scriptorium_actors::store::RepoError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,7 +37,11 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// Refused for now (throttled, busy): the status (429 or 503) and a `Retry-After`.
     #[error("{message}")]
-    RetryLater { status: StatusCode, message: String, seconds: u64 },
+    RetryLater {
+        status: StatusCode,
+        message: String,
+        seconds: u64,
+    },
     /// The LLM provider failed; the message says how.
     #[error("{0}")]
     BadGateway(String),
@@ -85,7 +89,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::RetryLater { seconds, .. } => {
                 let mut res = (status, Json(body)).into_response();
-                res.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*seconds));
+                res.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(*seconds),
+                );
                 return res;
             }
             _ => {}
@@ -136,10 +143,13 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::BytesRejection(b) => b.into(),
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::BadRequest("send the body as JSON with `Content-Type: application/json`".into())
-            }
-            other => ApiError::BadRequest(format!("the request body is not the JSON expected: {}", other.body_text())),
+            JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ),
+            other => ApiError::BadRequest(format!(
+                "the request body is not the JSON expected: {}",
+                other.body_text()
+            )),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use scriptorium_sandbox::{Backends, OutputSink, Outcome, Registry, RunSpec, Stream};
+use scriptorium_sandbox::{Backends, Outcome, OutputSink, Registry, RunSpec, Stream};
 
 pub struct ExecArgs {
     pub interpreter: Option<String>,
@@ -42,7 +42,10 @@ impl OutputSink for Terminal {
 
 /// Runs the script; returns the exit code for the process.
 pub async fn run(config: &Config, a: ExecArgs) -> anyhow::Result<i32> {
-    let path = a.interpreters.clone().unwrap_or_else(|| config.interpreters.clone());
+    let path = a
+        .interpreters
+        .clone()
+        .unwrap_or_else(|| config.interpreters.clone());
     let registry = tokio::task::spawn_blocking(move || Registry::load(&path)).await??;
     let interp = registry.get(a.interpreter.as_deref())?.clone();
     let kind = interp.backend(a.backend.as_deref().map(str::parse).transpose()?)?;
@@ -52,7 +55,10 @@ pub async fn run(config: &Config, a: ExecArgs) -> anyhow::Result<i32> {
         .map_err(|e| anyhow::anyhow!("cannot read the script {}: {e}", a.script.display()))?;
     let mut args = a.args.into_iter();
     let input = match args.next() {
-        Some(p) => Some(std::fs::canonicalize(&p).map_err(|e| anyhow::anyhow!("cannot read the input file {p}: {e}"))?),
+        Some(p) => Some(
+            std::fs::canonicalize(&p)
+                .map_err(|e| anyhow::anyhow!("cannot read the input file {p}: {e}"))?,
+        ),
         None => None,
     };
     let workdir = tempdir_in(&std::env::temp_dir())?;
@@ -67,7 +73,14 @@ pub async fn run(config: &Config, a: ExecArgs) -> anyhow::Result<i32> {
     if let Some(o) = a.output_limit {
         limits.output_bytes = o;
     }
-    let spec = RunSpec { interpreter: interp, script, input, args: args.collect(), workdir: workdir.clone(), limits };
+    let spec = RunSpec {
+        interpreter: interp,
+        script,
+        input,
+        args: args.collect(),
+        workdir: workdir.clone(),
+        limits,
+    };
     let cancel = CancellationToken::new();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {

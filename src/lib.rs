@@ -19,7 +19,7 @@ pub mod error;
 pub mod exec;
 pub mod frontend;
 pub mod headers;
-pub mod origin;
 pub mod memory;
+pub mod origin;
 pub mod server;
 pub mod throttle;

@@ -11,7 +11,11 @@ use tracing_subscriber::EnvFilter;
 use scriptorium::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "scriptorium", version, about = "Write, version, run and improve an ordered set of Python scripts")]
+#[command(
+    name = "scriptorium",
+    version,
+    about = "Write, version, run and improve an ordered set of Python scripts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,28 +69,46 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     // The wasi backend's guest host: started by the server itself inside the process
     // sandbox, before any runtime, logging or argument parsing of the server.
-    if std::env::args_os().nth(1).is_some_and(|a| a == scriptorium_sandbox::wasi::host::SUBCOMMAND) {
-        std::process::exit(scriptorium_sandbox::wasi::host::host_main(std::env::args_os().skip(1)));
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == scriptorium_sandbox::wasi::host::SUBCOMMAND)
+    {
+        std::process::exit(scriptorium_sandbox::wasi::host::host_main(
+            std::env::args_os().skip(1),
+        ));
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,scriptorium=info,scriptorium_actors=info,tower_http=info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,scriptorium=info,scriptorium_actors=info,tower_http=info")
+        }))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data, listen, config } => {
-            let config = Config::load(&Overrides { config, data_dir: data, listen })?.absolutize();
+        Command::Serve {
+            data,
+            listen,
+            config,
+        } => {
+            let config = Config::load(&Overrides {
+                config,
+                data_dir: data,
+                listen,
+            })?
+            .absolutize();
             scriptorium::memory::tune();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 scriptorium::memory::spawn_trimmer();
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
-                    .with_context(|| format!("cannot listen on {}; is another server running there?", config.listen))?;
+                    .with_context(|| {
+                        format!(
+                            "cannot listen on {}; is another server running there?",
+                            config.listen
+                        )
+                    })?;
                 scriptorium::server::run(config, listener, shutdown_signal()).await
             })
         }
@@ -98,25 +120,41 @@ fn main() -> anyhow::Result<()> {
             println!("{}", scriptorium::auth::hash_password(password));
             Ok(())
         }
-        Command::Exec { interpreter, backend, timeout, memory, output_limit, interpreters, script, args } => {
+        Command::Exec {
+            interpreter,
+            backend,
+            timeout,
+            memory,
+            output_limit,
+            interpreters,
+            script,
+            args,
+        } => {
             let config = Config::load(&Overrides::default())?;
             let rt = tokio::runtime::Runtime::new()?;
-            let code = rt.block_on(scriptorium::exec::run(&config, scriptorium::exec::ExecArgs {
-                interpreter,
-                backend,
-                timeout,
-                memory,
-                output_limit,
-                interpreters,
-                script,
-                args,
-            }))?;
+            let code = rt.block_on(scriptorium::exec::run(
+                &config,
+                scriptorium::exec::ExecArgs {
+                    interpreter,
+                    backend,
+                    timeout,
+                    memory,
+                    output_limit,
+                    interpreters,
+                    script,
+                    args,
+                },
+            ))?;
             std::process::exit(code);
         }
         Command::Interpreters { file } => {
             let reg = scriptorium_sandbox::Registry::load(&file)?;
             for i in reg.all() {
-                let default = if reg.default_id() == Some(i.id.as_str()) { " (default)" } else { "" };
+                let default = if reg.default_id() == Some(i.id.as_str()) {
+                    " (default)"
+                } else {
+                    ""
+                };
                 let backends: Vec<&str> = i.backends.iter().map(|b| b.as_str()).collect();
                 match &i.problem {
                     None => println!(
@@ -143,7 +181,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

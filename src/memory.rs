@@ -18,7 +18,9 @@ use std::time::Duration;
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 fn enabled() -> bool {
-    std::env::var("SCRIPTORIUM_MALLOC_TUNING").map(|v| v != "off").unwrap_or(true)
+    std::env::var("SCRIPTORIUM_MALLOC_TUNING")
+        .map(|v| v != "off")
+        .unwrap_or(true)
 }
 
 /// Sets the allocator's parameters. Call before threads start.

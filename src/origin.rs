@@ -97,7 +97,10 @@ impl Origins {
     /// `allowed` are `[server] allowed_origins`, checked by the configuration already;
     /// an entry that does not parse is ignored. `listen` is the configured address.
     pub fn new(allowed: &[String], listen: std::net::SocketAddr) -> Origins {
-        Origins { allowed: allowed.iter().filter_map(|o| parse_origin(o)).collect(), loopback: listen.ip().is_loopback() }
+        Origins {
+            allowed: allowed.iter().filter_map(|o| parse_origin(o)).collect(),
+            loopback: listen.ip().is_loopback(),
+        }
     }
 
     /// Against DNS rebinding (a hostile name that resolves to 127.0.0.1, so its pages
@@ -117,7 +120,10 @@ impl Origins {
         let ok = name.as_deref().is_some_and(|h| {
             h == "localhost"
                 || h.ends_with(".localhost")
-                || h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                || h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
                 || self.allowed.iter().any(|o| o.host == h)
         });
         if ok {
@@ -137,30 +143,44 @@ impl Origins {
     /// Is `origin` ours: one of the configured origins, or the host the request was
     /// addressed to (`Host`, or the URI's authority under HTTP/2)?
     pub fn is_ours(&self, origin: &str, host: Option<&str>) -> bool {
-        let Some(o) = parse_origin(origin) else { return false };
+        let Some(o) = parse_origin(origin) else {
+            return false;
+        };
         if self.allowed.contains(&o) {
             return true;
         }
         let default = if o.scheme == "https" { 443 } else { 80 };
-        host.and_then(|h| split_host(h, default)).is_some_and(|(h, p)| h == o.host && p == o.port)
+        host.and_then(|h| split_host(h, default))
+            .is_some_and(|(h, p)| h == o.host && p == o.port)
     }
 
     /// Refuses a request that a browser says comes from another site.
     pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
-        let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("(not text)"));
-        let site = headers.get("sec-fetch-site").map(|v| v.to_str().unwrap_or("(not text)"));
+        let origin = headers
+            .get(header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or("(not text)"));
+        let site = headers
+            .get("sec-fetch-site")
+            .map(|v| v.to_str().unwrap_or("(not text)"));
         if let Some(o) = origin {
             if self.configured(o) {
                 return Ok(());
             }
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| uri.authority().map(|a| a.as_str()));
             if !self.is_ours(o, host) {
-                return Err(refusal(&format!("this request comes from a page at `{o}`, not from this server's own pages")));
+                return Err(refusal(&format!(
+                    "this request comes from a page at `{o}`, not from this server's own pages"
+                )));
             }
         }
         match site {
             None | Some("same-origin") | Some("none") => Ok(()),
-            Some(s) => Err(refusal(&format!("the browser says this request comes from another site (Sec-Fetch-Site: {s})"))),
+            Some(s) => Err(refusal(&format!(
+                "the browser says this request comes from another site (Sec-Fetch-Site: {s})"
+            ))),
         }
     }
 }
@@ -183,33 +203,59 @@ fn required_type(method: &Method, path: &str, headers: &HeaderMap) -> Option<&'s
         || headers.contains_key(header::CONTENT_TYPE);
     let raw = *method == Method::PUT && RAW_BODY_ROUTES.iter().any(|r| path.ends_with(r));
     match *method {
-        Method::POST | Method::PUT | Method::PATCH => Some(if raw { RAW_BODY_TYPE } else { JSON_TYPE }),
+        Method::POST | Method::PUT | Method::PATCH => {
+            Some(if raw { RAW_BODY_TYPE } else { JSON_TYPE })
+        }
         Method::DELETE if has_body => Some(JSON_TYPE),
         _ => None,
     }
 }
 
 /// Rule 1: the declared content type, by its essence (`application/json; charset=utf-8` is JSON).
-pub fn check_content_type(method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(needed) = required_type(method, path, headers) else { return Ok(()) };
-    let declared = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+pub fn check_content_type(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(needed) = required_type(method, path, headers) else {
+        return Ok(());
+    };
+    let declared = headers.get(header::CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     match declared {
         Some(t) if t == needed => Ok(()),
         Some(t) => Err(ApiError::UnsupportedMediaType(format!(
             "{method} {path} was sent as `{t}`; send it with `Content-Type: {needed}`{}",
-            if needed == JSON_TYPE { " (an empty body is fine where there is nothing to send)" } else { " (the body is stored as it is)" }
+            if needed == JSON_TYPE {
+                " (an empty body is fine where there is nothing to send)"
+            } else {
+                " (the body is stored as it is)"
+            }
         ))),
         None => Err(ApiError::UnsupportedMediaType(format!(
             "{method} {path} has no content type; send it with `Content-Type: {needed}`{}",
-            if needed == JSON_TYPE { " (an empty body is fine where there is nothing to send)" } else { "" }
+            if needed == JSON_TYPE {
+                " (an empty body is fine where there is nothing to send)"
+            } else {
+                ""
+            }
         ))),
     }
 }
 
 /// Middleware on every `/api` route: rules 1 and 2 for requests that change something.
-pub async fn guard(State(origins): State<Arc<Origins>>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn guard(
+    State(origins): State<Arc<Origins>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let method = req.method().clone();
     if let Err(e) = origins.check_host(req.headers(), req.uri()) {
         tracing::warn!(%method, host = ?req.headers().get(header::HOST), "refused a request for a foreign host name");
@@ -226,12 +272,23 @@ pub async fn guard(State(origins): State<Arc<Origins>>, req: Request, next: Next
         .unwrap_or_else(|| req.uri().path().to_string());
     // Signed in with a valid token (`authorize` ran first); a bearer header on an open
     // route such as the login proves nothing and does not exempt.
-    let bearer = req.extensions().get::<crate::auth::CurrentUser>().is_some_and(|u| u.via_token);
+    let bearer = req
+        .extensions()
+        .get::<crate::auth::CurrentUser>()
+        .is_some_and(|u| u.via_token);
     let verdict = check_content_type(&method, &path, req.headers()).and_then(|()| {
-        if bearer { Ok(()) } else { origins.check(req.headers(), req.uri()) }
+        if bearer {
+            Ok(())
+        } else {
+            origins.check(req.headers(), req.uri())
+        }
     });
     if let Err(e) = verdict {
-        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
         tracing::warn!(%method, %path, %origin, reason = %e, "refused a cross-site or mistyped request");
         return Err(e);
     }
@@ -252,7 +309,10 @@ mod tests {
 
     #[test]
     fn origins_compare_scheme_host_and_port() {
-        let o = Origins::new(&["https://proxy.example.org".into()], "127.0.0.1:8080".parse().unwrap());
+        let o = Origins::new(
+            &["https://proxy.example.org".into()],
+            "127.0.0.1:8080".parse().unwrap(),
+        );
         assert!(o.is_ours("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
         assert!(o.is_ours("http://LOCALHOST", Some("localhost:80")));
         assert!(o.is_ours("http://[::1]:8080", Some("[::1]:8080")));
@@ -272,25 +332,80 @@ mod tests {
         let o = Origins::default();
         let uri: Uri = "/api/scripts".parse().unwrap();
         assert!(o.check(&headers(&[]), &uri).is_ok());
-        assert!(o.check(&headers(&[("sec-fetch-site", "same-origin")]), &uri).is_ok());
-        assert!(o.check(&headers(&[("sec-fetch-site", "cross-site")]), &uri).is_err());
-        assert!(o.check(&headers(&[("sec-fetch-site", "same-site")]), &uri).is_err());
-        assert!(o.check(&headers(&[("origin", "http://h:1"), ("host", "h:1"), ("sec-fetch-site", "cross-site")]), &uri).is_err());
+        assert!(
+            o.check(&headers(&[("sec-fetch-site", "same-origin")]), &uri)
+                .is_ok()
+        );
+        assert!(
+            o.check(&headers(&[("sec-fetch-site", "cross-site")]), &uri)
+                .is_err()
+        );
+        assert!(
+            o.check(&headers(&[("sec-fetch-site", "same-site")]), &uri)
+                .is_err()
+        );
+        assert!(
+            o.check(
+                &headers(&[
+                    ("origin", "http://h:1"),
+                    ("host", "h:1"),
+                    ("sec-fetch-site", "cross-site")
+                ]),
+                &uri
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn on_loopback_only_loopback_names_and_configured_hosts_are_served() {
-        let o = Origins::new(&["https://proxy.example.org".into()], "127.0.0.1:8080".parse().unwrap());
-        for ok in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "app.localhost", "proxy.example.org", "127.0.0.2"] {
-            assert!(o.check_host(&headers(&[("host", ok)]), &Uri::from_static("/")).is_ok(), "{ok}");
+        let o = Origins::new(
+            &["https://proxy.example.org".into()],
+            "127.0.0.1:8080".parse().unwrap(),
+        );
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "app.localhost",
+            "proxy.example.org",
+            "127.0.0.2",
+        ] {
+            assert!(
+                o.check_host(&headers(&[("host", ok)]), &Uri::from_static("/"))
+                    .is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["evil.example:8080", "127.0.0.1.evil.example", "localhost.evil.example"] {
-            assert!(o.check_host(&headers(&[("host", bad)]), &Uri::from_static("/")).is_err(), "{bad}");
+        for bad in [
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+        ] {
+            assert!(
+                o.check_host(&headers(&[("host", bad)]), &Uri::from_static("/"))
+                    .is_err(),
+                "{bad}"
+            );
         }
         assert!(o.check_host(&headers(&[]), &Uri::from_static("/")).is_ok());
-        assert!(o.check_host(&headers(&[]), &Uri::from_static("http://evil.example:8080/api/scripts")).is_err(), "HTTP/2 authority");
+        assert!(
+            o.check_host(
+                &headers(&[]),
+                &Uri::from_static("http://evil.example:8080/api/scripts")
+            )
+            .is_err(),
+            "HTTP/2 authority"
+        );
         let public = Origins::new(&[], "0.0.0.0:8080".parse().unwrap());
-        assert!(public.check_host(&headers(&[("host", "scriptorium.lan:8080")]), &Uri::from_static("/")).is_ok());
+        assert!(
+            public
+                .check_host(
+                    &headers(&[("host", "scriptorium.lan:8080")]),
+                    &Uri::from_static("/")
+                )
+                .is_ok()
+        );
     }
 
     #[test]
@@ -304,7 +419,14 @@ mod tests {
         assert!(check_content_type(&Method::PUT, "/api/scripts/1/test-data", &json).is_err());
         assert!(check_content_type(&Method::PUT, "/api/scripts/1", &raw).is_err());
         assert!(check_content_type(&Method::DELETE, "/api/tokens/1", &none).is_ok());
-        assert!(check_content_type(&Method::DELETE, "/api/tokens/1", &headers(&[("content-length", "3")])).is_err());
+        assert!(
+            check_content_type(
+                &Method::DELETE,
+                "/api/tokens/1",
+                &headers(&[("content-length", "3")])
+            )
+            .is_err()
+        );
         assert!(check_content_type(&Method::GET, "/api/scripts", &none).is_ok());
     }
 }

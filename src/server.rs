@@ -1,8 +1,8 @@
 //! Starting and stopping the whole server: actors, state, router, listener.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use ractor::ActorRef;
@@ -13,12 +13,12 @@ use crate::api::{self, AppState, LspSessions};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::frontend;
-use scriptorium_actors::supervisor::{self, SupervisorArgs, SupervisorMessage};
 use scriptorium_actors::events::LiveLogs;
-use scriptorium_actors::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
-use scriptorium_actors::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
-use scriptorium_actors::runner::Runner;
 use scriptorium_actors::health::WriteHealth;
+use scriptorium_actors::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
+use scriptorium_actors::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
+use scriptorium_actors::runner::Runner;
+use scriptorium_actors::supervisor::{self, SupervisorArgs, SupervisorMessage};
 use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
 use scriptorium_sandbox::linux::LinuxBackend;
 use scriptorium_sandbox::{Backends, Registry};
@@ -36,23 +36,36 @@ impl App {
     /// Starts the actors (opening, repairing and seeding the repository) and builds the router.
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         let interp_path = config.interpreters.clone();
-        let interpreters = tokio::task::spawn_blocking(move || Registry::load(&interp_path)).await??;
+        let interpreters =
+            tokio::task::spawn_blocking(move || Registry::load(&interp_path)).await??;
         for i in interpreters.all() {
             match &i.problem {
-                None => tracing::info!(id = %i.id, version = %i.version, path = %i.path.display(), source = i.source, "interpreter"),
+                None => {
+                    tracing::info!(id = %i.id, version = %i.version, path = %i.path.display(), source = i.source, "interpreter")
+                }
                 Some(p) => tracing::warn!(id = %i.id, problem = %p, "interpreter unavailable"),
             }
         }
         let python: std::path::PathBuf = interpreters
             .native_default()
-            .ok_or_else(|| anyhow::anyhow!("no native Python interpreter found; install python3 or fix interpreters.toml"))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no native Python interpreter found; install python3 or fix interpreters.toml"
+                )
+            })?
             .path
             .clone();
         let note = interpreters
             .available()
             .map(|i| {
                 let backends: Vec<&str> = i.backends.iter().map(|b| b.as_str()).collect();
-                format!("{:<20} {} {} (backends: {})", i.id, i.implementation, i.version, backends.join(", "))
+                format!(
+                    "{:<20} {} {} (backends: {})",
+                    i.id,
+                    i.implementation,
+                    i.version,
+                    backends.join(", ")
+                )
             })
             .collect();
         let health = Arc::new(WriteHealth::new(&config.data_dir));
@@ -109,10 +122,18 @@ impl App {
         });
         // Unique per process, so several servers (tests) can share one actor registry.
         static INSTANCES: AtomicUsize = AtomicUsize::new(0);
-        let instance = format!("scriptorium-{}", INSTANCES.fetch_add(1, AtomicOrdering::Relaxed));
-        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs { instance: instance.clone(), store, runs, llm })
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot start the script repository: {e}"))?;
+        let instance = format!(
+            "scriptorium-{}",
+            INSTANCES.fetch_add(1, AtomicOrdering::Relaxed)
+        );
+        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs {
+            instance: instance.clone(),
+            store,
+            runs,
+            llm,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the script repository: {e}"))?;
         let auth = Arc::new(Auth::new(&config.users, &db_path, config.session_hours)?);
         let state = AppState {
             auth,
@@ -124,15 +145,27 @@ impl App {
             runs_dir,
             backends,
             interpreters,
-            lsp: Arc::new(LspSessions::new(config.lsp.clone(), config.data_dir.join("lsp"), Arc::new(LinuxBackend::new(lsp_sandbox)))),
-            origins: Arc::new(crate::origin::Origins::new(&config.server.allowed_origins, config.listen)),
+            lsp: Arc::new(LspSessions::new(
+                config.lsp.clone(),
+                config.data_dir.join("lsp"),
+                Arc::new(LinuxBackend::new(lsp_sandbox)),
+            )),
+            origins: Arc::new(crate::origin::Origins::new(
+                &config.server.allowed_origins,
+                config.listen,
+            )),
             health,
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))
             .layer(axum::middleware::from_fn(crate::headers::security_headers))
             .layer(TraceLayer::new_for_http());
-        Ok(App { router, state, supervisor, supervisor_done })
+        Ok(App {
+            router,
+            state,
+            supervisor,
+            supervisor_done,
+        })
     }
 
     /// Stops the actors and waits for them.
@@ -143,7 +176,11 @@ impl App {
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then stops gracefully.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = App::start(&config).await?;
     tracing::info!(addr = %listener.local_addr()?, data = %config.data_dir.display(), "Scriptorium is listening");
     crate::connections::serve(listener, app.router.clone(), &config.server, shutdown).await?;

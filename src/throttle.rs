@@ -47,7 +47,9 @@ impl Default for ThrottleConfig {
             max_lock: Duration::from_secs(15 * 60),
             forget_after: Duration::from_secs(15 * 60),
             max_entries: 10_000,
-            hash_slots: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            hash_slots: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             hash_wait: Duration::from_secs(2),
         }
     }
@@ -68,7 +70,10 @@ struct Table {
 
 impl Table {
     fn new(free: u32) -> Table {
-        Table { free, map: HashMap::new() }
+        Table {
+            free,
+            map: HashMap::new(),
+        }
     }
 
     /// How long `key` stays locked, if it is.
@@ -81,15 +86,26 @@ impl Table {
         if !self.map.contains_key(key) {
             self.make_room(now, cfg);
         }
-        let r = self.map.entry(key.to_string()).or_insert(Record { failures: 0, last: now, locked_until: None });
+        let r = self.map.entry(key.to_string()).or_insert(Record {
+            failures: 0,
+            last: now,
+            locked_until: None,
+        });
         if now.duration_since(r.last) > cfg.forget_after {
-            *r = Record { failures: 0, last: now, locked_until: None };
+            *r = Record {
+                failures: 0,
+                last: now,
+                locked_until: None,
+            };
         }
         r.failures = r.failures.saturating_add(1);
         r.last = now;
         if r.failures > self.free {
             let doublings = (r.failures - self.free - 1).min(20);
-            let lock = cfg.first_lock.saturating_mul(1 << doublings).min(cfg.max_lock);
+            let lock = cfg
+                .first_lock
+                .saturating_mul(1 << doublings)
+                .min(cfg.max_lock);
             r.locked_until = Some(now + lock);
         }
     }
@@ -101,7 +117,10 @@ impl Table {
         if self.map.len() < cfg.max_entries {
             return;
         }
-        self.map.retain(|_, r| now.duration_since(r.last) <= cfg.forget_after || r.locked_until.is_some_and(|u| u > now));
+        self.map.retain(|_, r| {
+            now.duration_since(r.last) <= cfg.forget_after
+                || r.locked_until.is_some_and(|u| u > now)
+        });
         while self.map.len() >= cfg.max_entries {
             let stalest = self
                 .map
@@ -152,8 +171,17 @@ impl LoginThrottle {
 
     /// Refuses (429) a sign-in for a locked user name or from a locked address.
     pub fn check(&self, user: &str, from: Option<IpAddr>, now: Instant) -> Result<(), ApiError> {
-        let by_user = self.users.lock().expect("throttle lock").locked(&user_key(user), now);
-        let by_address = from.and_then(|ip| self.addresses.lock().expect("throttle lock").locked(&address_key(ip), now));
+        let by_user = self
+            .users
+            .lock()
+            .expect("throttle lock")
+            .locked(&user_key(user), now);
+        let by_address = from.and_then(|ip| {
+            self.addresses
+                .lock()
+                .expect("throttle lock")
+                .locked(&address_key(ip), now)
+        });
         let (wait, what) = match (by_user, by_address) {
             (Some(u), Some(a)) if a > u => (a, "this address"),
             (Some(u), _) => (u, "this user name"),
@@ -178,10 +206,14 @@ impl LoginThrottle {
         match tokio::time::timeout(self.cfg.hash_wait, self.hashes.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
-                tracing::warn!(slots = self.cfg.hash_slots, "sign-in refused: every password-check slot is busy");
+                tracing::warn!(
+                    slots = self.cfg.hash_slots,
+                    "sign-in refused: every password-check slot is busy"
+                );
                 Err(ApiError::RetryLater {
                     status: StatusCode::SERVICE_UNAVAILABLE,
-                    message: "the server is busy checking other sign-ins; try again in a second".into(),
+                    message: "the server is busy checking other sign-ins; try again in a second"
+                        .into(),
                     seconds: 1,
                 })
             }
@@ -189,21 +221,34 @@ impl LoginThrottle {
     }
 
     pub fn failed(&self, user: &str, from: Option<IpAddr>, now: Instant) {
-        self.users.lock().expect("throttle lock").fail(&user_key(user), now, &self.cfg);
+        self.users
+            .lock()
+            .expect("throttle lock")
+            .fail(&user_key(user), now, &self.cfg);
         if let Some(ip) = from {
-            self.addresses.lock().expect("throttle lock").fail(&address_key(ip), now, &self.cfg);
+            self.addresses
+                .lock()
+                .expect("throttle lock")
+                .fail(&address_key(ip), now, &self.cfg);
         }
     }
 
     /// A right password clears the user name's failures (not the address's: an attacker
     /// with one account of their own must not reset the count for their guesses).
     pub fn succeeded(&self, user: &str) {
-        self.users.lock().expect("throttle lock").map.remove(&user_key(user));
+        self.users
+            .lock()
+            .expect("throttle lock")
+            .map
+            .remove(&user_key(user));
     }
 
     /// Entries held (user names, addresses).
     pub fn held(&self) -> (usize, usize) {
-        (self.users.lock().expect("throttle lock").map.len(), self.addresses.lock().expect("throttle lock").map.len())
+        (
+            self.users.lock().expect("throttle lock").map.len(),
+            self.addresses.lock().expect("throttle lock").map.len(),
+        )
     }
 }
 
@@ -223,15 +268,28 @@ mod tests {
             assert!(t.check("ed1", ip("10.0.0.1"), t0).is_ok());
             t.failed("ed1", ip("10.0.0.1"), t0);
         }
-        assert!(t.check("ed1", ip("10.0.0.1"), t0).is_ok(), "five mistypes are free");
+        assert!(
+            t.check("ed1", ip("10.0.0.1"), t0).is_ok(),
+            "five mistypes are free"
+        );
         t.failed("ed1", ip("10.0.0.1"), t0);
-        let Err(ApiError::RetryLater { status, seconds, .. }) = t.check("ed1", ip("10.0.0.9"), t0) else { panic!("not locked") };
+        let Err(ApiError::RetryLater {
+            status, seconds, ..
+        }) = t.check("ed1", ip("10.0.0.9"), t0)
+        else {
+            panic!("not locked")
+        };
         assert_eq!((status, seconds), (StatusCode::TOO_MANY_REQUESTS, 2));
-        assert!(t.check("mo1", ip("10.0.0.1"), t0).is_ok(), "the address is not locked yet");
+        assert!(
+            t.check("mo1", ip("10.0.0.1"), t0).is_ok(),
+            "the address is not locked yet"
+        );
         let t1 = t0 + Duration::from_secs(2);
         assert!(t.check("ed1", None, t1).is_ok(), "the lock expired");
         t.failed("ed1", None, t1);
-        let Err(ApiError::RetryLater { seconds, .. }) = t.check("ed1", None, t1) else { panic!("not locked") };
+        let Err(ApiError::RetryLater { seconds, .. }) = t.check("ed1", None, t1) else {
+            panic!("not locked")
+        };
         assert_eq!(seconds, 4);
         t.succeeded("ed1");
         assert!(t.check("ed1", None, t1).is_ok());
@@ -242,23 +300,39 @@ mod tests {
         let later = t1 + Duration::from_secs(16 * 60);
         assert!(t.check("mo1", None, later).is_ok());
         t.failed("mo1", None, later);
-        assert!(t.check("mo1", None, later).is_ok(), "old failures no longer count");
+        assert!(
+            t.check("mo1", None, later).is_ok(),
+            "old failures no longer count"
+        );
     }
 
     #[test]
     fn ipv6_hosts_count_by_their_64() {
-        assert_eq!(address_key("2001:db8:1:2:aaaa::1".parse().unwrap()), address_key("2001:db8:1:2:bbbb::2".parse().unwrap()));
-        assert_ne!(address_key("2001:db8:1:2::1".parse().unwrap()), address_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(
+            address_key("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            address_key("2001:db8:1:2:bbbb::2".parse().unwrap())
+        );
+        assert_ne!(
+            address_key("2001:db8:1:2::1".parse().unwrap()),
+            address_key("2001:db8:1:3::1".parse().unwrap())
+        );
         assert_eq!(address_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
     }
 
     #[test]
     fn memory_is_bounded_when_names_and_addresses_cycle() {
-        let t = LoginThrottle::new(ThrottleConfig { max_entries: 100, ..ThrottleConfig::default() });
+        let t = LoginThrottle::new(ThrottleConfig {
+            max_entries: 100,
+            ..ThrottleConfig::default()
+        });
         let t0 = Instant::now();
         for i in 0..10_000u32 {
             let addr = IpAddr::from((i << 8).to_be_bytes());
-            t.failed(&format!("user{i}"), Some(addr), t0 + Duration::from_millis(i.into()));
+            t.failed(
+                &format!("user{i}"),
+                Some(addr),
+                t0 + Duration::from_millis(i.into()),
+            );
         }
         let (users, addresses) = t.held();
         assert!(users <= 100 && addresses <= 100, "{users} {addresses}");
@@ -268,7 +342,10 @@ mod tests {
 
     #[test]
     fn spraying_names_does_not_lift_a_lock() {
-        let t = LoginThrottle::new(ThrottleConfig { max_entries: 50, ..ThrottleConfig::default() });
+        let t = LoginThrottle::new(ThrottleConfig {
+            max_entries: 50,
+            ..ThrottleConfig::default()
+        });
         let t0 = Instant::now();
         for _ in 0..10 {
             t.failed("mo1", None, t0);
@@ -276,14 +353,26 @@ mod tests {
         for i in 0..1000u64 {
             t.failed(&format!("spray{i}"), None, t0 + Duration::from_millis(i));
         }
-        assert!(t.check("mo1", None, t0 + Duration::from_secs(1)).is_err(), "the lock was evicted");
+        assert!(
+            t.check("mo1", None, t0 + Duration::from_secs(1)).is_err(),
+            "the lock was evicted"
+        );
     }
 
     #[tokio::test]
     async fn password_checks_beyond_the_slots_wait_then_are_refused() {
-        let t = LoginThrottle::new(ThrottleConfig { hash_slots: 1, hash_wait: Duration::from_millis(50), ..ThrottleConfig::default() });
+        let t = LoginThrottle::new(ThrottleConfig {
+            hash_slots: 1,
+            hash_wait: Duration::from_millis(50),
+            ..ThrottleConfig::default()
+        });
         let held = t.hash_slot().await.unwrap();
-        let Err(ApiError::RetryLater { status, seconds, .. }) = t.hash_slot().await else { panic!("a second slot") };
+        let Err(ApiError::RetryLater {
+            status, seconds, ..
+        }) = t.hash_slot().await
+        else {
+            panic!("a second slot")
+        };
         assert_eq!((status, seconds), (StatusCode::SERVICE_UNAVAILABLE, 1));
         drop(held);
         assert!(t.hash_slot().await.is_ok());
@@ -291,7 +380,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_slot_moved_into_the_hash_outlives_a_client_that_hung_up() {
-        let t = LoginThrottle::new(ThrottleConfig { hash_slots: 1, hash_wait: Duration::from_millis(50), ..ThrottleConfig::default() });
+        let t = LoginThrottle::new(ThrottleConfig {
+            hash_slots: 1,
+            hash_wait: Duration::from_millis(50),
+            ..ThrottleConfig::default()
+        });
         let slot = t.hash_slot().await.unwrap();
         // As `session::login` does; the handler's future is then dropped (client gone).
         let hashing = tokio::task::spawn_blocking(move || {
@@ -299,7 +392,10 @@ mod tests {
             drop(slot);
         });
         drop(hashing);
-        assert!(t.hash_slot().await.is_err(), "the slot was freed while the hash still ran");
+        assert!(
+            t.hash_slot().await.is_err(),
+            "the slot was freed while the hash still ran"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(t.hash_slot().await.is_ok());
     }

@@ -9,7 +9,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::util::TestApp;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Serves the app on a real socket (WebSockets need one).
 async fn serve(app: &TestApp) -> std::net::SocketAddr {
@@ -20,9 +21,17 @@ async fn serve(app: &TestApp) -> std::net::SocketAddr {
     addr
 }
 
-async fn connect(addr: std::net::SocketAddr, cookie: Option<&str>, interpreter: Option<&str>) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let q = interpreter.map(|i| format!("?interpreter={i}")).unwrap_or_default();
-    let mut req = format!("ws://{addr}/api/lsp{q}").into_client_request().unwrap();
+async fn connect(
+    addr: std::net::SocketAddr,
+    cookie: Option<&str>,
+    interpreter: Option<&str>,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let q = interpreter
+        .map(|i| format!("?interpreter={i}"))
+        .unwrap_or_default();
+    let mut req = format!("ws://{addr}/api/lsp{q}")
+        .into_client_request()
+        .unwrap();
     if let Some(c) = cookie {
         req.headers_mut().insert("cookie", c.parse().unwrap());
     }
@@ -38,8 +47,15 @@ struct Lsp {
 
 impl Lsp {
     async fn open(addr: std::net::SocketAddr, cookie: &str, interpreter: Option<&str>) -> Lsp {
-        let ws = connect(addr, Some(cookie), interpreter).await.expect("upgrade");
-        let mut lsp = Lsp { ws, next: 1, seen: Vec::new(), session: Value::Null };
+        let ws = connect(addr, Some(cookie), interpreter)
+            .await
+            .expect("upgrade");
+        let mut lsp = Lsp {
+            ws,
+            next: 1,
+            seen: Vec::new(),
+            session: Value::Null,
+        };
         lsp.session = lsp.notification("scriptorium/session").await;
         let init = lsp.request("initialize", json!({ "processId": null, "rootUri": null, "capabilities": {
             "textDocument": { "hover": { "contentFormat": ["markdown", "plaintext"] },
@@ -50,15 +66,22 @@ impl Lsp {
     }
 
     fn root(&self) -> String {
-        self.session["params"]["rootUri"].as_str().unwrap().to_string()
+        self.session["params"]["rootUri"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     async fn recv(&mut self) -> Value {
         loop {
-            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.expect("no message within 30 s");
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("no message within 30 s");
             match msg {
                 Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-                Some(Ok(Message::Close(f))) => return json!({ "closed": f.map(|f| (u16::from(f.code), f.reason.to_string())) }),
+                Some(Ok(Message::Close(f))) => {
+                    return json!({ "closed": f.map(|f| (u16::from(f.code), f.reason.to_string())) });
+                }
                 Some(Ok(_)) => continue,
                 other => panic!("socket ended: {other:?}"),
             }
@@ -67,23 +90,34 @@ impl Lsp {
 
     async fn notify(&mut self, method: &str, params: Value) {
         let m = json!({ "jsonrpc": "2.0", "method": method, "params": params });
-        self.ws.send(Message::Text(m.to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(m.to_string().into()))
+            .await
+            .unwrap();
     }
 
     async fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.next;
         self.next += 1;
         let m = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        self.ws.send(Message::Text(m.to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(m.to_string().into()))
+            .await
+            .unwrap();
         loop {
             let v = self.recv().await;
             if v["id"] == id && v.get("method").is_none() {
                 return v;
             }
-            if v["method"] == "workspace/configuration" || v["method"] == "client/registerCapability" {
+            if v["method"] == "workspace/configuration"
+                || v["method"] == "client/registerCapability"
+            {
                 // Answer server requests so it carries on.
                 let reply = json!({ "jsonrpc": "2.0", "id": v["id"], "result": null });
-                self.ws.send(Message::Text(reply.to_string().into())).await.unwrap();
+                self.ws
+                    .send(Message::Text(reply.to_string().into()))
+                    .await
+                    .unwrap();
             }
             self.seen.push(v);
         }
@@ -110,14 +144,27 @@ impl Lsp {
 
     async fn completion_labels(&mut self, uri: &str, line: u32, character: u32) -> Vec<String> {
         let r = self.request("textDocument/completion", json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } })).await;
-        let items = if r["result"].is_array() { r["result"].clone() } else { r["result"]["items"].clone() };
-        items.as_array().map(|a| a.iter().map(|i| i["label"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+        let items = if r["result"].is_array() {
+            r["result"].clone()
+        } else {
+            r["result"]["items"].clone()
+        };
+        items
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| i["label"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
 fn pid_alive(pid: u64) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 #[tokio::test]
@@ -127,37 +174,73 @@ async fn diagnostics_completion_hover_and_formatting_come_from_pylsp() {
     let ed1 = app.ed1().await;
     let mut lsp = Lsp::open(addr, &ed1, None).await;
     // The documents live under a real per-session directory.
-    assert!(lsp.root().starts_with("file:///") && lsp.root().contains("/lsp/"), "{}", lsp.root());
+    assert!(
+        lsp.root().starts_with("file:///") && lsp.root().contains("/lsp/"),
+        "{}",
+        lsp.root()
+    );
 
     // ruff reports only syntax errors for a file that does not parse, so the two
     // problems are in two documents.
-    let uri = lsp.open_doc("undefined.py", "import sys\n\nprint(undefined_name)\n").await;
+    let uri = lsp
+        .open_doc("undefined.py", "import sys\n\nprint(undefined_name)\n")
+        .await;
     let diags = lsp.notification("textDocument/publishDiagnostics").await;
     assert_eq!(diags["params"]["uri"], uri);
     let d = diags["params"]["diagnostics"].as_array().unwrap().clone();
-    let undefined = d.iter().find(|x| x["message"].as_str().unwrap_or("").contains("undefined_name")).unwrap_or_else(|| panic!("{diags}"));
+    let undefined = d
+        .iter()
+        .find(|x| {
+            x["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("undefined_name")
+        })
+        .unwrap_or_else(|| panic!("{diags}"));
     assert_eq!(undefined["range"]["start"]["line"], 2);
-    assert!(d.iter().any(|x| x["message"].as_str().unwrap_or("").contains("sys")), "unused import: {diags}");
-    let uri = lsp.open_doc("broken.py", "x = 1\n\n\n\ndef f(:\n    pass\n").await;
+    assert!(
+        d.iter()
+            .any(|x| x["message"].as_str().unwrap_or("").contains("sys")),
+        "unused import: {diags}"
+    );
+    let uri = lsp
+        .open_doc("broken.py", "x = 1\n\n\n\ndef f(:\n    pass\n")
+        .await;
     let diags = lsp.notification("textDocument/publishDiagnostics").await;
     assert_eq!(diags["params"]["uri"], uri);
     let d = diags["params"]["diagnostics"].as_array().unwrap();
-    assert!(d.iter().any(|x| x["range"]["start"]["line"] == 4 && x["severity"] == 1), "a syntax error on line 5: {diags}");
+    assert!(
+        d.iter()
+            .any(|x| x["range"]["start"]["line"] == 4 && x["severity"] == 1),
+        "a syntax error on line 5: {diags}"
+    );
 
     let uri = lsp.open_doc("complete.py", "import os\nos.pa").await;
     let labels = lsp.completion_labels(&uri, 1, 5).await;
     assert!(labels.iter().any(|l| l == "path"), "{labels:?}");
 
-    let uri = lsp.open_doc("hover.py", "import os.path\nos.path.join('a', 'b')\n").await;
-    let hover = lsp.request("textDocument/hover", json!({ "textDocument": { "uri": uri }, "position": { "line": 1, "character": 9 } })).await;
+    let uri = lsp
+        .open_doc("hover.py", "import os.path\nos.path.join('a', 'b')\n")
+        .await;
+    let hover = lsp
+        .request(
+            "textDocument/hover",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": 1, "character": 9 } }),
+        )
+        .await;
     let text = hover["result"]["contents"].to_string();
-    assert!(text.contains("join(") , "{hover}");
+    assert!(text.contains("join("), "{hover}");
 
     let uri = lsp.open_doc("ugly.py", "x=1\nprint( x )\n").await;
     let fmt = lsp.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } })).await;
     let edits = fmt["result"].as_array().unwrap_or_else(|| panic!("{fmt}"));
     assert!(!edits.is_empty());
-    assert!(edits.iter().any(|e| e["newText"].as_str().unwrap_or("").contains("x = 1")), "{fmt}");
+    assert!(
+        edits
+            .iter()
+            .any(|e| e["newText"].as_str().unwrap_or("").contains("x = 1")),
+        "{fmt}"
+    );
 }
 
 #[tokio::test]
@@ -174,11 +257,17 @@ async fn completion_sees_the_packages_of_the_chosen_interpreter() {
     let uri = with.open_doc("a.py", text).await;
     // Jedi labels functions with their parentheses.
     let labels = with.completion_labels(&uri, 1, 25).await;
-    assert!(labels.iter().any(|l| l.starts_with("probe_function")), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("probe_function")),
+        "{labels:?}"
+    );
     let mut without = Lsp::open(addr, &ed1, Some("plain")).await;
     let uri = without.open_doc("a.py", text).await;
     let labels = without.completion_labels(&uri, 1, 25).await;
-    assert!(!labels.iter().any(|l| l.starts_with("probe_function")), "{labels:?}");
+    assert!(
+        !labels.iter().any(|l| l.starts_with("probe_function")),
+        "{labels:?}"
+    );
 }
 
 #[tokio::test]
@@ -203,9 +292,18 @@ async fn the_server_process_lives_exactly_as_long_as_the_socket() {
     // Killing the server mid-session: the client is told, and the socket closes.
     let mut lsp = Lsp::open(addr, &ed1, None).await;
     let pid = lsp.session["params"]["pid"].as_u64().unwrap();
-    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     let note = lsp.notification("window/showMessage").await;
-    assert!(note["params"]["message"].as_str().unwrap().contains("language server stopped"), "{note}");
+    assert!(
+        note["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("language server stopped"),
+        "{note}"
+    );
     let closed = lsp.recv().await;
     assert_eq!(closed["closed"][0], 1011, "{closed}");
 }
@@ -223,10 +321,21 @@ async fn anonymous_upgrades_are_refused_and_viewers_cannot_format() {
     assert_eq!(lsp.session["params"]["readOnly"], true);
     let uri = lsp.open_doc("v.py", "x=1\n").await;
     let fmt = lsp.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } })).await;
-    assert!(fmt["error"]["message"].as_str().unwrap().contains("viewers cannot change code"), "{fmt}");
+    assert!(
+        fmt["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("viewers cannot change code"),
+        "{fmt}"
+    );
     // Reading still works for viewers.
     let uri = lsp.open_doc("c.py", "import os\nos.pa").await;
-    assert!(lsp.completion_labels(&uri, 1, 5).await.iter().any(|l| l == "path"));
+    assert!(
+        lsp.completion_labels(&uri, 1, 5)
+            .await
+            .iter()
+            .any(|l| l == "path")
+    );
     match connect(addr, Some(&mo1), Some("nope")).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 400),
         other => panic!("expected 400, got {:?}", other.map(|_| ())),
@@ -237,7 +346,8 @@ async fn anonymous_upgrades_are_refused_and_viewers_cannot_format() {
 
 /// A marker file outside /tmp (the sandbox has a private /tmp) that an attack would write.
 fn marker(name: &str) -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lsp-marker-{}-{name}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("lsp-marker-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // The sandbox user could write here if anything let it: only the bridge and the
     // sandbox stand in the way.
@@ -270,13 +380,21 @@ impl Lsp {
     /// (and workspace settings pointing outside the session).
     async fn open_with(addr: std::net::SocketAddr, cookie: &str, options: Value) -> Lsp {
         let ws = connect(addr, Some(cookie), None).await.expect("upgrade");
-        let mut lsp = Lsp { ws, next: 1, seen: Vec::new(), session: Value::Null };
+        let mut lsp = Lsp {
+            ws,
+            next: 1,
+            seen: Vec::new(),
+            session: Value::Null,
+        };
         lsp.session = lsp.notification("scriptorium/session").await;
         let init = lsp
-            .request("initialize", json!({ "processId": 1, "rootUri": "file:///", "rootPath": "/",
+            .request(
+                "initialize",
+                json!({ "processId": 1, "rootUri": "file:///", "rootPath": "/",
                 "workspaceFolders": [{ "uri": "file:///etc", "name": "etc" }],
                 "initializationOptions": options,
-                "capabilities": { "workspace": { "configuration": true } } }))
+                "capabilities": { "workspace": { "configuration": true } } }),
+            )
             .await;
         assert!(init["result"]["capabilities"].is_object(), "{init}");
         lsp.notify("initialized", json!({})).await;
@@ -297,34 +415,80 @@ impl Lsp {
 async fn configuration_attack(viewer: bool) {
     let app = TestApp::start().await;
     let addr = serve(&app).await;
-    let cookie = if viewer { app.mo1().await } else { app.ed1().await };
+    let cookie = if viewer {
+        app.mo1().await
+    } else {
+        app.ed1().await
+    };
 
     // workspace/didChangeConfiguration from the client (each attack in its own session:
     // a later configuration replaces an earlier one).
-    for (name, settings) in [("change-bash", bash_settings as fn(&std::path::Path) -> Value), ("change-python", python_settings)] {
+    for (name, settings) in [
+        (
+            "change-bash",
+            bash_settings as fn(&std::path::Path) -> Value,
+        ),
+        ("change-python", python_settings),
+    ] {
         let file = marker(&format!("{name}-{viewer}"));
         let mut lsp = Lsp::open(addr, &cookie, None).await;
-        lsp.notify("workspace/didChangeConfiguration", json!({ "settings": settings(&file) })).await;
+        lsp.notify(
+            "workspace/didChangeConfiguration",
+            json!({ "settings": settings(&file) }),
+        )
+        .await;
         let completes = lsp.exercise().await;
-        assert!(!file.exists(), "the client's didChangeConfiguration ran a command: {:?}", std::fs::read_to_string(&file));
-        assert!(completes, "completion still works with the server's own settings");
+        assert!(
+            !file.exists(),
+            "the client's didChangeConfiguration ran a command: {:?}",
+            std::fs::read_to_string(&file)
+        );
+        assert!(
+            completes,
+            "completion still works with the server's own settings"
+        );
     }
 
     // initializationOptions.
     let file = marker(&format!("init-bash-{viewer}"));
     let mut lsp = Lsp::open_with(addr, &cookie, bash_settings(&file)).await;
     let completes = lsp.exercise().await;
-    assert!(!file.exists(), "initializationOptions ran a command: {:?}", std::fs::read_to_string(&file));
-    assert!(completes, "completion still works with the server's own settings");
+    assert!(
+        !file.exists(),
+        "initializationOptions ran a command: {:?}",
+        std::fs::read_to_string(&file)
+    );
+    assert!(
+        completes,
+        "completion still works with the server's own settings"
+    );
     let file = marker(&format!("init-python-{viewer}"));
     let mut lsp = Lsp::open_with(addr, &cookie, python_settings(&file)).await;
     let completes = lsp.exercise().await;
-    assert!(!file.exists(), "initializationOptions ran a command: {:?}", std::fs::read_to_string(&file));
-    assert!(completes, "completion still works with the server's own settings");
+    assert!(
+        !file.exists(),
+        "initializationOptions ran a command: {:?}",
+        std::fs::read_to_string(&file)
+    );
+    assert!(
+        completes,
+        "completion still works with the server's own settings"
+    );
 
     // A command the server would run for the client.
-    let r = lsp.request("workspace/executeCommand", json!({ "command": "pylsp.anything", "arguments": [] })).await;
-    assert!(r["error"]["message"].as_str().unwrap_or("").contains("not allowed"), "{r}");
+    let r = lsp
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "pylsp.anything", "arguments": [] }),
+        )
+        .await;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not allowed"),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -344,28 +508,59 @@ async fn documents_outside_the_session_and_unlisted_methods_are_refused() {
     let ed1 = app.ed1().await;
     let mut lsp = Lsp::open(addr, &ed1, None).await;
     let root = lsp.root();
-    for uri in ["file:///etc/passwd".to_string(), format!("{root}/../../../../etc/passwd"), format!("{root}/%2E%2E/x.py"), "untitled:x".into()] {
+    for uri in [
+        "file:///etc/passwd".to_string(),
+        format!("{root}/../../../../etc/passwd"),
+        format!("{root}/%2E%2E/x.py"),
+        "untitled:x".into(),
+    ] {
         lsp.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "python", "version": 1, "text": "import os\n" } })).await;
         let r = lsp.request("textDocument/hover", json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 8 } })).await;
-        assert!(r["error"]["message"].as_str().unwrap_or("").contains("session workspace"), "{uri}: {r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("session workspace"),
+            "{uri}: {r}"
+        );
     }
     // Only the document inside the session got diagnostics.
     let ok = lsp.open_doc("ok.py", "import sys\n").await;
     let d = lsp.notification("textDocument/publishDiagnostics").await;
-    assert_eq!(d["params"]["uri"], ok, "no diagnostics for a refused document: {d}");
+    assert_eq!(
+        d["params"]["uri"], ok,
+        "no diagnostics for a refused document: {d}"
+    );
     // A method outside the allow-list gets an error reply, not silence.
-    let r = lsp.request("workspace/symbol", json!({ "query": "x" })).await;
-    assert!(r["error"]["message"].as_str().unwrap_or("").contains("not allowed"), "{r}");
+    let r = lsp
+        .request("workspace/symbol", json!({ "query": "x" }))
+        .await;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not allowed"),
+        "{r}"
+    );
     // A batch cannot smuggle methods past the list.
     let batch = json!([{ "jsonrpc": "2.0", "id": 99, "method": "workspace/executeCommand", "params": { "command": "x" } }]);
-    lsp.ws.send(Message::Text(batch.to_string().into())).await.unwrap();
+    lsp.ws
+        .send(Message::Text(batch.to_string().into()))
+        .await
+        .unwrap();
     let r = loop {
         let v = lsp.recv().await;
         if v.get("error").is_some() {
             break v;
         }
     };
-    assert!(r["error"]["message"].as_str().unwrap_or("").contains("one JSON-RPC object"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("one JSON-RPC object"),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -379,18 +574,35 @@ async fn viewers_get_errors_for_editing_requests_and_editors_get_edits() {
     let mo1 = app.mo1().await;
     let mut viewer = Lsp::open(addr, &mo1, None).await;
     let uri = viewer.open_doc("v.py", text).await;
-    for (method, params) in [("textDocument/formatting", format(&uri)), ("textDocument/rename", rename(&uri)),
-        ("textDocument/prepareRename", rename(&uri)), ("textDocument/rangeFormatting", format(&uri))] {
+    for (method, params) in [
+        ("textDocument/formatting", format(&uri)),
+        ("textDocument/rename", rename(&uri)),
+        ("textDocument/prepareRename", rename(&uri)),
+        ("textDocument/rangeFormatting", format(&uri)),
+    ] {
         let r = viewer.request(method, params).await;
-        assert!(r["error"]["message"].as_str().unwrap_or("").contains("viewers cannot change code"), "{method}: {r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("viewers cannot change code"),
+            "{method}: {r}"
+        );
     }
 
     let ed1 = app.ed1().await;
     let mut editor = Lsp::open(addr, &ed1, None).await;
     let uri = editor.open_doc("e.py", text).await;
-    let r = editor.request("textDocument/formatting", format(&uri)).await;
+    let r = editor
+        .request("textDocument/formatting", format(&uri))
+        .await;
     let edits = r["result"].as_array().unwrap_or_else(|| panic!("{r}"));
-    assert!(edits.iter().any(|e| e["newText"].as_str().unwrap_or("").contains("f(1)")), "{r}");
+    assert!(
+        edits
+            .iter()
+            .any(|e| e["newText"].as_str().unwrap_or("").contains("f(1)")),
+        "{r}"
+    );
     let r = editor.request("textDocument/rename", rename(&uri)).await;
     assert!(r["result"].to_string().contains("def g("), "{r}");
 }
@@ -401,9 +613,16 @@ fn descendants(pid: u64) -> Vec<u64> {
     let mut i = 0;
     while i < all.len() {
         let p = all[i];
-        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            all.extend(kids.split_whitespace().filter_map(|k| k.parse::<u64>().ok()));
+            all.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u64>().ok()),
+            );
         }
         i += 1;
     }
@@ -412,13 +631,19 @@ fn descendants(pid: u64) -> Vec<u64> {
 
 fn status_field(pid: u64, field: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap_or_default().trim().to_string()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 #[tokio::test]
 async fn the_language_server_runs_in_the_sandbox_and_still_knows_the_interpreters_packages() {
     // A host file any user may read, outside the sandbox's paths, and a port on loopback.
-    let secret = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lsp-secret-{}", std::process::id()));
+    let secret = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("lsp-secret-{}", std::process::id()));
     std::fs::write(&secret, "host secret").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -449,15 +674,27 @@ if "/lsp/" in os.getcwd():
         secret = secret.display().to_string()
     );
     std::fs::write(site.join("scriptorium_probe.py"), probe).unwrap();
-    std::fs::write(site.join("scriptorium_probe.pth"), "import scriptorium_probe\n").unwrap();
+    std::fs::write(
+        site.join("scriptorium_probe.pth"),
+        "import scriptorium_probe\n",
+    )
+    .unwrap();
     let toml = interpreters_toml(extra.path(), &venv, false);
     let app = TestApp::start_with(|c| c.interpreters = toml.clone()).await;
     let addr = serve(&app).await;
     let ed1 = app.ed1().await;
     let mut lsp = Lsp::open(addr, &ed1, Some("with-pkg")).await;
-    let uri = lsp.open_doc("a.py", "import scriptorium_probe_pkg\nscriptorium_probe_pkg.pro").await;
+    let uri = lsp
+        .open_doc(
+            "a.py",
+            "import scriptorium_probe_pkg\nscriptorium_probe_pkg.pro",
+        )
+        .await;
     let labels = lsp.completion_labels(&uri, 1, 25).await;
-    assert!(labels.iter().any(|l| l.starts_with("probe_function")), "completion knows the interpreter's package: {labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("probe_function")),
+        "completion knows the interpreter's package: {labels:?}"
+    );
 
     // The language server process, seen from the host.
     let pid = lsp.session["params"]["pid"].as_u64().unwrap();
@@ -465,16 +702,27 @@ if "/lsp/" in os.getcwd():
         .into_iter()
         .find(|p| {
             let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).split('\0').any(|a| a.ends_with("/pylsp"))
+            String::from_utf8_lossy(&cmdline)
+                .split('\0')
+                .any(|a| a.ends_with("/pylsp"))
         })
         .expect("a pylsp process under the session");
-    let uid: Vec<String> = status_field(server, "Uid").split_whitespace().map(String::from).collect();
+    let uid: Vec<String> = status_field(server, "Uid")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
     if me == 0 {
         // A host uid of its own, leased from `[sandbox.linux] uid_range` (100000–165535).
         let n: u32 = uid[0].parse().unwrap();
-        assert!((100_000..=165_535).contains(&n), "the language server runs as a leased unprivileged uid: {uid:?}");
-        assert!(uid.iter().all(|u| u == &uid[0]), "real, effective, saved and fs uids agree: {uid:?}");
+        assert!(
+            (100_000..=165_535).contains(&n),
+            "the language server runs as a leased unprivileged uid: {uid:?}"
+        );
+        assert!(
+            uid.iter().all(|u| u == &uid[0]),
+            "real, effective, saved and fs uids agree: {uid:?}"
+        );
     } else {
         assert_eq!(uid[0], me.to_string());
     }
@@ -482,7 +730,10 @@ if "/lsp/" in os.getcwd():
     for ns in ["net", "pid", "mnt"] {
         let theirs = std::fs::read_link(format!("/proc/{server}/ns/{ns}")).unwrap();
         let mine = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
-        assert_ne!(theirs, mine, "the language server has its own {ns} namespace");
+        assert_ne!(
+            theirs, mine,
+            "the language server has its own {ns} namespace"
+        );
     }
 
     // What the interpreter's process (a child of the language server) could do.
@@ -502,26 +753,45 @@ if "/lsp/" in os.getcwd():
     assert_ne!(report["passwd"], "ok", "{report}");
     assert_ne!(report["tcp"], "ok", "{report}");
     listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_err(), "nothing connected to the host's loopback");
+    assert!(
+        listener.accept().is_err(),
+        "nothing connected to the host's loopback"
+    );
     let _ = std::fs::remove_file(secret);
 }
 
-
 #[tokio::test]
 async fn a_session_whose_server_cannot_start_is_refused_with_the_reason() {
-    let app = TestApp::start_with(|c| c.lsp.command = vec!["build/lsp/bin/no-such-server".into()]).await;
+    let app =
+        TestApp::start_with(|c| c.lsp.command = vec!["build/lsp/bin/no-such-server".into()]).await;
     let addr = serve(&app).await;
     let ed1 = app.ed1().await;
     let ws = connect(addr, Some(&ed1), None).await.expect("upgrade");
-    let mut lsp = Lsp { ws, next: 1, seen: Vec::new(), session: Value::Null };
+    let mut lsp = Lsp {
+        ws,
+        next: 1,
+        seen: Vec::new(),
+        session: Value::Null,
+    };
     let note = lsp.notification("window/showMessage").await;
     let message = note["params"]["message"].as_str().unwrap().to_string();
-    assert!(message.contains("no-such-server") && message.contains("make lsp"), "{note}");
+    assert!(
+        message.contains("no-such-server") && message.contains("make lsp"),
+        "{note}"
+    );
     let closed = lsp.recv().await;
     assert_eq!(closed["closed"][0], 1011, "{closed}");
-    assert!(closed["closed"][1].as_str().unwrap().contains("not installed"), "{closed}");
+    assert!(
+        closed["closed"][1]
+            .as_str()
+            .unwrap()
+            .contains("not installed"),
+        "{closed}"
+    );
     // Nothing was started and no session directory is left.
-    let left: Vec<_> = std::fs::read_dir(app.data().join("lsp")).map(|d| d.flatten().collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(app.data().join("lsp"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -529,19 +799,44 @@ async fn a_session_whose_server_cannot_start_is_refused_with_the_reason() {
 /// its path and its site-packages.
 fn venv_with_probe_pkg(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let venv = dir.join("venv");
-    let ok = std::process::Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap();
+    let ok = std::process::Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap();
     assert!(ok.success());
-    let site = std::fs::read_dir(venv.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages");
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("site-packages");
     std::fs::create_dir_all(site.join("scriptorium_probe_pkg")).unwrap();
-    std::fs::write(site.join("scriptorium_probe_pkg/__init__.py"), "def probe_function():\n    \"\"\"Only here.\"\"\"\n").unwrap();
+    std::fs::write(
+        site.join("scriptorium_probe_pkg/__init__.py"),
+        "def probe_function():\n    \"\"\"Only here.\"\"\"\n",
+    )
+    .unwrap();
     (venv, site)
 }
 
 /// An `interpreters.toml` in `dir` offering `venv` as `with-pkg` (the default), and the
 /// machine's `python3` as `plain` (then the default) when `with_plain`.
-fn interpreters_toml(dir: &std::path::Path, venv: &std::path::Path, with_plain: bool) -> std::path::PathBuf {
-    let entry = |id: &str, command: &str| format!("[[interpreter]]\nid = \"{id}\"\nkind = \"native\"\ncommand = \"{command}\"\nbackends = [\"linux\"]\n");
-    let mut text = format!("default = \"{}\"\n[detect]\nenabled = false\n", if with_plain { "plain" } else { "with-pkg" });
+fn interpreters_toml(
+    dir: &std::path::Path,
+    venv: &std::path::Path,
+    with_plain: bool,
+) -> std::path::PathBuf {
+    let entry = |id: &str, command: &str| {
+        format!(
+            "[[interpreter]]\nid = \"{id}\"\nkind = \"native\"\ncommand = \"{command}\"\nbackends = [\"linux\"]\n"
+        )
+    };
+    let mut text = format!(
+        "default = \"{}\"\n[detect]\nenabled = false\n",
+        if with_plain { "plain" } else { "with-pkg" }
+    );
     if with_plain {
         text += &entry("plain", "python3");
     }

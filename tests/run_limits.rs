@@ -15,10 +15,16 @@ async fn app() -> TestApp {
 async fn run_to_end(app: &TestApp, cookie: &str, ordering: &str, script: &str) -> Value {
     let id = app.published(cookie, ordering, script, "").await;
     let run_id = app.start_run(cookie, json!({ "script_id": id })).await;
-    let events = app.sse(&format!("/api/runs/{run_id}/events"), cookie, None, 100_000).await;
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), cookie, None, 100_000)
+        .await;
     let complete = events.last().expect("events");
     assert_eq!(complete.event, "complete", "{events:?}");
-    assert!(complete.data.to_string().len() < 32 * 1024, "the complete event is {} bytes", complete.data.to_string().len());
+    assert!(
+        complete.data.to_string().len() < 32 * 1024,
+        "the complete event is {} bytes",
+        complete.data.to_string().len()
+    );
     app.get(&format!("/api/runs/{run_id}"), cookie).await.json()
 }
 
@@ -30,14 +36,21 @@ async fn twenty_thousand_empty_files_end_the_run_at_the_file_quota_and_listings_
     let run = run_to_end(&app, &ed1, "1.0", script).await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["limit"], "disk", "{run}");
-    assert!(run["message"].as_str().unwrap().contains("10000 files"), "{run}");
+    assert!(
+        run["message"].as_str().unwrap().contains("10000 files"),
+        "{run}"
+    );
     let run_id = run["id"].as_i64().unwrap();
     // Nothing of an over-quota run is kept on disk.
     let dir = app.data().join("runs").join(run_id.to_string());
     let left = std::fs::read_dir(&dir).unwrap().count();
     assert!(left <= 2, "{left} entries left in the run directory");
     let list = app.get("/api/runs", &ed1).await;
-    assert!(list.body.len() < 16 * 1024, "GET /api/runs is {} bytes", list.body.len());
+    assert!(
+        list.body.len() < 16 * 1024,
+        "GET /api/runs is {} bytes",
+        list.body.len()
+    );
 }
 
 #[tokio::test]
@@ -53,7 +66,11 @@ async fn a_run_with_thousands_of_artifacts_lists_a_first_page_and_pages_through_
     assert_eq!(first.len(), 100);
     assert_eq!(first[0]["name"], "tiles/00000.txt");
     let record = app.get(&format!("/api/runs/{run_id}"), &ed1).await;
-    assert!(record.body.len() < 16 * 1024, "the run JSON is {} bytes", record.body.len());
+    assert!(
+        record.body.len() < 16 * 1024,
+        "the run JSON is {} bytes",
+        record.body.len()
+    );
 
     // Page through all of it.
     let mut names = Vec::new();
@@ -64,7 +81,13 @@ async fn a_run_with_thousands_of_artifacts_lists_a_first_page_and_pages_through_
         assert_eq!(page.status, StatusCode::OK, "{}", page.text());
         let page = page.json();
         assert_eq!(page["total"], 2500);
-        names.extend(page["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()));
+        names.extend(
+            page["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_string()),
+        );
         next = page["next"].as_str().map(String::from);
         pages += 1;
     }
@@ -72,19 +95,31 @@ async fn a_run_with_thousands_of_artifacts_lists_a_first_page_and_pages_through_
     assert_eq!(names.len(), 2500);
     assert_eq!(names[2499], "tiles/02499.txt");
     // An artifact beyond the first page is served.
-    let late = app.get(&format!("/api/runs/{run_id}/artifacts/tiles/02400.txt"), &ed1).await;
+    let late = app
+        .get(
+            &format!("/api/runs/{run_id}/artifacts/tiles/02400.txt"),
+            &ed1,
+        )
+        .await;
     assert_eq!(late.status, StatusCode::OK);
     assert_eq!(late.body, b"2400");
     // Bad paging is a clear 400.
     for bad in ["limit=0", "limit=5000", "offset=-1", "limit=abc"] {
-        let r = app.get(&format!("/api/runs/{run_id}/artifacts?{bad}"), &ed1).await;
+        let r = app
+            .get(&format!("/api/runs/{run_id}/artifacts?{bad}"), &ed1)
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
-        assert!(r.error().contains("limit") || r.error().contains("offset"), "{bad}: {}", r.error());
+        assert!(
+            r.error().contains("limit") || r.error().contains("offset"),
+            "{bad}: {}",
+            r.error()
+        );
     }
 }
 
 #[tokio::test]
-async fn links_fifos_and_sockets_left_in_the_run_directory_are_listed_as_skipped_and_never_opened() {
+async fn links_fifos_and_sockets_left_in_the_run_directory_are_listed_as_skipped_and_never_opened()
+{
     let app = app().await;
     let ed1 = app.ed1().await;
     let script = r#""""Traps"""
@@ -101,13 +136,23 @@ open("real.txt", "w").write("real")
     let run = run_to_end(&app, &ed1, "1.0", script).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let run_id = run["id"].as_i64().unwrap();
-    let names: Vec<&str> = run["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["real.txt"]);
     let skipped: Vec<(String, String)> = run["skipped"]
         .as_array()
         .unwrap_or_else(|| panic!("{run}"))
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_string(), s["kind"].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["kind"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         skipped,
@@ -120,13 +165,25 @@ open("real.txt", "w").write("real")
         ]
     );
     // None of them is served; a FIFO is not opened (the request would hang).
-    for name in ["shadow", "passwd.txt", "pipe.txt", "sock", "sub/root/etc/shadow"] {
-        let r = tokio::time::timeout(std::time::Duration::from_secs(5), app.get(&format!("/api/runs/{run_id}/artifacts/{name}"), &ed1))
-            .await
-            .unwrap_or_else(|_| panic!("{name}: the server blocked"));
+    for name in [
+        "shadow",
+        "passwd.txt",
+        "pipe.txt",
+        "sock",
+        "sub/root/etc/shadow",
+    ] {
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            app.get(&format!("/api/runs/{run_id}/artifacts/{name}"), &ed1),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the server blocked"));
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{name}: {}", r.text());
         assert!(!r.text().contains("root:"), "{name}");
     }
-    let page = app.get(&format!("/api/runs/{run_id}/artifacts"), &ed1).await.json();
+    let page = app
+        .get(&format!("/api/runs/{run_id}/artifacts"), &ed1)
+        .await
+        .json();
     assert_eq!(page["skipped"].as_array().unwrap().len(), 5, "{page}");
 }

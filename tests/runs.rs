@@ -12,11 +12,15 @@ async fn app() -> TestApp {
 }
 
 fn iso(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}")).to_string()
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
+        .to_string()
 }
 
 async fn pass_record(app: &TestApp, cookie: &str, id: i64) -> Value {
-    let events = app.sse(&format!("/api/passes/{id}/events"), cookie, None, 10_000).await;
+    let events = app
+        .sse(&format!("/api/passes/{id}/events"), cookie, None, 10_000)
+        .await;
     assert_eq!(events.last().unwrap().event, "complete", "{events:?}");
     app.get(&format!("/api/passes/{id}"), cookie).await.json()
 }
@@ -38,27 +42,52 @@ async fn a_run_gets_its_input_streams_while_running_and_keeps_artifacts() {
     let script = "\"\"\"Greeter\"\"\"\nimport sys, time\nprint('got:', open(sys.argv[1]).read().strip())\ntime.sleep(1)\nopen('result.txt', 'w').write('done\\n')\nopen('model.stl', 'w').write('solid x\\nendsolid x\\n')\nprint('finished')\n";
     let id = app.published(&ed1, "1.0", script, "hello").await;
     let run_id = app.start_run(&ed1, json!({ "script_id": id })).await;
-    let events = app.sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 1000).await;
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 1000)
+        .await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(kinds, ["status", "status", "log", "log", "complete"], "{events:?}");
+    assert_eq!(
+        kinds,
+        ["status", "status", "log", "log", "complete"],
+        "{events:?}"
+    );
     let first = events.iter().find(|e| e.event == "log").unwrap();
-    assert_eq!(first.data, json!({ "stream": "stdout", "line": "got: hello" }));
+    assert_eq!(
+        first.data,
+        json!({ "stream": "stdout", "line": "got: hello" })
+    );
     let complete = events.last().unwrap();
-    assert!(complete.at.duration_since(first.at) >= Duration::from_millis(800), "the line came only at the end");
+    assert!(
+        complete.at.duration_since(first.at) >= Duration::from_millis(800),
+        "the line came only at the end"
+    );
     assert_eq!(complete.data["status"], "succeeded");
     assert_eq!(complete.data["exit_code"], 0);
-    let names: Vec<&str> = complete.data["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = complete.data["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["model.stl", "result.txt"]);
     // Ids are contiguous from 1.
     assert!(events.iter().enumerate().all(|(i, e)| e.id == i as u64 + 1));
 
-    let stl = app.get(&format!("/api/runs/{run_id}/artifacts/model.stl"), &ed1).await;
+    let stl = app
+        .get(&format!("/api/runs/{run_id}/artifacts/model.stl"), &ed1)
+        .await;
     assert_eq!(stl.status, StatusCode::OK);
     assert_eq!(stl.headers["content-type"], "model/stl");
     assert_eq!(stl.body, b"solid x\nendsolid x\n");
     for bad in ["..%2F..%2Fscriptorium.db", "input", "nothing.txt"] {
-        let r = app.get(&format!("/api/runs/{run_id}/artifacts/{bad}"), &ed1).await;
-        assert!(r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST, "{bad}: {}", r.status);
+        let r = app
+            .get(&format!("/api/runs/{run_id}/artifacts/{bad}"), &ed1)
+            .await;
+        assert!(
+            r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            r.status
+        );
     }
 
     let run = app.get(&format!("/api/runs/{run_id}"), &ed1).await.json();
@@ -66,13 +95,26 @@ async fn a_run_gets_its_input_streams_while_running_and_keeps_artifacts() {
     assert_eq!(run["requested_by"], "ed1");
     assert_eq!(run["version"], "0.1");
     assert_eq!(run["backend"], "linux");
-    assert_eq!(run["interpreter_version"].as_str().unwrap().split('.').count(), 3);
-    assert_eq!(run["protections"]["namespaces"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        run["interpreter_version"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .count(),
+        3
+    );
+    assert_eq!(
+        run["protections"]["namespaces"].as_array().unwrap().len(),
+        6
+    );
     assert!(run["duration"].as_f64().unwrap() >= 1.0);
     // The list shows the last run; the last successful output is kept.
     let list = app.get("/api/scripts", &ed1).await.json();
     assert_eq!(list[0]["last_run"]["status"], "succeeded");
-    let last = app.get(&format!("/api/scripts/{id}/last-success"), &ed1).await.json();
+    let last = app
+        .get(&format!("/api/scripts/{id}/last-success"), &ed1)
+        .await
+        .json();
     assert_eq!(last["run"]["id"], run_id);
     assert_eq!(last["output"][1]["line"], "finished");
 }
@@ -86,20 +128,41 @@ async fn run_all_overlaps_a_group_and_runs_groups_in_order() {
     app.published(&ed1, "2.0", sleepy, "").await;
     app.published(&ed1, "2.1", sleepy, "").await;
     app.published(&ed1, "3.0", "print('three')\n", "").await;
-    let r = app.json(Method::POST, "/api/passes", Some(&ed1), None).await;
+    let r = app
+        .json(Method::POST, "/api/passes", Some(&ed1), None)
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let pass_id = r.json()["pass_id"].as_i64().unwrap();
     let pass = pass_record(&app, &ed1, pass_id).await;
     assert_eq!(pass["status"], "succeeded", "{pass}");
-    let groups: Vec<u64> = pass["groups"].as_array().unwrap().iter().map(|g| g["group"].as_u64().unwrap()).collect();
+    let groups: Vec<u64> = pass["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_u64().unwrap())
+        .collect();
     assert_eq!(groups, [1, 2, 3]);
     let runs = runs_by_ordering(&pass);
     let (a, b, c, d) = (&runs["1.0"], &runs["2.0"], &runs["2.1"], &runs["3.0"]);
     // Timestamps are RFC 3339 with the same width: they compare as strings.
-    assert!(iso(&b["started_at"]) >= iso(&a["ended_at"]), "group 2 after group 1");
-    assert!(iso(&c["started_at"]) < iso(&b["ended_at"]) && iso(&b["started_at"]) < iso(&c["ended_at"]), "2.0 and 2.1 overlap: {b} {c}");
-    assert!(iso(&d["started_at"]) >= iso(&b["ended_at"]) && iso(&d["started_at"]) >= iso(&c["ended_at"]), "3.0 after both");
-    assert!(pass["duration"].as_f64().unwrap() < 1.9, "the group of two ran concurrently: {}", pass["duration"]);
+    assert!(
+        iso(&b["started_at"]) >= iso(&a["ended_at"]),
+        "group 2 after group 1"
+    );
+    assert!(
+        iso(&c["started_at"]) < iso(&b["ended_at"]) && iso(&b["started_at"]) < iso(&c["ended_at"]),
+        "2.0 and 2.1 overlap: {b} {c}"
+    );
+    assert!(
+        iso(&d["started_at"]) >= iso(&b["ended_at"])
+            && iso(&d["started_at"]) >= iso(&c["ended_at"]),
+        "3.0 after both"
+    );
+    assert!(
+        pass["duration"].as_f64().unwrap() < 1.9,
+        "the group of two ran concurrently: {}",
+        pass["duration"]
+    );
     let latest = app.get("/api/passes/latest", &ed1).await.json();
     assert_eq!(latest["id"], pass_id);
 }
@@ -109,12 +172,24 @@ async fn stop_and_continue_on_failure_behave_as_documented() {
     let app = app().await;
     let ed1 = app.ed1().await;
     app.published(&ed1, "1.0", "print('ok')\n", "").await;
-    app.published(&ed1, "2.0", "import sys\nsys.exit(4)\n", "").await;
-    app.published(&ed1, "2.1", "import time\ntime.sleep(0.3)\nprint('ok')\n", "").await;
+    app.published(&ed1, "2.0", "import sys\nsys.exit(4)\n", "")
+        .await;
+    app.published(
+        &ed1,
+        "2.1",
+        "import time\ntime.sleep(0.3)\nprint('ok')\n",
+        "",
+    )
+    .await;
     app.published(&ed1, "3.0", "print('later')\n", "").await;
 
     // Default: stop. The failing group finishes; later groups are skipped.
-    let id = app.json(Method::POST, "/api/passes", Some(&ed1), None).await.json()["pass_id"].as_i64().unwrap();
+    let id = app
+        .json(Method::POST, "/api/passes", Some(&ed1), None)
+        .await
+        .json()["pass_id"]
+        .as_i64()
+        .unwrap();
     let pass = pass_record(&app, &ed1, id).await;
     assert_eq!(pass["on_failure"], "stop");
     assert_eq!(pass["status"], "failed");
@@ -123,22 +198,41 @@ async fn stop_and_continue_on_failure_behave_as_documented() {
     assert_eq!(runs["2.0"]["exit_code"], 4);
     assert_eq!(runs["2.1"]["status"], "succeeded");
     assert_eq!(runs["3.0"]["status"], "skipped");
-    assert!(runs["3.0"]["message"].as_str().unwrap().contains("stops on failure"));
+    assert!(
+        runs["3.0"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stops on failure")
+    );
 
     let body = json!({ "on_failure": "continue" });
-    let id = app.json(Method::POST, "/api/passes", Some(&ed1), Some(body)).await.json()["pass_id"].as_i64().unwrap();
+    let id = app
+        .json(Method::POST, "/api/passes", Some(&ed1), Some(body))
+        .await
+        .json()["pass_id"]
+        .as_i64()
+        .unwrap();
     let pass = pass_record(&app, &ed1, id).await;
     assert_eq!(pass["status"], "failed");
     let runs = runs_by_ordering(&pass);
     assert_eq!(runs["3.0"]["status"], "succeeded");
-    let bad = app.json(Method::POST, "/api/passes", Some(&ed1), Some(json!({ "on_failure": "retry" }))).await;
+    let bad = app
+        .json(
+            Method::POST,
+            "/api/passes",
+            Some(&ed1),
+            Some(json!({ "on_failure": "retry" })),
+        )
+        .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
 const HEARTBEAT: &str = "import time\nprint('beating', flush=True)\nwhile True:\n    open('beat', 'a').write('.')\n    time.sleep(0.05)\n";
 
 fn beats(app: &TestApp, run_id: i64) -> usize {
-    std::fs::read_to_string(app.data().join(format!("runs/{run_id}/beat"))).map(|s| s.len()).unwrap_or(0)
+    std::fs::read_to_string(app.data().join(format!("runs/{run_id}/beat")))
+        .map(|s| s.len())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -149,23 +243,46 @@ async fn cancelling_a_run_and_a_pass_stops_their_processes() {
     app.published(&ed1, "2.0", "print('never')\n", "").await;
 
     let run_id = app.start_run(&ed1, json!({ "script_id": id })).await;
-    let seen = app.sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 3).await;
+    let seen = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 3)
+        .await;
     assert_eq!(seen[2].data["line"], "beating");
     let asked = Instant::now();
-    let r = app.json(Method::POST, &format!("/api/runs/{run_id}/cancel"), Some(&ed1), None).await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/runs/{run_id}/cancel"),
+            Some(&ed1),
+            None,
+        )
+        .await;
     assert_eq!(r.json()["cancelled"], true);
-    let rest = app.sse(&format!("/api/runs/{run_id}/events"), &ed1, Some(3), 1000).await;
-    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    let rest = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, Some(3), 1000)
+        .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
     assert_eq!(rest.last().unwrap().data["status"], "cancelled");
     let b = beats(&app, run_id);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(beats(&app, run_id), b, "the script still runs");
 
-    let pass_id = app.json(Method::POST, "/api/passes", Some(&ed1), None).await.json()["pass_id"].as_i64().unwrap();
+    let pass_id = app
+        .json(Method::POST, "/api/passes", Some(&ed1), None)
+        .await
+        .json()["pass_id"]
+        .as_i64()
+        .unwrap();
     // Wait until the heartbeat script of group 1 runs.
     let mut running = None;
     for _ in 0..100 {
-        let pass = app.get(&format!("/api/passes/{pass_id}"), &ed1).await.json();
+        let pass = app
+            .get(&format!("/api/passes/{pass_id}"), &ed1)
+            .await
+            .json();
         let runs = runs_by_ordering(&pass);
         if runs["1.0"]["status"] == "running" {
             running = runs["1.0"]["id"].as_i64();
@@ -174,7 +291,14 @@ async fn cancelling_a_run_and_a_pass_stops_their_processes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let running = running.expect("group 1 started");
-    let r = app.json(Method::POST, &format!("/api/passes/{pass_id}/cancel"), Some(&ed1), None).await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/passes/{pass_id}/cancel"),
+            Some(&ed1),
+            None,
+        )
+        .await;
     assert_eq!(r.json()["cancelled"], true);
     let pass = pass_record(&app, &ed1, pass_id).await;
     assert_eq!(pass["status"], "cancelled");
@@ -195,15 +319,30 @@ async fn reconnecting_with_last_event_id_loses_no_line() {
     let run_id = app.start_run(&ed1, json!({ "script_id": id })).await;
     let path = format!("/api/runs/{run_id}/events");
     let first = app.sse(&path, &ed1, None, 12).await;
-    let rest = app.sse(&path, &ed1, Some(first.last().unwrap().id), 10_000).await;
+    let rest = app
+        .sse(&path, &ed1, Some(first.last().unwrap().id), 10_000)
+        .await;
     let all: Vec<_> = first.iter().chain(rest.iter()).collect();
-    assert!(all.iter().enumerate().all(|(i, e)| e.id == i as u64 + 1), "ids have gaps");
-    let lines: Vec<String> = all.iter().filter(|e| e.event == "log").map(|e| e.data["line"].as_str().unwrap().to_string()).collect();
-    assert_eq!(lines, (0..60).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    assert!(
+        all.iter().enumerate().all(|(i, e)| e.id == i as u64 + 1),
+        "ids have gaps"
+    );
+    let lines: Vec<String> = all
+        .iter()
+        .filter(|e| e.event == "log")
+        .map(|e| e.data["line"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        (0..60).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
     // After the end, the stored log replays the same, from any point.
     let replay = app.sse(&path, &ed1, Some(30), 10_000).await;
     assert_eq!(replay.first().unwrap().id, 31);
-    assert_eq!(replay.iter().map(|e| e.data.clone()).collect::<Vec<_>>(), all[30..].iter().map(|e| e.data.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        replay.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        all[30..].iter().map(|e| e.data.clone()).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -213,41 +352,110 @@ async fn viewers_watch_but_cannot_start_or_cancel() {
     let mo1 = app.mo1().await;
     let id = app.published(&ed1, "1.0", "print('hi')\n", "").await;
     let forbidden = [
-        (Method::POST, "/api/runs".to_string(), Some(json!({ "script_id": id }))),
+        (
+            Method::POST,
+            "/api/runs".to_string(),
+            Some(json!({ "script_id": id })),
+        ),
         (Method::POST, "/api/passes".to_string(), None),
         (Method::POST, "/api/runs/1/cancel".to_string(), None),
         (Method::POST, "/api/passes/1/cancel".to_string(), None),
-        (Method::GET, format!("/api/scripts/{id}/production-data"), None),
-        (Method::PUT, format!("/api/scripts/{id}/production-data"), None),
+        (
+            Method::GET,
+            format!("/api/scripts/{id}/production-data"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/scripts/{id}/production-data"),
+            None,
+        ),
     ];
     for (m, p, b) in forbidden {
-        assert_eq!(app.json(m.clone(), &p, Some(&mo1), b).await.status, StatusCode::FORBIDDEN, "{m} {p}");
+        assert_eq!(
+            app.json(m.clone(), &p, Some(&mo1), b).await.status,
+            StatusCode::FORBIDDEN,
+            "{m} {p}"
+        );
     }
     let run_id = app.start_run(&ed1, json!({ "script_id": id })).await;
-    let events = app.sse(&format!("/api/runs/{run_id}/events"), &mo1, None, 100).await;
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), &mo1, None, 100)
+        .await;
     assert_eq!(events.last().unwrap().data["status"], "succeeded");
-    assert_eq!(app.get(&format!("/api/runs/{run_id}"), &mo1).await.status, StatusCode::OK);
-    assert_eq!(app.get(&format!("/api/runs?script_id={id}"), &mo1).await.json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get(&format!("/api/runs/{run_id}"), &mo1).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get(&format!("/api/runs?script_id={id}"), &mo1)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn production_mode_hands_each_script_its_production_data() {
     let app = app().await;
     let ed1 = app.ed1().await;
-    let id = app.published(&ed1, "1.0", "import sys\nprint(open(sys.argv[1]).read())\n", "test rows").await;
-    let put = app.put_raw(&format!("/api/scripts/{id}/production-data"), Some(&ed1), "real rows").await;
+    let id = app
+        .published(
+            &ed1,
+            "1.0",
+            "import sys\nprint(open(sys.argv[1]).read())\n",
+            "test rows",
+        )
+        .await;
+    let put = app
+        .put_raw(
+            &format!("/api/scripts/{id}/production-data"),
+            Some(&ed1),
+            "real rows",
+        )
+        .await;
     assert_eq!(put.status, StatusCode::OK);
-    let run_id = app.start_run(&ed1, json!({ "script_id": id, "mode": "production" })).await;
-    let events = app.sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 100).await;
-    assert!(events.iter().any(|e| e.data["line"] == "real rows"), "{events:?}");
+    let run_id = app
+        .start_run(&ed1, json!({ "script_id": id, "mode": "production" }))
+        .await;
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 100)
+        .await;
+    assert!(
+        events.iter().any(|e| e.data["line"] == "real rows"),
+        "{events:?}"
+    );
     let run_id = app.start_run(&ed1, json!({ "script_id": id })).await;
-    let events = app.sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 100).await;
-    assert!(events.iter().any(|e| e.data["line"] == "test rows"), "{events:?}");
-    let pass_id = app.json(Method::POST, "/api/passes", Some(&ed1), Some(json!({ "mode": "production" }))).await.json()["pass_id"]
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 100)
+        .await;
+    assert!(
+        events.iter().any(|e| e.data["line"] == "test rows"),
+        "{events:?}"
+    );
+    let pass_id = app
+        .json(
+            Method::POST,
+            "/api/passes",
+            Some(&ed1),
+            Some(json!({ "mode": "production" })),
+        )
+        .await
+        .json()["pass_id"]
         .as_i64()
         .unwrap();
-    let events = app.sse(&format!("/api/passes/{pass_id}/events"), &ed1, None, 1000).await;
-    assert!(events.iter().any(|e| e.event == "log" && e.data["line"] == "real rows"), "{events:?}");
+    let events = app
+        .sse(&format!("/api/passes/{pass_id}/events"), &ed1, None, 1000)
+        .await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "log" && e.data["line"] == "real rows"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -256,25 +464,82 @@ async fn bad_run_requests_are_clear_and_start_nothing() {
     let ed1 = app.ed1().await;
     let id = app.published(&ed1, "1.0", "print(1)\n", "").await;
     let cases = [
-        (json!({ "script_id": 999 }), StatusCode::NOT_FOUND, "script 999"),
-        (json!({ "script_id": id, "interpreter": "graalpy-x" }), StatusCode::BAD_REQUEST, "`graalpy-x` is not known"),
-        (json!({ "script_id": id, "backend": "docker" }), StatusCode::BAD_REQUEST, "docker"),
-        (json!({ "script_id": id, "backend": "wasi" }), StatusCode::BAD_REQUEST, "cannot run under the `wasi` backend"),
-        (json!({ "script_id": id, "version": "9.9" }), StatusCode::NOT_FOUND, "version 9.9"),
-        (json!({ "script_id": id, "mode": "prod" }), StatusCode::BAD_REQUEST, "mode"),
+        (
+            json!({ "script_id": 999 }),
+            StatusCode::NOT_FOUND,
+            "script 999",
+        ),
+        (
+            json!({ "script_id": id, "interpreter": "graalpy-x" }),
+            StatusCode::BAD_REQUEST,
+            "`graalpy-x` is not known",
+        ),
+        (
+            json!({ "script_id": id, "backend": "docker" }),
+            StatusCode::BAD_REQUEST,
+            "docker",
+        ),
+        (
+            json!({ "script_id": id, "backend": "wasi" }),
+            StatusCode::BAD_REQUEST,
+            "cannot run under the `wasi` backend",
+        ),
+        (
+            json!({ "script_id": id, "version": "9.9" }),
+            StatusCode::NOT_FOUND,
+            "version 9.9",
+        ),
+        (
+            json!({ "script_id": id, "mode": "prod" }),
+            StatusCode::BAD_REQUEST,
+            "mode",
+        ),
     ];
     for (body, status, needle) in cases {
-        let r = app.json(Method::POST, "/api/runs", Some(&ed1), Some(body.clone())).await;
-        assert_eq!(r.status, status, "{body}: {}", String::from_utf8_lossy(&r.body));
+        let r = app
+            .json(Method::POST, "/api/runs", Some(&ed1), Some(body.clone()))
+            .await;
+        assert_eq!(
+            r.status,
+            status,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert!(r.error().contains(needle), "{body}: {}", r.error());
     }
-    assert!(app.get("/api/runs", &ed1).await.json().as_array().unwrap().is_empty());
-    assert_eq!(app.get("/api/runs/77", &ed1).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.json(Method::POST, "/api/runs/77/cancel", Some(&ed1), None).await.status, StatusCode::NOT_FOUND);
+    assert!(
+        app.get("/api/runs", &ed1)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.get("/api/runs/77", &ed1).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.json(Method::POST, "/api/runs/77/cancel", Some(&ed1), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // The WASI interpreter runs the same script under the wasi backend.
-    let run_id = app.start_run(&ed1, json!({ "script_id": id, "interpreter": "wasi-cpython-3.14" })).await;
-    let events = app.sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 100).await;
-    assert_eq!(events.last().unwrap().data["status"], "succeeded", "{events:?}");
+    let run_id = app
+        .start_run(
+            &ed1,
+            json!({ "script_id": id, "interpreter": "wasi-cpython-3.14" }),
+        )
+        .await;
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 100)
+        .await;
+    assert_eq!(
+        events.last().unwrap().data["status"],
+        "succeeded",
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -312,10 +577,21 @@ async fn a_restart_mid_run_leaves_the_run_interrupted_and_curl_sees_the_stream()
             .await
             .unwrap();
         let c = r.headers()["set-cookie"].to_str().unwrap().to_string();
-        c.split(';').next().unwrap().split('=').nth(1).unwrap().to_string()
+        c.split(';')
+            .next()
+            .unwrap()
+            .split('=')
+            .nth(1)
+            .unwrap()
+            .to_string()
     });
     let mut curl = tokio::process::Command::new("curl")
-        .args(["-sN", "-H", &format!("Cookie: {cookie}"), &server.url(&format!("/api/runs/{run_id}/events"))])
+        .args([
+            "-sN",
+            "-H",
+            &format!("Cookie: {cookie}"),
+            &server.url(&format!("/api/runs/{run_id}/events")),
+        ])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -323,9 +599,15 @@ async fn a_restart_mid_run_leaves_the_run_interrupted_and_curl_sees_the_stream()
     let mut out = curl.stdout.take().unwrap();
     let (mut buf, mut events) = (String::new(), Vec::new());
     let mut chunk = [0u8; 4096];
-    while !events.iter().any(|e: &crate::util::Sse| e.data["line"] == "started") {
+    while !events
+        .iter()
+        .any(|e: &crate::util::Sse| e.data["line"] == "started")
+    {
         use tokio::io::AsyncReadExt;
-        let n = tokio::time::timeout(Duration::from_secs(20), out.read(&mut chunk)).await.expect("curl saw nothing").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(20), out.read(&mut chunk))
+            .await
+            .expect("curl saw nothing")
+            .unwrap();
         assert!(n > 0, "curl's stream ended early");
         buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
         parse_sse(&mut buf, &mut events);
@@ -341,14 +623,31 @@ async fn a_restart_mid_run_leaves_the_run_interrupted_and_curl_sees_the_stream()
     let _ = curl.wait().await;
     let server = ServerProcess::start(&data, &[("SCRIPTORIUM_SEED_EXAMPLES", "false")]);
     let client = http_client(&server, "ed1", "1editor").await;
-    let run: Value = client.get(server.url(&format!("/api/runs/{run_id}"))).send().await.unwrap().json().await.unwrap();
+    let run: Value = client
+        .get(server.url(&format!("/api/runs/{run_id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(run["status"], "interrupted", "{run}");
-    let text = client.get(server.url(&format!("/api/runs/{run_id}/events"))).send().await.unwrap().text().await.unwrap();
+    let text = client
+        .get(server.url(&format!("/api/runs/{run_id}/events")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (mut buf, mut events) = (text, Vec::new());
     parse_sse(&mut buf, &mut events);
     assert_eq!(events.last().unwrap().event, "complete");
     assert_eq!(events.last().unwrap().data["status"], "interrupted");
-    assert!(events.iter().any(|e| e.data["line"] == "started"), "the stored log kept the line");
+    assert!(
+        events.iter().any(|e| e.data["line"] == "started"),
+        "the stored log kept the line"
+    );
     let log = server.terminate();
     assert!(log.contains("interrupted"), "{log}");
 }

@@ -10,8 +10,16 @@ use crate::util::TestApp;
 async fn create_from_template_takes_the_next_whole_ordering_number() {
     let app = TestApp::start().await;
     let ed1 = app.ed1().await;
-    app.json(Method::PUT, "/api/scripts/3/ordering", Some(&ed1), Some(json!({ "ordering": "3.07" }))).await;
-    let r = app.json(Method::POST, "/api/scripts", Some(&ed1), None).await;
+    app.json(
+        Method::PUT,
+        "/api/scripts/3/ordering",
+        Some(&ed1),
+        Some(json!({ "ordering": "3.07" })),
+    )
+    .await;
+    let r = app
+        .json(Method::POST, "/api/scripts", Some(&ed1), None)
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let s = r.json();
     // Seeds are 1.0, 2.0, 2.1→3.07: after 3.xx comes 4.0.
@@ -19,8 +27,14 @@ async fn create_from_template_takes_the_next_whole_ordering_number() {
     assert_eq!(s["version"], "0.1");
     assert_eq!(s["name"], "New script");
     let content = s["content"].as_str().unwrap();
-    assert!(content.contains("sys.argv") && content.contains("argv[1]"), "{content}");
-    assert!(content.contains("Available interpreters") && content.contains("cpython"), "{content}");
+    assert!(
+        content.contains("sys.argv") && content.contains("argv[1]"),
+        "{content}"
+    );
+    assert!(
+        content.contains("Available interpreters") && content.contains("cpython"),
+        "{content}"
+    );
     // The list shows it with 0.01 s timestamps.
     let list = app.get("/api/scripts", &ed1).await.json();
     let last = list.as_array().unwrap().last().unwrap().clone();
@@ -37,28 +51,64 @@ async fn minor_goes_past_nine_and_bump_resets_it() {
     let id = app.create(&ed1, "\"\"\"Counter\"\"\"\nn = 1\n").await;
     for i in 2..=10 {
         let base = format!("0.{}", i - 1);
-        let r = app.save(&ed1, id, &format!("\"\"\"Counter\"\"\"\nn = {i}\n"), &base).await;
-        assert_eq!(r.json()["version"], format!("0.{i}"), "{}", String::from_utf8_lossy(&r.body));
+        let r = app
+            .save(&ed1, id, &format!("\"\"\"Counter\"\"\"\nn = {i}\n"), &base)
+            .await;
+        assert_eq!(
+            r.json()["version"],
+            format!("0.{i}"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let s = app.get(&format!("/api/scripts/{id}"), &ed1).await.json();
     assert_eq!(s["version"], "0.10");
     // 0.1 and 0.10 are different versions with their own content.
-    let v1 = app.get(&format!("/api/scripts/{id}/versions/0.1"), &ed1).await.json();
-    let v10 = app.get(&format!("/api/scripts/{id}/versions/0.10"), &ed1).await.json();
+    let v1 = app
+        .get(&format!("/api/scripts/{id}/versions/0.1"), &ed1)
+        .await
+        .json();
+    let v10 = app
+        .get(&format!("/api/scripts/{id}/versions/0.10"), &ed1)
+        .await
+        .json();
     assert_eq!(v1["content"], "\"\"\"Counter\"\"\"\nn = 1\n");
     assert_eq!(v10["content"], "\"\"\"Counter\"\"\"\nn = 10\n");
-    let r = app.json(Method::POST, &format!("/api/scripts/{id}/bump-major"), Some(&ed1), None).await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/scripts/{id}/bump-major"),
+            Some(&ed1),
+            None,
+        )
+        .await;
     assert_eq!(r.json()["version"], "1.0");
-    let r = app.save(&ed1, id, "\"\"\"Counter\"\"\"\nn = 11\n", "1.0").await;
+    let r = app
+        .save(&ed1, id, "\"\"\"Counter\"\"\"\nn = 11\n", "1.0")
+        .await;
     assert_eq!(r.json()["version"], "1.1");
-    let history = app.get(&format!("/api/scripts/{id}/versions"), &ed1).await.json();
-    let versions: Vec<&str> = history.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    let history = app
+        .get(&format!("/api/scripts/{id}/versions"), &ed1)
+        .await
+        .json();
+    let versions: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
     assert_eq!(versions[..4], ["1.1", "1.0", "0.10", "0.9"]);
     assert_eq!(versions.len(), 12);
     assert_eq!(history[1]["kind"], "bump");
     // An unchanged save makes no version.
-    let r = app.save(&ed1, id, "\"\"\"Counter\"\"\"\nn = 11\n", "1.1").await.json();
-    assert_eq!((r["version"].as_str(), r["changed"].as_bool()), (Some("1.1"), Some(false)));
+    let r = app
+        .save(&ed1, id, "\"\"\"Counter\"\"\"\nn = 11\n", "1.1")
+        .await
+        .json();
+    assert_eq!(
+        (r["version"].as_str(), r["changed"].as_bool()),
+        (Some("1.1"), Some(false))
+    );
 }
 
 #[tokio::test]
@@ -66,13 +116,20 @@ async fn a_stale_save_is_refused_with_the_current_version() {
     let app = TestApp::start().await;
     let ed1 = app.ed1().await;
     let id = app.create(&ed1, "x = 1\n").await;
-    assert_eq!(app.save(&ed1, id, "x = 2\n", "0.1").await.status, StatusCode::OK);
+    assert_eq!(
+        app.save(&ed1, id, "x = 2\n", "0.1").await.status,
+        StatusCode::OK
+    );
     let before = app.git(&["rev-parse", "ed1"]);
     let r = app.save(&ed1, id, "x = 3\n", "0.1").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json()["current_version"], "0.2");
     assert!(r.error().contains("based on 0.1"), "{}", r.error());
-    assert_eq!(app.git(&["rev-parse", "ed1"]), before, "no commit for a stale save");
+    assert_eq!(
+        app.git(&["rev-parse", "ed1"]),
+        before,
+        "no commit for a stale save"
+    );
     let s = app.get(&format!("/api/scripts/{id}"), &ed1).await.json();
     assert_eq!(s["content"], "x = 2\n");
 }
@@ -83,7 +140,9 @@ async fn invalid_python_is_422_with_the_line_and_commits_nothing() {
     let ed1 = app.ed1().await;
     let id = app.create(&ed1, "x = 1\n").await;
     let before = app.git(&["rev-list", "--all", "--count"]);
-    let r = app.save(&ed1, id, "x = 1\n\ndef f(:\n    pass\n", "0.1").await;
+    let r = app
+        .save(&ed1, id, "x = 1\n\ndef f(:\n    pass\n", "0.1")
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json()["line"], 3);
     assert!(r.error().contains("line 3"), "{}", r.error());
@@ -91,11 +150,29 @@ async fn invalid_python_is_422_with_the_line_and_commits_nothing() {
     let r = app.save(&ed1, id, "x = 1\nreturn x\n", "0.1").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json()["line"], 2);
-    let r = app.json(Method::POST, "/api/scripts", Some(&ed1), Some(json!({ "content": "if True\n" }))).await;
+    let r = app
+        .json(
+            Method::POST,
+            "/api/scripts",
+            Some(&ed1),
+            Some(json!({ "content": "if True\n" })),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.git(&["rev-list", "--all", "--count"]), before);
-    assert_eq!(app.get(&format!("/api/scripts/{id}"), &ed1).await.json()["version"], "0.1");
-    assert_eq!(app.get("/api/scripts", &ed1).await.json().as_array().unwrap().len(), 4);
+    assert_eq!(
+        app.get(&format!("/api/scripts/{id}"), &ed1).await.json()["version"],
+        "0.1"
+    );
+    assert_eq!(
+        app.get("/api/scripts", &ed1)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -126,12 +203,36 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (Method::POST, "/api/scripts/424242/publish".into(), Body::empty(), Some("application/json"), StatusCode::NOT_FOUND, "424242"),
     ];
     for (method, uri, body, ctype, status, needle) in cases {
-        let r = app.call(method.clone(), &uri, Some(&ed1), body, ctype).await;
-        assert_eq!(r.status, status, "{method} {uri}: {}", String::from_utf8_lossy(&r.body));
-        assert!(r.error().contains(needle), "{method} {uri}: `{}` lacks `{needle}`", r.error());
+        let r = app
+            .call(method.clone(), &uri, Some(&ed1), body, ctype)
+            .await;
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            r.error().contains(needle),
+            "{method} {uri}: `{}` lacks `{needle}`",
+            r.error()
+        );
     }
-    assert_eq!(app.git(&["rev-list", "--all", "--count"]), before, "bad input wrote to git");
-    assert_eq!(app.get("/api/scripts", &ed1).await.json().as_array().unwrap().len(), 4, "bad input created a script");
+    assert_eq!(
+        app.git(&["rev-list", "--all", "--count"]),
+        before,
+        "bad input wrote to git"
+    );
+    assert_eq!(
+        app.get("/api/scripts", &ed1)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "bad input created a script"
+    );
     assert_eq!(app.get(&path, &ed1).await.json()["version"], "0.1");
 }
 
@@ -140,10 +241,24 @@ async fn fork_records_its_origin_and_copies_test_data() {
     let app = TestApp::start().await;
     let ed1 = app.ed1().await;
     let id = app.create(&ed1, "\"\"\"Original\"\"\"\nx = 1\n").await;
-    app.save(&ed1, id, "\"\"\"Original\"\"\"\nx = 2\n", "0.1").await;
-    let put = app.put_raw(&format!("/api/scripts/{id}/test-data"), Some(&ed1), "a,b\n1,2\n").await;
+    app.save(&ed1, id, "\"\"\"Original\"\"\"\nx = 2\n", "0.1")
+        .await;
+    let put = app
+        .put_raw(
+            &format!("/api/scripts/{id}/test-data"),
+            Some(&ed1),
+            "a,b\n1,2\n",
+        )
+        .await;
     assert_eq!(put.json()["changed"], true);
-    let r = app.json(Method::POST, &format!("/api/scripts/{id}/fork"), Some(&ed1), None).await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/scripts/{id}/fork"),
+            Some(&ed1),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let fork = r.json();
     assert_eq!(fork["parent"], json!({ "id": id, "version": "0.2" }));
@@ -151,12 +266,20 @@ async fn fork_records_its_origin_and_copies_test_data() {
     assert_eq!(fork["content"], "\"\"\"Original\"\"\"\nx = 2\n");
     assert_ne!(fork["id"], json!(id));
     let fid = fork["id"].as_i64().unwrap();
-    let data = app.get(&format!("/api/scripts/{fid}/test-data"), &ed1).await;
+    let data = app
+        .get(&format!("/api/scripts/{fid}/test-data"), &ed1)
+        .await;
     assert_eq!(data.body, b"a,b\n1,2\n");
     // The fork lives on the editor's branch, not on prod.
     let file = fork["filename"].as_str().unwrap();
-    assert!(app.git(&["ls-tree", "--name-only", "ed1", "scripts/"]).contains(file));
-    assert!(!app.git(&["ls-tree", "--name-only", "prod", "scripts/"]).contains(file));
+    assert!(
+        app.git(&["ls-tree", "--name-only", "ed1", "scripts/"])
+            .contains(file)
+    );
+    assert!(
+        !app.git(&["ls-tree", "--name-only", "prod", "scripts/"])
+            .contains(file)
+    );
 }
 
 #[tokio::test]
@@ -164,29 +287,86 @@ async fn git_history_is_readable_with_the_git_cli() {
     let app = TestApp::start().await;
     let ed1 = app.ed1().await;
     let id = app.create(&ed1, "\"\"\"Report\"\"\"\nprint('v1')\n").await;
-    app.save(&ed1, id, "\"\"\"Report\"\"\"\nprint('v2')\n", "0.1").await;
-    app.put_raw(&format!("/api/scripts/{id}/test-data"), Some(&ed1), "input\n").await;
-    let r = app.json(Method::POST, &format!("/api/scripts/{id}/publish"), Some(&ed1), None).await;
-    assert_eq!(r.json(), json!({ "published_version": "0.2", "changed": true }));
-    let again = app.json(Method::POST, &format!("/api/scripts/{id}/publish"), Some(&ed1), None).await;
+    app.save(&ed1, id, "\"\"\"Report\"\"\"\nprint('v2')\n", "0.1")
+        .await;
+    app.put_raw(
+        &format!("/api/scripts/{id}/test-data"),
+        Some(&ed1),
+        "input\n",
+    )
+    .await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/scripts/{id}/publish"),
+            Some(&ed1),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({ "published_version": "0.2", "changed": true })
+    );
+    let again = app
+        .json(
+            Method::POST,
+            &format!("/api/scripts/{id}/publish"),
+            Some(&ed1),
+            None,
+        )
+        .await;
     assert_eq!(again.json()["changed"], false);
 
     let file = format!("script_{id:04}.py");
     // Each save is a commit on ed1's branch authored by ed1.
-    let log = app.git(&["log", "ed1", "--format=%an <%ae>|%s", "--", &format!("scripts/{file}")]);
+    let log = app.git(&[
+        "log",
+        "ed1",
+        "--format=%an <%ae>|%s",
+        "--",
+        &format!("scripts/{file}"),
+    ]);
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines, [format!("ed1 <ed1@scriptorium.local>|Save {file} as 0.2"), format!("ed1 <ed1@scriptorium.local>|Create {file} (0.1)")]);
+    assert_eq!(
+        lines,
+        [
+            format!("ed1 <ed1@scriptorium.local>|Save {file} as 0.2"),
+            format!("ed1 <ed1@scriptorium.local>|Create {file} (0.1)")
+        ]
+    );
     // prod holds the published content and test data, by ed1.
     let prod = app.git(&["log", "prod", "-1", "--format=%an|%s"]);
     assert_eq!(prod.trim(), format!("ed1|Publish {file} 0.2"));
-    assert_eq!(app.git(&["show", &format!("prod:scripts/{file}")]), "\"\"\"Report\"\"\"\nprint('v2')\n");
-    assert_eq!(app.git(&["show", &format!("prod:testdata/script_{id:04}")]), "input\n");
+    assert_eq!(
+        app.git(&["show", &format!("prod:scripts/{file}")]),
+        "\"\"\"Report\"\"\"\nprint('v2')\n"
+    );
+    assert_eq!(
+        app.git(&["show", &format!("prod:testdata/script_{id:04}")]),
+        "input\n"
+    );
     // The trailers say what each commit was.
-    let msg = app.git(&["log", "ed1", "-1", "--format=%B", "--", &format!("scripts/{file}")]);
-    assert!(msg.contains("Scriptorium-Action: save") && msg.contains("Scriptorium-Version: 0.2"), "{msg}");
+    let msg = app.git(&[
+        "log",
+        "ed1",
+        "-1",
+        "--format=%B",
+        "--",
+        &format!("scripts/{file}"),
+    ]);
+    assert!(
+        msg.contains("Scriptorium-Action: save") && msg.contains("Scriptorium-Version: 0.2"),
+        "{msg}"
+    );
     // The list reports the published version.
     let list = app.get("/api/scripts", &ed1).await.json();
-    let s = list.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap().clone();
+    let s = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap()
+        .clone();
     assert_eq!(s["published_version"], "0.2");
     assert_eq!(s["name"], "Report");
 }
@@ -196,28 +376,86 @@ async fn the_shipped_examples_can_be_added_with_their_test_data() {
     let app = TestApp::start().await;
     let ed1 = app.ed1().await;
     let list = app.get("/api/examples", &ed1).await.json();
-    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["word_count", "csv_totals", "json_summary", "bracket", "assembly"]);
-    let bracket = list.as_array().unwrap().iter().find(|e| e["id"] == "bracket").unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "word_count",
+            "csv_totals",
+            "json_summary",
+            "bracket",
+            "assembly"
+        ]
+    );
+    let bracket = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "bracket")
+        .unwrap();
     assert_eq!(bracket["name"], "Bracket with a hole");
     assert_eq!(bracket["interpreter"], "build123d");
-    assert!(bracket["summary"].as_str().unwrap().contains("mounting hole"), "{bracket}");
+    assert!(
+        bracket["summary"]
+            .as_str()
+            .unwrap()
+            .contains("mounting hole"),
+        "{bracket}"
+    );
 
-    let r = app.json(Method::POST, "/api/examples/bracket", Some(&ed1), None).await;
+    let r = app
+        .json(Method::POST, "/api/examples/bracket", Some(&ed1), None)
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.text());
     let s = r.json();
-    assert_eq!((s["filename"].as_str(), s["name"].as_str(), s["version"].as_str()), (Some("bracket.py"), Some("Bracket with a hole"), Some("0.1")));
+    assert_eq!(
+        (
+            s["filename"].as_str(),
+            s["name"].as_str(),
+            s["version"].as_str()
+        ),
+        (Some("bracket.py"), Some("Bracket with a hole"), Some("0.1"))
+    );
     let id = s["id"].as_i64().unwrap();
     let data = app.get(&format!("/api/scripts/{id}/test-data"), &ed1).await;
     assert_eq!(data.text(), include_str!("../examples/bracket.json"));
     // Again: the file name is taken, so it gets the next free one; the example is the same.
-    let again = app.json(Method::POST, "/api/examples/bracket", Some(&ed1), None).await.json();
+    let again = app
+        .json(Method::POST, "/api/examples/bracket", Some(&ed1), None)
+        .await
+        .json();
     assert_ne!(again["filename"], "bracket.py");
     assert_eq!(again["content"], s["content"]);
 
-    let before = app.get("/api/scripts", &ed1).await.json().as_array().unwrap().len();
-    let r = app.json(Method::POST, "/api/examples/rocket", Some(&ed1), None).await;
+    let before = app
+        .get("/api/scripts", &ed1)
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .len();
+    let r = app
+        .json(Method::POST, "/api/examples/rocket", Some(&ed1), None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(r.text().contains("no example `rocket`") && r.text().contains("bracket, assembly"), "{}", r.text());
-    assert_eq!(app.get("/api/scripts", &ed1).await.json().as_array().unwrap().len(), before, "nothing was created");
+    assert!(
+        r.text().contains("no example `rocket`") && r.text().contains("bracket, assembly"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        app.get("/api/scripts", &ed1)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        before,
+        "nothing was created"
+    );
 }

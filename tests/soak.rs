@@ -33,9 +33,29 @@ struct Size {
 
 fn size() -> Size {
     if std::env::var("SCRIPTORIUM_SOAK").as_deref() == Ok("full") {
-        Size { name: "full", saves: 40, logins: 32, runs: 200, watchers: 100, lines: 300, idle: 2000, kills: 10, health_limit: Duration::from_millis(100) }
+        Size {
+            name: "full",
+            saves: 40,
+            logins: 32,
+            runs: 200,
+            watchers: 100,
+            lines: 300,
+            idle: 2000,
+            kills: 10,
+            health_limit: Duration::from_millis(100),
+        }
     } else {
-        Size { name: "short", saves: 6, logins: 8, runs: 20, watchers: 10, lines: 40, idle: 200, kills: 2, health_limit: Duration::from_millis(500) }
+        Size {
+            name: "short",
+            saves: 6,
+            logins: 8,
+            runs: 20,
+            watchers: 10,
+            lines: 40,
+            idle: 200,
+            kills: 2,
+            health_limit: Duration::from_millis(500),
+        }
     }
 }
 
@@ -43,7 +63,10 @@ fn size() -> Size {
 const HEADER_TIMEOUT: &str = "2";
 
 fn env() -> Vec<(&'static str, &'static str)> {
-    vec![("SCRIPTORIUM_SEED_EXAMPLES", "false"), ("SCRIPTORIUM_HEADER_READ_TIMEOUT_SECS", HEADER_TIMEOUT)]
+    vec![
+        ("SCRIPTORIUM_SEED_EXAMPLES", "false"),
+        ("SCRIPTORIUM_HEADER_READ_TIMEOUT_SECS", HEADER_TIMEOUT),
+    ]
 }
 
 /// The figures, printed as a table at the end.
@@ -58,7 +81,11 @@ impl Table {
     }
     fn print(&self, size: &str) {
         let w = self.0.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        println!("\n| figure ({size}) {:w$}| value |", "", w = w.saturating_sub(9 + size.len()));
+        println!(
+            "\n| figure ({size}) {:w$}| value |",
+            "",
+            w = w.saturating_sub(9 + size.len())
+        );
         println!("|{}|-------|", "-".repeat(w + 2));
         for (k, v) in &self.0 {
             println!("| {k:w$} | {v} |");
@@ -89,7 +116,10 @@ fn ms(d: Duration) -> String {
 
 /// The test process needs a file descriptor per idle connection.
 fn raise_open_files() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read or write only the struct passed, which outlives the calls.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
@@ -115,7 +145,12 @@ struct WriterResult {
 
 /// `clients` editors at once, each creating its own script, then saving it `saves`
 /// times (a fork every fifth), until done or until the server goes away.
-async fn writers(base: String, clients: usize, saves: usize, acks: Arc<Mutex<Vec<Ack>>>) -> WriterResult {
+async fn writers(
+    base: String,
+    clients: usize,
+    saves: usize,
+    acks: Arc<Mutex<Vec<Ack>>>,
+) -> WriterResult {
     let mut tasks = Vec::new();
     for c in 0..clients {
         let base = base.clone();
@@ -123,39 +158,82 @@ async fn writers(base: String, clients: usize, saves: usize, acks: Arc<Mutex<Vec
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = Vec::new();
-            let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-            let login = client.post(format!("{base}/api/login")).json(&json!({ "username": "ed1", "password": "1editor" })).send().await;
+            let client = reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap();
+            let login = client
+                .post(format!("{base}/api/login"))
+                .json(&json!({ "username": "ed1", "password": "1editor" }))
+                .send()
+                .await;
             if !login.is_ok_and(|r| r.status() == 200) {
                 return (lat, errors);
             }
             let content = |i: usize| format!("\"\"\"Writer {c}\"\"\"\nstep = {i}\n");
-            let r = match client.post(format!("{base}/api/scripts")).json(&json!({ "content": content(0) })).send().await {
+            let r = match client
+                .post(format!("{base}/api/scripts"))
+                .json(&json!({ "content": content(0) }))
+                .send()
+                .await
+            {
                 Ok(r) => r,
                 Err(_) => return (lat, errors),
             };
             if r.status().is_server_error() {
-                errors.push(format!("create: {} {}", r.status(), r.text().await.unwrap_or_default()));
+                errors.push(format!(
+                    "create: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                ));
                 return (lat, errors);
             }
-            let Ok(created) = r.json::<Value>().await else { return (lat, errors) };
+            let Ok(created) = r.json::<Value>().await else {
+                return (lat, errors);
+            };
             let id = created["id"].as_i64().unwrap();
-            acks.lock().unwrap().push(Ack { id, version: "0.1".into(), content: content(0) });
+            acks.lock().unwrap().push(Ack {
+                id,
+                version: "0.1".into(),
+                content: content(0),
+            });
             let mut version = "0.1".to_string();
             for i in 1..=saves {
                 let start = Instant::now();
-                let r = client.put(format!("{base}/api/scripts/{id}")).json(&json!({ "content": content(i), "base_version": version })).send().await;
+                let r = client
+                    .put(format!("{base}/api/scripts/{id}"))
+                    .json(&json!({ "content": content(i), "base_version": version }))
+                    .send()
+                    .await;
                 let Ok(r) = r else { break };
                 let status = r.status();
                 if status.is_server_error() {
-                    errors.push(format!("save: {status} {}", r.text().await.unwrap_or_default()));
+                    errors.push(format!(
+                        "save: {status} {}",
+                        r.text().await.unwrap_or_default()
+                    ));
                     continue;
                 }
-                let Ok(v) = r.json::<Value>().await else { break };
+                let Ok(v) = r.json::<Value>().await else {
+                    break;
+                };
                 lat.push(start.elapsed());
-                version = v["version"].as_str().unwrap_or_else(|| panic!("save answered {status}: {v}")).to_string();
-                acks.lock().unwrap().push(Ack { id, version: version.clone(), content: content(i) });
+                version = v["version"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("save answered {status}: {v}"))
+                    .to_string();
+                acks.lock().unwrap().push(Ack {
+                    id,
+                    version: version.clone(),
+                    content: content(i),
+                });
                 if i % 5 == 0 {
-                    match client.post(format!("{base}/api/scripts/{id}/fork")).header("content-type", "application/json").send().await {
+                    match client
+                        .post(format!("{base}/api/scripts/{id}/fork"))
+                        .header("content-type", "application/json")
+                        .send()
+                        .await
+                    {
                         Ok(f) if f.status() != 201 => errors.push(format!("fork: {}", f.status())),
                         Ok(_) => {}
                         Err(_) => break,
@@ -165,7 +243,11 @@ async fn writers(base: String, clients: usize, saves: usize, acks: Arc<Mutex<Vec
             (lat, errors)
         }));
     }
-    let mut out = WriterResult { save_latencies: Vec::new(), server_errors: Vec::new(), acks: Vec::new() };
+    let mut out = WriterResult {
+        save_latencies: Vec::new(),
+        server_errors: Vec::new(),
+        acks: Vec::new(),
+    };
     for t in tasks {
         let (lat, errors) = t.await.unwrap();
         out.save_latencies.extend(lat);
@@ -177,12 +259,27 @@ async fn writers(base: String, clients: usize, saves: usize, acks: Arc<Mutex<Vec
 }
 
 async fn create(client: &reqwest::Client, server: &ServerProcess, content: &str) -> i64 {
-    let r: Value = client.post(server.url("/api/scripts")).json(&json!({ "content": content })).send().await.unwrap().json().await.unwrap();
+    let r: Value = client
+        .post(server.url("/api/scripts"))
+        .json(&json!({ "content": content }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     r["id"].as_i64().unwrap_or_else(|| panic!("create: {r}"))
 }
 
 async fn run_status(client: &reqwest::Client, server: &ServerProcess, id: i64) -> String {
-    let r: Value = client.get(server.url(&format!("/api/runs/{id}"))).send().await.unwrap().json().await.unwrap();
+    let r: Value = client
+        .get(server.url(&format!("/api/runs/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     r["status"].as_str().unwrap_or("?").to_string()
 }
 
@@ -190,8 +287,16 @@ async fn run_status(client: &reqwest::Client, server: &ServerProcess, id: i64) -
 async fn check_acks(client: &reqwest::Client, server: &ServerProcess, acks: &[Ack]) -> usize {
     let mut missing = Vec::new();
     for a in acks {
-        let r = client.get(server.url(&format!("/api/scripts/{}/versions/{}", a.id, a.version))).send().await.unwrap();
-        let ok = r.status() == 200 && r.json::<Value>().await.map(|v| v["content"] == a.content.as_str()).unwrap_or(false);
+        let r = client
+            .get(server.url(&format!("/api/scripts/{}/versions/{}", a.id, a.version)))
+            .send()
+            .await
+            .unwrap();
+        let ok = r.status() == 200
+            && r.json::<Value>()
+                .await
+                .map(|v| v["content"] == a.content.as_str())
+                .unwrap_or(false);
         if !ok {
             missing.push(a.clone());
         }
@@ -201,10 +306,21 @@ async fn check_acks(client: &reqwest::Client, server: &ServerProcess, acks: &[Ac
 }
 
 fn integrity(data: &Path) {
-    let fsck = std::process::Command::new("git").arg("-C").arg(data.join("repo")).args(["fsck", "--no-dangling", "--strict"]).output().unwrap();
-    assert!(fsck.status.success(), "git fsck: {}", String::from_utf8_lossy(&fsck.stderr));
+    let fsck = std::process::Command::new("git")
+        .arg("-C")
+        .arg(data.join("repo"))
+        .args(["fsck", "--no-dangling", "--strict"])
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "git fsck: {}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
     let db = rusqlite::Connection::open(data.join("scriptorium.db")).unwrap();
-    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
 }
 
@@ -224,15 +340,39 @@ async fn soak() {
     let acks = Arc::new(Mutex::new(Vec::new()));
     let one = writers(server.url(""), 1, size.saves * 4, acks.clone()).await;
     let eight = writers(server.url(""), 8, size.saves, acks.clone()).await;
-    assert!(one.server_errors.is_empty() && eight.server_errors.is_empty(), "5xx: {:?} {:?}", one.server_errors, eight.server_errors);
-    let (p50_1, p99_1) = (percentile(&one.save_latencies, 0.5), percentile(&one.save_latencies, 0.99));
-    let (p50_8, p99_8) = (percentile(&eight.save_latencies, 0.5), percentile(&eight.save_latencies, 0.99));
-    table.add("saves by 8 concurrent writers (+ forks), 5xx", format!("{} saves, 0", eight.save_latencies.len()));
-    table.add("save latency, 1 writer p50 / p99", format!("{} / {}", ms(p50_1), ms(p99_1)));
-    table.add("save latency, 8 writers p50 / p99", format!("{} / {}", ms(p50_8), ms(p99_8)));
+    assert!(
+        one.server_errors.is_empty() && eight.server_errors.is_empty(),
+        "5xx: {:?} {:?}",
+        one.server_errors,
+        eight.server_errors
+    );
+    let (p50_1, p99_1) = (
+        percentile(&one.save_latencies, 0.5),
+        percentile(&one.save_latencies, 0.99),
+    );
+    let (p50_8, p99_8) = (
+        percentile(&eight.save_latencies, 0.5),
+        percentile(&eight.save_latencies, 0.99),
+    );
+    table.add(
+        "saves by 8 concurrent writers (+ forks), 5xx",
+        format!("{} saves, 0", eight.save_latencies.len()),
+    );
+    table.add(
+        "save latency, 1 writer p50 / p99",
+        format!("{} / {}", ms(p50_1), ms(p99_1)),
+    );
+    table.add(
+        "save latency, 8 writers p50 / p99",
+        format!("{} / {}", ms(p50_8), ms(p99_8)),
+    );
     table.add(
         "8 writers ÷ 1 writer, p50 / p99",
-        format!("{:.2} / {:.2}", p50_8.as_secs_f64() / p50_1.as_secs_f64(), p99_8.as_secs_f64() / p99_1.as_secs_f64()),
+        format!(
+            "{:.2} / {:.2}",
+            p50_8.as_secs_f64() / p50_1.as_secs_f64(),
+            p99_8.as_secs_f64() / p99_1.as_secs_f64()
+        ),
     );
     table.add("RSS after the writers", format!("{:.0} MiB", rss_mib(pid)));
 
@@ -253,23 +393,42 @@ async fn soak() {
     let logins = futures::future::join_all((0..size.logins).map(|_| {
         let url = server.url("/api/login");
         async move {
-            reqwest::Client::new().post(url).json(&json!({ "username": "ed1", "password": "1editor" })).send().await.map(|r| r.status().as_u16())
+            reqwest::Client::new()
+                .post(url)
+                .json(&json!({ "username": "ed1", "password": "1editor" }))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
         }
     }))
     .await;
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.await.unwrap();
     let ok = logins.iter().filter(|r| matches!(r, Ok(200))).count();
-    assert!(logins.iter().all(|r| matches!(r, Ok(200) | Ok(429) | Ok(503))), "{logins:?}");
+    assert!(
+        logins
+            .iter()
+            .all(|r| matches!(r, Ok(200) | Ok(429) | Ok(503))),
+        "{logins:?}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let settled = rss_mib(pid);
     table.add(
-        format!("RSS {} concurrent logins ({ok} ok): before / peak / 3 s later", size.logins),
+        format!(
+            "RSS {} concurrent logins ({ok} ok): before / peak / 3 s later",
+            size.logins
+        ),
         format!("{before:.0} / {peak:.0} / {settled:.0} MiB"),
     );
-    table.add("SCRIPTORIUM_MALLOC_TUNING", std::env::var("SCRIPTORIUM_MALLOC_TUNING").unwrap_or_else(|_| "on (default)".into()));
+    table.add(
+        "SCRIPTORIUM_MALLOC_TUNING",
+        std::env::var("SCRIPTORIUM_MALLOC_TUNING").unwrap_or_else(|_| "on (default)".into()),
+    );
     // Every login so far (one per writer, the burst) hashed with 19 MiB.
-    assert!(settled < at_start + 64.0, "memory stays after the logins: {at_start:.0} at start, {settled:.0} MiB after");
+    assert!(
+        settled < at_start + 64.0,
+        "memory stays after the logins: {at_start:.0} at start, {settled:.0} MiB after"
+    );
 
     let client = http_client(&server, "ed1", "1editor").await;
 
@@ -278,14 +437,23 @@ async fn soak() {
     let start = Instant::now();
     let mut run_ids = Vec::new();
     for _ in 0..size.runs {
-        let r = client.post(server.url("/api/runs")).json(&json!({ "script_id": quick })).send().await.unwrap();
+        let r = client
+            .post(server.url("/api/runs"))
+            .json(&json!({ "script_id": quick }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
         run_ids.push(r.json::<Value>().await.unwrap()["run_id"].as_i64().unwrap());
     }
     let deadline = Instant::now() + Duration::from_secs(30 + size.runs as u64);
     let mut left = run_ids.clone();
     while !left.is_empty() {
-        assert!(Instant::now() < deadline, "{} runs still not done", left.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} runs still not done",
+            left.len()
+        );
         let mut still = Vec::new();
         for id in left {
             match run_status(&client, &server, id).await.as_str() {
@@ -299,11 +467,22 @@ async fn soak() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    table.add(format!("{} queued runs drained", size.runs), format!("{:.1} s, all succeeded", start.elapsed().as_secs_f64()));
+    table.add(
+        format!("{} queued runs drained", size.runs),
+        format!("{:.1} s, all succeeded", start.elapsed().as_secs_f64()),
+    );
 
     // SSE watchers: every line once, in order.
     let chatty = create(&client, &server, &format!("import time\nfor i in range({}):\n    print(f'line {{i}}', flush=True)\n    time.sleep(0.01)\n", size.lines)).await;
-    let r: Value = client.post(server.url("/api/runs")).json(&json!({ "script_id": chatty })).send().await.unwrap().json().await.unwrap();
+    let r: Value = client
+        .post(server.url("/api/runs"))
+        .json(&json!({ "script_id": chatty }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let run_id = r["run_id"].as_i64().unwrap();
     let start = Instant::now();
     let watchers = futures::future::join_all((0..size.watchers).map(|_| {
@@ -312,7 +491,10 @@ async fn soak() {
         async move {
             let mut stream = client.get(url).send().await.unwrap().bytes_stream();
             let (mut buf, mut events) = (String::new(), Vec::new());
-            while !events.iter().any(|e: &crate::util::Sse| e.event == "complete") {
+            while !events
+                .iter()
+                .any(|e: &crate::util::Sse| e.event == "complete")
+            {
                 match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
                     Ok(Some(Ok(chunk))) => {
                         buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -321,7 +503,11 @@ async fn soak() {
                     other => panic!("SSE stream ended early: {other:?}"),
                 }
             }
-            events.iter().filter(|e| e.event == "log").map(|e| e.data["line"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>()
+            events
+                .iter()
+                .filter(|e| e.event == "log")
+                .map(|e| e.data["line"].as_str().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
         }
     }))
     .await;
@@ -331,7 +517,10 @@ async fn soak() {
     }
     table.add(
         format!("{} SSE watchers × {} lines", size.watchers, size.lines),
-        format!("every line once, in order; {:.1} s", start.elapsed().as_secs_f64()),
+        format!(
+            "every line once, in order; {:.1} s",
+            start.elapsed().as_secs_f64()
+        ),
     );
 
     // Idle connections: health still answers fast; they are closed after the timeout.
@@ -344,21 +533,32 @@ async fn soak() {
     let mut health = Vec::new();
     for _ in 0..10 {
         let start = Instant::now();
-        let r = reqwest::Client::new().get(server.url("/api/health")).send().await.unwrap();
+        let r = reqwest::Client::new()
+            .get(server.url("/api/health"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
         health.push(start.elapsed());
     }
     health.sort();
     let worst = *health.last().unwrap();
-    table.add(format!("/api/health with {} idle connections, worst of 10", size.idle), ms(worst));
+    table.add(
+        format!(
+            "/api/health with {} idle connections, worst of 10",
+            size.idle
+        ),
+        ms(worst),
+    );
     assert!(worst < size.health_limit, "health took {worst:?}");
     let start = Instant::now();
     let limit = Duration::from_secs(HEADER_TIMEOUT.parse::<u64>().unwrap() + 5);
     for (i, s) in idle.iter_mut().enumerate() {
         let mut b = [0u8; 512];
         loop {
-            match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut b)).await {
+            match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut b)).await
+            {
                 Err(_) => panic!("idle connection {i} still open after {:?}", start.elapsed()),
                 Ok(Ok(0)) | Ok(Err(_)) => break,
                 Ok(Ok(_)) => {}
@@ -368,10 +568,22 @@ async fn soak() {
     let closed_after = start.elapsed();
     drop(idle);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    table.add(format!("{} idle connections closed (header timeout {HEADER_TIMEOUT} s)", size.idle), format!("all within {:.1} s", closed_after.as_secs_f64()));
-    table.add("RSS idle connections: before / open / 2 s after closed", format!("{before:.0} / {with_idle:.0} / {:.0} MiB", rss_mib(pid)));
+    table.add(
+        format!(
+            "{} idle connections closed (header timeout {HEADER_TIMEOUT} s)",
+            size.idle
+        ),
+        format!("all within {:.1} s", closed_after.as_secs_f64()),
+    );
+    table.add(
+        "RSS idle connections: before / open / 2 s after closed",
+        format!("{before:.0} / {with_idle:.0} / {:.0} MiB", rss_mib(pid)),
+    );
     let log = server.terminate();
-    assert!(!log.contains("Too many open files"), "accept ran out of descriptors");
+    assert!(
+        !log.contains("Too many open files"),
+        "accept ran out of descriptors"
+    );
 
     // kill -9 during saves and during a pass, repeatedly; then restart and check.
     let mut restart_times = Vec::new();
@@ -386,13 +598,43 @@ async fn soak() {
         let client = http_client(&server, "ed1", "1editor").await;
         check_acks(&client, &server, &kill_acks).await;
         // No run of an earlier round is left queued or running.
-        let runs: Vec<Value> = client.get(server.url("/api/runs?limit=1000")).send().await.unwrap().json().await.unwrap();
-        assert!(runs.iter().all(|r| r["status"] != "running" && r["status"] != "queued"), "{runs:?}");
+        let runs: Vec<Value> = client
+            .get(server.url("/api/runs?limit=1000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            runs.iter()
+                .all(|r| r["status"] != "running" && r["status"] != "queued"),
+            "{runs:?}"
+        );
         if round % 2 == 1 {
             // A pass of slow scripts, killed midway.
-            let slow = create(&client, &server, "import time\nprint('slow', flush=True)\ntime.sleep(5)\n").await;
-            assert_eq!(client.post(server.url(&format!("/api/scripts/{slow}/publish"))).header("content-type", "application/json").send().await.unwrap().status(), 200);
-            let p = client.post(server.url("/api/passes")).json(&json!({})).send().await.unwrap();
+            let slow = create(
+                &client,
+                &server,
+                "import time\nprint('slow', flush=True)\ntime.sleep(5)\n",
+            )
+            .await;
+            assert_eq!(
+                client
+                    .post(server.url(&format!("/api/scripts/{slow}/publish")))
+                    .header("content-type", "application/json")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+                200
+            );
+            let p = client
+                .post(server.url("/api/passes"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(p.status(), 202, "{}", p.text().await.unwrap());
         }
         let acks = Arc::new(Mutex::new(Vec::new()));
@@ -406,7 +648,11 @@ async fn soak() {
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         let load = load.await.unwrap();
-        assert!(load.server_errors.is_empty(), "5xx before the kill: {:?}", load.server_errors);
+        assert!(
+            load.server_errors.is_empty(),
+            "5xx before the kill: {:?}",
+            load.server_errors
+        );
         kill_acks.extend(load.acks);
         // A lock a killed process might have left, planted for the next start.
         std::fs::write(&lock, b"").unwrap();
@@ -418,32 +664,76 @@ async fn soak() {
     assert!(!lock.exists(), "the planted lock was cleared");
     let client = http_client(&server, "ed1", "1editor").await;
     let checked = check_acks(&client, &server, &kill_acks).await;
-    let runs: Vec<Value> = client.get(server.url("/api/runs?limit=1000")).send().await.unwrap().json().await.unwrap();
-    assert!(runs.iter().all(|r| r["status"] != "running" && r["status"] != "queued"), "{runs:?}");
+    let runs: Vec<Value> = client
+        .get(server.url("/api/runs?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        runs.iter()
+            .all(|r| r["status"] != "running" && r["status"] != "queued"),
+        "{runs:?}"
+    );
     let interrupted = runs.iter().filter(|r| r["status"] == "interrupted").count();
     if size.kills > 1 {
-        assert!(interrupted > 0, "the passes killed midway left interrupted runs");
+        assert!(
+            interrupted > 0,
+            "the passes killed midway left interrupted runs"
+        );
     }
     // A save after all that works.
     let id = create(&client, &server, "x = 1\n").await;
-    let r = client.put(server.url(&format!("/api/scripts/{id}"))).json(&json!({ "content": "x = 2\n", "base_version": "0.1" })).send().await.unwrap();
+    let r = client
+        .put(server.url(&format!("/api/scripts/{id}")))
+        .json(&json!({ "content": "x = 2\n", "base_version": "0.1" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let health: Value = client.get(server.url("/api/health")).send().await.unwrap().json().await.unwrap();
+    let health: Value = client
+        .get(server.url("/api/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     let log = server.terminate();
     integrity(&data);
     restart_times.sort();
     table.add(
-        format!("kill -9 during saves ({} rounds, every 2nd during a pass)", size.kills),
+        format!(
+            "kill -9 during saves ({} rounds, every 2nd during a pass)",
+            size.kills
+        ),
         format!("{checked} acknowledged saves all present; git fsck and integrity_check clean"),
     );
-    table.add("runs left interrupted by the kills", interrupted.to_string());
-    assert!(log.contains("removed a stale git lock file"), "the clearing is logged");
-    table.add("stale ref locks planted before a start / left after it", format!("{planted} / 0"));
-    table.add("restart after kill -9, worst", ms(*restart_times.last().unwrap()));
+    table.add(
+        "runs left interrupted by the kills",
+        interrupted.to_string(),
+    );
+    assert!(
+        log.contains("removed a stale git lock file"),
+        "the clearing is logged"
+    );
+    table.add(
+        "stale ref locks planted before a start / left after it",
+        format!("{planted} / 0"),
+    );
+    table.add(
+        "restart after kill -9, worst",
+        ms(*restart_times.last().unwrap()),
+    );
     let duplicates = {
         let mut seen: HashMap<String, usize> = HashMap::new();
-        for s in git(&data.join("repo"), &["log", "--all", "--format=%s"]).lines().filter(|s| s.starts_with("Create ")) {
+        for s in git(&data.join("repo"), &["log", "--all", "--format=%s"])
+            .lines()
+            .filter(|s| s.starts_with("Create "))
+        {
             *seen.entry(s.to_string()).or_default() += 1;
         }
         seen.values().filter(|n| **n > 1).count()

@@ -19,8 +19,14 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn test_config(data: &Path) -> Config {
-    let mut c = Config::load_with(&Overrides { data_dir: Some(data.to_path_buf()), ..Default::default() }, |_| None)
-        .expect("default config");
+    let mut c = Config::load_with(
+        &Overrides {
+            data_dir: Some(data.to_path_buf()),
+            ..Default::default()
+        },
+        |_| None,
+    )
+    .expect("default config");
     c.interpreters = repo_root().join("interpreters.toml");
     c.frontend_dir = data.join("no-frontend");
     // The wasi backend's host is the server binary (`scriptorium __wasi-host`), not
@@ -42,13 +48,17 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {}", self.json())).to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {}", self.json()))
+            .to_string()
     }
 }
 
@@ -66,14 +76,24 @@ impl TestApp {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let app = App::start(&config).await.expect("app starts");
-        TestApp { app: Some(app), dir }
+        TestApp {
+            app: Some(app),
+            dir,
+        }
     }
 
     pub fn data(&self) -> &Path {
         self.dir.path()
     }
 
-    pub async fn call(&self, method: Method, path: &str, cookie: Option<&str>, body: Body, content_type: Option<&str>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(c) = cookie {
             req = req.header(header::COOKIE, c);
@@ -86,22 +106,59 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// A JSON request; without a body, state changes still say `application/json`, as
     /// the server requires (reads send no content type).
-    pub async fn json(&self, method: Method, path: &str, cookie: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         match body {
-            Some(b) => self.call(method, path, cookie, Body::from(b.to_string()), Some("application/json")).await,
-            None if method == Method::GET || method == Method::HEAD => self.call(method, path, cookie, Body::empty(), None).await,
-            None => self.call(method, path, cookie, Body::empty(), Some("application/json")).await,
+            Some(b) => {
+                self.call(
+                    method,
+                    path,
+                    cookie,
+                    Body::from(b.to_string()),
+                    Some("application/json"),
+                )
+                .await
+            }
+            None if method == Method::GET || method == Method::HEAD => {
+                self.call(method, path, cookie, Body::empty(), None).await
+            }
+            None => {
+                self.call(
+                    method,
+                    path,
+                    cookie,
+                    Body::empty(),
+                    Some("application/json"),
+                )
+                .await
+            }
         }
     }
 
     /// A raw body (test data, production data), as `application/octet-stream`.
     pub async fn put_raw(&self, path: &str, cookie: Option<&str>, body: impl Into<Body>) -> Reply {
-        self.call(Method::PUT, path, cookie, body.into(), Some("application/octet-stream")).await
+        self.call(
+            Method::PUT,
+            path,
+            cookie,
+            body.into(),
+            Some("application/octet-stream"),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, cookie: &str) -> Reply {
@@ -111,9 +168,19 @@ impl TestApp {
     /// Signs in and returns the `Cookie` header value.
     pub async fn login(&self, user: &str, password: &str) -> String {
         let r = self
-            .json(Method::POST, "/api/login", None, Some(serde_json::json!({ "username": user, "password": password })))
+            .json(
+                Method::POST,
+                "/api/login",
+                None,
+                Some(serde_json::json!({ "username": user, "password": password })),
+            )
             .await;
-        assert_eq!(r.status, StatusCode::OK, "login {user}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "login {user}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
         set.split(';').next().unwrap().to_string()
     }
@@ -129,9 +196,19 @@ impl TestApp {
     /// Creates a script with `content` and returns its id.
     pub async fn create(&self, cookie: &str, content: &str) -> i64 {
         let r = self
-            .json(Method::POST, "/api/scripts", Some(cookie), Some(serde_json::json!({ "content": content })))
+            .json(
+                Method::POST,
+                "/api/scripts",
+                Some(cookie),
+                Some(serde_json::json!({ "content": content })),
+            )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()["id"].as_i64().unwrap()
     }
 
@@ -157,8 +234,17 @@ impl TestApp {
 
 /// Runs the `git` CLI on the repository and returns its stdout.
 pub fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").arg("-C").arg(repo).args(args).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -173,11 +259,20 @@ impl ServerProcess {
     // The child is reaped by `Drop for ServerProcess` (or below, when it never starts).
     #[allow(clippy::zombie_processes)]
     pub fn start(data: &Path, env: &[(&str, &str)]) -> ServerProcess {
-        let log = data.with_extension(format!("log{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let log = data.with_extension(format!(
+            "log{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scriptorium"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
-            .env("SCRIPTORIUM_INTERPRETERS", repo_root().join("interpreters.toml"))
+            .env(
+                "SCRIPTORIUM_INTERPRETERS",
+                repo_root().join("interpreters.toml"),
+            )
             .env("SCRIPTORIUM_FRONTEND_DIR", data.join("no-frontend"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -228,12 +323,18 @@ impl Drop for ServerProcess {
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A reqwest client that keeps cookies, signed in as `user`.
 pub async fn http_client(server: &ServerProcess, user: &str, password: &str) -> reqwest::Client {
-    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
     let r = client
         .post(server.url("/api/login"))
         .json(&serde_json::json!({ "username": user, "password": password }))
@@ -268,20 +369,37 @@ pub fn parse_sse(buf: &mut String, out: &mut Vec<Sse>) {
             }
         }
         if !data.is_empty() {
-            out.push(Sse { id, event, data: serde_json::from_str(&data).unwrap_or(Value::Null), at: std::time::Instant::now() });
+            out.push(Sse {
+                id,
+                event,
+                data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                at: std::time::Instant::now(),
+            });
         }
     }
 }
 
 impl TestApp {
     /// Reads the SSE stream at `path` until a `complete` event or `max` events.
-    pub async fn sse(&self, path: &str, cookie: &str, last_event_id: Option<u64>, max: usize) -> Vec<Sse> {
-        let mut req = Request::builder().method(Method::GET).uri(path).header(header::COOKIE, cookie);
+    pub async fn sse(
+        &self,
+        path: &str,
+        cookie: &str,
+        last_event_id: Option<u64>,
+        max: usize,
+    ) -> Vec<Sse> {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(header::COOKIE, cookie);
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id.to_string());
         }
         let router = self.app.as_ref().unwrap().router.clone();
-        let res = router.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let res = router
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "SSE {path}");
         assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
         let mut body = res.into_body();
@@ -289,7 +407,9 @@ impl TestApp {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while out.len() < max && !out.iter().any(|e: &Sse| e.event == "complete") {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let frame = tokio::time::timeout(left, body.frame()).await.expect("SSE stalled");
+            let frame = tokio::time::timeout(left, body.frame())
+                .await
+                .expect("SSE stalled");
             let Some(frame) = frame else { break };
             if let Ok(data) = frame.unwrap().into_data() {
                 buf.push_str(&String::from_utf8_lossy(&data));
@@ -301,23 +421,59 @@ impl TestApp {
     }
 
     /// Creates a script at `ordering` with `content` and test data, and publishes it.
-    pub async fn published(&self, cookie: &str, ordering: &str, content: &str, test_data: &str) -> i64 {
+    pub async fn published(
+        &self,
+        cookie: &str,
+        ordering: &str,
+        content: &str,
+        test_data: &str,
+    ) -> i64 {
         let r = self
-            .json(Method::POST, "/api/scripts", Some(cookie), Some(serde_json::json!({ "content": content, "ordering": ordering })))
+            .json(
+                Method::POST,
+                "/api/scripts",
+                Some(cookie),
+                Some(serde_json::json!({ "content": content, "ordering": ordering })),
+            )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         let id = r.json()["id"].as_i64().unwrap();
-        let put = self.put_raw(&format!("/api/scripts/{id}/test-data"), Some(cookie), test_data.to_string()).await;
+        let put = self
+            .put_raw(
+                &format!("/api/scripts/{id}/test-data"),
+                Some(cookie),
+                test_data.to_string(),
+            )
+            .await;
         assert_eq!(put.status, StatusCode::OK);
-        let p = self.json(Method::POST, &format!("/api/scripts/{id}/publish"), Some(cookie), None).await;
+        let p = self
+            .json(
+                Method::POST,
+                &format!("/api/scripts/{id}/publish"),
+                Some(cookie),
+                None,
+            )
+            .await;
         assert_eq!(p.status, StatusCode::OK);
         id
     }
 
     /// Starts a run and returns its id.
     pub async fn start_run(&self, cookie: &str, body: Value) -> i64 {
-        let r = self.json(Method::POST, "/api/runs", Some(cookie), Some(body)).await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&r.body));
+        let r = self
+            .json(Method::POST, "/api/runs", Some(cookie), Some(body))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()["run_id"].as_i64().unwrap()
     }
 }

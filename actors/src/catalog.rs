@@ -142,7 +142,9 @@ impl Catalog {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM scripts s ORDER BY s.ordering_group, s.ordering_frac"
             ))?;
-            let mut rows = stmt.query_map([], summary)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut rows = stmt
+                .query_map([], summary)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut latest = crate::runstore::latest_runs(c)?;
             for r in &mut rows {
                 r.last_run = latest.remove(&r.id);
@@ -158,7 +160,14 @@ impl Catalog {
         let version = version.unwrap_or(summary.version);
         let content = self.version_content(id, version)?;
         let test_data = self.test_data(id)?;
-        Ok(RunSource { id, filename: summary.filename, ordering: summary.ordering, version, content, test_data })
+        Ok(RunSource {
+            id,
+            filename: summary.filename,
+            ordering: summary.ordering,
+            version,
+            content,
+            test_data,
+        })
     }
 
     /// The scripts published on `prod`, in ordering order, with their published
@@ -177,10 +186,16 @@ impl Catalog {
             Ok(rows)
         })?;
         let repo = self.repo()?;
-        let prod = repo.find_branch(crate::gitstore::PROD, git2::BranchType::Local)?.get().peel_to_tree()?;
+        let prod = repo
+            .find_branch(crate::gitstore::PROD, git2::BranchType::Local)?
+            .get()
+            .peel_to_tree()?;
         rows.into_iter()
             .map(|(id, filename, group, frac, major, minor, blob)| {
-                let test_data = match prod.get_path(std::path::Path::new(&format!("testdata/{}", crate::store::stem(&filename)))) {
+                let test_data = match prod.get_path(std::path::Path::new(&format!(
+                    "testdata/{}",
+                    crate::store::stem(&filename)
+                ))) {
                     Ok(entry) => repo.find_blob(entry.id())?.content().to_vec(),
                     Err(_) => Vec::new(),
                 };
@@ -198,9 +213,13 @@ impl Catalog {
 
     pub fn summary(&self, id: i64) -> Result<ScriptSummary> {
         self.with_conn(|c| {
-            c.query_row(&format!("SELECT {SUMMARY_COLUMNS} FROM scripts s WHERE s.id = ?1"), [id], summary)
-                .optional()?
-                .ok_or(RepoError::NotFound(id))
+            c.query_row(
+                &format!("SELECT {SUMMARY_COLUMNS} FROM scripts s WHERE s.id = ?1"),
+                [id],
+                summary,
+            )
+            .optional()?
+            .ok_or(RepoError::NotFound(id))
         })
     }
 
@@ -243,11 +262,15 @@ impl Catalog {
     pub fn versions(&self, id: i64) -> Result<Vec<VersionInfo>> {
         self.with_conn(|c| {
             let published: Option<(Option<u32>, Option<u32>)> = c
-                .query_row("SELECT published_major, published_minor FROM scripts WHERE id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT published_major, published_minor FROM scripts WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
-            let Some(published) = published else { return Err(RepoError::NotFound(id)) };
+            let Some(published) = published else {
+                return Err(RepoError::NotFound(id));
+            };
             let mut stmt = c.prepare_cached(
                 "SELECT major, minor, kind, committer, created_at, commit_id, branch FROM versions
                  WHERE script_id = ?1 ORDER BY major DESC, minor DESC",
@@ -272,30 +295,42 @@ impl Catalog {
 
     /// The content of one version.
     pub fn version_content(&self, id: i64, version: Version) -> Result<String> {
-        let blob: String = self.with_conn(|c| {
-            if c.query_row("SELECT 1 FROM scripts WHERE id = ?1", [id], |_| Ok(())).optional()?.is_none() {
-                return Err(RepoError::NotFound(id));
-            }
-            c.query_row(
+        let blob: String =
+            self.with_conn(|c| {
+                if c.query_row("SELECT 1 FROM scripts WHERE id = ?1", [id], |_| Ok(()))
+                    .optional()?
+                    .is_none()
+                {
+                    return Err(RepoError::NotFound(id));
+                }
+                c.query_row(
                 "SELECT blob_id FROM versions WHERE script_id = ?1 AND major = ?2 AND minor = ?3",
                 rusqlite::params![id, version.major, version.minor],
                 |r| r.get(0),
             )
             .optional()?
             .ok_or(RepoError::NoSuchVersion { script: id, version })
-        })?;
+            })?;
         self.blob_text(&blob)
     }
 
     /// The current test data (empty when none was set).
     pub fn test_data(&self, id: i64) -> Result<Vec<u8>> {
         let blob: Option<String> = self.with_conn(|c| {
-            c.query_row("SELECT test_data_blob FROM scripts WHERE id = ?1", [id], |r| r.get(0))
-                .optional()?
-                .ok_or(RepoError::NotFound(id))
+            c.query_row(
+                "SELECT test_data_blob FROM scripts WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(RepoError::NotFound(id))
         })?;
         match blob {
-            Some(b) => Ok(self.repo()?.find_blob(Oid::from_str(&b)?)?.content().to_vec()),
+            Some(b) => Ok(self
+                .repo()?
+                .find_blob(Oid::from_str(&b)?)?
+                .content()
+                .to_vec()),
             None => Ok(Vec::new()),
         }
     }

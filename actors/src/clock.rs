@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub type Centis = i64;
 
 pub fn now() -> Centis {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_millis() / 10) as Centis
 }
 

@@ -7,11 +7,26 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The migrations, in the order they apply. `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_scripts.sql", include_str!("../../migrations/0001_scripts.sql")),
-    ("0002_runs.sql", include_str!("../../migrations/0002_runs.sql")),
-    ("0003_llm.sql", include_str!("../../migrations/0003_llm.sql")),
-    ("0004_tokens.sql", include_str!("../../migrations/0004_tokens.sql")),
-    ("0005_warm_start.sql", include_str!("../../migrations/0005_warm_start.sql")),
+    (
+        "0001_scripts.sql",
+        include_str!("../../migrations/0001_scripts.sql"),
+    ),
+    (
+        "0002_runs.sql",
+        include_str!("../../migrations/0002_runs.sql"),
+    ),
+    (
+        "0003_llm.sql",
+        include_str!("../../migrations/0003_llm.sql"),
+    ),
+    (
+        "0004_tokens.sql",
+        include_str!("../../migrations/0004_tokens.sql"),
+    ),
+    (
+        "0005_warm_start.sql",
+        include_str!("../../migrations/0005_warm_start.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write lock before it gives up
@@ -26,7 +41,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// when another connection wrote in between: in WAL mode that fails at once with
 /// "database is locked" and ignores the busy timeout. `BEGIN IMMEDIATE` waits for the
 /// lock (up to [`BUSY_TIMEOUT`]) before anything is read.
-pub fn write<T, E: From<rusqlite::Error>>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+pub fn write<T, E: From<rusqlite::Error>>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     match f(conn) {
         Ok(v) => match conn.execute_batch("COMMIT") {
@@ -76,7 +94,8 @@ pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let applied: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    let applied: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = immediate(conn)?;
         tx.execute_batch(sql)?;
@@ -95,9 +114,13 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         drop(super::open(&path).unwrap());
         let conn = super::open(&path).unwrap();
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v as usize, super::MIGRATIONS.len());
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -112,16 +135,23 @@ mod tests {
         a.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
         // The deferred way: a read snapshot, a commit elsewhere, then the upgrade fails.
         a.execute_batch("BEGIN").unwrap();
-        let _: i64 = a.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        let _: i64 = a
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         b.execute("INSERT INTO t VALUES (1)", []).unwrap();
         let err = a.execute("INSERT INTO t VALUES (2)", []).unwrap_err();
-        assert!(err.to_string().contains("locked") || err.to_string().contains("busy"), "{err}");
+        assert!(
+            err.to_string().contains("locked") || err.to_string().contains("busy"),
+            "{err}"
+        );
         a.execute_batch("ROLLBACK").unwrap();
         // The IMMEDIATE way: the other writer waits for us instead, and both succeed.
         let mut other = None;
         let n = super::write(&a, |c| -> rusqlite::Result<i64> {
             let n: i64 = c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?;
-            other = Some(std::thread::spawn(move || b.execute("INSERT INTO t VALUES (3)", []).map(|_| ())));
+            other = Some(std::thread::spawn(move || {
+                b.execute("INSERT INTO t VALUES (3)", []).map(|_| ())
+            }));
             std::thread::sleep(std::time::Duration::from_millis(50));
             c.execute("INSERT INTO t VALUES (?1)", [n + 10])?;
             Ok(n)
@@ -129,7 +159,9 @@ mod tests {
         .unwrap();
         other.unwrap().join().unwrap().unwrap();
         assert_eq!(n, 1);
-        let total: i64 = a.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        let total: i64 = a
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(total, 3);
     }
 }

@@ -32,7 +32,14 @@ pub struct EventLog {
 
 impl Default for EventLog {
     fn default() -> Self {
-        EventLog { state: Mutex::new(State { events: Vec::new(), flushed: 0, done: false }), changed: watch::channel(0).0 }
+        EventLog {
+            state: Mutex::new(State {
+                events: Vec::new(),
+                flushed: 0,
+                done: false,
+            }),
+            changed: watch::channel(0).0,
+        }
     }
 }
 
@@ -41,7 +48,11 @@ impl EventLog {
         let seq = {
             let mut s = self.state.lock().expect("event log lock");
             let seq = s.events.len() as u64 + 1;
-            s.events.push(Event { seq, kind: kind.to_string(), data });
+            s.events.push(Event {
+                seq,
+                kind: kind.to_string(),
+                data,
+            });
             seq
         };
         self.changed.send_replace(seq);
@@ -106,10 +117,20 @@ impl LiveLogs {
         self.passes.lock().expect("live lock").get(&id).cloned()
     }
     pub fn add_run(&self, id: i64) -> Arc<EventLog> {
-        self.runs.lock().expect("live lock").entry(id).or_default().clone()
+        self.runs
+            .lock()
+            .expect("live lock")
+            .entry(id)
+            .or_default()
+            .clone()
     }
     pub fn add_pass(&self, id: i64) -> Arc<EventLog> {
-        self.passes.lock().expect("live lock").entry(id).or_default().clone()
+        self.passes
+            .lock()
+            .expect("live lock")
+            .entry(id)
+            .or_default()
+            .clone()
     }
     pub fn remove_run(&self, id: i64) {
         self.runs.lock().expect("live lock").remove(&id);

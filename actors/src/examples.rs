@@ -22,13 +22,28 @@ pub struct Example {
 impl Example {
     /// The first line of the module docstring.
     pub fn name(&self) -> &'static str {
-        self.content.trim_start().strip_prefix("\"\"\"").and_then(|s| s.lines().next()).map(str::trim).unwrap_or(self.filename)
+        self.content
+            .trim_start()
+            .strip_prefix("\"\"\"")
+            .and_then(|s| s.lines().next())
+            .map(str::trim)
+            .unwrap_or(self.filename)
     }
 
     /// The rest of the docstring's first paragraph after the name, joined into one line.
     pub fn summary(&self) -> String {
-        let doc = self.content.trim_start().strip_prefix("\"\"\"").and_then(|s| s.split("\"\"\"").next()).unwrap_or("");
-        doc.split("\n\n").nth(1).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ")
+        let doc = self
+            .content
+            .trim_start()
+            .strip_prefix("\"\"\"")
+            .and_then(|s| s.split("\"\"\"").next())
+            .unwrap_or("");
+        doc.split("\n\n")
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The interpreter its `# interpreter:` line asks for, if any.
@@ -52,7 +67,12 @@ macro_rules! example {
 pub const EXAMPLES: &[Example] = &[
     example!("word_count", "word_count.py", "word_count.txt", Some("1.0")),
     example!("csv_totals", "csv_totals.py", "csv_totals.csv", Some("2.0")),
-    example!("json_summary", "json_summary.py", "json_summary.json", Some("2.1")),
+    example!(
+        "json_summary",
+        "json_summary.py",
+        "json_summary.json",
+        Some("2.1")
+    ),
     example!("bracket", "bracket.py", "bracket.json", None),
     example!("assembly", "assembly.py", "assembly.json", None),
 ];

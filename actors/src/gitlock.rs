@@ -45,7 +45,11 @@ pub fn find(repo: &Path) -> Vec<LockFile> {
         .filter_map(|path| {
             // Never follow a link: a lock file is a plain file git made.
             let meta = std::fs::symlink_metadata(&path).ok()?;
-            let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
             let held = open.contains(&path);
             Some(LockFile { path, held, age })
         })
@@ -68,16 +72,22 @@ pub fn clear_stale(repo: &Path) -> Vec<PathBuf> {
                 cleared.push(lock.path);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::error!(path = %lock.path.display(), error = %e, "cannot remove a stale git lock file"),
+            Err(e) => {
+                tracing::error!(path = %lock.path.display(), error = %e, "cannot remove a stale git lock file")
+            }
         }
     }
     cleared
 }
 
 fn collect(dir: &Path, recurse: bool, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         let path = entry.path();
         if kind.is_dir() && recurse {
             collect(&path, true, out);
@@ -90,12 +100,21 @@ fn collect(dir: &Path, recurse: bool, out: &mut Vec<PathBuf>) {
 /// The files some process has open, as `/proc/PID/fd/N` links name them.
 fn open_files() -> HashSet<PathBuf> {
     let mut open = HashSet::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return open };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return open;
+    };
     for p in procs.flatten() {
-        if !p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        if !p
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if let Ok(target) = std::fs::read_link(fd.path())
                 && target.extension().is_some_and(|e| e == "lock")
@@ -130,7 +149,13 @@ mod tests {
 
         let mut cleared = clear_stale(&repo);
         cleared.sort();
-        assert_eq!(cleared, [repo.join("packed-refs.lock"), repo.join("refs/heads/ed1.lock")]);
+        assert_eq!(
+            cleared,
+            [
+                repo.join("packed-refs.lock"),
+                repo.join("refs/heads/ed1.lock")
+            ]
+        );
         assert!(held_path.exists());
         assert!(repo.join("refs/heads/prod").exists());
     }

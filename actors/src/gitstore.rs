@@ -71,7 +71,11 @@ impl GitStore {
 
     /// Creates `branch` from `prod`'s tip if it does not exist.
     pub fn ensure_branch(&self, branch: &str) -> Result<(), git2::Error> {
-        if self.repo.find_branch(branch, git2::BranchType::Local).is_err() {
+        if self
+            .repo
+            .find_branch(branch, git2::BranchType::Local)
+            .is_err()
+        {
             let tip = self.tip(PROD)?;
             let commit = self.repo.find_commit(tip)?;
             self.repo.branch(branch, &commit, false)?;
@@ -120,7 +124,13 @@ impl GitStore {
 
     /// Applies `edits` to the tip of `branch` and commits the result (even when the tree
     /// does not change: a Major bump is a commit of its own).
-    pub fn commit(&self, branch: &str, edits: &[Edit<'_>], author: &Author<'_>, message: &str) -> Result<Oid, git2::Error> {
+    pub fn commit(
+        &self,
+        branch: &str,
+        edits: &[Edit<'_>],
+        author: &Author<'_>,
+        message: &str,
+    ) -> Result<Oid, git2::Error> {
         let parent = self.repo.find_commit(self.tip(branch)?)?;
         let root = parent.tree()?;
         // Group edits by their directory (one level: `scripts/`, `testdata/`).
@@ -130,13 +140,17 @@ impl GitStore {
                 Edit::Put { path, blob } => (*path, Some(*blob)),
                 Edit::Remove { path } => (*path, None),
             };
-            let (dir, name) = path.split_once('/').ok_or_else(|| git2::Error::from_str("edit path needs a directory"))?;
+            let (dir, name) = path
+                .split_once('/')
+                .ok_or_else(|| git2::Error::from_str("edit path needs a directory"))?;
             by_dir.entry(dir).or_default().push((name, blob));
         }
         let mut root_builder = self.repo.treebuilder(Some(&root))?;
         for (dir, changes) in by_dir {
             let existing = match root.get_name(dir) {
-                Some(entry) if entry.kind() == Some(ObjectType::Tree) => Some(self.repo.find_tree(entry.id())?),
+                Some(entry) if entry.kind() == Some(ObjectType::Tree) => {
+                    Some(self.repo.find_tree(entry.id())?)
+                }
                 _ => None,
             };
             let mut builder: TreeBuilder<'_> = self.repo.treebuilder(existing.as_ref())?;
@@ -165,7 +179,14 @@ impl GitStore {
         // git keeps whole seconds; the exact time is in the message trailers.
         let time = Time::new(author.at.div_euclid(100), 0);
         let sig = Signature::new(author.name, author.email, &time)?;
-        let id = self.repo.commit(Some(&format!("refs/heads/{branch}")), &sig, &sig, message, &tree, &[&parent])?;
+        let id = self.repo.commit(
+            Some(&format!("refs/heads/{branch}")),
+            &sig,
+            &sig,
+            message,
+            &tree,
+            &[&parent],
+        )?;
         Ok(id)
     }
 
@@ -174,7 +195,12 @@ impl GitStore {
     /// commit stays reachable as `refs/scriptorium/undone/<id>` for inspection and so
     /// its script id is never handed out again.
     pub fn undo(&self, branch: &str, commit: Oid, parent: Oid) -> Result<(), git2::Error> {
-        self.repo.reference(&format!("{UNDONE}{commit}"), commit, true, "scriptorium: keep a change that was undone")?;
+        self.repo.reference(
+            &format!("{UNDONE}{commit}"),
+            commit,
+            true,
+            "scriptorium: keep a change that was undone",
+        )?;
         self.repo.reference_matching(
             &format!("refs/heads/{branch}"),
             parent,
@@ -190,7 +216,13 @@ impl GitStore {
         let mut out = Vec::new();
         for r in self.repo.references_glob(&format!("{UNDONE}*"))? {
             if let Some(id) = r?.target() {
-                out.push(self.repo.find_commit(id)?.message().unwrap_or("").to_string());
+                out.push(
+                    self.repo
+                        .find_commit(id)?
+                        .message()
+                        .unwrap_or("")
+                        .to_string(),
+                );
             }
         }
         Ok(out)
@@ -205,12 +237,21 @@ impl GitStore {
     }
 
     pub fn message(&self, commit: Oid) -> Result<String, git2::Error> {
-        Ok(self.repo.find_commit(commit)?.message().unwrap_or("").to_string())
+        Ok(self
+            .repo
+            .find_commit(commit)?
+            .message()
+            .unwrap_or("")
+            .to_string())
     }
 
     /// Commits on `branch` from the tip back to (not including) the first one `known`
     /// accepts, oldest first.
-    pub fn unknown_commits(&self, branch: &str, mut known: impl FnMut(Oid) -> bool) -> Result<Vec<(Oid, String)>, git2::Error> {
+    pub fn unknown_commits(
+        &self,
+        branch: &str,
+        mut known: impl FnMut(Oid) -> bool,
+    ) -> Result<Vec<(Oid, String)>, git2::Error> {
         let mut walk = self.repo.revwalk()?;
         walk.push(self.tip(branch)?)?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
@@ -244,8 +285,13 @@ mod tests {
 
     #[test]
     fn trailers_are_read_from_the_last_paragraph() {
-        let t = trailers("Save a.py as 0.2\n\nBody text: not a trailer\n\nScriptorium-Action: save\nScriptorium-Version: 0.2\n");
-        assert_eq!(t.get("Scriptorium-Action").map(String::as_str), Some("save"));
+        let t = trailers(
+            "Save a.py as 0.2\n\nBody text: not a trailer\n\nScriptorium-Action: save\nScriptorium-Version: 0.2\n",
+        );
+        assert_eq!(
+            t.get("Scriptorium-Action").map(String::as_str),
+            Some("save")
+        );
         assert_eq!(t.len(), 2);
     }
 
@@ -255,13 +301,43 @@ mod tests {
         let git = GitStore::open_or_init(&dir.path().join("repo"), &["ed1"]).unwrap();
         let a = git.write_blob(b"print(1)\n").unwrap();
         let b = git.write_blob(b"print(2)\n").unwrap();
-        let who = Author { name: "ed1", email: "ed1@x", at: 100 };
-        git.commit("ed1", &[Edit::Put { path: "scripts/a.py", blob: a }], &who, "one").unwrap();
-        git.commit("ed1", &[Edit::Put { path: "scripts/b.py", blob: b }], &who, "two").unwrap();
+        let who = Author {
+            name: "ed1",
+            email: "ed1@x",
+            at: 100,
+        };
+        git.commit(
+            "ed1",
+            &[Edit::Put {
+                path: "scripts/a.py",
+                blob: a,
+            }],
+            &who,
+            "one",
+        )
+        .unwrap();
+        git.commit(
+            "ed1",
+            &[Edit::Put {
+                path: "scripts/b.py",
+                blob: b,
+            }],
+            &who,
+            "two",
+        )
+        .unwrap();
         assert_eq!(git.blob_at("ed1", "scripts/a.py").unwrap(), Some(a));
         assert_eq!(git.blob_at("ed1", "scripts/b.py").unwrap(), Some(b));
         assert_eq!(git.blob_at(PROD, "scripts/a.py").unwrap(), None);
-        git.commit("ed1", &[Edit::Remove { path: "scripts/a.py" }], &who, "three").unwrap();
+        git.commit(
+            "ed1",
+            &[Edit::Remove {
+                path: "scripts/a.py",
+            }],
+            &who,
+            "three",
+        )
+        .unwrap();
         assert_eq!(git.blob_at("ed1", "scripts/a.py").unwrap(), None);
         let unknown = git.unknown_commits("ed1", |_| false).unwrap();
         let messages: Vec<&str> = unknown.iter().map(|(_, m)| m.as_str()).collect();

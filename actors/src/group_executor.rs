@@ -13,7 +13,10 @@ pub struct GroupExecutor;
 
 pub enum GroupExecutorMessage {
     /// Runs the jobs concurrently; replies `(run id, final status)` for each.
-    ExecuteGroup { jobs: Vec<(RunJob, CancellationToken)>, reply: RpcReplyPort<Vec<(i64, &'static str)>> },
+    ExecuteGroup {
+        jobs: Vec<(RunJob, CancellationToken)>,
+        reply: RpcReplyPort<Vec<(i64, &'static str)>>,
+    },
 }
 
 impl Actor for GroupExecutor {
@@ -21,11 +24,20 @@ impl Actor for GroupExecutor {
     type State = Arc<Runner>;
     type Arguments = Arc<Runner>;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, runner: Arc<Runner>) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        runner: Arc<Runner>,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(runner)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, runner: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        runner: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             GroupExecutorMessage::ExecuteGroup { jobs, reply } => {
                 let runs = jobs.into_iter().map(|(job, token)| {

@@ -58,13 +58,20 @@ impl Report {
 
     /// The problems, one sentence each.
     pub fn reasons(&self) -> Vec<String> {
-        [&self.git.problem, &self.db.problem, &self.disk.problem].into_iter().flatten().cloned().collect()
+        [&self.git.problem, &self.db.problem, &self.disk.problem]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
     }
 }
 
 impl WriteHealth {
     pub fn new(data_dir: &Path) -> WriteHealth {
-        WriteHealth { data_dir: data_dir.to_path_buf(), last_failure: Mutex::new(None) }
+        WriteHealth {
+            data_dir: data_dir.to_path_buf(),
+            last_failure: Mutex::new(None),
+        }
     }
 
     /// A write failed for `reason` (shown by health until a write succeeds).
@@ -80,8 +87,14 @@ impl WriteHealth {
     pub fn check(&self) -> Report {
         let repo = self.data_dir.join("repo");
         let git = match self.git_problem(&repo) {
-            None => Part { ok: true, problem: None },
-            Some(p) => Part { ok: false, problem: Some(p) },
+            None => Part {
+                ok: true,
+                problem: None,
+            },
+            Some(p) => Part {
+                ok: false,
+                problem: Some(p),
+            },
         };
         let mut db_problem = writable(&self.data_dir.join("scriptorium.db"), "the database file")
             .or_else(|| writable(&self.data_dir, "the data directory"));
@@ -94,7 +107,10 @@ impl WriteHealth {
                 // Health is open to anyone: the details stay in the server's log.
                 .map(|_| "the last save failed (the details are in the server's log); the next successful save clears this".to_string());
         }
-        let db = Part { ok: db_problem.is_none(), problem: db_problem };
+        let db = Part {
+            ok: db_problem.is_none(),
+            problem: db_problem,
+        };
         let free = free_bytes(&self.data_dir);
         let disk_problem = match free {
             Some(f) if f < MIN_FREE_BYTES => Some(format!(
@@ -104,7 +120,11 @@ impl WriteHealth {
             )),
             _ => None,
         };
-        let disk = Disk { ok: disk_problem.is_none(), free_bytes: free, problem: disk_problem };
+        let disk = Disk {
+            ok: disk_problem.is_none(),
+            free_bytes: free,
+            problem: disk_problem,
+        };
         Report { git, db, disk }
     }
 
@@ -122,12 +142,18 @@ impl WriteHealth {
             };
             tracing::warn!(path = %lock.path.display(), held = lock.held, age_secs = lock.age.as_secs(), "health: git lock file present");
             return Some(if lock.held {
-                format!("git lock file {name} has been held for {} s by a running process; saves on that branch wait for it", lock.age.as_secs())
+                format!(
+                    "git lock file {name} has been held for {} s by a running process; saves on that branch wait for it",
+                    lock.age.as_secs()
+                )
             } else {
-                format!("git lock file {name} is left by a process that died; the next save removes it, or restart the server")
+                format!(
+                    "git lock file {name} is left by a process that died; the next save removes it, or restart the server"
+                )
             });
         }
-        writable(&repo.join("objects"), "the git object directory").or_else(|| writable(&repo.join("refs/heads"), "the git branch directory"))
+        writable(&repo.join("objects"), "the git object directory")
+            .or_else(|| writable(&repo.join("refs/heads"), "the git branch directory"))
     }
 }
 
@@ -137,9 +163,14 @@ fn writable(path: &Path, what: &str) -> Option<String> {
     match std::fs::symlink_metadata(path) {
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "health: {what} cannot be read");
-            Some(format!("{what} cannot be read ({}); check the data directory", e.kind()))
+            Some(format!(
+                "{what} cannot be read ({}); check the data directory",
+                e.kind()
+            ))
         }
-        Ok(m) if m.permissions().readonly() => Some(format!("{what} is read-only; make it writable by the server's user")),
+        Ok(m) if m.permissions().readonly() => Some(format!(
+            "{what} is read-only; make it writable by the server's user"
+        )),
         Ok(_) => None,
     }
 }
@@ -172,11 +203,15 @@ mod tests {
 
         let lock = data.join("repo/refs/heads/ed1.lock");
         let f = std::fs::File::create(&lock).unwrap();
-        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(60)).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
         let r = h.check();
         assert!(!r.ok());
         let problem = r.git.problem.as_deref().unwrap();
-        assert!(problem.contains("refs/heads/….lock") && !problem.contains("ed1"), "{r:?}");
+        assert!(
+            problem.contains("refs/heads/….lock") && !problem.contains("ed1"),
+            "{r:?}"
+        );
         drop(f);
         std::fs::remove_file(&lock).unwrap();
 
@@ -184,7 +219,10 @@ mod tests {
         let r = h.check();
         assert!(!r.db.ok);
         assert!(r.reasons()[0].starts_with("the last save failed"), "{r:?}");
-        assert!(!r.reasons()[0].contains("locked"), "details stay in the log: {r:?}");
+        assert!(
+            !r.reasons()[0].contains("locked"),
+            "details stay in the log: {r:?}"
+        );
         h.write_succeeded();
         assert!(h.check().ok());
     }

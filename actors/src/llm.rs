@@ -77,21 +77,33 @@ impl Default for LlmConfig {
 pub enum LlmError {
     #[error("{0}")]
     BadInput(String),
-    #[error("the prompt was blocked: it contains `{0}`, which is on the stop-word list; rephrase the request")]
+    #[error(
+        "the prompt was blocked: it contains `{0}`, which is on the stop-word list; rephrase the request"
+    )]
     Blocked(String),
     #[error("the LLM provider refused the API key (HTTP 401); check OPENROUTER_API_KEY")]
     Unauthorized,
-    #[error("the LLM provider is rate-limiting requests (HTTP 429) after {attempts} attempts; try again in {retry_after} s")]
+    #[error(
+        "the LLM provider is rate-limiting requests (HTTP 429) after {attempts} attempts; try again in {retry_after} s"
+    )]
     RateLimited { attempts: u32, retry_after: u64 },
     #[error("the LLM provider failed (HTTP {status}) after {attempts} attempts: {body}")]
-    Provider { status: u16, attempts: u32, body: String },
-    #[error("the LLM provider did not answer within {0} s (after retries); try again or raise [llm] timeout_seconds")]
+    Provider {
+        status: u16,
+        attempts: u32,
+        body: String,
+    },
+    #[error(
+        "the LLM provider did not answer within {0} s (after retries); try again or raise [llm] timeout_seconds"
+    )]
     Timeout(u64),
     #[error("cannot reach the LLM provider at {url}: {message}")]
     Connect { url: String, message: String },
     #[error("the LLM provider's reply could not be read: {0}")]
     Malformed(String),
-    #[error("the model kept calling tools past {0} rounds without answering; the exchange was stopped")]
+    #[error(
+        "the model kept calling tools past {0} rounds without answering; the exchange was stopped"
+    )]
     ToolLoop(u32),
     #[error("the model's answer contains no Python code block; try a more specific request")]
     NoCode,

@@ -98,9 +98,18 @@ pub struct Core {
 pub struct LlmBroker;
 
 pub enum LlmBrokerMessage {
-    Prompt { request: PromptRequest, events: Option<mpsc::Sender<LlmEvent>>, reply: RpcReplyPort<Result<Proposal, LlmError>> },
+    Prompt {
+        request: PromptRequest,
+        events: Option<mpsc::Sender<LlmEvent>>,
+        reply: RpcReplyPort<Result<Proposal, LlmError>>,
+    },
     /// The user saved a proposal: record the version it produced.
-    Link { exchange_id: i64, script_id: i64, version: Version, reply: RpcReplyPort<bool> },
+    Link {
+        exchange_id: i64,
+        script_id: i64,
+        version: Version,
+        reply: RpcReplyPort<bool>,
+    },
 }
 
 impl Actor for LlmBroker {
@@ -108,8 +117,17 @@ impl Actor for LlmBroker {
     type State = Arc<Core>;
     type Arguments = LlmBrokerArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: LlmBrokerArgs) -> Result<Self::State, ActorProcessingErr> {
-        let provider: Box<dyn Provider> = match args.config.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: LlmBrokerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let provider: Box<dyn Provider> = match args
+            .config
+            .api_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+        {
             Some(key) => Box::new(OpenRouter::new(
                 &args.config.base_url,
                 key,
@@ -118,9 +136,15 @@ impl Actor for LlmBroker {
                 args.config.max_retries,
                 args.config.stream,
             )),
-            None => Box::new(Offline { python: args.python.clone() }),
+            None => Box::new(Offline {
+                python: args.python.clone(),
+            }),
         };
-        tracing::info!(provider = provider.name(), model = provider.model(), "LLM broker ready");
+        tracing::info!(
+            provider = provider.name(),
+            model = provider.model(),
+            "LLM broker ready"
+        );
         let db = args.db.clone();
         tokio::task::spawn_blocking(move || {
             db.lock().unwrap_or_else(|p| p.into_inner()).execute(
@@ -132,15 +156,29 @@ impl Actor for LlmBroker {
         Ok(Arc::new(Core { args, provider }))
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, core: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        core: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
-            LlmBrokerMessage::Prompt { request, events, reply } => {
+            LlmBrokerMessage::Prompt {
+                request,
+                events,
+                reply,
+            } => {
                 let core = core.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(core.prompt(request, events).await);
                 });
             }
-            LlmBrokerMessage::Link { exchange_id, script_id, version, reply } => {
+            LlmBrokerMessage::Link {
+                exchange_id,
+                script_id,
+                version,
+                reply,
+            } => {
                 let db = core.args.db.clone();
                 let linked = tokio::task::spawn_blocking(move || {
                     db.lock()
@@ -169,12 +207,17 @@ pub fn split_answer(text: &str) -> Option<(String, String)> {
     let body_start = start + fence;
     let end = text[body_start..].find("```").map(|e| body_start + e)?;
     let code = text[body_start..end].to_string();
-    let explanation = format!("{}{}", &text[..start], &text[end + 3..]).trim().to_string();
+    let explanation = format!("{}{}", &text[..start], &text[end + 3..])
+        .trim()
+        .to_string();
     Some((code, explanation))
 }
 
 impl Core {
-    async fn db<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static) -> Result<T, LlmError> {
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, LlmError> {
         let db = self.args.db.clone();
         tokio::task::spawn_blocking(move || f(&db.lock().unwrap_or_else(|p| p.into_inner())))
             .await
@@ -182,7 +225,11 @@ impl Core {
             .map_err(|e| LlmError::Helper(format!("the exchange log: {e}")))
     }
 
-    async fn prompt(&self, req: PromptRequest, events: Option<mpsc::Sender<LlmEvent>>) -> Result<Proposal, LlmError> {
+    async fn prompt(
+        &self,
+        req: PromptRequest,
+        events: Option<mpsc::Sender<LlmEvent>>,
+    ) -> Result<Proposal, LlmError> {
         let send = |e: LlmEvent| {
             if let Some(tx) = &events {
                 let _ = tx.try_send(e);
@@ -190,14 +237,23 @@ impl Core {
         };
         let instruction = req.instruction.trim().to_string();
         if instruction.is_empty() {
-            return Err(LlmError::BadInput("say what the script should do: the instruction is empty".into()));
+            return Err(LlmError::BadInput(
+                "say what the script should do: the instruction is empty".into(),
+            ));
         }
         if instruction.len() > MAX_INSTRUCTION {
-            return Err(LlmError::BadInput(format!("the instruction is {} characters; at most {MAX_INSTRUCTION}", instruction.len())));
+            return Err(LlmError::BadInput(format!(
+                "the instruction is {} characters; at most {MAX_INSTRUCTION}",
+                instruction.len()
+            )));
         }
         let code = match req.code {
             Some(c) if c.len() > crate::store::MAX_CONTENT_BYTES => {
-                return Err(LlmError::BadInput(format!("the code is {} bytes; at most {}", c.len(), crate::store::MAX_CONTENT_BYTES)));
+                return Err(LlmError::BadInput(format!(
+                    "the code is {} bytes; at most {}",
+                    c.len(),
+                    crate::store::MAX_CONTENT_BYTES
+                )));
             }
             Some(c) => c,
             None => {
@@ -210,7 +266,10 @@ impl Core {
                     .content
             }
         };
-        let (provider, model) = (self.provider.name().to_string(), self.provider.model().to_string());
+        let (provider, model) = (
+            self.provider.name().to_string(),
+            self.provider.model().to_string(),
+        );
         let (sid, user, instr) = (req.script_id, req.user.clone(), instruction.clone());
         if let Some(word) = guard::stop_word(&instruction, &self.args.config.stop_words) {
             let word = word.to_string();
@@ -227,19 +286,27 @@ impl Core {
             return Err(LlmError::Blocked(word));
         }
 
-        send(LlmEvent::Status { message: "pseudonymising names before anything leaves the machine".into() });
+        send(LlmEvent::Status {
+            message: "pseudonymising names before anything leaves the machine".into(),
+        });
         let python = self.args.python.clone();
         let names = self.args.config.sensitive_names.clone();
         let (c2, i2) = (code.clone(), instruction.clone());
-        let pseudo: Pseudonymised = tokio::task::spawn_blocking(move || guard::pseudonymise(&python, &c2, &i2, &names))
-            .await
-            .map_err(|e| LlmError::Helper(e.to_string()))??;
+        let pseudo: Pseudonymised =
+            tokio::task::spawn_blocking(move || guard::pseudonymise(&python, &c2, &i2, &names))
+                .await
+                .map_err(|e| LlmError::Helper(e.to_string()))??;
         let mut messages = vec![
             json!({ "role": "system", "content": SYSTEM }),
             json!({ "role": "user", "content": format!("Instruction:\n{}\n\nCurrent code:\n```python\n{}```\n", pseudo.instruction, pseudo.code) }),
         ];
         // Logged before it is sent.
-        let (p, m, sent, mode) = (provider.clone(), model.clone(), json!(messages).to_string(), pseudo.mode.clone());
+        let (p, m, sent, mode) = (
+            provider.clone(),
+            model.clone(),
+            json!(messages).to_string(),
+            pseudo.mode.clone(),
+        );
         let (sid, user, instr) = (req.script_id, req.user.clone(), instruction.clone());
         let exchange_id = self
             .db(move |c| {
@@ -256,12 +323,28 @@ impl Core {
         let mut usage = Usage::default();
         let mut raws: Vec<Value> = Vec::new();
         let mut calls: Vec<Value> = Vec::new();
-        let outcome = self.converse(&req.interpreter, &code, &pseudo, &mut messages, &mut usage, &mut raws, &mut calls, &send).await;
+        let outcome = self
+            .converse(
+                &req.interpreter,
+                &code,
+                &pseudo,
+                &mut messages,
+                &mut usage,
+                &mut raws,
+                &mut calls,
+                &send,
+            )
+            .await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let (final_model, content) = match outcome {
             Ok(v) => v,
             Err(e) => {
-                let (msg, sent, raw, tools) = (e.to_string(), json!(messages).to_string(), json!(raws).to_string(), json!(calls).to_string());
+                let (msg, sent, raw, tools) = (
+                    e.to_string(),
+                    json!(messages).to_string(),
+                    json!(raws).to_string(),
+                    json!(calls).to_string(),
+                );
                 let u = usage.clone();
                 self.db(move |c| {
                     c.execute(
@@ -276,7 +359,10 @@ impl Core {
             }
         };
         let (code_out, explanation) = match split_answer(&content) {
-            Some((c, e)) => (guard::restore(&c, &pseudo.mapping), guard::restore(&e, &pseudo.mapping)),
+            Some((c, e)) => (
+                guard::restore(&c, &pseudo.mapping),
+                guard::restore(&e, &pseudo.mapping),
+            ),
             None => {
                 let raw = json!(raws).to_string();
                 self.db(move |c| {
@@ -288,15 +374,22 @@ impl Core {
         };
         let python = self.args.python.clone();
         let check_code = code_out.clone();
-        let checked = tokio::task::spawn_blocking(move || PythonChecker::new(&python).check(&check_code))
-            .await
-            .map_err(|e| LlmError::Helper(e.to_string()))?
-            .map_err(|e| LlmError::Helper(e.to_string()))?;
+        let checked =
+            tokio::task::spawn_blocking(move || PythonChecker::new(&python).check(&check_code))
+                .await
+                .map_err(|e| LlmError::Helper(e.to_string()))?
+                .map_err(|e| LlmError::Helper(e.to_string()))?;
         let (valid, problem) = match checked {
             Checked::Valid { .. } => (true, None),
             Checked::Invalid(p) => (false, Some(p.to_string())),
         };
-        let (sent, raw, tools, proposed, fm) = (json!(messages).to_string(), json!(raws).to_string(), json!(calls).to_string(), code_out.clone(), final_model.clone());
+        let (sent, raw, tools, proposed, fm) = (
+            json!(messages).to_string(),
+            json!(raws).to_string(),
+            json!(calls).to_string(),
+            code_out.clone(),
+            final_model.clone(),
+        );
         let u = usage.clone();
         self.db(move |c| {
             c.execute(
@@ -315,7 +408,11 @@ impl Core {
             model: final_model,
             usage,
             latency_ms,
-            pseudonymisation: if pseudo.mapping.is_empty() { "none".into() } else { pseudo.mode.clone() },
+            pseudonymisation: if pseudo.mapping.is_empty() {
+                "none".into()
+            } else {
+                pseudo.mode.clone()
+            },
             pseudonymisation_note: pseudo.note.clone(),
             replaced: pseudo.mapping.len(),
             valid,
@@ -339,7 +436,11 @@ impl Core {
         let interp = self
             .args
             .registry
-            .get(interpreter.as_deref().or_else(|| interpreter_directive(code)))
+            .get(
+                interpreter
+                    .as_deref()
+                    .or_else(|| interpreter_directive(code)),
+            )
             .or_else(|_| self.args.registry.get(None))
             .map_err(|e| LlmError::BadInput(e.to_string()))?
             .clone();
@@ -349,10 +450,16 @@ impl Core {
             scratch: self.args.scratch.clone(),
             sandbox_dir: self.args.config.sandbox_dir.clone(),
         };
-        let definitions = if self.provider.name() == "offline" { Vec::new() } else { tools.definitions() };
+        let definitions = if self.provider.name() == "offline" {
+            Vec::new()
+        } else {
+            tools.definitions()
+        };
         let max = self.args.config.max_tool_rounds;
         for round in 0..=max {
-            send(LlmEvent::Status { message: format!("asking {}", self.provider.model()) });
+            send(LlmEvent::Status {
+                message: format!("asking {}", self.provider.model()),
+            });
             let restorer = Mutex::new(StreamRestorer::default());
             let mapping = &pseudo.mapping;
             let on_delta = |d: &str| {
@@ -361,7 +468,11 @@ impl Core {
                     send(LlmEvent::Delta { text: shown });
                 }
             };
-            let req = ChatRequest { model: self.provider.model().to_string(), messages: messages.clone(), tools: definitions.clone() };
+            let req = ChatRequest {
+                model: self.provider.model().to_string(),
+                messages: messages.clone(),
+                tools: definitions.clone(),
+            };
             let resp = self.provider.complete(&req, &on_delta).await?;
             let rest = restorer.lock().expect("restorer lock").finish(mapping);
             if !rest.is_empty() {
@@ -369,9 +480,14 @@ impl Core {
             }
             usage.add(&resp.usage);
             raws.push(resp.raw.clone());
-            let tool_calls = resp.message["tool_calls"].as_array().cloned().unwrap_or_default();
+            let tool_calls = resp.message["tool_calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if tool_calls.is_empty() {
-                let content = resp.message["content"].as_str().ok_or_else(|| LlmError::Malformed("the answer has no text".into()))?;
+                let content = resp.message["content"]
+                    .as_str()
+                    .ok_or_else(|| LlmError::Malformed("the answer has no text".into()))?;
                 return Ok((resp.model, content.to_string()));
             }
             if round == max {
@@ -380,11 +496,18 @@ impl Core {
             messages.push(resp.message.clone());
             for tc in tool_calls {
                 let name = tc["function"]["name"].as_str().unwrap_or("").to_string();
-                let arguments = tc["function"]["arguments"].as_str().unwrap_or("{}").to_string();
-                send(LlmEvent::Tool { name: name.clone(), arguments: arguments.clone() });
+                let arguments = tc["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or("{}")
+                    .to_string();
+                send(LlmEvent::Tool {
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                });
                 let result = tools.call(&name, &arguments).await;
                 calls.push(json!({ "name": name, "arguments": arguments, "result": result }));
-                messages.push(json!({ "role": "tool", "tool_call_id": tc["id"], "content": result }));
+                messages
+                    .push(json!({ "role": "tool", "tool_call_id": tc["id"], "content": result }));
             }
         }
         Err(LlmError::ToolLoop(max))
@@ -435,7 +558,10 @@ pub fn exchanges(c: &Connection, script_id: i64) -> rusqlite::Result<Vec<Exchang
             latency_ms: r.get::<_, i64>(11)? as u64,
             pseudonymisation: r.get(12)?,
             tool_calls: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
-            produced_version: r.get::<_, Option<u32>>(14)?.zip(r.get::<_, Option<u32>>(15)?).map(|(a, b)| Version::new(a, b)),
+            produced_version: r
+                .get::<_, Option<u32>>(14)?
+                .zip(r.get::<_, Option<u32>>(15)?)
+                .map(|(a, b)| Version::new(a, b)),
             prompt_sent: serde_json::from_str(&r.get::<_, String>(16)?).unwrap_or(Value::Null),
         })
     })?;
@@ -443,7 +569,13 @@ pub fn exchanges(c: &Connection, script_id: i64) -> rusqlite::Result<Vec<Exchang
 }
 
 pub fn exchange_exists(c: &Connection, id: i64, script_id: i64) -> rusqlite::Result<bool> {
-    Ok(c.query_row("SELECT 1 FROM exchanges WHERE id = ?1 AND script_id = ?2", params![id, script_id], |_| Ok(())).optional()?.is_some())
+    Ok(c.query_row(
+        "SELECT 1 FROM exchanges WHERE id = ?1 AND script_id = ?2",
+        params![id, script_id],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
 /// How the HTTP side reaches the broker.
@@ -454,18 +586,40 @@ pub struct LlmBrokerHandle {
 
 impl LlmBrokerHandle {
     pub fn new(instance: &str) -> LlmBrokerHandle {
-        LlmBrokerHandle { name: name(instance) }
+        LlmBrokerHandle {
+            name: name(instance),
+        }
     }
 
     fn actor(&self) -> Result<ActorRef<LlmBrokerMessage>, LlmError> {
         ractor::registry::where_is(self.name.clone())
             .map(Into::into)
-            .ok_or_else(|| LlmError::Helper("the LLM broker is not running (it may be restarting); try again".into()))
+            .ok_or_else(|| {
+                LlmError::Helper(
+                    "the LLM broker is not running (it may be restarting); try again".into(),
+                )
+            })
     }
 
     /// Runs a prompt; `events` receives progress and streamed text.
-    pub async fn prompt(&self, request: PromptRequest, events: Option<mpsc::Sender<LlmEvent>>, timeout: Duration) -> Result<Proposal, LlmError> {
-        match self.actor()?.call(|reply| LlmBrokerMessage::Prompt { request, events, reply }, Some(timeout)).await {
+    pub async fn prompt(
+        &self,
+        request: PromptRequest,
+        events: Option<mpsc::Sender<LlmEvent>>,
+        timeout: Duration,
+    ) -> Result<Proposal, LlmError> {
+        match self
+            .actor()?
+            .call(
+                |reply| LlmBrokerMessage::Prompt {
+                    request,
+                    events,
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await
+        {
             Ok(CallResult::Success(r)) => r,
             Ok(CallResult::Timeout) => Err(LlmError::Timeout(timeout.as_secs())),
             _ => Err(LlmError::Helper("the LLM broker did not answer".into())),
@@ -473,9 +627,21 @@ impl LlmBrokerHandle {
     }
 
     pub async fn link(&self, exchange_id: i64, script_id: i64, version: Version) -> bool {
-        let Ok(actor) = self.actor() else { return false };
+        let Ok(actor) = self.actor() else {
+            return false;
+        };
         matches!(
-            actor.call(|reply| LlmBrokerMessage::Link { exchange_id, script_id, version, reply }, Some(Duration::from_secs(10))).await,
+            actor
+                .call(
+                    |reply| LlmBrokerMessage::Link {
+                        exchange_id,
+                        script_id,
+                        version,
+                        reply
+                    },
+                    Some(Duration::from_secs(10))
+                )
+                .await,
             Ok(CallResult::Success(true))
         )
     }
@@ -485,7 +651,8 @@ impl LlmBrokerHandle {
 mod tests {
     #[test]
     fn answers_split_into_code_and_explanation() {
-        let (code, expl) = super::split_answer("Adds logging.\n\n```python\nimport logging\n```\nDone.").unwrap();
+        let (code, expl) =
+            super::split_answer("Adds logging.\n\n```python\nimport logging\n```\nDone.").unwrap();
         assert_eq!(code, "import logging\n");
         assert_eq!(expl, "Adds logging.\n\n\nDone.");
         assert!(super::split_answer("no code here").is_none());

@@ -112,16 +112,36 @@ impl LspConfig {
     /// Finds the program and what it needs to read; done once when the server starts.
     pub fn resolve(&self) -> Result<ServerProgram, LspError> {
         let (program, args) = self.command.split_first().ok_or(LspError::EmptyCommand)?;
-        let program = absolute(Path::new(program)).map_err(|e| LspError::NotInstalled { program: program.into(), why: e.to_string() })?;
-        let mut read: Vec<PathBuf> = self.read_paths.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+        let program = absolute(Path::new(program)).map_err(|e| LspError::NotInstalled {
+            program: program.into(),
+            why: e.to_string(),
+        })?;
+        let mut read: Vec<PathBuf> = self
+            .read_paths
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
         // A script runs on the interpreter its `#!` line names; `python -m server` on itself.
-        let is_python = program.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python"));
-        if let Some(runtime) = shebang_interpreter(&program).or_else(|| is_python.then(|| program.clone())) {
+        let is_python = program
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+        if let Some(runtime) =
+            shebang_interpreter(&program).or_else(|| is_python.then(|| program.clone()))
+        {
             let interp = scriptorium_sandbox::interpreters::probe_native("lsp-runtime", &runtime)
-                .map_err(|why| LspError::Runtime { program: program.clone(), runtime: runtime.clone(), why })?;
+                .map_err(|why| LspError::Runtime {
+                program: program.clone(),
+                runtime: runtime.clone(),
+                why,
+            })?;
             read.extend(scriptorium_sandbox::linux::interpreter_paths(&interp));
         }
-        Ok(ServerProgram { program, args: args.to_vec(), read, limits: self.limits() })
+        Ok(ServerProgram {
+            program,
+            args: args.to_vec(),
+            read,
+            limits: self.limits(),
+        })
     }
 }
 
@@ -137,12 +157,22 @@ pub struct ServerProgram {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LspError {
-    #[error("the [lsp] command is empty; set it in scriptorium.toml (e.g. [\"build/lsp/bin/pylsp\"])")]
+    #[error(
+        "the [lsp] command is empty; set it in scriptorium.toml (e.g. [\"build/lsp/bin/pylsp\"])"
+    )]
     EmptyCommand,
-    #[error("the language server {program} is not installed ({why}); run `make lsp` or fix [lsp] command")]
+    #[error(
+        "the language server {program} is not installed ({why}); run `make lsp` or fix [lsp] command"
+    )]
     NotInstalled { program: PathBuf, why: String },
-    #[error("the language server {program} runs on {runtime}, which cannot be probed ({why}); run `make lsp`")]
-    Runtime { program: PathBuf, runtime: PathBuf, why: String },
+    #[error(
+        "the language server {program} runs on {runtime}, which cannot be probed ({why}); run `make lsp`"
+    )]
+    Runtime {
+        program: PathBuf,
+        runtime: PathBuf,
+        why: String,
+    },
     #[error(
         "the language server is only run in the sandbox, and this machine lacks {0}; sessions are refused rather than run unsandboxed (see docs/security.md)"
     )]
@@ -156,7 +186,9 @@ pub enum LspError {
 /// `path` made absolute with its directory's links resolved, but not its own: a venv's
 /// `bin/python` is a link to the base interpreter, and only the link makes it the venv's.
 fn absolute(path: &Path) -> std::io::Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("the command names no file"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the command names no file"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => std::fs::canonicalize(d)?,
         _ => std::env::current_dir()?,
@@ -170,7 +202,9 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
 fn shebang_interpreter(program: &Path) -> Option<PathBuf> {
     use std::io::Read;
     let mut head = [0u8; 256];
-    let n = std::fs::File::open(program).and_then(|mut f| f.read(&mut head)).ok()?;
+    let n = std::fs::File::open(program)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
     let line = String::from_utf8_lossy(line.split(|b| *b == b'\n').next()?).into_owned();
     let mut words = line.split_whitespace();
@@ -191,17 +225,30 @@ fn require_full_sandbox(support: scriptorium_sandbox::linux::Support) -> Result<
     if support.landlock_abi < 1 {
         missing.push("Landlock");
     }
-    if missing.is_empty() { Ok(()) } else { Err(LspError::NoSandbox(missing.join(" and "))) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(LspError::NoSandbox(missing.join(" and ")))
+    }
 }
 
 /// Starts `server` in a fresh sandbox with `workspace` as its only writable place,
 /// able to read `interpreter`'s installation. It forks: call it from a thread that
 /// outlives the session (the sandbox gets SIGKILL when that thread ends), e.g. the
 /// session's async task, not `spawn_blocking`.
-pub fn start_server(backend: &LinuxBackend, server: &ServerProgram, interpreter: &Interpreter, workspace: &Path) -> Result<SandboxedProcess, LspError> {
+pub fn start_server(
+    backend: &LinuxBackend,
+    server: &ServerProgram,
+    interpreter: &Interpreter,
+    workspace: &Path,
+) -> Result<SandboxedProcess, LspError> {
     require_full_sandbox(backend.support())?;
     std::fs::create_dir_all(workspace)?;
-    let bin_dir = server.program.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bin_dir = server
+        .program
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     // Jedi runs the chosen interpreter inside the same sandbox (and imports compiled
     // modules there to inspect them): it gets at least the room that interpreter's runs get.
     let mut limits = server.limits.clone();
@@ -214,15 +261,23 @@ pub fn start_server(backend: &LinuxBackend, server: &ServerProgram, interpreter:
         workdir: workspace.to_path_buf(),
         // Its own bin directory first (ruff beside pylsp); nothing of the server's
         // environment: the sandbox's clean set.
-        env: vec![("PATH".into(), format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()))],
+        env: vec![(
+            "PATH".into(),
+            format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
+        )],
         limits,
         address_space_mib: None,
     };
     let process = backend.spawn(&spec)?;
     // `allow_degraded` lets runs go on with less; a language server does not. (Without
     // cgroups its memory and processes are still bounded per process by rlimits.)
-    let missing: Vec<&str> =
-        process.protections.missing.iter().map(String::as_str).filter(|m| !m.starts_with("cgroups")).collect();
+    let missing: Vec<&str> = process
+        .protections
+        .missing
+        .iter()
+        .map(String::as_str)
+        .filter(|m| !m.starts_with("cgroups"))
+        .collect();
     if !missing.is_empty() {
         return Err(LspError::NoSandbox(missing.join(" and ")));
     }
@@ -275,7 +330,9 @@ pub fn file_uri(path: &std::path::Path) -> String {
     let mut s = String::from("file://");
     for b in path.to_string_lossy().bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => s.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                s.push(b as char)
+            }
             _ => s.push_str(&format!("%{b:02X}")),
         }
     }
@@ -292,33 +349,56 @@ async fn write_frame(stdin: &mut ChildStdin, body: &str) -> std::io::Result<()> 
 
 /// Reads framed messages from the server until EOF: requests go to the session (the
 /// bridge answers some itself), everything else to the socket.
-async fn pump_server(stdout: tokio::process::ChildStdout, out: mpsc::Sender<Outbound>, session: ActorRef<LspSessionMessage>, id: String) {
+async fn pump_server(
+    stdout: tokio::process::ChildStdout,
+    out: mpsc::Sender<Outbound>,
+    session: ActorRef<LspSessionMessage>,
+    id: String,
+) {
     let mut reader = BufReader::new(stdout);
     loop {
         let mut length: Option<usize> = None;
         loop {
             let mut line = String::new();
-            match (&mut reader).take(MAX_HEADER_LINE).read_line(&mut line).await {
+            match (&mut reader)
+                .take(MAX_HEADER_LINE)
+                .read_line(&mut line)
+                .await
+            {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
             if !line.ends_with('\n') {
                 tracing::warn!(session = %id, "language server header line too long; ending the session");
-                let _ = out.send(Outbound::Close(1011, "the language server sent a malformed header".into())).await;
+                let _ = out
+                    .send(Outbound::Close(
+                        1011,
+                        "the language server sent a malformed header".into(),
+                    ))
+                    .await;
                 return;
             }
             let line = line.trim_end();
             if line.is_empty() {
                 break;
             }
-            if let Some(v) = line.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v) {
+            if let Some(v) = line
+                .split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v)
+            {
                 length = v.trim().parse().ok();
             }
         }
         let Some(n) = length else { continue };
         if n > MAX_MESSAGE {
             tracing::warn!(session = %id, bytes = n, "language server message too large; ending the session");
-            let _ = out.send(Outbound::Close(1009, "the language server sent a message over 4 MiB".into())).await;
+            let _ = out
+                .send(Outbound::Close(
+                    1009,
+                    "the language server sent a message over 4 MiB".into(),
+                ))
+                .await;
             return;
         }
         let mut body = vec![0u8; n];
@@ -327,7 +407,10 @@ async fn pump_server(stdout: tokio::process::ChildStdout, out: mpsc::Sender<Outb
         }
         let text = String::from_utf8_lossy(&body).into_owned();
         if policy::is_request(&text) {
-            if session.cast(LspSessionMessage::ServerRequest(text)).is_err() {
+            if session
+                .cast(LspSessionMessage::ServerRequest(text))
+                .is_err()
+            {
                 return;
             }
         } else if out.send(Outbound::Text(text)).await.is_err() {
@@ -343,7 +426,9 @@ async fn drain_stderr(stderr: tokio::process::ChildStderr, id: String) {
         let mut line = String::new();
         match (&mut reader).take(4096).read_line(&mut line).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => tracing::debug!(session = %id, line = %line.trim_end(), "language server stderr"),
+            Ok(_) => {
+                tracing::debug!(session = %id, line = %line.trim_end(), "language server stderr")
+            }
         }
     }
 }
@@ -392,10 +477,19 @@ impl LspSession {
     /// client why, close the socket with 1011, and end the session.
     async fn server_gone(myself: &ActorRef<LspSessionMessage>, state: &mut LspSessionState) {
         // The exit status follows at once when it died.
-        let status = tokio::time::timeout(Duration::from_secs(2), state.server.wait()).await.ok().and_then(Result::ok).flatten();
+        let status = tokio::time::timeout(Duration::from_secs(2), state.server.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
         let why = match status {
-            Some(raw) => format!("the language server stopped ({}); reconnect to start a new one", describe_status(raw)),
-            None => "the language server stopped answering; reconnect to start a new one".to_string(),
+            Some(raw) => format!(
+                "the language server stopped ({}); reconnect to start a new one",
+                describe_status(raw)
+            ),
+            None => {
+                "the language server stopped answering; reconnect to start a new one".to_string()
+            }
         };
         tracing::warn!(session = %state.id, %why, "language server ended");
         let note = json!({ "jsonrpc": "2.0", "method": "window/showMessage", "params": { "type": 1, "message": why } });
@@ -405,7 +499,11 @@ impl LspSession {
     }
 
     /// Writes to the server; a failed write ends the session.
-    async fn to_server(myself: &ActorRef<LspSessionMessage>, state: &mut LspSessionState, body: &str) -> bool {
+    async fn to_server(
+        myself: &ActorRef<LspSessionMessage>,
+        state: &mut LspSessionState,
+        body: &str,
+    ) -> bool {
         if write_frame(&mut state.stdin, body).await.is_err() {
             Self::server_gone(myself, state).await;
             return false;
@@ -419,8 +517,22 @@ impl Actor for LspSession {
     type State = LspSessionState;
     type Arguments = LspSessionArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: LspSessionArgs) -> Result<Self::State, ActorProcessingErr> {
-        let LspSessionArgs { id, user, read_only, config, interpreter, workspace, server, outbound, pending } = args;
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: LspSessionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let LspSessionArgs {
+            id,
+            user,
+            read_only,
+            config,
+            interpreter,
+            workspace,
+            server,
+            outbound,
+            pending,
+        } = args;
         let pid = server.id();
         let (stdin, stdout, stderr, server) = server.into_parts();
         let me = myself.clone();
@@ -436,7 +548,11 @@ impl Actor for LspSession {
             "params": { "session": id, "pid": pid, "rootUri": root_uri, "readOnly": read_only } });
         outbound.send(Outbound::Text(hello.to_string())).await?;
         tracing::info!(session = %id, %user, pid, interpreter = %interpreter.id, "language server started in the sandbox");
-        let policy = Policy::new(read_only, root_uri, Self::settings(&config, &interpreter.path));
+        let policy = Policy::new(
+            read_only,
+            root_uri,
+            Self::settings(&config, &interpreter.path),
+        );
         Ok(LspSessionState {
             id,
             read_only,
@@ -451,13 +567,21 @@ impl Actor for LspSession {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             LspSessionMessage::FromClient(text) => {
                 state.pending.fetch_sub(1, Ordering::SeqCst);
                 state.last_activity = Instant::now();
                 match state.policy.from_client(&text) {
-                    FromClient::Forward { body, then_configure } => {
+                    FromClient::Forward {
+                        body,
+                        then_configure,
+                    } => {
                         if !Self::to_server(&myself, state, &body).await {
                             return Ok(());
                         }
@@ -472,7 +596,9 @@ impl Actor for LspSession {
                         tracing::info!(session = %state.id, read_only = state.read_only, "refused a client request");
                         let _ = state.outbound.send(Outbound::Text(reply)).await;
                     }
-                    FromClient::Drop(why) => tracing::warn!(session = %state.id, read_only = state.read_only, %why, "dropped a client message"),
+                    FromClient::Drop(why) => {
+                        tracing::warn!(session = %state.id, read_only = state.read_only, %why, "dropped a client message")
+                    }
                 }
             }
             LspSessionMessage::ServerRequest(text) => match state.policy.from_server(&text) {
@@ -487,7 +613,10 @@ impl Actor for LspSession {
             LspSessionMessage::Tick => {
                 let idle = Duration::from_secs(state.idle_minutes * 60);
                 if state.last_activity.elapsed() > idle {
-                    let why = format!("closed after {} minutes without activity; reconnect to continue", state.idle_minutes);
+                    let why = format!(
+                        "closed after {} minutes without activity; reconnect to continue",
+                        state.idle_minutes
+                    );
                     let _ = state.outbound.send(Outbound::Close(1000, why)).await;
                     myself.stop(Some("idle".into()));
                 }
@@ -496,7 +625,11 @@ impl Actor for LspSession {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         state.server.kill().await;
         let _ = tokio::fs::remove_dir_all(&state.workspace).await;
         tracing::info!(session = %state.id, "language server ended with its session");
@@ -511,10 +644,29 @@ mod tests {
     #[test]
     fn a_machine_without_the_full_sandbox_is_refused() {
         use scriptorium_sandbox::linux::Support;
-        assert!(require_full_sandbox(Support { landlock_abi: 7, user_namespaces: true, root: true }).is_ok());
-        let e = require_full_sandbox(Support { landlock_abi: 0, user_namespaces: false, root: true }).unwrap_err();
-        assert!(e.to_string().contains("lacks user namespaces and Landlock"), "{e}");
-        assert!(e.to_string().contains("refused rather than run unsandboxed"), "{e}");
+        assert!(
+            require_full_sandbox(Support {
+                landlock_abi: 7,
+                user_namespaces: true,
+                root: true
+            })
+            .is_ok()
+        );
+        let e = require_full_sandbox(Support {
+            landlock_abi: 0,
+            user_namespaces: false,
+            root: true,
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("lacks user namespaces and Landlock"),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("refused rather than run unsandboxed"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -522,7 +674,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("server");
         std::fs::write(&script, "#!/opt/venv/bin/python -u\nimport x\n").unwrap();
-        assert_eq!(shebang_interpreter(&script), Some(PathBuf::from("/opt/venv/bin/python")));
+        assert_eq!(
+            shebang_interpreter(&script),
+            Some(PathBuf::from("/opt/venv/bin/python"))
+        );
         std::fs::write(&script, b"\x7fELF\x02\x01").unwrap();
         assert_eq!(shebang_interpreter(&script), None);
     }
@@ -533,6 +688,9 @@ mod tests {
         assert_eq!(c.limits().memory_mib, 4096);
         c.limits.memory_mib = Some(2048);
         let l = c.limits();
-        assert_eq!((l.memory_mib, l.cpu_seconds, l.processes), (2048, 3600, 256));
+        assert_eq!(
+            (l.memory_mib, l.cpu_seconds, l.processes),
+            (2048, 3600, 256)
+        );
     }
 }

@@ -24,11 +24,17 @@ pub struct Ordering {
 impl Ordering {
     /// `N.0`.
     pub fn whole(group: u64) -> Ordering {
-        Ordering { group, fraction: String::new() }
+        Ordering {
+            group,
+            fraction: String::new(),
+        }
     }
 
     pub fn from_parts(group: u64, fraction: &str) -> Ordering {
-        Ordering { group, fraction: fraction.trim_end_matches('0').to_string() }
+        Ordering {
+            group,
+            fraction: fraction.trim_end_matches('0').to_string(),
+        }
     }
 
     /// The integer part: scripts that share it run concurrently in one group.
@@ -51,7 +57,9 @@ impl PartialOrd for Ordering {
 impl Ord for Ordering {
     fn cmp(&self, other: &Self) -> CmpOrdering {
         // Digit strings without trailing zeros compare like the decimals they spell.
-        self.group.cmp(&other.group).then_with(|| self.fraction.cmp(&other.fraction))
+        self.group
+            .cmp(&other.group)
+            .then_with(|| self.fraction.cmp(&other.fraction))
     }
 }
 
@@ -77,7 +85,12 @@ impl FromStr for Ordering {
         let bad = || BadOrdering(s.to_string());
         let (int, frac) = s.split_once('.').unwrap_or((s, ""));
         let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-        if int.is_empty() || int.len() > 7 || !digits(int) || !digits(frac) || frac.len() > MAX_FRACTION_DIGITS {
+        if int.is_empty()
+            || int.len() > 7
+            || !digits(int)
+            || !digits(frac)
+            || frac.len() > MAX_FRACTION_DIGITS
+        {
             return Err(bad());
         }
         if s.ends_with('.') {
@@ -132,7 +145,19 @@ mod tests {
 
     #[test]
     fn malformed_numbers_are_rejected() {
-        for bad in ["", ".5", "5.", "-1", "1e3", "1.2.3", " 1", "1.1234567", "12345678", "1,5", "NaN"] {
+        for bad in [
+            "",
+            ".5",
+            "5.",
+            "-1",
+            "1e3",
+            "1.2.3",
+            " 1",
+            "1.1234567",
+            "12345678",
+            "1,5",
+            "NaN",
+        ] {
             assert!(bad.parse::<Ordering>().is_err(), "{bad}");
         }
     }

@@ -93,11 +93,17 @@ pub struct PythonChecker {
 
 impl PythonChecker {
     pub fn new(python: &Path) -> PythonChecker {
-        PythonChecker { python: python.to_path_buf(), worker: None }
+        PythonChecker {
+            python: python.to_path_buf(),
+            worker: None,
+        }
     }
 
     fn error(&self, message: impl Into<String>) -> CheckerError {
-        CheckerError { python: self.python.display().to_string(), message: message.into() }
+        CheckerError {
+            python: self.python.display().to_string(),
+            message: message.into(),
+        }
     }
 
     fn spawn(&self) -> Result<Worker, CheckerError> {
@@ -114,7 +120,11 @@ impl PythonChecker {
             .map_err(|e| self.error(format!("cannot start it: {e}")))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Ok(Worker { child, stdin, stdout })
+        Ok(Worker {
+            child,
+            stdin,
+            stdout,
+        })
     }
 
     /// Compiles `source`; restarts the worker once if it has died.
@@ -135,20 +145,29 @@ impl PythonChecker {
         }
         let python = self.python.display().to_string();
         let w = self.worker.as_mut().expect("worker just started");
-        let io = |e: std::io::Error| CheckerError { python: python.clone(), message: e.to_string() };
+        let io = |e: std::io::Error| CheckerError {
+            python: python.clone(),
+            message: e.to_string(),
+        };
         writeln!(w.stdin, "{}", source.len()).map_err(io)?;
         w.stdin.write_all(source.as_bytes()).map_err(io)?;
         w.stdin.flush().map_err(io)?;
         let mut line = String::new();
         // One answer line, bounded so a broken worker cannot make us buffer forever.
-        let n = (&mut w.stdout).take(4 * 1024 * 1024).read_line(&mut line).map_err(io)?;
+        let n = (&mut w.stdout)
+            .take(4 * 1024 * 1024)
+            .read_line(&mut line)
+            .map_err(io)?;
         if n == 0 {
             self.worker = None;
             return Err(self.error("it exited unexpectedly"));
         }
-        let a: Answer = serde_json::from_str(&line).map_err(|e| self.error(format!("unreadable answer: {e}")))?;
+        let a: Answer = serde_json::from_str(&line)
+            .map_err(|e| self.error(format!("unreadable answer: {e}")))?;
         Ok(if a.ok {
-            Checked::Valid { docstring: a.docstring }
+            Checked::Valid {
+                docstring: a.docstring,
+            }
         } else {
             Checked::Invalid(SyntaxProblem {
                 message: a.message.unwrap_or_else(|| "invalid syntax".into()),
@@ -181,16 +200,25 @@ mod tests {
         let mut c = checker();
         assert_eq!(
             c.check("\"\"\"Sum it\n\nMore.\"\"\"\nx = 1\n").unwrap(),
-            Checked::Valid { docstring: Some("Sum it\n\nMore.".into()) }
+            Checked::Valid {
+                docstring: Some("Sum it\n\nMore.".into())
+            }
         );
-        let Checked::Invalid(p) = c.check("x = 1\ndef f(:\n    pass\n").unwrap() else { panic!() };
+        let Checked::Invalid(p) = c.check("x = 1\ndef f(:\n    pass\n").unwrap() else {
+            panic!()
+        };
         assert_eq!(p.line, Some(2));
         // Errors found only by the compiler, not the parser, count too.
-        let Checked::Invalid(p) = c.check("x = 1\n\nreturn x\n").unwrap() else { panic!() };
+        let Checked::Invalid(p) = c.check("x = 1\n\nreturn x\n").unwrap() else {
+            panic!()
+        };
         assert_eq!(p.line, Some(3));
         assert!(p.message.contains("outside function"), "{p:?}");
         // Still alive after errors; non-ASCII is measured in bytes on the wire.
-        assert!(matches!(c.check("s = 'ünïcödé ✓'\n").unwrap(), Checked::Valid { .. }));
+        assert!(matches!(
+            c.check("s = 'ünïcödé ✓'\n").unwrap(),
+            Checked::Valid { .. }
+        ));
     }
 
     #[test]
@@ -203,7 +231,10 @@ mod tests {
 
     #[test]
     fn name_is_the_first_docstring_line() {
-        assert_eq!(name_from_docstring(Some("\n  Load sales\n\nDetails")), "Load sales");
+        assert_eq!(
+            name_from_docstring(Some("\n  Load sales\n\nDetails")),
+            "Load sales"
+        );
         assert_eq!(name_from_docstring(None), "");
     }
 }

@@ -92,20 +92,48 @@ pub struct RunSchedulerState {
 }
 
 pub enum RunSchedulerMessage {
-    StartRun { request: RunRequest, reply: RpcReplyPort<Result<i64>> },
-    CancelRun { id: i64, reply: RpcReplyPort<Result<bool>> },
-    StartPass { mode: Mode, on_failure: OnFailure, user: String, reply: RpcReplyPort<Result<i64>> },
-    CancelPass { id: i64, reply: RpcReplyPort<Result<bool>> },
-    PutProductionData { script_id: i64, data: Vec<u8>, user: String, reply: RpcReplyPort<Result<()>> },
+    StartRun {
+        request: RunRequest,
+        reply: RpcReplyPort<Result<i64>>,
+    },
+    CancelRun {
+        id: i64,
+        reply: RpcReplyPort<Result<bool>>,
+    },
+    StartPass {
+        mode: Mode,
+        on_failure: OnFailure,
+        user: String,
+        reply: RpcReplyPort<Result<i64>>,
+    },
+    CancelPass {
+        id: i64,
+        reply: RpcReplyPort<Result<bool>>,
+    },
+    PutProductionData {
+        script_id: i64,
+        data: Vec<u8>,
+        user: String,
+        reply: RpcReplyPort<Result<()>>,
+    },
     /// A pass's driver finished.
     PassEnded(i64),
 }
 
 /// The interpreter for a run: asked for, else named in the script, else the default.
-fn choose(registry: &Registry, asked: Option<&str>, content: &str, backend: Option<BackendKind>) -> Result<(Interpreter, BackendKind)> {
+fn choose(
+    registry: &Registry,
+    asked: Option<&str>,
+    content: &str,
+    backend: Option<BackendKind>,
+) -> Result<(Interpreter, BackendKind)> {
     let id = asked.or_else(|| interpreter_directive(content));
-    let interp = registry.get(id).map_err(|e| RepoError::BadInput(e.to_string()))?;
-    let backend = interp.backend(backend).map_err(|e| RepoError::BadInput(e.to_string()))?;
+    let interp = registry
+        .get(id)
+        .map_err(|e| RepoError::BadInput(e.to_string()))?;
+    let backend = interp
+        .backend(backend)
+        .map_err(|e| RepoError::BadInput(e.to_string()))?;
     Ok((interp.clone(), backend))
 }
 
@@ -114,34 +142,81 @@ impl Actor for RunScheduler {
     type State = RunSchedulerState;
     type Arguments = Arc<RunSchedulerArgs>;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (runs, passes) = args.runner.db(runstore::interrupt_unfinished).await?;
         if runs + passes > 0 {
-            tracing::warn!(runs, passes, "marked runs and passes in flight at the last stop as interrupted");
+            tracing::warn!(
+                runs,
+                passes,
+                "marked runs and passes in flight at the last stop as interrupted"
+            );
         }
-        Ok(RunSchedulerState { args, runs: Arc::default(), passes: HashMap::new() })
+        Ok(RunSchedulerState {
+            args,
+            runs: Arc::default(),
+            passes: HashMap::new(),
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RunSchedulerMessage::StartRun { request, reply } => {
                 let _ = reply.send(start_run(state, request).await);
             }
             RunSchedulerMessage::CancelRun { id, reply } => {
                 let token = state.runs.lock().expect("runs lock").get(&id).cloned();
-                let exists = state.args.runner.db(move |c| runstore::run(c, id).map(|r| r.is_some()));
-                let _ = reply.send(cancel_or_explain(token.as_ref(), exists, || format!("run {id} does not exist")).await);
+                let exists = state
+                    .args
+                    .runner
+                    .db(move |c| runstore::run(c, id).map(|r| r.is_some()));
+                let _ = reply.send(
+                    cancel_or_explain(token.as_ref(), exists, || {
+                        format!("run {id} does not exist")
+                    })
+                    .await,
+                );
             }
-            RunSchedulerMessage::StartPass { mode, on_failure, user, reply } => {
+            RunSchedulerMessage::StartPass {
+                mode,
+                on_failure,
+                user,
+                reply,
+            } => {
                 let _ = reply.send(start_pass(&myself, state, mode, on_failure, user).await);
             }
             RunSchedulerMessage::CancelPass { id, reply } => {
-                let exists = state.args.runner.db(move |c| runstore::pass(c, id).map(|p| p.is_some()));
-                let answer = cancel_or_explain(state.passes.get(&id), exists, || format!("pass {id} does not exist")).await;
+                let exists = state
+                    .args
+                    .runner
+                    .db(move |c| runstore::pass(c, id).map(|p| p.is_some()));
+                let answer = cancel_or_explain(state.passes.get(&id), exists, || {
+                    format!("pass {id} does not exist")
+                })
+                .await;
                 let _ = reply.send(answer);
             }
-            RunSchedulerMessage::PutProductionData { script_id, data, user, reply } => {
-                let _ = reply.send(state.args.runner.db(move |c| runstore::put_production_data(c, script_id, &data, &user)).await);
+            RunSchedulerMessage::PutProductionData {
+                script_id,
+                data,
+                user,
+                reply,
+            } => {
+                let _ = reply.send(
+                    state
+                        .args
+                        .runner
+                        .db(move |c| runstore::put_production_data(c, script_id, &data, &user))
+                        .await,
+                );
             }
             RunSchedulerMessage::PassEnded(id) => {
                 state.passes.remove(&id);
@@ -173,7 +248,11 @@ async fn input_for(args: &RunSchedulerArgs, source: &RunSource, mode: Mode) -> R
         Mode::Test => Ok(source.test_data.clone()),
         Mode::Production => {
             let id = source.id;
-            Ok(args.runner.db(move |c| runstore::production_data(c, id)).await?.unwrap_or_default())
+            Ok(args
+                .runner
+                .db(move |c| runstore::production_data(c, id))
+                .await?
+                .unwrap_or_default())
         }
     }
 }
@@ -185,10 +264,20 @@ async fn start_run(state: &mut RunSchedulerState, req: RunRequest) -> Result<i64
     let source = tokio::task::spawn_blocking(move || catalog.run_source(script_id, version))
         .await
         .map_err(|e| RepoError::BadInput(e.to_string()))??;
-    let (interpreter, backend) = choose(&args.registry, req.interpreter.as_deref(), &source.content, req.backend)?;
+    let (interpreter, backend) = choose(
+        &args.registry,
+        req.interpreter.as_deref(),
+        &source.content,
+        req.backend,
+    )?;
     let input = input_for(&args, &source, req.mode).await?;
     let (ordering, user, mode) = (source.ordering.to_string(), req.user.clone(), req.mode);
-    let (iid, iversion, bname, o) = (interpreter.id.clone(), interpreter.version.clone(), backend.as_str(), ordering.clone());
+    let (iid, iversion, bname, o) = (
+        interpreter.id.clone(),
+        interpreter.version.clone(),
+        backend.as_str(),
+        ordering.clone(),
+    );
     let run_id = args
         .runner
         .db(move |c| {
@@ -211,7 +300,11 @@ async fn start_run(state: &mut RunSchedulerState, req: RunRequest) -> Result<i64
     let log = args.runner.live.add_run(run_id);
     log.push("status", json!({ "status": status::QUEUED }));
     let token = CancellationToken::new();
-    state.runs.lock().expect("runs lock").insert(run_id, token.clone());
+    state
+        .runs
+        .lock()
+        .expect("runs lock")
+        .insert(run_id, token.clone());
     let job = RunJob {
         run_id,
         script_id,
@@ -232,7 +325,13 @@ async fn start_run(state: &mut RunSchedulerState, req: RunRequest) -> Result<i64
     Ok(run_id)
 }
 
-async fn start_pass(myself: &ActorRef<RunSchedulerMessage>, state: &mut RunSchedulerState, mode: Mode, on_failure: OnFailure, user: String) -> Result<i64> {
+async fn start_pass(
+    myself: &ActorRef<RunSchedulerMessage>,
+    state: &mut RunSchedulerState,
+    mode: Mode,
+    on_failure: OnFailure,
+    user: String,
+) -> Result<i64> {
     if state.passes.len() >= state.args.max_passes {
         let running: Vec<String> = state.passes.keys().map(|k| k.to_string()).collect();
         return Err(RepoError::Conflict(format!(
@@ -243,12 +342,19 @@ async fn start_pass(myself: &ActorRef<RunSchedulerMessage>, state: &mut RunSched
     }
     let args = state.args.clone();
     let catalog = args.catalog.clone();
-    let scripts = tokio::task::spawn_blocking(move || catalog.published()).await.map_err(|e| RepoError::BadInput(e.to_string()))??;
+    let scripts = tokio::task::spawn_blocking(move || catalog.published())
+        .await
+        .map_err(|e| RepoError::BadInput(e.to_string()))??;
     if scripts.is_empty() {
-        return Err(RepoError::BadInput("nothing is published on prod; publish a script first".into()));
+        return Err(RepoError::BadInput(
+            "nothing is published on prod; publish a script first".into(),
+        ));
     }
     let u = user.clone();
-    let pass_id = args.runner.db(move |c| runstore::insert_pass(c, mode.as_str(), on_failure.as_str(), &u)).await?;
+    let pass_id = args
+        .runner
+        .db(move |c| runstore::insert_pass(c, mode.as_str(), on_failure.as_str(), &u))
+        .await?;
     let pass_log = args.runner.live.add_pass(pass_id);
 
     // Every script gets its run row now, so the pass shows its whole shape at once.
@@ -259,10 +365,21 @@ async fn start_pass(myself: &ActorRef<RunSchedulerMessage>, state: &mut RunSched
         let chosen = choose(&args.registry, None, &source.content, None);
         let (iid, iversion, bname) = match &chosen {
             Ok((i, b)) => (i.id.clone(), i.version.clone(), b.as_str()),
-            Err(_) => (interpreter_directive(&source.content).unwrap_or("?").to_string(), String::new(), "?"),
+            Err(_) => (
+                interpreter_directive(&source.content)
+                    .unwrap_or("?")
+                    .to_string(),
+                String::new(),
+                "?",
+            ),
         };
         let input = input_for(&args, &source, mode).await?;
-        let (ordering, u, v, sid) = (source.ordering.to_string(), user.clone(), source.version, source.id);
+        let (ordering, u, v, sid) = (
+            source.ordering.to_string(),
+            user.clone(),
+            source.version,
+            source.id,
+        );
         let o = ordering.clone();
         let run_id = args
             .runner
@@ -297,16 +414,30 @@ async fn start_pass(myself: &ActorRef<RunSchedulerMessage>, state: &mut RunSched
                     ordering,
                     content: String::new(),
                     input: Vec::new(),
-                    interpreter: args.registry.native_default().cloned().expect("a native interpreter"),
+                    interpreter: args
+                        .registry
+                        .native_default()
+                        .cloned()
+                        .expect("a native interpreter"),
                     backend: BackendKind::Linux,
                     pass_log: Some(pass_log.clone()),
                 };
-                args.runner.end(&job, &log, Ending::without_run(status::ERROR, &e.to_string())).await;
+                args.runner
+                    .end(
+                        &job,
+                        &log,
+                        Ending::without_run(status::ERROR, &e.to_string()),
+                    )
+                    .await;
                 continue;
             }
         };
         let token = pass_token.child_token();
-        state.runs.lock().expect("runs lock").insert(run_id, token.clone());
+        state
+            .runs
+            .lock()
+            .expect("runs lock")
+            .insert(run_id, token.clone());
         let job = RunJob {
             run_id,
             script_id: sid,
@@ -318,22 +449,42 @@ async fn start_pass(myself: &ActorRef<RunSchedulerMessage>, state: &mut RunSched
             backend,
             pass_log: Some(pass_log.clone()),
         };
-        groups.entry(source.ordering.group()).or_default().push((job, token));
+        groups
+            .entry(source.ordering.group())
+            .or_default()
+            .push((job, token));
     }
-    pass_log.push("status", json!({ "status": status::RUNNING, "mode": mode, "on_failure": on_failure, "runs": shape }));
+    pass_log.push(
+        "status",
+        json!({ "status": status::RUNNING, "mode": mode, "on_failure": on_failure, "runs": shape }),
+    );
     state.passes.insert(pass_id, pass_token.clone());
 
-    let (executor, _) = Actor::spawn_linked(None, GroupExecutor, args.runner.clone(), myself.get_cell())
-        .await
-        .map_err(|e| RepoError::BadInput(format!("cannot start the group executor: {e}")))?;
+    let (executor, _) =
+        Actor::spawn_linked(None, GroupExecutor, args.runner.clone(), myself.get_cell())
+            .await
+            .map_err(|e| RepoError::BadInput(format!("cannot start the group executor: {e}")))?;
     let myself = myself.clone();
     let runs = state.runs.clone();
     tokio::spawn(async move {
-        let outcome = drive(&args, groups, on_failure, &pass_token, &executor, &pass_log, &runs).await;
+        let outcome = drive(
+            &args,
+            groups,
+            on_failure,
+            &pass_token,
+            &executor,
+            &pass_log,
+            &runs,
+        )
+        .await;
         executor.stop(None);
         let (st, message) = outcome;
         let m = message.clone();
-        if let Err(e) = args.runner.db(move |c| runstore::finish_pass(c, pass_id, st, &m)).await {
+        if let Err(e) = args
+            .runner
+            .db(move |c| runstore::finish_pass(c, pass_id, st, &m))
+            .await
+        {
             tracing::error!(error = %e, pass_id, "cannot record the end of the pass");
         }
         pass_log.push("complete", json!({ "status": st, "message": message }));
@@ -343,7 +494,12 @@ async fn start_pass(myself: &ActorRef<RunSchedulerMessage>, state: &mut RunSched
         let _ = myself.cast(RunSchedulerMessage::PassEnded(pass_id));
         tracing::info!(pass_id, status = st, "pass ended");
     });
-    tracing::info!(pass_id, mode = mode.as_str(), on_failure = on_failure.as_str(), "pass started");
+    tracing::info!(
+        pass_id,
+        mode = mode.as_str(),
+        on_failure = on_failure.as_str(),
+        "pass started"
+    );
     Ok(pass_id)
 }
 
@@ -364,17 +520,36 @@ async fn drive(
         let ids: Vec<i64> = jobs.iter().map(|(j, _)| j.run_id).collect();
         if token.is_cancelled() || stopped_after.is_some() {
             let (st, why) = if token.is_cancelled() {
-                (status::CANCELLED, "the pass was cancelled before this group".to_string())
+                (
+                    status::CANCELLED,
+                    "the pass was cancelled before this group".to_string(),
+                )
             } else {
-                (status::SKIPPED, format!("skipped: group {} failed and the pass stops on failure", stopped_after.unwrap_or(0)))
+                (
+                    status::SKIPPED,
+                    format!(
+                        "skipped: group {} failed and the pass stops on failure",
+                        stopped_after.unwrap_or(0)
+                    ),
+                )
             };
             for (job, _) in jobs {
                 let log = args.runner.live.add_run(job.run_id);
-                args.runner.end(&job, &log, Ending::without_run(st, &why)).await;
+                args.runner
+                    .end(&job, &log, Ending::without_run(st, &why))
+                    .await;
             }
         } else {
-            pass_log.push("group", json!({ "group": group, "status": status::RUNNING, "runs": ids }));
-            let answer = executor.call(|reply| GroupExecutorMessage::ExecuteGroup { jobs, reply }, None).await;
+            pass_log.push(
+                "group",
+                json!({ "group": group, "status": status::RUNNING, "runs": ids }),
+            );
+            let answer = executor
+                .call(
+                    |reply| GroupExecutorMessage::ExecuteGroup { jobs, reply },
+                    None,
+                )
+                .await;
             let results = match answer {
                 Ok(CallResult::Success(r)) => r,
                 _ => ids.iter().map(|id| (*id, status::ERROR)).collect(),
@@ -412,12 +587,19 @@ pub struct RunSchedulerHandle {
 
 impl RunSchedulerHandle {
     pub fn new(instance: &str) -> RunSchedulerHandle {
-        RunSchedulerHandle { name: name(instance), timeout: Duration::from_secs(30) }
+        RunSchedulerHandle {
+            name: name(instance),
+            timeout: Duration::from_secs(30),
+        }
     }
 
-    async fn call<T: Send + 'static>(&self, build: impl FnOnce(RpcReplyPort<Result<T>>) -> RunSchedulerMessage) -> Result<T, crate::CallError> {
-        let actor: ActorRef<RunSchedulerMessage> =
-            ractor::registry::where_is(self.name.clone()).ok_or(crate::CallError::Unavailable)?.into();
+    async fn call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<Result<T>>) -> RunSchedulerMessage,
+    ) -> Result<T, crate::CallError> {
+        let actor: ActorRef<RunSchedulerMessage> = ractor::registry::where_is(self.name.clone())
+            .ok_or(crate::CallError::Unavailable)?
+            .into();
         match actor.call(build, Some(self.timeout)).await {
             Ok(CallResult::Success(v)) => Ok(v?),
             Ok(CallResult::Timeout) => Err(crate::CallError::Timeout(self.timeout)),
@@ -426,18 +608,43 @@ impl RunSchedulerHandle {
     }
 
     pub async fn start_run(&self, request: RunRequest) -> Result<i64, crate::CallError> {
-        self.call(|reply| RunSchedulerMessage::StartRun { request, reply }).await
+        self.call(|reply| RunSchedulerMessage::StartRun { request, reply })
+            .await
     }
     pub async fn cancel_run(&self, id: i64) -> Result<bool, crate::CallError> {
-        self.call(|reply| RunSchedulerMessage::CancelRun { id, reply }).await
+        self.call(|reply| RunSchedulerMessage::CancelRun { id, reply })
+            .await
     }
-    pub async fn start_pass(&self, mode: Mode, on_failure: OnFailure, user: String) -> Result<i64, crate::CallError> {
-        self.call(|reply| RunSchedulerMessage::StartPass { mode, on_failure, user, reply }).await
+    pub async fn start_pass(
+        &self,
+        mode: Mode,
+        on_failure: OnFailure,
+        user: String,
+    ) -> Result<i64, crate::CallError> {
+        self.call(|reply| RunSchedulerMessage::StartPass {
+            mode,
+            on_failure,
+            user,
+            reply,
+        })
+        .await
     }
     pub async fn cancel_pass(&self, id: i64) -> Result<bool, crate::CallError> {
-        self.call(|reply| RunSchedulerMessage::CancelPass { id, reply }).await
+        self.call(|reply| RunSchedulerMessage::CancelPass { id, reply })
+            .await
     }
-    pub async fn put_production_data(&self, script_id: i64, data: Vec<u8>, user: String) -> Result<(), crate::CallError> {
-        self.call(|reply| RunSchedulerMessage::PutProductionData { script_id, data, user, reply }).await
+    pub async fn put_production_data(
+        &self,
+        script_id: i64,
+        data: Vec<u8>,
+        user: String,
+    ) -> Result<(), crate::CallError> {
+        self.call(|reply| RunSchedulerMessage::PutProductionData {
+            script_id,
+            data,
+            user,
+            reply,
+        })
+        .await
     }
 }

@@ -13,7 +13,9 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use scriptorium_sandbox::{BackendKind, Backends, Interpreter, Outcome, OutputSink, RunSpec, Stream};
+use scriptorium_sandbox::{
+    BackendKind, Backends, Interpreter, Outcome, OutputSink, RunSpec, Stream,
+};
 
 use crate::clock;
 use crate::events::{EventLog, LiveLogs};
@@ -56,9 +58,13 @@ struct LogSink {
 
 impl OutputSink for LogSink {
     fn line(&self, stream: Stream, line: &str) {
-        self.run.push("log", json!({ "stream": stream, "line": line }));
+        self.run
+            .push("log", json!({ "stream": stream, "line": line }));
         if let Some((pass, run_id)) = &self.pass {
-            pass.push("log", json!({ "run_id": run_id, "stream": stream, "line": line }));
+            pass.push(
+                "log",
+                json!({ "run_id": run_id, "stream": stream, "line": line }),
+            );
         }
     }
 }
@@ -72,14 +78,18 @@ impl Runner {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db.lock().unwrap_or_else(|p| p.into_inner())))
             .await
-            .map_err(|e| crate::store::RepoError::BadInput(format!("background task failed: {e}")))?
+            .map_err(|e| {
+                crate::store::RepoError::BadInput(format!("background task failed: {e}"))
+            })?
     }
 
     /// Writes the events not yet in SQLite.
     pub async fn flush(&self, log: &Arc<EventLog>, which: Log) {
         let events = log.unflushed();
         if !events.is_empty()
-            && let Err(e) = self.db(move |c| runstore::append_events(c, which, &events)).await
+            && let Err(e) = self
+                .db(move |c| runstore::append_events(c, which, &events))
+                .await
         {
             tracing::error!(error = %e, "cannot store run events");
         }
@@ -95,14 +105,29 @@ impl Runner {
             _ = cancel.cancelled() => None,
         };
         if permit.is_none() {
-            return self.end(&job, &log, Ending::without_run(status::CANCELLED, "the run was cancelled before it started")).await;
+            return self
+                .end(
+                    &job,
+                    &log,
+                    Ending::without_run(
+                        status::CANCELLED,
+                        "the run was cancelled before it started",
+                    ),
+                )
+                .await;
         }
         let started = clock::now();
         let id = job.run_id;
-        if let Err(e) = self.db(move |c| runstore::mark_running(c, id, started)).await {
+        if let Err(e) = self
+            .db(move |c| runstore::mark_running(c, id, started))
+            .await
+        {
             tracing::error!(error = %e, "cannot mark the run running");
         }
-        log.push("status", json!({ "status": status::RUNNING, "started_at": clock::format(started) }));
+        log.push(
+            "status",
+            json!({ "status": status::RUNNING, "started_at": clock::format(started) }),
+        );
         if let Some(p) = &job.pass_log {
             p.push("run", json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": status::RUNNING }));
         }
@@ -117,7 +142,11 @@ impl Runner {
                     if !events.is_empty() {
                         let db = db.clone();
                         let _ = tokio::task::spawn_blocking(move || {
-                            runstore::append_events(&db.lock().unwrap_or_else(|p| p.into_inner()), Log::Run(id), &events)
+                            runstore::append_events(
+                                &db.lock().unwrap_or_else(|p| p.into_inner()),
+                                Log::Run(id),
+                                &events,
+                            )
                         })
                         .await;
                     }
@@ -149,11 +178,16 @@ impl Runner {
                     _ => None,
                 },
                 limit: match &report.outcome {
-                    Outcome::LimitExceeded { limit, .. } => serde_json::to_value(limit).ok().and_then(|v| v.as_str().map(String::from)),
+                    Outcome::LimitExceeded { limit, .. } => serde_json::to_value(limit)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from)),
                     _ => None,
                 },
                 message: if over_quota {
-                    format!("{}; the files it wrote were removed", report.outcome.message())
+                    format!(
+                        "{}; the files it wrote were removed",
+                        report.outcome.message()
+                    )
                 } else {
                     report.outcome.message()
                 },
@@ -163,7 +197,11 @@ impl Runner {
                 output_bytes: report.output_bytes,
                 warm_start: Some(report.warm_start),
             },
-            Err(e) => Ending { started: Some(started), artifacts, ..Ending::without_run(status::ERROR, &e.to_string()) },
+            Err(e) => Ending {
+                started: Some(started),
+                artifacts,
+                ..Ending::without_run(status::ERROR, &e.to_string())
+            },
         };
         self.end(&job, &log, ending).await
     }
@@ -190,7 +228,10 @@ impl Runner {
             limits: job.interpreter.limits.clone(),
         };
         let backend = self.backends.get(job.backend)?;
-        let sink = LogSink { run: log, pass: job.pass_log.clone().map(|p| (p, job.run_id)) };
+        let sink = LogSink {
+            run: log,
+            pass: job.pass_log.clone().map(|p| (p, job.run_id)),
+        };
         backend.run(spec, Arc::new(sink), cancel).await
     }
 
@@ -286,7 +327,10 @@ pub const MAX_LISTED: usize = 20_000;
 pub fn collect_artifacts(dir: &Path) -> Collected {
     use scriptorium_sandbox::fswalk::{self, Flow, Kind};
     let mut out = Collected::default();
-    let options = fswalk::Options { sorted: true, ..Default::default() };
+    let options = fswalk::Options {
+        sorted: true,
+        ..Default::default()
+    };
     let walked = fswalk::walk(dir, options, |e| {
         let name = e.path.to_string_lossy().replace('\\', "/");
         if name == INPUT_FILE || name == SIDE_DIR {
@@ -298,8 +342,15 @@ pub fn collect_artifacts(dir: &Path) -> Collected {
         }
         match e.kind {
             Kind::Dir => {}
-            Kind::File => out.files.push(Artifact { content_type: content_type(&name).to_string(), name, size: e.len }),
-            other => out.skipped.push(Skipped { name, kind: other.describe().to_string() }),
+            Kind::File => out.files.push(Artifact {
+                content_type: content_type(&name).to_string(),
+                name,
+                size: e.len,
+            }),
+            other => out.skipped.push(Skipped {
+                name,
+                kind: other.describe().to_string(),
+            }),
         }
         Flow::Continue
     });
@@ -312,7 +363,9 @@ pub fn collect_artifacts(dir: &Path) -> Collected {
 /// Removes what a run wrote to its directory (not the input or the runner's files).
 /// Links are removed, never followed.
 fn remove_written(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name();
         if name == INPUT_FILE || name == SIDE_DIR {
@@ -364,7 +417,10 @@ mod tests {
 
     #[test]
     fn directive_is_read_from_a_comment() {
-        assert_eq!(interpreter_directive("\"\"\"Doc\"\"\"\n# interpreter: wasi-cpython-3.14\nprint(1)\n"), Some("wasi-cpython-3.14"));
+        assert_eq!(
+            interpreter_directive("\"\"\"Doc\"\"\"\n# interpreter: wasi-cpython-3.14\nprint(1)\n"),
+            Some("wasi-cpython-3.14")
+        );
         assert_eq!(interpreter_directive("print(1)\n"), None);
     }
 
@@ -380,12 +436,25 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
         let collected = collect_artifacts(d.path());
-        let names: Vec<_> = collected.files.into_iter().map(|a| (a.name, a.content_type)).collect();
+        let names: Vec<_> = collected
+            .files
+            .into_iter()
+            .map(|a| (a.name, a.content_type))
+            .collect();
         assert_eq!(
             names,
-            [("a.glb".to_string(), "model/gltf-binary".to_string()), ("out/part.stl".to_string(), "model/stl".to_string())]
+            [
+                ("a.glb".to_string(), "model/gltf-binary".to_string()),
+                ("out/part.stl".to_string(), "model/stl".to_string())
+            ]
         );
-        assert_eq!(collected.skipped, [Skipped { name: "link".into(), kind: "symbolic link".into() }]);
+        assert_eq!(
+            collected.skipped,
+            [Skipped {
+                name: "link".into(),
+                kind: "symbolic link".into()
+            }]
+        );
     }
 
     #[test]
@@ -411,10 +480,17 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), d.path().join("big/out")).unwrap();
         std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
         remove_written(d.path());
-        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
         let mut left = left;
         left.sort();
         assert_eq!(left, [SIDE_DIR, INPUT_FILE]);
-        assert_eq!(std::fs::read_to_string(outside.path().join("keep")).unwrap(), "precious");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("keep")).unwrap(),
+            "precious"
+        );
     }
 }

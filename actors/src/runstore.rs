@@ -60,7 +60,12 @@ impl Collected {
     /// The stored JSON: the current object, or the plain list older rows hold.
     fn parse(text: &str) -> Collected {
         serde_json::from_str(text)
-            .or_else(|_| serde_json::from_str::<Vec<Artifact>>(text).map(|files| Collected { files, ..Default::default() }))
+            .or_else(|_| {
+                serde_json::from_str::<Vec<Artifact>>(text).map(|files| Collected {
+                    files,
+                    ..Default::default()
+                })
+            })
             .unwrap_or_default()
     }
 }
@@ -179,7 +184,10 @@ pub fn insert_run(c: &Connection, r: &NewRun<'_>) -> Result<i64> {
 }
 
 pub fn mark_running(c: &Connection, id: i64, at: Centis) -> Result<()> {
-    c.execute("UPDATE runs SET status = 'running', started_at = ?2 WHERE id = ?1", params![id, at])?;
+    c.execute(
+        "UPDATE runs SET status = 'running', started_at = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
     Ok(())
 }
 
@@ -231,8 +239,14 @@ pub fn append_events(c: &Connection, log: Log, events: &[Event]) -> Result<()> {
         return Ok(());
     }
     let (sql, id) = match log {
-        Log::Run(id) => ("INSERT OR IGNORE INTO run_events (run_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)", id),
-        Log::Pass(id) => ("INSERT OR IGNORE INTO pass_events (pass_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)", id),
+        Log::Run(id) => (
+            "INSERT OR IGNORE INTO run_events (run_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
+            id,
+        ),
+        Log::Pass(id) => (
+            "INSERT OR IGNORE INTO pass_events (pass_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
+            id,
+        ),
     };
     // One transaction for the batch: one commit instead of one per line.
     crate::db::write(c, |c| {
@@ -246,8 +260,14 @@ pub fn append_events(c: &Connection, log: Log, events: &[Event]) -> Result<()> {
 
 pub fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {
     let (sql, id) = match log {
-        Log::Run(id) => ("SELECT seq, kind, data FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq", id),
-        Log::Pass(id) => ("SELECT seq, kind, data FROM pass_events WHERE pass_id = ?1 AND seq > ?2 ORDER BY seq", id),
+        Log::Run(id) => (
+            "SELECT seq, kind, data FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+            id,
+        ),
+        Log::Pass(id) => (
+            "SELECT seq, kind, data FROM pass_events WHERE pass_id = ?1 AND seq > ?2 ORDER BY seq",
+            id,
+        ),
     };
     let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt
@@ -264,12 +284,21 @@ pub fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {
 
 /// Everything run `id` left (`None`: no such run).
 pub fn artifacts(c: &Connection, id: i64) -> Result<Option<Collected>> {
-    let text: Option<String> = c.query_row("SELECT artifacts FROM runs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    let text: Option<String> = c
+        .query_row("SELECT artifacts FROM runs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
     Ok(text.map(|t| Collected::parse(&t)))
 }
 
 pub fn run(c: &Connection, id: i64) -> Result<Option<RunRecord>> {
-    Ok(c.query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_record).optional()?)
+    Ok(c.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+        [id],
+        run_record,
+    )
+    .optional()?)
 }
 
 /// Newest first, at most `limit`.
@@ -277,7 +306,9 @@ pub fn runs(c: &Connection, script_id: Option<i64>, limit: u32) -> Result<Vec<Ru
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR script_id = ?1) ORDER BY id DESC LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![script_id, limit], run_record)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = stmt
+        .query_map(params![script_id, limit], run_record)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -352,7 +383,10 @@ pub fn insert_pass(c: &Connection, mode: &str, on_failure: &str, by: &str) -> Re
         params![mode, on_failure, by, clock::now()],
     )?;
     let id = c.last_insert_rowid();
-    c.execute("UPDATE passes SET started_at = created_at WHERE id = ?1", [id])?;
+    c.execute(
+        "UPDATE passes SET started_at = created_at WHERE id = ?1",
+        [id],
+    )?;
     Ok(id)
 }
 
@@ -388,14 +422,28 @@ pub fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
             },
         )
         .optional()?;
-    let Some(mut pass) = head else { return Ok(None) };
-    let mut stmt = c.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE pass_id = ?1 ORDER BY id"))?;
-    let runs = stmt.query_map([id], run_record)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some(mut pass) = head else {
+        return Ok(None);
+    };
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE pass_id = ?1 ORDER BY id"
+    ))?;
+    let runs = stmt
+        .query_map([id], run_record)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     for run in runs {
-        let group = run.ordering.as_deref().and_then(|o| o.split('.').next()).and_then(|g| g.parse().ok()).unwrap_or(0);
+        let group = run
+            .ordering
+            .as_deref()
+            .and_then(|o| o.split('.').next())
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0);
         match pass.groups.last_mut() {
             Some(g) if g.group == group => g.runs.push(run),
-            _ => pass.groups.push(PassGroup { group, runs: vec![run] }),
+            _ => pass.groups.push(PassGroup {
+                group,
+                runs: vec![run],
+            }),
         }
     }
     Ok(Some(pass))
@@ -439,11 +487,21 @@ pub fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Valu
 // ---- production data ----
 
 pub fn production_data(c: &Connection, script_id: i64) -> Result<Option<Vec<u8>>> {
-    Ok(c.query_row("SELECT data FROM production_data WHERE script_id = ?1", [script_id], |r| r.get(0)).optional()?)
+    Ok(c.query_row(
+        "SELECT data FROM production_data WHERE script_id = ?1",
+        [script_id],
+        |r| r.get(0),
+    )
+    .optional()?)
 }
 
 pub fn put_production_data(c: &Connection, script_id: i64, data: &[u8], by: &str) -> Result<()> {
-    if c.query_row("SELECT 1 FROM scripts WHERE id = ?1", [script_id], |_| Ok(())).optional()?.is_none() {
+    if c.query_row("SELECT 1 FROM scripts WHERE id = ?1", [script_id], |_| {
+        Ok(())
+    })
+    .optional()?
+    .is_none()
+    {
         return Err(RepoError::NotFound(script_id));
     }
     c.execute(

@@ -34,13 +34,42 @@ pub enum ScriptRepoMessage {
         ordering: Option<Ordering>,
         reply: RpcReplyPort<Result<i64>>,
     },
-    Save { who: Committer, id: i64, content: String, base: Version, reply: RpcReplyPort<Result<Saved>> },
-    BumpMajor { who: Committer, id: i64, reply: RpcReplyPort<Result<Version>> },
-    Fork { who: Committer, id: i64, reply: RpcReplyPort<Result<i64>> },
-    PutTestData { who: Committer, id: i64, data: Vec<u8>, reply: RpcReplyPort<Result<bool>> },
-    Publish { who: Committer, id: i64, reply: RpcReplyPort<Result<(Version, bool)>> },
-    SetOrdering { id: i64, ordering: Ordering, reply: RpcReplyPort<Result<()>> },
-    Template { reply: RpcReplyPort<String> },
+    Save {
+        who: Committer,
+        id: i64,
+        content: String,
+        base: Version,
+        reply: RpcReplyPort<Result<Saved>>,
+    },
+    BumpMajor {
+        who: Committer,
+        id: i64,
+        reply: RpcReplyPort<Result<Version>>,
+    },
+    Fork {
+        who: Committer,
+        id: i64,
+        reply: RpcReplyPort<Result<i64>>,
+    },
+    PutTestData {
+        who: Committer,
+        id: i64,
+        data: Vec<u8>,
+        reply: RpcReplyPort<Result<bool>>,
+    },
+    Publish {
+        who: Committer,
+        id: i64,
+        reply: RpcReplyPort<Result<(Version, bool)>>,
+    },
+    SetOrdering {
+        id: i64,
+        ordering: Ordering,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    Template {
+        reply: RpcReplyPort<String>,
+    },
 }
 
 impl Actor for ScriptRepo {
@@ -48,16 +77,27 @@ impl Actor for ScriptRepo {
     type State = ScriptRepoState;
     type Arguments = StoreConfig;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, cfg: StoreConfig) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        cfg: StoreConfig,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (store, report): (ScriptStore, RepairReport) =
             tokio::task::spawn_blocking(move || ScriptStore::open(&cfg)).await??;
         if !report.recovered.is_empty() || !report.foreign.is_empty() {
             tracing::warn!(recovered = ?report.recovered, foreign = ?report.foreign, "script repository repaired at start-up");
         }
-        Ok(ScriptRepoState { store: Arc::new(Mutex::new(store)) })
+        Ok(ScriptRepoState {
+            store: Arc::new(Mutex::new(store)),
+        })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let store = state.store.clone();
         // Runs `f` on the store on the blocking pool and sends its answer.
         async fn run<T: Send + 'static>(
@@ -75,21 +115,45 @@ impl Actor for ScriptRepo {
             Ok(())
         }
         match msg {
-            ScriptRepoMessage::Create { who, content, filename, ordering, reply } => {
-                run(store, reply, move |s| s.create(&who, content, filename, ordering)).await
+            ScriptRepoMessage::Create {
+                who,
+                content,
+                filename,
+                ordering,
+                reply,
+            } => {
+                run(store, reply, move |s| {
+                    s.create(&who, content, filename, ordering)
+                })
+                .await
             }
-            ScriptRepoMessage::Save { who, id, content, base, reply } => {
-                run(store, reply, move |s| s.save(&who, id, &content, base)).await
+            ScriptRepoMessage::Save {
+                who,
+                id,
+                content,
+                base,
+                reply,
+            } => run(store, reply, move |s| s.save(&who, id, &content, base)).await,
+            ScriptRepoMessage::BumpMajor { who, id, reply } => {
+                run(store, reply, move |s| s.bump_major(&who, id)).await
             }
-            ScriptRepoMessage::BumpMajor { who, id, reply } => run(store, reply, move |s| s.bump_major(&who, id)).await,
-            ScriptRepoMessage::Fork { who, id, reply } => run(store, reply, move |s| s.fork(&who, id)).await,
-            ScriptRepoMessage::PutTestData { who, id, data, reply } => {
-                run(store, reply, move |s| s.put_test_data(&who, id, &data)).await
+            ScriptRepoMessage::Fork { who, id, reply } => {
+                run(store, reply, move |s| s.fork(&who, id)).await
             }
-            ScriptRepoMessage::Publish { who, id, reply } => run(store, reply, move |s| s.publish(&who, id)).await,
-            ScriptRepoMessage::SetOrdering { id, ordering, reply } => {
-                run(store, reply, move |s| s.set_ordering(id, &ordering)).await
+            ScriptRepoMessage::PutTestData {
+                who,
+                id,
+                data,
+                reply,
+            } => run(store, reply, move |s| s.put_test_data(&who, id, &data)).await,
+            ScriptRepoMessage::Publish { who, id, reply } => {
+                run(store, reply, move |s| s.publish(&who, id)).await
             }
+            ScriptRepoMessage::SetOrdering {
+                id,
+                ordering,
+                reply,
+            } => run(store, reply, move |s| s.set_ordering(id, &ordering)).await,
             ScriptRepoMessage::Template { reply } => run(store, reply, |s| s.template()).await,
         }
     }
@@ -115,7 +179,10 @@ pub enum CallError {
 
 impl ScriptRepoHandle {
     pub fn new(instance: &str) -> ScriptRepoHandle {
-        ScriptRepoHandle { name: name(instance), timeout: Duration::from_secs(30) }
+        ScriptRepoHandle {
+            name: name(instance),
+            timeout: Duration::from_secs(30),
+        }
     }
 
     async fn call<T: Send + 'static>(
@@ -139,28 +206,74 @@ impl ScriptRepoHandle {
         Ok(self.call(build).await??)
     }
 
-    pub async fn create(&self, who: Committer, content: Option<String>, filename: Option<String>, ordering: Option<Ordering>) -> Result<i64, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Create { who, content, filename, ordering, reply }).await
+    pub async fn create(
+        &self,
+        who: Committer,
+        content: Option<String>,
+        filename: Option<String>,
+        ordering: Option<Ordering>,
+    ) -> Result<i64, CallError> {
+        self.try_call(|reply| ScriptRepoMessage::Create {
+            who,
+            content,
+            filename,
+            ordering,
+            reply,
+        })
+        .await
     }
-    pub async fn save(&self, who: Committer, id: i64, content: String, base: Version) -> Result<Saved, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Save { who, id, content, base, reply }).await
+    pub async fn save(
+        &self,
+        who: Committer,
+        id: i64,
+        content: String,
+        base: Version,
+    ) -> Result<Saved, CallError> {
+        self.try_call(|reply| ScriptRepoMessage::Save {
+            who,
+            id,
+            content,
+            base,
+            reply,
+        })
+        .await
     }
     pub async fn bump_major(&self, who: Committer, id: i64) -> Result<Version, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::BumpMajor { who, id, reply }).await
+        self.try_call(|reply| ScriptRepoMessage::BumpMajor { who, id, reply })
+            .await
     }
     pub async fn fork(&self, who: Committer, id: i64) -> Result<i64, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Fork { who, id, reply }).await
+        self.try_call(|reply| ScriptRepoMessage::Fork { who, id, reply })
+            .await
     }
-    pub async fn put_test_data(&self, who: Committer, id: i64, data: Vec<u8>) -> Result<bool, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::PutTestData { who, id, data, reply }).await
+    pub async fn put_test_data(
+        &self,
+        who: Committer,
+        id: i64,
+        data: Vec<u8>,
+    ) -> Result<bool, CallError> {
+        self.try_call(|reply| ScriptRepoMessage::PutTestData {
+            who,
+            id,
+            data,
+            reply,
+        })
+        .await
     }
     pub async fn publish(&self, who: Committer, id: i64) -> Result<(Version, bool), CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Publish { who, id, reply }).await
+        self.try_call(|reply| ScriptRepoMessage::Publish { who, id, reply })
+            .await
     }
     pub async fn set_ordering(&self, id: i64, ordering: Ordering) -> Result<(), CallError> {
-        self.try_call(|reply| ScriptRepoMessage::SetOrdering { id, ordering, reply }).await
+        self.try_call(|reply| ScriptRepoMessage::SetOrdering {
+            id,
+            ordering,
+            reply,
+        })
+        .await
     }
     pub async fn template(&self) -> Result<String, CallError> {
-        self.call(|reply| ScriptRepoMessage::Template { reply }).await
+        self.call(|reply| ScriptRepoMessage::Template { reply })
+            .await
     }
 }

@@ -27,8 +27,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::clock::{self, Centis};
 use crate::db;
 use crate::gitlock;
-use crate::health::WriteHealth;
 use crate::gitstore::{Author, Edit, GitStore, PROD, trailers};
+use crate::health::WriteHealth;
 use crate::ordering::Ordering;
 use crate::python::{Checked, CheckerError, PythonChecker, SyntaxProblem, name_from_docstring};
 use crate::version::Version;
@@ -47,11 +47,19 @@ pub enum RepoError {
     #[error(
         "script {script} is at version {current}, but this change was based on {base}; reload it, merge your edits and save again"
     )]
-    Stale { script: i64, base: Version, current: Version },
+    Stale {
+        script: i64,
+        base: Version,
+        current: Version,
+    },
     #[error("the script is not valid Python: {0}")]
     InvalidPython(SyntaxProblem),
     #[error("{what} is {size} bytes; the limit is {limit} bytes")]
-    TooLarge { what: &'static str, size: usize, limit: usize },
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
     #[error("{0}")]
     BadInput(String),
     /// Something other than a script does not exist (a run, a pass, an artifact).
@@ -82,7 +90,11 @@ impl Committer {
     /// The identity of changes Scriptorium makes itself (the first-start examples), on
     /// the first editor's branch.
     pub fn system(branch: &str) -> Committer {
-        Committer { username: "scriptorium".into(), email: "scriptorium@localhost".into(), branch: branch.into() }
+        Committer {
+            username: "scriptorium".into(),
+            email: "scriptorium@localhost".into(),
+            branch: branch.into(),
+        }
     }
 }
 
@@ -170,7 +182,11 @@ impl Change {
             action,
             script,
             user: who.username.clone(),
-            branch: if action == Action::Publish { PROD.to_string() } else { who.branch.clone() },
+            branch: if action == Action::Publish {
+                PROD.to_string()
+            } else {
+                who.branch.clone()
+            },
             at: clock::now(),
             version: None,
             blob: None,
@@ -182,7 +198,11 @@ impl Change {
     }
 
     fn message(&self, subject: &str) -> String {
-        let mut m = format!("{subject}\n\nScriptorium-Action: {}\nScriptorium-Script: {}\n", self.action.as_str(), self.script);
+        let mut m = format!(
+            "{subject}\n\nScriptorium-Action: {}\nScriptorium-Script: {}\n",
+            self.action.as_str(),
+            self.script
+        );
         let mut add = |k: &str, v: String| m.push_str(&format!("Scriptorium-{k}: {v}\n"));
         if let Some(v) = self.version {
             add("Version", v.to_string());
@@ -283,8 +303,12 @@ impl ScriptStore {
     /// Opens the repository and database, repairs any disagreement, and seeds the
     /// examples on first start.
     pub fn open(cfg: &StoreConfig) -> Result<(ScriptStore, RepairReport)> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| RepoError::BadInput(format!("cannot create data directory {}: {e}", cfg.data_dir.display())))?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            RepoError::BadInput(format!(
+                "cannot create data directory {}: {e}",
+                cfg.data_dir.display()
+            ))
+        })?;
         // Before anything writes to git: a lock left by a killed process would stop
         // every later update of its branch.
         let cleared_locks = gitlock::clear_stale(&cfg.repo_path());
@@ -299,11 +323,18 @@ impl ScriptStore {
             editors: cfg.editors.clone(),
             health: cfg.health.clone(),
             undone_max_id: 0,
-            crash_after_commit: std::env::var("SCRIPTORIUM_FAULT").as_deref() == Ok("after-git-commit"),
+            crash_after_commit: std::env::var("SCRIPTORIUM_FAULT").as_deref()
+                == Ok("after-git-commit"),
             fail_record: false,
         };
-        store.undone_max_id =
-            store.git.undone()?.iter().filter_map(|m| Change::from_message(m)).map(|c| c.script).max().unwrap_or(0);
+        store.undone_max_id = store
+            .git
+            .undone()?
+            .iter()
+            .filter_map(|m| Change::from_message(m))
+            .map(|c| c.script)
+            .max()
+            .unwrap_or(0);
         let mut report = store.repair()?;
         report.cleared_locks = cleared_locks;
         if cfg.seed_examples && store.is_empty()? {
@@ -313,7 +344,10 @@ impl ScriptStore {
     }
 
     fn is_empty(&self) -> Result<bool> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM scripts", [], |r| r.get::<_, i64>(0))? == 0)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM scripts", [], |r| r.get::<_, i64>(0))?
+            == 0)
     }
 
     fn current(&self, id: i64) -> Result<Current> {
@@ -351,7 +385,11 @@ impl ScriptStore {
 
     fn check(&mut self, content: &str) -> Result<Option<String>> {
         if content.len() > MAX_CONTENT_BYTES {
-            return Err(RepoError::TooLarge { what: "the script", size: content.len(), limit: MAX_CONTENT_BYTES });
+            return Err(RepoError::TooLarge {
+                what: "the script",
+                size: content.len(),
+                limit: MAX_CONTENT_BYTES,
+            });
         }
         match self.checker.check(content)? {
             Checked::Valid { docstring } => Ok(docstring),
@@ -372,7 +410,11 @@ impl ScriptStore {
 
     /// The next free whole number: after `3.xx` comes `4.0`.
     fn next_ordering(&self) -> Result<Ordering> {
-        let g: i64 = self.conn.query_row("SELECT COALESCE(MAX(ordering_group), 0) + 1 FROM scripts", [], |r| r.get(0))?;
+        let g: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(ordering_group), 0) + 1 FROM scripts",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Ordering::whole(g as u64))
     }
 
@@ -392,8 +434,12 @@ impl ScriptStore {
         let mut t = String::from(
             "\"\"\"New script\n\nDescribe what this script does. The first line above is its name in the list.\n\"\"\"\n",
         );
-        t.push_str("# Input: the runner writes this script's test data (or the production data) to a\n");
-        t.push_str("# file and passes its path as the first argument, sys.argv[1]. Files written to\n");
+        t.push_str(
+            "# Input: the runner writes this script's test data (or the production data) to a\n",
+        );
+        t.push_str(
+            "# file and passes its path as the first argument, sys.argv[1]. Files written to\n",
+        );
         t.push_str("# the working directory are kept as the run's artifacts.\n#\n");
         t.push_str("# Available interpreters (choose one when running):\n");
         if self.interpreters_note.is_empty() {
@@ -419,7 +465,13 @@ impl ScriptStore {
     }
 
     /// Creates a script (the first save: version 0.1, a commit on the editor's branch).
-    pub fn create(&mut self, who: &Committer, content: Option<String>, filename: Option<String>, ordering: Option<Ordering>) -> Result<i64> {
+    pub fn create(
+        &mut self,
+        who: &Committer,
+        content: Option<String>,
+        filename: Option<String>,
+        ordering: Option<Ordering>,
+    ) -> Result<i64> {
         let content = content.unwrap_or_else(|| self.template());
         let doc = self.check(&content)?;
         let id = self.next_id()?;
@@ -430,8 +482,17 @@ impl ScriptStore {
             }
             None => format!("script_{id:04}.py"),
         };
-        if self.conn.query_row("SELECT 1 FROM scripts WHERE filename = ?1", [&file], |_| Ok(())).optional()?.is_some() {
-            return Err(RepoError::Conflict(format!("a script named `{file}` already exists; choose another file name")));
+        if self
+            .conn
+            .query_row("SELECT 1 FROM scripts WHERE filename = ?1", [&file], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some()
+        {
+            return Err(RepoError::Conflict(format!(
+                "a script named `{file}` already exists; choose another file name"
+            )));
         }
         let ordering = match ordering {
             Some(o) => {
@@ -450,19 +511,41 @@ impl ScriptStore {
         change.blob = Some(blob);
         change.file = Some(file.clone());
         change.ordering = Some(ordering);
-        self.apply(&change, &[Edit::Put { path: &format!("scripts/{file}"), blob }], &who.email, &format!("Create {file} (0.1)"), doc.as_deref())?;
+        self.apply(
+            &change,
+            &[Edit::Put {
+                path: &format!("scripts/{file}"),
+                blob,
+            }],
+            &who.email,
+            &format!("Create {file} (0.1)"),
+            doc.as_deref(),
+        )?;
         Ok(id)
     }
 
     /// Saves new content: Minor + 1, unless `base` is stale (→ [`RepoError::Stale`]).
-    pub fn save(&mut self, who: &Committer, id: i64, content: &str, base: Version) -> Result<Saved> {
+    pub fn save(
+        &mut self,
+        who: &Committer,
+        id: i64,
+        content: &str,
+        base: Version,
+    ) -> Result<Saved> {
         let cur = self.current(id)?;
         if cur.version != base {
-            return Err(RepoError::Stale { script: id, base, current: cur.version });
+            return Err(RepoError::Stale {
+                script: id,
+                base,
+                current: cur.version,
+            });
         }
         let doc = self.check(content)?;
         if Oid::hash_object(ObjectType::Blob, content.as_bytes())? == cur.blob {
-            return Ok(Saved { version: cur.version, changed: false });
+            return Ok(Saved {
+                version: cur.version,
+                changed: false,
+            });
         }
         let blob = self.git.write_blob(content.as_bytes())?;
         let version = cur.version.next_minor();
@@ -470,8 +553,17 @@ impl ScriptStore {
         change.version = Some(version);
         change.blob = Some(blob);
         let path = format!("scripts/{}", cur.filename);
-        self.apply(&change, &[Edit::Put { path: &path, blob }], &who.email, &format!("Save {} as {version}", cur.filename), doc.as_deref())?;
-        Ok(Saved { version, changed: true })
+        self.apply(
+            &change,
+            &[Edit::Put { path: &path, blob }],
+            &who.email,
+            &format!("Save {} as {version}", cur.filename),
+            doc.as_deref(),
+        )?;
+        Ok(Saved {
+            version,
+            changed: true,
+        })
     }
 
     /// Major + 1, Minor 0 (0.7 → 1.0): a commit of its own with the same content.
@@ -483,7 +575,16 @@ impl ScriptStore {
         change.blob = Some(cur.blob);
         let doc = self.docstring_of(cur.blob)?;
         let path = format!("scripts/{}", cur.filename);
-        self.apply(&change, &[Edit::Put { path: &path, blob: cur.blob }], &who.email, &format!("Bump {} to {version}", cur.filename), doc.as_deref())?;
+        self.apply(
+            &change,
+            &[Edit::Put {
+                path: &path,
+                blob: cur.blob,
+            }],
+            &who.email,
+            &format!("Bump {} to {version}", cur.filename),
+            doc.as_deref(),
+        )?;
         Ok(version)
     }
 
@@ -501,9 +602,15 @@ impl ScriptStore {
         change.test_data = cur.test_data;
         let script_path = format!("scripts/{file}");
         let data_path = format!("testdata/{}", stem(&file));
-        let mut edits = vec![Edit::Put { path: &script_path, blob: cur.blob }];
+        let mut edits = vec![Edit::Put {
+            path: &script_path,
+            blob: cur.blob,
+        }];
         if let Some(t) = cur.test_data {
-            edits.push(Edit::Put { path: &data_path, blob: t });
+            edits.push(Edit::Put {
+                path: &data_path,
+                blob: t,
+            });
         }
         let doc = self.docstring_of(cur.blob)?;
         let subject = format!("Fork {} {} as {file}", cur.filename, cur.version);
@@ -514,7 +621,11 @@ impl ScriptStore {
     /// Replaces the test data (a commit on the editor's branch).
     pub fn put_test_data(&mut self, who: &Committer, id: i64, data: &[u8]) -> Result<bool> {
         if data.len() > MAX_TEST_DATA_BYTES {
-            return Err(RepoError::TooLarge { what: "the test data", size: data.len(), limit: MAX_TEST_DATA_BYTES });
+            return Err(RepoError::TooLarge {
+                what: "the test data",
+                size: data.len(),
+                limit: MAX_TEST_DATA_BYTES,
+            });
         }
         let cur = self.current(id)?;
         if cur.test_data == Some(Oid::hash_object(ObjectType::Blob, data)?) {
@@ -524,7 +635,13 @@ impl ScriptStore {
         let mut change = Change::new(Action::TestData, id, who);
         change.blob = Some(blob);
         let path = format!("testdata/{}", stem(&cur.filename));
-        self.apply(&change, &[Edit::Put { path: &path, blob }], &who.email, &format!("Update test data of {}", cur.filename), None)?;
+        self.apply(
+            &change,
+            &[Edit::Put { path: &path, blob }],
+            &who.email,
+            &format!("Update test data of {}", cur.filename),
+            None,
+        )?;
         Ok(true)
     }
 
@@ -535,19 +652,34 @@ impl ScriptStore {
         let data_path = format!("testdata/{}", stem(&cur.filename));
         let on_prod = self.git.blob_at(PROD, &script_path)?;
         let data_on_prod = self.git.blob_at(PROD, &data_path)?;
-        if cur.published == Some(cur.version) && on_prod == Some(cur.blob) && data_on_prod == cur.test_data {
+        if cur.published == Some(cur.version)
+            && on_prod == Some(cur.blob)
+            && data_on_prod == cur.test_data
+        {
             return Ok((cur.version, false));
         }
         let mut change = Change::new(Action::Publish, id, who);
         change.version = Some(cur.version);
         change.blob = Some(cur.blob);
         change.test_data = cur.test_data;
-        let mut edits = vec![Edit::Put { path: &script_path, blob: cur.blob }];
+        let mut edits = vec![Edit::Put {
+            path: &script_path,
+            blob: cur.blob,
+        }];
         edits.push(match cur.test_data {
-            Some(blob) => Edit::Put { path: &data_path, blob },
+            Some(blob) => Edit::Put {
+                path: &data_path,
+                blob,
+            },
             None => Edit::Remove { path: &data_path },
         });
-        self.apply(&change, &edits, &who.email, &format!("Publish {} {}", cur.filename, cur.version), None)?;
+        self.apply(
+            &change,
+            &edits,
+            &who.email,
+            &format!("Publish {} {}", cur.filename, cur.version),
+            None,
+        )?;
         Ok((cur.version, true))
     }
 
@@ -555,7 +687,9 @@ impl ScriptStore {
     pub fn set_ordering(&mut self, id: i64, ordering: &Ordering) -> Result<()> {
         self.current(id)?;
         match self.ordering_taken(ordering)? {
-            Some(other) if other != id => Err(RepoError::Conflict(format!("ordering number {ordering} is taken by script {other}"))),
+            Some(other) if other != id => Err(RepoError::Conflict(format!(
+                "ordering number {ordering} is taken by script {other}"
+            ))),
             _ => {
                 self.conn.execute(
                     "UPDATE scripts SET ordering_group = ?1, ordering_frac = ?2 WHERE id = ?3",
@@ -577,7 +711,14 @@ impl ScriptStore {
 
     /// Takes the write lock, commits `change` to git, records it in SQLite (see the
     /// module comment for why in this order). On failure nothing is left changed.
-    fn apply(&mut self, change: &Change, edits: &[Edit<'_>], email: &str, subject: &str, doc: Option<&str>) -> Result<Oid> {
+    fn apply(
+        &mut self,
+        change: &Change,
+        edits: &[Edit<'_>],
+        email: &str,
+        subject: &str,
+        doc: Option<&str>,
+    ) -> Result<Oid> {
         let out = self.apply_once(change, edits, email, subject, doc);
         match &out {
             Ok(_) => self.health.write_succeeded(),
@@ -589,10 +730,21 @@ impl ScriptStore {
         out
     }
 
-    fn apply_once(&mut self, change: &Change, edits: &[Edit<'_>], email: &str, subject: &str, doc: Option<&str>) -> Result<Oid> {
+    fn apply_once(
+        &mut self,
+        change: &Change,
+        edits: &[Edit<'_>],
+        email: &str,
+        subject: &str,
+        doc: Option<&str>,
+    ) -> Result<Oid> {
         let branch = change.branch.as_str();
         let tx = db::immediate(&mut self.conn)?;
-        let author = Author { name: &change.user, email, at: change.at };
+        let author = Author {
+            name: &change.user,
+            email,
+            at: change.at,
+        };
         let message = change.message(subject);
         let commit_on = |git: &GitStore| -> Result<(Oid, Oid), git2::Error> {
             git.ensure_branch(branch)?;
@@ -613,7 +765,11 @@ impl ScriptStore {
             tracing::error!(%commit, "SCRIPTORIUM_FAULT=after-git-commit: aborting before the metadata is recorded");
             std::process::abort();
         }
-        let recorded = if self.fail_record { Err(RepoError::Db(rusqlite::Error::InvalidQuery)) } else { record(&tx, commit, branch, change, doc) };
+        let recorded = if self.fail_record {
+            Err(RepoError::Db(rusqlite::Error::InvalidQuery))
+        } else {
+            record(&tx, commit, branch, change, doc)
+        };
         match recorded.and_then(|()| Ok(tx.commit()?)) {
             Ok(()) => {
                 tracing::info!(action = change.action.as_str(), script = change.script, %commit, branch, "recorded change");
@@ -622,7 +778,9 @@ impl ScriptStore {
             Err(e) => {
                 self.undone_max_id = self.undone_max_id.max(change.script);
                 match self.git.undo(branch, commit, parent) {
-                    Ok(()) => tracing::warn!(%commit, branch, error = %e, "the change could not be recorded; its commit is undone"),
+                    Ok(()) => {
+                        tracing::warn!(%commit, branch, error = %e, "the change could not be recorded; its commit is undone")
+                    }
                     Err(u) => {
                         tracing::error!(%commit, branch, error = %e, undo = %u, "the change could not be recorded nor undone; repair records it");
                         if let Err(r) = self.repair() {
@@ -664,16 +822,21 @@ impl ScriptStore {
                     }
                     Some(change) => {
                         let doc = match change.action {
-                            Action::Create | Action::Fork | Action::Save | Action::Bump => match change.blob {
-                                Some(b) => {
-                                    let bytes = self.git.read_blob(b)?;
-                                    match self.checker.check(&String::from_utf8_lossy(&bytes))? {
-                                        Checked::Valid { docstring } => docstring,
-                                        Checked::Invalid(_) => None,
+                            Action::Create | Action::Fork | Action::Save | Action::Bump => {
+                                match change.blob {
+                                    Some(b) => {
+                                        let bytes = self.git.read_blob(b)?;
+                                        match self
+                                            .checker
+                                            .check(&String::from_utf8_lossy(&bytes))?
+                                        {
+                                            Checked::Valid { docstring } => docstring,
+                                            Checked::Invalid(_) => None,
+                                        }
                                     }
+                                    None => None,
                                 }
-                                None => None,
-                            },
+                            }
                             _ => None,
                         };
                         record(&tx, commit, &branch, &change, doc.as_deref())?;
@@ -682,7 +845,10 @@ impl ScriptStore {
                         report.recovered.push(commit.to_string());
                     }
                     None => {
-                        let init = trailers(&message).get("Scriptorium-Action").map(String::as_str) == Some("init");
+                        let init = trailers(&message)
+                            .get("Scriptorium-Action")
+                            .map(String::as_str)
+                            == Some("init");
                         tx.execute(
                             "INSERT OR IGNORE INTO commits (commit_id, branch, action, script_id, created_at) VALUES (?1, ?2, ?3, NULL, ?4)",
                             params![commit.to_string(), branch, if init { "init" } else { "foreign" }, clock::now()],
@@ -697,14 +863,21 @@ impl ScriptStore {
             }
         }
         if !report.recovered.is_empty() {
-            tracing::warn!(count = report.recovered.len(), "start-up repair recovered metadata from git");
+            tracing::warn!(
+                count = report.recovered.len(),
+                "start-up repair recovered metadata from git"
+            );
         }
         Ok(report)
     }
 
     /// The commits of `branch` that SQLite does not know, oldest first, each with
     /// whether it is an orphan (a recorded commit above it changes the same script).
-    fn unknown_commits(&self, branch: &str, known: &HashSet<Oid>) -> Result<Vec<(Oid, String, bool)>> {
+    fn unknown_commits(
+        &self,
+        branch: &str,
+        known: &HashSet<Oid>,
+    ) -> Result<Vec<(Oid, String, bool)>> {
         let history = self.git.history(branch)?;
         // The usual case, cheaply: every commit is known.
         if history.iter().all(|c| known.contains(c)) {
@@ -740,9 +913,17 @@ impl ScriptStore {
 
     fn seed_examples(&mut self) -> Result<()> {
         let who = Committer::system(self.editors.first().map(String::as_str).unwrap_or(PROD));
-        let seeded: Vec<_> = crate::examples::EXAMPLES.iter().filter_map(|e| e.seeded_at.map(|o| (o, e))).collect();
+        let seeded: Vec<_> = crate::examples::EXAMPLES
+            .iter()
+            .filter_map(|e| e.seeded_at.map(|o| (o, e)))
+            .collect();
         for (ordering, e) in &seeded {
-            let id = self.create(&who, Some(e.content.to_string()), Some(e.filename.to_string()), Some(ordering.parse().expect("example ordering")))?;
+            let id = self.create(
+                &who,
+                Some(e.content.to_string()),
+                Some(e.filename.to_string()),
+                Some(ordering.parse().expect("example ordering")),
+            )?;
             self.put_test_data(&who, id, e.test_data.as_bytes())?;
             self.publish(&who, id)?;
         }
@@ -752,8 +933,15 @@ impl ScriptStore {
 }
 
 /// Writes one change's metadata. Used by the normal path and by repair alike.
-fn record(tx: &Transaction<'_>, commit: Oid, branch: &str, c: &Change, doc: Option<&str>) -> Result<()> {
-    let missing = |what: &str| RepoError::BadInput(format!("commit {commit} lacks its {what} trailer"));
+fn record(
+    tx: &Transaction<'_>,
+    commit: Oid,
+    branch: &str,
+    c: &Change,
+    doc: Option<&str>,
+) -> Result<()> {
+    let missing =
+        |what: &str| RepoError::BadInput(format!("commit {commit} lacks its {what} trailer"));
     let name = name_from_docstring(doc);
     let description = doc.unwrap_or("");
     match c.action {
@@ -769,7 +957,11 @@ fn record(tx: &Transaction<'_>, commit: Oid, branch: &str, c: &Change, doc: Opti
                 )
                 .optional()?;
             if taken.is_some_and(|t| t != c.script) {
-                let g: i64 = tx.query_row("SELECT COALESCE(MAX(ordering_group), 0) + 1 FROM scripts", [], |r| r.get(0))?;
+                let g: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(ordering_group), 0) + 1 FROM scripts",
+                    [],
+                    |r| r.get(0),
+                )?;
                 ordering = Ordering::whole(g as u64);
             }
             tx.execute(
@@ -805,7 +997,10 @@ fn record(tx: &Transaction<'_>, commit: Oid, branch: &str, c: &Change, doc: Opti
         }
         Action::TestData => {
             let blob = c.blob.map(|b| b.to_string());
-            tx.execute("UPDATE scripts SET test_data_blob = ?2 WHERE id = ?1", params![c.script, blob])?;
+            tx.execute(
+                "UPDATE scripts SET test_data_blob = ?2 WHERE id = ?1",
+                params![c.script, blob],
+            )?;
             tx.execute(
                 "INSERT INTO test_data_changes (script_id, blob_id, commit_id, changed_by, changed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![c.script, blob.unwrap_or_default(), commit.to_string(), c.user, c.at],
@@ -830,14 +1025,22 @@ fn record(tx: &Transaction<'_>, commit: Oid, branch: &str, c: &Change, doc: Opti
     Ok(())
 }
 
-fn insert_version(tx: &Transaction<'_>, commit: Oid, branch: &str, c: &Change, v: Version) -> Result<()> {
+fn insert_version(
+    tx: &Transaction<'_>,
+    commit: Oid,
+    branch: &str,
+    c: &Change,
+    v: Version,
+) -> Result<()> {
     let kind = match c.action {
         Action::Create => "create",
         Action::Fork => "fork",
         Action::Bump => "bump",
         _ => "save",
     };
-    let blob = c.blob.ok_or_else(|| RepoError::BadInput(format!("commit {commit} lacks its Blob trailer")))?;
+    let blob = c
+        .blob
+        .ok_or_else(|| RepoError::BadInput(format!("commit {commit} lacks its Blob trailer")))?;
     tx.execute(
         "INSERT INTO versions (script_id, major, minor, kind, commit_id, blob_id, branch, committer, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -862,11 +1065,18 @@ pub fn validate_filename(name: &str) -> Result<()> {
             "file name `{name}` contains a path separator; give a plain name such as `load_sales.py`"
         )));
     }
-    let stem = name.strip_suffix(".py").ok_or_else(|| RepoError::BadInput(format!("file name `{name}` must end in `.py`")))?;
+    let stem = name
+        .strip_suffix(".py")
+        .ok_or_else(|| RepoError::BadInput(format!("file name `{name}` must end in `.py`")))?;
     let ok = !stem.is_empty()
         && stem.len() <= 64
-        && stem.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && stem
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !ok {
         return Err(RepoError::BadInput(format!(
             "file name `{name}` is not allowed; use 1–64 letters, digits, `_` or `-` (starting with a letter or digit) and `.py`"
@@ -891,12 +1101,25 @@ mod tests {
     }
 
     fn ed1() -> Committer {
-        Committer { username: "ed1".into(), email: "ed1@x".into(), branch: "ed1".into() }
+        Committer {
+            username: "ed1".into(),
+            email: "ed1@x".into(),
+            branch: "ed1".into(),
+        }
     }
 
     fn git_cli(dir: &std::path::Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git").arg("-C").arg(dir.join("repo")).args(args).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir.join("repo"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -904,27 +1127,65 @@ mod tests {
     fn a_change_that_cannot_be_recorded_is_undone_and_its_id_is_never_reused() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
-        let a = store.create(&ed1(), Some("x = 1\n".into()), None, None).unwrap();
+        let a = store
+            .create(&ed1(), Some("x = 1\n".into()), None, None)
+            .unwrap();
         let tip = store.git.tip("ed1").unwrap();
 
         store.fail_record = true;
-        let err = store.create(&ed1(), Some("x = 2\n".into()), None, None).unwrap_err();
+        let err = store
+            .create(&ed1(), Some("x = 2\n".into()), None, None)
+            .unwrap_err();
         assert!(matches!(err, RepoError::Db(_)), "{err}");
         // The branch is back where it was; the commit is kept aside.
         assert_eq!(store.git.tip("ed1").unwrap(), tip);
-        assert_eq!(git_cli(dir.path(), &["for-each-ref", "--format=%(refname)", "refs/scriptorium/undone/"]).lines().count(), 1);
+        assert_eq!(
+            git_cli(
+                dir.path(),
+                &[
+                    "for-each-ref",
+                    "--format=%(refname)",
+                    "refs/scriptorium/undone/"
+                ]
+            )
+            .lines()
+            .count(),
+            1
+        );
         assert!(!store.health.check().ok(), "health shows the failed write");
 
         store.fail_record = false;
-        let c = store.create(&ed1(), Some("x = 3\n".into()), None, None).unwrap();
-        assert_eq!((a, c), (1, 3), "the undone create's id 2 is not handed out again");
+        let c = store
+            .create(&ed1(), Some("x = 3\n".into()), None, None)
+            .unwrap();
+        assert_eq!(
+            (a, c),
+            (1, 3),
+            "the undone create's id 2 is not handed out again"
+        );
         assert!(store.health.check().ok());
         drop(store);
         let (mut store, report) = ScriptStore::open(&config(dir.path())).unwrap();
-        assert!(report.recovered.is_empty() && report.orphans.is_empty(), "{report:?}");
-        assert_eq!(store.create(&ed1(), Some("x = 4\n".into()), None, None).unwrap(), 4, "not after a restart either");
+        assert!(
+            report.recovered.is_empty() && report.orphans.is_empty(),
+            "{report:?}"
+        );
+        assert_eq!(
+            store
+                .create(&ed1(), Some("x = 4\n".into()), None, None)
+                .unwrap(),
+            4,
+            "not after a restart either"
+        );
         let creates = git_cli(dir.path(), &["log", "ed1", "--format=%s", "--grep=^Create"]);
-        assert_eq!(creates.lines().collect::<Vec<_>>(), ["Create script_0004.py (0.1)", "Create script_0003.py (0.1)", "Create script_0001.py (0.1)"]);
+        assert_eq!(
+            creates.lines().collect::<Vec<_>>(),
+            [
+                "Create script_0004.py (0.1)",
+                "Create script_0003.py (0.1)",
+                "Create script_0001.py (0.1)"
+            ]
+        );
     }
 
     /// What older versions left: a create whose record failed (an orphan commit), then
@@ -934,7 +1195,9 @@ mod tests {
     fn repair_marks_an_orphan_under_later_history_and_skips_its_id() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
-        store.create(&ed1(), Some("x = 1\n".into()), None, None).unwrap();
+        store
+            .create(&ed1(), Some("x = 1\n".into()), None, None)
+            .unwrap();
         // The orphan: a commit for script 2 that SQLite never heard of.
         let mut change = Change::new(Action::Create, 2, &ed1());
         let blob = store.git.write_blob(b"lost = 1\n").unwrap();
@@ -942,23 +1205,55 @@ mod tests {
         change.blob = Some(blob);
         change.file = Some("script_0002.py".into());
         change.ordering = Some(Ordering::whole(2));
-        let author = Author { name: "ed1", email: "ed1@x", at: change.at };
+        let author = Author {
+            name: "ed1",
+            email: "ed1@x",
+            at: change.at,
+        };
         let orphan = store
             .git
-            .commit("ed1", &[Edit::Put { path: "scripts/script_0002.py", blob }], &author, &change.message("Create script_0002.py (0.1)"))
+            .commit(
+                "ed1",
+                &[Edit::Put {
+                    path: "scripts/script_0002.py",
+                    blob,
+                }],
+                &author,
+                &change.message("Create script_0002.py (0.1)"),
+            )
             .unwrap();
         // History goes on over it, with the same id (what the old next_id did).
         let mut again = change.clone();
         let blob2 = store.git.write_blob(b"kept = 2\n").unwrap();
         again.blob = Some(blob2);
-        store.apply(&again, &[Edit::Put { path: "scripts/script_0002.py", blob: blob2 }], "ed1@x", "Create script_0002.py (0.1)", None).unwrap();
+        store
+            .apply(
+                &again,
+                &[Edit::Put {
+                    path: "scripts/script_0002.py",
+                    blob: blob2,
+                }],
+                "ed1@x",
+                "Create script_0002.py (0.1)",
+                None,
+            )
+            .unwrap();
         drop(store);
 
         let (mut store, report) = ScriptStore::open(&config(dir.path())).unwrap();
         assert_eq!(report.orphans, [orphan.to_string()]);
         assert!(report.recovered.is_empty(), "{report:?}");
-        assert_eq!(store.current(2).unwrap().blob, blob2, "the recorded create stays");
-        assert_eq!(store.create(&ed1(), Some("x = 3\n".into()), None, None).unwrap(), 3);
+        assert_eq!(
+            store.current(2).unwrap().blob,
+            blob2,
+            "the recorded create stays"
+        );
+        assert_eq!(
+            store
+                .create(&ed1(), Some("x = 3\n".into()), None, None)
+                .unwrap(),
+            3
+        );
         let (_, again) = ScriptStore::open(&config(dir.path())).unwrap();
         assert!(again.orphans.is_empty(), "marked once: {again:?}");
     }
@@ -969,14 +1264,31 @@ mod tests {
     fn an_unrecorded_commit_on_two_branches_is_recorded_once() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
-        let id = store.create(&ed1(), Some("x = 1\n".into()), None, None).unwrap();
+        let id = store
+            .create(&ed1(), Some("x = 1\n".into()), None, None)
+            .unwrap();
         let cur = store.current(id).unwrap();
         let mut change = Change::new(Action::Publish, id, &ed1());
         change.version = Some(cur.version);
         change.blob = Some(cur.blob);
-        let author = Author { name: "ed1", email: "ed1@x", at: change.at };
+        let author = Author {
+            name: "ed1",
+            email: "ed1@x",
+            at: change.at,
+        };
         let path = format!("scripts/{}", cur.filename);
-        let commit = store.git.commit(PROD, &[Edit::Put { path: &path, blob: cur.blob }], &author, &change.message("Publish")).unwrap();
+        let commit = store
+            .git
+            .commit(
+                PROD,
+                &[Edit::Put {
+                    path: &path,
+                    blob: cur.blob,
+                }],
+                &author,
+                &change.message("Publish"),
+            )
+            .unwrap();
         drop(store);
 
         let mut cfg = config(dir.path());

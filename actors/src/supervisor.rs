@@ -42,17 +42,38 @@ enum Child {
 }
 
 impl Supervisor {
-    async fn start(myself: &ActorRef<SupervisorMessage>, args: &SupervisorArgs, child: Child) -> Result<(), ActorProcessingErr> {
+    async fn start(
+        myself: &ActorRef<SupervisorMessage>,
+        args: &SupervisorArgs,
+        child: Child,
+    ) -> Result<(), ActorProcessingErr> {
         match child {
             Child::ScriptRepo => {
-                Actor::spawn_linked(Some(script_repo::name(&args.instance)), ScriptRepo, args.store.clone(), myself.get_cell()).await?;
+                Actor::spawn_linked(
+                    Some(script_repo::name(&args.instance)),
+                    ScriptRepo,
+                    args.store.clone(),
+                    myself.get_cell(),
+                )
+                .await?;
             }
             Child::RunScheduler => {
-                Actor::spawn_linked(Some(run_scheduler::name(&args.instance)), RunScheduler, args.runs.clone(), myself.get_cell())
-                    .await?;
+                Actor::spawn_linked(
+                    Some(run_scheduler::name(&args.instance)),
+                    RunScheduler,
+                    args.runs.clone(),
+                    myself.get_cell(),
+                )
+                .await?;
             }
             Child::LlmBroker => {
-                Actor::spawn_linked(Some(llm_broker::name(&args.instance)), LlmBroker, args.llm.clone(), myself.get_cell()).await?;
+                Actor::spawn_linked(
+                    Some(llm_broker::name(&args.instance)),
+                    LlmBroker,
+                    args.llm.clone(),
+                    myself.get_cell(),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -64,12 +85,19 @@ impl Actor for Supervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: SupervisorArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         // The repository first: opening it applies the database migrations.
         Self::start(&myself, &args, Child::ScriptRepo).await?;
         Self::start(&myself, &args, Child::RunScheduler).await?;
         Self::start(&myself, &args, Child::LlmBroker).await?;
-        Ok(SupervisorState { args, restarts: Vec::new() })
+        Ok(SupervisorState {
+            args,
+            restarts: Vec::new(),
+        })
     }
 
     async fn handle_supervisor_evt(
@@ -80,7 +108,9 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, reason): (ActorCell, String) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, format!("stopped: {}", reason.unwrap_or_default())),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, format!("stopped: {}", reason.unwrap_or_default()))
+            }
             _ => return Ok(()),
         };
         let name = cell.get_name().unwrap_or_default();
@@ -95,7 +125,9 @@ impl Actor for Supervisor {
         };
         tracing::error!(actor = %name, %reason, "supervised actor ended");
         let now = Instant::now();
-        state.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        state
+            .restarts
+            .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
         if state.restarts.len() >= MAX_RESTARTS {
             tracing::error!(actor = %name, "restarted {MAX_RESTARTS} times within a minute; leaving it stopped");
             return Ok(());
@@ -110,7 +142,9 @@ impl Actor for Supervisor {
 }
 
 /// Starts the supervision tree and waits until the children are ready.
-pub async fn start(args: SupervisorArgs) -> Result<(ActorRef<SupervisorMessage>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
+pub async fn start(
+    args: SupervisorArgs,
+) -> Result<(ActorRef<SupervisorMessage>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
     let name = format!("{}/supervisor", args.instance);
     let (actor, handle) = Actor::spawn(Some(name), Supervisor, args).await?;
     Ok((actor, handle))

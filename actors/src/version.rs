@@ -21,12 +21,18 @@ impl Version {
 
     /// The version a save produces.
     pub fn next_minor(self) -> Version {
-        Version { major: self.major, minor: self.minor + 1 }
+        Version {
+            major: self.major,
+            minor: self.minor + 1,
+        }
     }
 
     /// The version a Major bump produces: 0.7 → 1.0.
     pub fn next_major(self) -> Version {
-        Version { major: self.major + 1, minor: 0 }
+        Version {
+            major: self.major + 1,
+            minor: 0,
+        }
     }
 }
 
@@ -52,7 +58,10 @@ impl FromStr for Version {
                 p.parse::<u32>().map_err(|_| bad())
             }
         };
-        Ok(Version { major: num(major)?, minor: num(minor)? })
+        Ok(Version {
+            major: num(major)?,
+            minor: num(minor)?,
+        })
     }
 }
 
@@ -78,12 +87,18 @@ mod tests {
         let v: Version = "0.9".parse().unwrap();
         assert_eq!(v.next_minor().to_string(), "0.10");
         assert!(v.next_minor() > v);
-        assert_ne!("0.1".parse::<Version>().unwrap(), "0.10".parse::<Version>().unwrap());
+        assert_ne!(
+            "0.1".parse::<Version>().unwrap(),
+            "0.10".parse::<Version>().unwrap()
+        );
     }
 
     #[test]
     fn major_bump_resets_minor() {
-        assert_eq!("0.7".parse::<Version>().unwrap().next_major().to_string(), "1.0");
+        assert_eq!(
+            "0.7".parse::<Version>().unwrap().next_major().to_string(),
+            "1.0"
+        );
     }
 
     #[test]

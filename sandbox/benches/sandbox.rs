@@ -31,14 +31,27 @@ fn ms(d: Duration) -> f64 {
 
 fn bare(python: &Path, script: &Path, input: &Path) -> Duration {
     let t = Instant::now();
-    let out = Command::new(python).args(["-I", "-u"]).arg(script).arg(input).env_clear().output().unwrap();
+    let out = Command::new(python)
+        .args(["-I", "-u"])
+        .arg(script)
+        .arg(input)
+        .env_clear()
+        .output()
+        .unwrap();
     assert!(out.status.success());
     t.elapsed()
 }
 
 async fn sandboxed(backend: &dyn Backend, spec: &RunSpec) -> Duration {
     let t = Instant::now();
-    let r = backend.run(spec.clone(), Arc::new(Collect::default()), CancellationToken::new()).await.unwrap();
+    let r = backend
+        .run(
+            spec.clone(),
+            Arc::new(Collect::default()),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
     assert!(r.outcome.success(), "{:?}", r.outcome);
     t.elapsed()
 }
@@ -53,7 +66,10 @@ async fn main() {
         .cloned()
         .collect();
     let native = registry.native_default().unwrap().clone();
-    let wasi = registry.get(Some("wasi-cpython-3.14")).expect("build the component with `make wasi`").clone();
+    let wasi = registry
+        .get(Some("wasi-cpython-3.14"))
+        .expect("build the component with `make wasi`")
+        .clone();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("pass.py");
     std::fs::write(&script, "pass\n").unwrap();
@@ -74,7 +90,11 @@ async fn main() {
     };
 
     let linux = LinuxBackend::new(LinuxConfig::default());
-    let wasm = WasiBackend::new(env!("CARGO_BIN_EXE_scriptorium-wasi-host"), &SandboxConfig::default()).unwrap();
+    let wasm = WasiBackend::new(
+        env!("CARGO_BIN_EXE_scriptorium-wasi-host"),
+        &SandboxConfig::default(),
+    )
+    .unwrap();
     wasm.prepare(&wasi.path).await.unwrap();
     // Warm every path (page cache, the engine's first instantiation).
     for _ in 0..3 {
@@ -99,7 +119,10 @@ async fn main() {
     let l: Vec<Duration> = l.into_iter().map(median).collect();
     let w = median(w);
     // The default interpreter's bare start-up is the baseline for WASI.
-    let d = natives.iter().position(|n| n.path == native.path).unwrap_or(0);
+    let d = natives
+        .iter()
+        .position(|n| n.path == native.path)
+        .unwrap_or(0);
     let (mut cn, mut cw) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         cn.push(bare(&native.path, &cpu, &input));
@@ -111,10 +134,31 @@ async fn main() {
     println!("|---|---|---|---|");
     for (k, n) in natives.iter().enumerate() {
         let name = format!("{} {} ({})", n.implementation, n.version, n.path.display());
-        println!("| bare `pass`, {name} (baseline) | {:.1} ms | 1.00× | |", ms(b[k]));
-        println!("| linux sandbox `pass`, {name} | {:.1} ms | {:.2}× | ≤ 1.15× |", ms(l[k]), ms(l[k]) / ms(b[k]));
+        println!(
+            "| bare `pass`, {name} (baseline) | {:.1} ms | 1.00× | |",
+            ms(b[k])
+        );
+        println!(
+            "| linux sandbox `pass`, {name} | {:.1} ms | {:.2}× | ≤ 1.15× |",
+            ms(l[k]),
+            ms(l[k]) / ms(b[k])
+        );
     }
-    println!("| wasi `pass` end-to-end (sandboxed host process), {} {} vs bare {} | {:.1} ms | {:.2}× | ≤ 1.0× |", wasi.implementation, wasi.version, native.version, ms(w), ms(w) / ms(b[d]));
-    println!("| native CPU loop (3M iterations, baseline) | {:.0} ms | 1.00× | |", ms(cn));
-    println!("| wasi CPU loop | {:.0} ms | {:.2}× | ≤ 3× |", ms(cw), ms(cw) / ms(cn));
+    println!(
+        "| wasi `pass` end-to-end (sandboxed host process), {} {} vs bare {} | {:.1} ms | {:.2}× | ≤ 1.0× |",
+        wasi.implementation,
+        wasi.version,
+        native.version,
+        ms(w),
+        ms(w) / ms(b[d])
+    );
+    println!(
+        "| native CPU loop (3M iterations, baseline) | {:.0} ms | 1.00× | |",
+        ms(cn)
+    );
+    println!(
+        "| wasi CPU loop | {:.0} ms | {:.2}× | ≤ 3× |",
+        ms(cw),
+        ms(cw) / ms(cn)
+    );
 }

@@ -100,14 +100,22 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_depth: 64, sorted: false }
+        Options {
+            max_depth: 64,
+            sorted: false,
+        }
     }
 }
 
 /// Walks everything below `root` (not `root` itself). `root` must be a real directory:
 /// a link there is an error.
-pub fn walk(root: &Path, options: Options, mut visit: impl FnMut(&Entry) -> Flow) -> std::io::Result<Walked> {
-    let c = CString::new(root.as_os_str().as_bytes()).map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+pub fn walk(
+    root: &Path,
+    options: Options,
+    mut visit: impl FnMut(&Entry) -> Flow,
+) -> std::io::Result<Walked> {
+    let c = CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
     let fd = open_dir(libc::AT_FDCWD, &c)?;
     let mut walked = Walked::default();
     let mut rel = PathBuf::new();
@@ -116,14 +124,23 @@ pub fn walk(root: &Path, options: Options, mut visit: impl FnMut(&Entry) -> Flow
 }
 
 /// Returns false when the walk is to stop.
-fn walk_dir(dir: OwnedFd, rel: &mut PathBuf, depth: usize, options: Options, visit: &mut impl FnMut(&Entry) -> Flow, walked: &mut Walked) -> bool {
+fn walk_dir(
+    dir: OwnedFd,
+    rel: &mut PathBuf,
+    depth: usize,
+    options: Options,
+    visit: &mut impl FnMut(&Entry) -> Flow,
+    walked: &mut Walked,
+) -> bool {
     let Ok(mut names) = Names::open(dir) else {
         walked.unreadable += 1;
         return true;
     };
     let dirfd = names.fd();
     let mut handle = |name: &CStr, rel: &mut PathBuf, walked: &mut Walked| -> bool {
-        let Some(st) = stat_at(dirfd, name) else { return true };
+        let Some(st) = stat_at(dirfd, name) else {
+            return true;
+        };
         rel.push(OsStr::from_bytes(name.to_bytes()));
         let entry = Entry {
             path: rel.clone(),
@@ -165,14 +182,18 @@ fn walk_dir(dir: OwnedFd, rel: &mut PathBuf, depth: usize, options: Options, vis
         }
         all.sort();
         for n in all {
-            let Ok(c) = CString::new(n.into_vec()) else { continue };
+            let Ok(c) = CString::new(n.into_vec()) else {
+                continue;
+            };
             if !handle(&c, rel, walked) {
                 return false;
             }
         }
     } else {
         while let Some(n) = names.next_name() {
-            let Ok(c) = CString::new(n.into_vec()) else { continue };
+            let Ok(c) = CString::new(n.into_vec()) else {
+                continue;
+            };
             if !handle(&c, rel, walked) {
                 return false;
             }
@@ -186,7 +207,15 @@ fn open_dir(dirfd: libc::c_int, name: &CStr) -> std::io::Result<OwnedFd> {
     // SAFETY: `name` is a valid NUL-terminated string; the flags open no device or FIFO
     // (O_DIRECTORY fails on anything but a directory, O_NOFOLLOW on a link).
     let fd = unsafe {
-        libc::openat(dirfd, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            libc::O_RDONLY
+                | libc::O_DIRECTORY
+                | libc::O_NOFOLLOW
+                | libc::O_CLOEXEC
+                | libc::O_NONBLOCK,
+        )
     };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
@@ -276,7 +305,13 @@ mod tests {
         // SAFETY: a valid path string.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         let _sock = std::os::unix::net::UnixListener::bind(d.path().join("sock")).unwrap();
-        let (seen, w) = all(d.path(), Options { sorted: true, ..Options::default() });
+        let (seen, w) = all(
+            d.path(),
+            Options {
+                sorted: true,
+                ..Options::default()
+            },
+        );
         assert_eq!(
             seen,
             [
@@ -295,7 +330,12 @@ mod tests {
     fn a_link_as_the_root_is_refused() {
         let d = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc", d.path().join("root")).unwrap();
-        assert!(walk(&d.path().join("root"), Options::default(), |_| Flow::Continue).is_err());
+        assert!(
+            walk(&d.path().join("root"), Options::default(), |_| {
+                Flow::Continue
+            })
+            .is_err()
+        );
     }
 
     #[test]
@@ -303,7 +343,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let deep: PathBuf = (0..10).map(|i| format!("d{i}")).collect();
         std::fs::create_dir_all(d.path().join(&deep)).unwrap();
-        let (seen, w) = all(d.path(), Options { max_depth: 4, sorted: false });
+        let (seen, w) = all(
+            d.path(),
+            Options {
+                max_depth: 4,
+                sorted: false,
+            },
+        );
         assert_eq!(seen.len(), 4);
         assert!(w.too_deep);
         let mut n = 0;

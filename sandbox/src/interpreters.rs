@@ -65,7 +65,10 @@ impl std::str::FromStr for BackendKind {
 #[derive(Debug, thiserror::Error)]
 pub enum InterpreterError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("interpreters.toml entry `{id}`: {message}")]
@@ -79,7 +82,11 @@ pub enum InterpreterError {
     #[error("sandbox backend `{0}` does not exist; choose linux, wasi or windows")]
     UnknownBackend(String),
     #[error("interpreter `{id}` cannot run under the `{backend}` backend; it allows: {allowed}")]
-    BackendNotAllowed { id: String, backend: BackendKind, allowed: String },
+    BackendNotAllowed {
+        id: String,
+        backend: BackendKind,
+        allowed: String,
+    },
 }
 
 /// `interpreters.toml` as written by the user.
@@ -197,7 +204,12 @@ impl Registry {
         let file = match std::fs::read_to_string(path) {
             Ok(text) => parse_file(path, &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => InterpretersFile::default(),
-            Err(source) => return Err(InterpreterError::Read { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(InterpreterError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Self::resolve(file, base))
@@ -211,7 +223,10 @@ impl Registry {
                 .iter()
                 .map(|entry| scope.spawn(|| resolve_entry(entry, &file.limits, base)))
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("probe thread panicked")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("probe thread panicked"))
+                .collect()
         });
         if file.detect.enabled {
             let known: HashSet<(PathBuf, PathBuf)> = interpreters.iter().map(identity).collect();
@@ -228,7 +243,10 @@ impl Registry {
                     .find(|i| i.available && i.kind == InterpreterKind::Native)
                     .map(|i| i.id.clone())
             });
-        Registry { interpreters, default }
+        Registry {
+            interpreters,
+            default,
+        }
     }
 
     pub fn all(&self) -> &[Interpreter] {
@@ -261,7 +279,10 @@ impl Registry {
         if !interp.available {
             return Err(InterpreterError::Unavailable {
                 id: id.to_string(),
-                reason: interp.problem.clone().unwrap_or_else(|| "unknown reason".into()),
+                reason: interp
+                    .problem
+                    .clone()
+                    .unwrap_or_else(|| "unknown reason".into()),
             });
         }
         Ok(interp)
@@ -287,7 +308,12 @@ impl Interpreter {
             Err(InterpreterError::BackendNotAllowed {
                 id: self.id.clone(),
                 backend: b,
-                allowed: self.backends.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", "),
+                allowed: self
+                    .backends
+                    .iter()
+                    .map(|b| b.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         }
     }
@@ -295,26 +321,40 @@ impl Interpreter {
 
 /// Parses and validates the text of an `interpreters.toml`.
 pub fn parse_file(path: &Path, text: &str) -> Result<InterpretersFile, InterpreterError> {
-    let file: InterpretersFile = toml::from_str(text)
-        .map_err(|e| InterpreterError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    let file: InterpretersFile = toml::from_str(text).map_err(|e| InterpreterError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let mut seen = HashSet::new();
     for entry in &file.interpreters {
-        let fail = |message: &str| InterpreterError::Entry { id: entry.id.clone(), message: message.into() };
+        let fail = |message: &str| InterpreterError::Entry {
+            id: entry.id.clone(),
+            message: message.into(),
+        };
         if entry.id.is_empty()
-            || !entry.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !entry
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(fail("the id must be non-empty and use only letters, digits, `-`, `_` and `.`"));
+            return Err(fail(
+                "the id must be non-empty and use only letters, digits, `-`, `_` and `.`",
+            ));
         }
         if !seen.insert(entry.id.clone()) {
             return Err(fail("this id appears twice"));
         }
         if entry.backends.is_empty() {
-            return Err(fail("`backends` must name at least one of linux, wasi, windows"));
+            return Err(fail(
+                "`backends` must name at least one of linux, wasi, windows",
+            ));
         }
         match entry.kind {
             InterpreterKind::Native => {
                 if entry.command.is_none() {
-                    return Err(fail("a native interpreter needs `command` (a name on PATH or a path)"));
+                    return Err(fail(
+                        "a native interpreter needs `command` (a name on PATH or a path)",
+                    ));
                 }
                 if entry.backends.contains(&BackendKind::Wasi) {
                     return Err(fail("a native interpreter cannot use the wasi backend"));
@@ -322,7 +362,9 @@ pub fn parse_file(path: &Path, text: &str) -> Result<InterpretersFile, Interpret
             }
             InterpreterKind::Wasi => {
                 if entry.component.is_none() {
-                    return Err(fail("a wasi interpreter needs `component` (the .wasm built at set-up)"));
+                    return Err(fail(
+                        "a wasi interpreter needs `component` (the .wasm built at set-up)",
+                    ));
                 }
                 if entry.backends != [BackendKind::Wasi] {
                     return Err(fail("a wasi interpreter runs only under the wasi backend"));
@@ -334,11 +376,23 @@ pub fn parse_file(path: &Path, text: &str) -> Result<InterpretersFile, Interpret
         {
             return Err(fail("`default_backend` must be one of its `backends`"));
         }
-        if !entry.warm.is_empty() && (entry.kind != InterpreterKind::Native || !entry.backends.contains(&BackendKind::Linux)) {
-            return Err(fail("`warm` (modules imported ahead of a run) needs a native interpreter with the linux backend"));
+        if !entry.warm.is_empty()
+            && (entry.kind != InterpreterKind::Native
+                || !entry.backends.contains(&BackendKind::Linux))
+        {
+            return Err(fail(
+                "`warm` (modules imported ahead of a run) needs a native interpreter with the linux backend",
+            ));
         }
-        if let Some(m) = entry.warm.iter().find(|m| m.is_empty() || !m.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))) {
-            return Err(fail(&format!("`warm` entry `{m}` is not a module name (e.g. \"build123d\" or \"numpy.linalg\")")));
+        if let Some(m) = entry.warm.iter().find(|m| {
+            m.is_empty()
+                || !m.split('.').all(|p| {
+                    !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+        }) {
+            return Err(fail(&format!(
+                "`warm` entry `{m}` is not a module name (e.g. \"build123d\" or \"numpy.linalg\")"
+            )));
         }
     }
     if let Some(d) = &file.default
@@ -392,7 +446,9 @@ fn resolve_entry(entry: &InterpreterEntry, limits: &Limits, base: &Path) -> Inte
             match located {
                 None => {
                     interp.problem = Some(match &entry.setup {
-                        Some(setup) => format!("`{command}` was not found; run `{setup}` to install it"),
+                        Some(setup) => {
+                            format!("`{command}` was not found; run `{setup}` to install it")
+                        }
                         None => format!("`{command}` was not found"),
                     })
                 }
@@ -506,7 +562,9 @@ fn probe(path: &Path) -> Result<Probe, String> {
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -517,22 +575,31 @@ fn probe(path: &Path) -> Result<Probe, String> {
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("{} failed: {}", path.display(), err.lines().last().unwrap_or("")));
+        return Err(format!(
+            "{} failed: {}",
+            path.display(),
+            err.lines().last().unwrap_or("")
+        ));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("{} gave an unreadable answer: {e}", path.display()))
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} gave an unreadable answer: {e}", path.display()))
 }
 
 /// Finds an executable on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
     }
     #[cfg(not(unix))]
     {
@@ -545,14 +612,23 @@ fn is_executable(p: &Path) -> bool {
 /// What makes two interpreters the same: the real binary and its environment (`sys.prefix`).
 /// `python3` and `python3.11` of one installation are one; a venv on it is another.
 fn identity(i: &Interpreter) -> (PathBuf, PathBuf) {
-    (std::fs::canonicalize(&i.path).unwrap_or_else(|_| i.path.clone()), i.env_prefix.clone().unwrap_or_default())
+    (
+        std::fs::canonicalize(&i.path).unwrap_or_else(|_| i.path.clone()),
+        i.env_prefix.clone().unwrap_or_default(),
+    )
 }
 
-fn detect(known: &HashSet<(PathBuf, PathBuf)>, taken: &HashSet<String>, limits: &Limits) -> Vec<Interpreter> {
+fn detect(
+    known: &HashSet<(PathBuf, PathBuf)>,
+    taken: &HashSet<String>,
+    limits: &Limits,
+) -> Vec<Interpreter> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let wanted = name == "python3"
@@ -579,14 +655,24 @@ fn detect(known: &HashSet<(PathBuf, PathBuf)>, taken: &HashSet<String>, limits: 
     }
     // Probe each distinct file once, in parallel: shims are slow.
     let mut seen_files = HashSet::new();
-    candidates.retain(|c| seen_files.insert(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone())));
+    candidates
+        .retain(|c| seen_files.insert(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone())));
     let probes: Vec<Probe> = std::thread::scope(|scope| {
-        let handles: Vec<_> = candidates.iter().map(|c| scope.spawn(move || probe(c).ok())).collect();
-        handles.into_iter().filter_map(|h| h.join().ok().flatten()).collect()
+        let handles: Vec<_> = candidates
+            .iter()
+            .map(|c| scope.spawn(move || probe(c).ok()))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
     });
     let mut by_exe: BTreeMap<(PathBuf, PathBuf), Probe> = BTreeMap::new();
     for p in probes {
-        let key = (std::fs::canonicalize(&p.executable).unwrap_or_else(|_| p.executable.clone()), p.prefix.clone());
+        let key = (
+            std::fs::canonicalize(&p.executable).unwrap_or_else(|_| p.executable.clone()),
+            p.prefix.clone(),
+        );
         if !known.contains(&key) {
             by_exe.entry(key).or_insert(p);
         }
@@ -637,7 +723,11 @@ fn detect(known: &HashSet<(PathBuf, PathBuf)>, taken: &HashSet<String>, limits: 
 }
 
 fn native_backends() -> Vec<BackendKind> {
-    if cfg!(windows) { vec![BackendKind::Windows] } else { vec![BackendKind::Linux] }
+    if cfg!(windows) {
+        vec![BackendKind::Windows]
+    } else {
+        vec![BackendKind::Linux]
+    }
 }
 
 #[cfg(test)]
@@ -650,9 +740,10 @@ mod tests {
 
     #[test]
     fn a_native_entry_without_command_is_rejected_by_name() {
-        let err = parse("[[interpreter]]\nid = \"py\"\nkind = \"native\"\nbackends = [\"linux\"]\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse("[[interpreter]]\nid = \"py\"\nkind = \"native\"\nbackends = [\"linux\"]\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("`py`") && err.contains("command"), "{err}");
     }
 
@@ -685,7 +776,10 @@ mod tests {
         .unwrap();
         let reg = Registry::resolve(file, Path::new("."));
         let err = reg.get(Some("graal")).unwrap_err().to_string();
-        assert!(err.contains("`graal`") && err.contains("graalpy-not-here"), "{err}");
+        assert!(
+            err.contains("`graal`") && err.contains("graalpy-not-here"),
+            "{err}"
+        );
         let err = reg.get(Some("nope")).unwrap_err().to_string();
         assert!(err.contains("`nope` is not known"), "{err}");
     }

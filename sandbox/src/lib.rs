@@ -12,12 +12,12 @@
 //!
 //! The crate does not depend on the server; the server depends on it.
 
+#[cfg(unix)]
+pub mod fswalk;
 pub mod interpreters;
 pub mod limits;
 #[cfg(target_os = "linux")]
 pub mod linux;
-#[cfg(unix)]
-pub mod fswalk;
 pub mod output;
 pub mod run;
 #[cfg(feature = "wasi")]
@@ -34,7 +34,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use interpreters::{BackendKind, Interpreter, InterpreterError, InterpreterKind, Registry};
 pub use limits::Limits;
-pub use run::{CgroupProtection, Collect, Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream};
+pub use run::{
+    CgroupProtection, Collect, Limit, Outcome, OutputSink, Protections, RunReport, RunSpec,
+    SandboxError, Stream,
+};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -44,7 +47,12 @@ pub trait Backend: Send + Sync {
 
     /// Runs `spec`, streaming output lines to `sink` as they are written, until the
     /// script ends, a limit is hit or `cancel` fires.
-    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>>;
+    fn run<'a>(
+        &'a self,
+        spec: RunSpec,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunReport, SandboxError>>;
 
     /// Gets ready for runs of `interpreter` whose directories will be made in `runs_dir`
     /// (the linux backend makes a spare sandbox with the interpreter's `warm` modules
@@ -53,7 +61,11 @@ pub trait Backend: Send + Sync {
 
     /// Whether a run of `interpreter` in `runs_dir` would start warm; `None` when this
     /// backend has no warm start for it.
-    fn warm_state(&self, _interpreter: &Interpreter, _runs_dir: &std::path::Path) -> Option<WarmState> {
+    fn warm_state(
+        &self,
+        _interpreter: &Interpreter,
+        _runs_dir: &std::path::Path,
+    ) -> Option<WarmState> {
         None
     }
 }
@@ -99,8 +111,15 @@ impl Backends {
         b.insert(Arc::new(windows::WindowsBackend));
         #[cfg(feature = "wasi")]
         {
-            let host = config.wasi_host.clone().map(Ok).unwrap_or_else(std::env::current_exe);
-            match host.map_err(SandboxError::Io).and_then(|host| wasi::WasiBackend::new(host, config)) {
+            let host = config
+                .wasi_host
+                .clone()
+                .map(Ok)
+                .unwrap_or_else(std::env::current_exe);
+            match host
+                .map_err(SandboxError::Io)
+                .and_then(|host| wasi::WasiBackend::new(host, config))
+            {
                 Ok(w) => b.insert(Arc::new(w)),
                 Err(e) => tracing::warn!(error = %e, "the wasi backend is not available"),
             }
@@ -114,7 +133,10 @@ impl Backends {
     }
 
     pub fn get(&self, kind: BackendKind) -> Result<Arc<dyn Backend>, SandboxError> {
-        self.by_kind.get(&kind).cloned().ok_or(SandboxError::Unsupported(kind))
+        self.by_kind
+            .get(&kind)
+            .cloned()
+            .ok_or(SandboxError::Unsupported(kind))
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = BackendKind> + '_ {

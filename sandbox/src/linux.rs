@@ -16,15 +16,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope,
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, Scope,
 };
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{Budget, StderrTail, limit_from_stderr, pump};
-use crate::run::{Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs};
+use crate::run::{
+    Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs,
+};
 use crate::{Backend, BackendKind, BoxFuture, Interpreter, WarmState};
 
 /// `[sandbox.linux]` settings.
@@ -43,7 +45,11 @@ pub struct LinuxConfig {
 
 impl Default for LinuxConfig {
     fn default() -> Self {
-        LinuxConfig { uid_range: [100_000, 165_535], allow_degraded: false, warm: WarmMode::Eager }
+        LinuxConfig {
+            uid_range: [100_000, 165_535],
+            allow_degraded: false,
+            warm: WarmMode::Eager,
+        }
     }
 }
 
@@ -82,9 +88,20 @@ pub struct Support {
 impl Support {
     pub fn probe() -> Support {
         // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
-        let abi = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0, 1u32) } as i32;
+        let abi = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<u8>(),
+                0,
+                1u32,
+            )
+        } as i32;
         let root = unsafe { libc::geteuid() } == 0;
-        Support { landlock_abi: abi.max(0), user_namespaces: probe_userns(), root }
+        Support {
+            landlock_abi: abi.max(0),
+            user_namespaces: probe_userns(),
+            root,
+        }
     }
 }
 
@@ -134,7 +151,12 @@ struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.ids.state.lock().unwrap_or_else(|p| p.into_inner()).0.remove(&self.uid);
+        self.ids
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .remove(&self.uid);
     }
 }
 
@@ -154,7 +176,10 @@ impl Ids {
             let uid = first + ((next.saturating_sub(first) as u64 + i) % span) as u32;
             if used.insert(uid) {
                 *next = if uid == last { first } else { uid + 1 };
-                return Ok(Lease { ids: self.clone(), uid });
+                return Ok(Lease {
+                    ids: self.clone(),
+                    uid,
+                });
             }
         }
         Err(SandboxError::Setup(format!(
@@ -169,7 +194,15 @@ impl LinuxBackend {
         if let Err(why) = &cgroups {
             tracing::warn!(%why, "runs get no cgroup: memory and processes are bounded per process by rlimits only");
         }
-        LinuxBackend { sandbox: Arc::new(Sandbox { config, support: Support::probe(), ids: Arc::default(), cgroups }), pool: Arc::default() }
+        LinuxBackend {
+            sandbox: Arc::new(Sandbox {
+                config,
+                support: Support::probe(),
+                ids: Arc::default(),
+                cgroups,
+            }),
+            pool: Arc::default(),
+        }
     }
 
     pub fn support(&self) -> Support {
@@ -242,7 +275,14 @@ impl SandboxedProcess {
     }
 
     /// The pipes, for separate tasks, and the handle that keeps the sandbox alive.
-    pub fn into_parts(self) -> (tokio::process::ChildStdin, tokio::process::ChildStdout, tokio::process::ChildStderr, SandboxHandle) {
+    pub fn into_parts(
+        self,
+    ) -> (
+        tokio::process::ChildStdin,
+        tokio::process::ChildStdout,
+        tokio::process::ChildStderr,
+        SandboxHandle,
+    ) {
         (self.stdin, self.stdout, self.stderr, self.handle)
     }
 }
@@ -255,19 +295,31 @@ impl SandboxHandle {
 
     /// Waits until the program ends; its raw wait status (`None` when its setup failed).
     pub async fn wait(&mut self) -> std::io::Result<Option<i32>> {
-        let Some(fd) = self.status_r.take() else { return Ok(None) };
+        let Some(fd) = self.status_r.take() else {
+            return Ok(None);
+        };
         let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let mut raw = [0u8; 4];
-        Ok(rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw)))
+        Ok(rx
+            .read_exact(&mut raw)
+            .await
+            .ok()
+            .map(|_| i32::from_ne_bytes(raw)))
     }
 
     /// Why the sandbox could not start the program, after [`SandboxedProcess::wait`]
     /// returned `None` (empty when it did start).
     pub async fn setup_problem(&mut self) -> String {
-        let Ok(fd) = self._report_r.try_clone() else { return String::new() };
+        let Ok(fd) = self._report_r.try_clone() else {
+            return String::new();
+        };
         let mut report = String::new();
         let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), file.read_to_string(&mut report)).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            file.read_to_string(&mut report),
+        )
+        .await;
         report.trim().to_string()
     }
 
@@ -295,13 +347,29 @@ impl LinuxBackend {
             extra_cpu: 0,
             stdin: true,
         })?;
-        let Started { child, stdin, stdout, stderr, status_r, report_r, protections, _lease, cgroup } = started;
+        let Started {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            status_r,
+            report_r,
+            protections,
+            _lease,
+            cgroup,
+        } = started;
         Ok(SandboxedProcess {
             stdin: stdin.expect("stdin is piped"),
             stdout,
             stderr,
             protections,
-            handle: SandboxHandle { child, status_r: Some(status_r), _report_r: report_r, _lease, _cgroup: cgroup },
+            handle: SandboxHandle {
+                child,
+                status_r: Some(status_r),
+                _report_r: report_r,
+                _lease,
+                _cgroup: cgroup,
+            },
         })
     }
 }
@@ -311,18 +379,28 @@ impl Backend for LinuxBackend {
         BackendKind::Linux
     }
 
-    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
+    fn run<'a>(
+        &'a self,
+        spec: RunSpec,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
         Box::pin(self.run_inner(spec, sink, cancel))
     }
 
     fn prepare(&self, interpreter: &Interpreter, runs_dir: &Path) {
-        if self.sandbox.config.warm == WarmMode::Eager && self.warm_capable(interpreter) && warm::runs_dir_allowed(runs_dir) {
-            self.pool.ensure(&self.sandbox, interpreter, &interpreter.limits, runs_dir);
+        if self.sandbox.config.warm == WarmMode::Eager
+            && self.warm_capable(interpreter)
+            && warm::runs_dir_allowed(runs_dir)
+        {
+            self.pool
+                .ensure(&self.sandbox, interpreter, &interpreter.limits, runs_dir);
         }
     }
 
     fn warm_state(&self, interpreter: &Interpreter, runs_dir: &Path) -> Option<WarmState> {
-        (self.warm_capable(interpreter) && warm::runs_dir_allowed(runs_dir)).then(|| self.pool.state(interpreter, &interpreter.limits, runs_dir))
+        (self.warm_capable(interpreter) && warm::runs_dir_allowed(runs_dir))
+            .then(|| self.pool.state(interpreter, &interpreter.limits, runs_dir))
     }
 }
 
@@ -336,9 +414,18 @@ impl LinuxBackend {
             && (self.sandbox.support.user_namespaces || self.sandbox.support.root)
     }
 
-    async fn run_inner(&self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> Result<RunReport, SandboxError> {
+    async fn run_inner(
+        &self,
+        spec: RunSpec,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, SandboxError> {
         let warm = self.warm_capable(&spec.interpreter) && warm::eligible(&spec);
-        let runs_dir = spec.workdir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let runs_dir = spec
+            .workdir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let mut started = None;
         if warm && let Some(spare) = self.pool.take(&spec.interpreter, &spec.limits, &runs_dir) {
             let spare = tokio::select! {
@@ -351,7 +438,9 @@ impl LinuxBackend {
             };
             match claimed {
                 Ok(s) => started = Some(s),
-                Err(e) => tracing::warn!(interpreter = %spec.interpreter.id, error = %e, "no warm start; starting cold"),
+                Err(e) => {
+                    tracing::warn!(interpreter = %spec.interpreter.id, error = %e, "no warm start; starting cold")
+                }
             }
         }
         let warm_start = started.is_some();
@@ -364,7 +453,8 @@ impl LinuxBackend {
         let report = supervise(started, &spec.limits, quota, sink, cancel, warm_start).await;
         if warm {
             // The next run of this interpreter finds a spare ready.
-            self.pool.ensure(&self.sandbox, &spec.interpreter, &spec.limits, &runs_dir);
+            self.pool
+                .ensure(&self.sandbox, &spec.interpreter, &spec.limits, &runs_dir);
         }
         report
     }
@@ -460,7 +550,10 @@ impl Sandbox {
         }
         if !self.config.allow_degraded {
             let (what, why): (Vec<_>, Vec<_>) = missing.into_iter().unzip();
-            return Err(SandboxError::Unavailable { missing: what.join(" and "), why: why.join("; ") });
+            return Err(SandboxError::Unavailable {
+                missing: what.join(" and "),
+                why: why.join("; "),
+            });
         }
         Ok(missing.into_iter().map(|(w, _)| w.to_string()).collect())
     }
@@ -473,7 +566,10 @@ impl Sandbox {
         let (uid, gid, lease) = self.ids()?;
         let program = launch.program;
         if !program.is_file() {
-            return Err(SandboxError::Setup(format!("the program {} does not exist", program.display())));
+            return Err(SandboxError::Setup(format!(
+                "the program {} does not exist",
+                program.display()
+            )));
         }
 
         let workdir = launch.workdir;
@@ -492,17 +588,29 @@ impl Sandbox {
         }
         read.extend(launch.read.iter().cloned());
         let system: Vec<PathBuf> = [
-            "/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
+            "/usr/lib",
+            "/lib",
+            "/lib64",
+            "/usr/lib64",
+            "/etc/ld.so.cache",
+            "/etc/localtime",
+            "/usr/share/zoneinfo",
             "/etc/os-release",
         ]
         .iter()
         .map(PathBuf::from)
         .filter(|p| p.exists())
         .collect();
-        let devices: Vec<PathBuf> = ["/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/random"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
+        let devices: Vec<PathBuf> = [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/urandom",
+            "/dev/random",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
         let writable = [workdir.to_path_buf()];
 
         let mut protections = Protections {
@@ -532,8 +640,9 @@ impl Sandbox {
             ));
         }
         let ruleset = if support.landlock_abi >= 1 {
-            let (fd, abi) = landlock_ruleset(support.landlock_abi, &read, &system, &devices, &writable)
-                .map_err(|e| SandboxError::Setup(format!("Landlock rules: {e}")))?;
+            let (fd, abi) =
+                landlock_ruleset(support.landlock_abi, &read, &system, &devices, &writable)
+                    .map_err(|e| SandboxError::Setup(format!("Landlock rules: {e}")))?;
             protections.landlock_abi = abi as u32;
             protections.landlock_filesystem = true;
             protections.landlock_network = abi >= 4;
@@ -560,10 +669,16 @@ impl Sandbox {
                 protections.missing.push(format!("seccomp ({e})"));
                 None
             }
-            Err(e) => return Err(SandboxError::Setup(format!("{e}; set `allow_degraded = true` to run without it"))),
+            Err(e) => {
+                return Err(SandboxError::Setup(format!(
+                    "{e}; set `allow_degraded = true` to run without it"
+                )));
+            }
         };
-        let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-        let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (report_r, report_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (status_r, status_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let mib = |m: u64| m.saturating_mul(1024 * 1024);
         let cpu = limits.cpu_seconds + launch.extra_cpu;
         let address_space = mib(launch.address_space_mib.unwrap_or(limits.memory_mib));
@@ -572,7 +687,11 @@ impl Sandbox {
             // A second layer under the memory cgroup: one huge allocation fails with a
             // MemoryError the script can see, not a kill.
             (libc::RLIMIT_AS, address_space, address_space),
-            (libc::RLIMIT_FSIZE, mib(limits.file_size_mib), mib(limits.file_size_mib)),
+            (
+                libc::RLIMIT_FSIZE,
+                mib(limits.file_size_mib),
+                mib(limits.file_size_mib),
+            ),
             (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
             (libc::RLIMIT_CORE, 0, 0),
         ];
@@ -581,12 +700,17 @@ impl Sandbox {
             rlimits.push((libc::RLIMIT_NPROC, limits.processes, limits.processes));
         }
         let plan = child::Plan {
-            cgroup_procs: run_cgroup.as_ref().map(cgroup::RunCgroup::procs_files).unwrap_or_default(),
+            cgroup_procs: run_cgroup
+                .as_ref()
+                .map(cgroup::RunCgroup::procs_files)
+                .unwrap_or_default(),
             switch_user: support.root,
             uid,
             gid,
-            uid_map: std::ffi::CString::new(format!("{} {uid} 1", child::INNER_ID)).expect("no NUL"),
-            gid_map: std::ffi::CString::new(format!("{} {gid} 1", child::INNER_ID)).expect("no NUL"),
+            uid_map: std::ffi::CString::new(format!("{} {uid} 1", child::INNER_ID))
+                .expect("no NUL"),
+            gid_map: std::ffi::CString::new(format!("{} {gid} 1", child::INNER_ID))
+                .expect("no NUL"),
             root,
             seccomp: filters,
             server_args: server_memory().0,
@@ -615,7 +739,11 @@ impl Sandbox {
             .env("XDG_CACHE_HOME", "/tmp/.cache")
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .current_dir(workdir)
-            .stdin(if launch.stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdin(if launch.stdin {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
@@ -628,7 +756,8 @@ impl Sandbox {
         drop(report_w);
         drop(status_w);
         drop(ruleset);
-        let mut child = spawned.map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", program.display())))?;
+        let mut child = spawned
+            .map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", program.display())))?;
         Ok(Started {
             stdin: child.stdin.take(),
             stdout: child.stdout.take().expect("piped"),
@@ -652,7 +781,14 @@ pub fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
             read.push(p.clone());
         }
     }
-    read.extend(interp.sys_path.iter().chain(interp.read_paths.iter()).filter(|p| p.exists()).cloned());
+    read.extend(
+        interp
+            .sys_path
+            .iter()
+            .chain(interp.read_paths.iter())
+            .filter(|p| p.exists())
+            .cloned(),
+    );
     read.extend(interp.wrapper.iter().cloned());
     read
 }
@@ -667,7 +803,17 @@ async fn supervise(
     cancel: CancellationToken,
     warm_start: bool,
 ) -> Result<RunReport, SandboxError> {
-    let Started { mut child, stdin, stdout, stderr, status_r, report_r, mut protections, _lease, cgroup } = started;
+    let Started {
+        mut child,
+        stdin,
+        stdout,
+        stderr,
+        status_r,
+        report_r,
+        mut protections,
+        _lease,
+        cgroup,
+    } = started;
     protections.disk_quota = true;
     drop(stdin);
     let started = Instant::now();
@@ -682,7 +828,11 @@ async fn supervise(
     let mut status_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r)?;
     let finished = async {
         let mut raw = [0u8; 4];
-        let status = status_rx.read_exact(&mut raw).await.ok().map(|_| i32::from_ne_bytes(raw));
+        let status = status_rx
+            .read_exact(&mut raw)
+            .await
+            .ok()
+            .map(|_| i32::from_ne_bytes(raw));
         let _ = (&mut out).await;
         let _ = (&mut err).await;
         status
@@ -710,7 +860,11 @@ async fn supervise(
             tokio::spawn(async move {
                 let _ = child.wait().await;
             });
-            Some(if libc::WIFSIGNALED(raw) { (None, Some(libc::WTERMSIG(raw))) } else { (Some(libc::WEXITSTATUS(raw)), None) })
+            Some(if libc::WIFSIGNALED(raw) {
+                (None, Some(libc::WTERMSIG(raw)))
+            } else {
+                (Some(libc::WEXITSTATUS(raw)), None)
+            })
         }
         Stop::Exited(None) => {
             // No status from init (its setup failed): the intermediate's exit says why.
@@ -736,7 +890,11 @@ async fn supervise(
     }
     let mut report = String::new();
     let mut report_file = tokio::fs::File::from_std(std::fs::File::from(report_r));
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), report_file.read_to_string(&mut report)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        report_file.read_to_string(&mut report),
+    )
+    .await;
 
     let evidence = Evidence {
         output_over: budget.is_exceeded(),
@@ -744,7 +902,8 @@ async fn supervise(
         pids_refused: cgroup.as_ref().map_or(0, cgroup::RunCgroup::pids_refused),
         // Measured once more at the end: a script may fill the disk and exit between two
         // measurements.
-        disk_over: matches!(stop, Stop::Disk) || (matches!(stop, Stop::Exited(_)) && quota.is_over(&quota.measure_async().await)),
+        disk_over: matches!(stop, Stop::Disk)
+            || (matches!(stop, Stop::Exited(_)) && quota.is_over(&quota.measure_async().await)),
     };
     drop(cgroup);
     let outcome = match (stop, status) {
@@ -761,7 +920,13 @@ async fn supervise(
         }
         (Stop::Exited(_), None) => unreachable!("an exited run has a status"),
     };
-    Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start })
+    Ok(RunReport {
+        outcome,
+        protections,
+        duration,
+        output_bytes: budget.used(),
+        warm_start,
+    })
 }
 
 /// What the server saw of a run besides its exit status.
@@ -776,7 +941,13 @@ struct Evidence {
 }
 
 /// Names the limit behind a failure where the evidence allows.
-fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str, limits: &crate::Limits, evidence: &Evidence) -> Outcome {
+fn classify(
+    code: Option<i32>,
+    signal: Option<i32>,
+    stderr: &str,
+    limits: &crate::Limits,
+    evidence: &Evidence,
+) -> Outcome {
     if evidence.output_over {
         return Outcome::limit(Limit::Output, limits);
     }
@@ -787,7 +958,11 @@ fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str, limits: &crate
     if failed && evidence.oom_kills > 0 {
         return Outcome::limit(Limit::Memory, limits);
     }
-    if failed && evidence.pids_refused > 0 && signal.is_none() && limit_from_stderr(stderr).is_none_or(|l| l == Limit::Processes) {
+    if failed
+        && evidence.pids_refused > 0
+        && signal.is_none()
+        && limit_from_stderr(stderr).is_none_or(|l| l == Limit::Processes)
+    {
         return Outcome::limit(Limit::Processes, limits);
     }
     match (code, signal) {
@@ -815,32 +990,49 @@ fn landlock_ruleset(
 ) -> Result<(OwnedFd, i32), String> {
     let abi = landlock_abi(kernel_abi);
     let e = |e: landlock::RulesetError| e.to_string();
-    let mut ruleset =
-        Ruleset::default().set_compatibility(CompatLevel::HardRequirement).handle_access(AccessFs::from_all(abi)).map_err(e)?;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(e)?;
     if kernel_abi >= 4 {
         ruleset = ruleset.handle_access(AccessNet::from_all(abi)).map_err(e)?;
     }
     if kernel_abi >= 6 {
         ruleset = ruleset.scope(Scope::from_all(abi)).map_err(e)?;
     }
-    let mut created = ruleset.create().map_err(e)?.set_compatibility(CompatLevel::BestEffort);
+    let mut created = ruleset
+        .create()
+        .map_err(e)?
+        .set_compatibility(CompatLevel::BestEffort);
     let read_access = AccessFs::from_read(abi);
     for p in read.iter().chain(system.iter()) {
         if let Ok(fd) = PathFd::new(p) {
-            created = created.add_rule(PathBeneath::new(fd, read_access)).map_err(e)?;
+            created = created
+                .add_rule(PathBeneath::new(fd, read_access))
+                .map_err(e)?;
         }
     }
     for p in devices {
         if let Ok(fd) = PathFd::new(p) {
-            created = created.add_rule(PathBeneath::new(fd, AccessFs::ReadFile | AccessFs::WriteFile)).map_err(e)?;
+            created = created
+                .add_rule(PathBeneath::new(
+                    fd,
+                    AccessFs::ReadFile | AccessFs::WriteFile,
+                ))
+                .map_err(e)?;
         }
     }
     for p in writable {
         let fd = PathFd::new(p).map_err(|err| format!("{}: {err}", p.display()))?;
-        created = created.add_rule(PathBeneath::new(fd, AccessFs::from_all(abi))).map_err(e)?;
+        created = created
+            .add_rule(PathBeneath::new(fd, AccessFs::from_all(abi)))
+            .map_err(e)?;
     }
     let fd: Option<OwnedFd> = created.into();
-    Ok((fd.expect("a created ruleset has a descriptor"), kernel_abi.min(6)))
+    Ok((
+        fd.expect("a created ruleset has a descriptor"),
+        kernel_abi.min(6),
+    ))
 }
 
 /// The Landlock ABI the crate knows, for the kernel's.
@@ -858,12 +1050,16 @@ fn landlock_abi(kernel_abi: i32) -> ABI {
 /// Where this process's command line and environment lie in its memory (fields 48–51
 /// of `/proc/self/stat`), read once: a sandbox's init blanks its copies of them.
 fn server_memory() -> ((usize, usize), (usize, usize)) {
-    static SPANS: std::sync::OnceLock<((usize, usize), (usize, usize))> = std::sync::OnceLock::new();
+    static SPANS: std::sync::OnceLock<((usize, usize), (usize, usize))> =
+        std::sync::OnceLock::new();
     *SPANS.get_or_init(|| {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         // Fields after the command name, which is in parentheses and may hold spaces.
         let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-        let f: Vec<usize> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+        let f: Vec<usize> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
         // `rest` starts at field 3.
         let at = |n: usize| f.get(n - 3).copied().unwrap_or(0);
         ((at(48), at(49)), (at(50), at(51)))
@@ -910,7 +1106,10 @@ mod tests {
         let d = ids.lease([1000, 1002]).unwrap();
         assert_eq!(d.uid, 1000);
         let full = ids.lease([1000, 1002]).err().unwrap().to_string();
-        assert!(full.contains("all 3 uids") && full.contains("widen the range"), "{full}");
+        assert!(
+            full.contains("all 3 uids") && full.contains("widen the range"),
+            "{full}"
+        );
         drop(b);
         assert_eq!(ids.lease([1000, 1002]).unwrap().uid, 1001);
     }
@@ -920,7 +1119,10 @@ mod tests {
         let ids = Arc::new(Ids::default());
         for range in [[0, 10], [20, 10]] {
             let e = ids.lease(range).err().unwrap().to_string();
-            assert!(e.contains("uid_range") && e.contains("[100000, 165535]"), "{e}");
+            assert!(
+                e.contains("uid_range") && e.contains("[100000, 165535]"),
+                "{e}"
+            );
         }
     }
 

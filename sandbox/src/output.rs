@@ -21,7 +21,11 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(cap: u64) -> Budget {
-        Budget { used: Arc::new(AtomicU64::new(0)), cap, exceeded: Arc::new(tokio::sync::Notify::new()) }
+        Budget {
+            used: Arc::new(AtomicU64::new(0)),
+            cap,
+            exceeded: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     /// Takes up to `n` bytes; returns how many fit.
@@ -53,7 +57,12 @@ impl Budget {
 }
 
 /// Reads `reader` to its end, passing complete lines to `sink` as they arrive.
-pub async fn pump(mut reader: impl AsyncRead + Unpin, stream: Stream, sink: Arc<dyn OutputSink>, budget: Budget) {
+pub async fn pump(
+    mut reader: impl AsyncRead + Unpin,
+    stream: Stream,
+    sink: Arc<dyn OutputSink>,
+    budget: Budget,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     loop {
@@ -101,7 +110,10 @@ pub struct StderrTail {
 
 impl StderrTail {
     pub fn new(inner: Arc<dyn OutputSink>) -> StderrTail {
-        StderrTail { inner, stderr: std::sync::Mutex::new(String::new()) }
+        StderrTail {
+            inner,
+            stderr: std::sync::Mutex::new(String::new()),
+        }
     }
 
     pub fn text(&self) -> String {
@@ -117,7 +129,9 @@ impl OutputSink for StderrTail {
             t.push('\n');
             if t.len() > 8192 {
                 let cut = t.len() - 4096;
-                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
+                let cut = (cut..t.len())
+                    .find(|i| t.is_char_boundary(*i))
+                    .unwrap_or(t.len());
                 t.drain(..cut);
             }
         }
@@ -127,10 +141,15 @@ impl OutputSink for StderrTail {
 
 /// The limit a Python traceback's last line points at, if any.
 pub fn limit_from_stderr(stderr: &str) -> Option<Limit> {
-    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     if last.contains("MemoryError") || last.contains("Cannot allocate memory") {
         Some(Limit::Memory)
-    } else if last.contains("BlockingIOError") || last.contains("Resource temporarily unavailable") {
+    } else if last.contains("BlockingIOError") || last.contains("Resource temporarily unavailable")
+    {
         Some(Limit::Processes)
     } else if last.contains("File too large") {
         Some(Limit::FileSize)

@@ -61,14 +61,21 @@ pub struct Collect(pub std::sync::Mutex<Vec<(Stream, String)>>);
 
 impl OutputSink for Collect {
     fn line(&self, stream: Stream, line: &str) {
-        self.0.lock().expect("collect lock").push((stream, line.to_string()));
+        self.0
+            .lock()
+            .expect("collect lock")
+            .push((stream, line.to_string()));
     }
 }
 
 impl Collect {
     pub fn text(&self, stream: Stream) -> String {
         let lines = self.0.lock().expect("collect lock");
-        lines.iter().filter(|(s, _)| *s == stream).map(|(_, l)| format!("{l}\n")).collect()
+        lines
+            .iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect()
     }
 }
 
@@ -89,12 +96,30 @@ pub enum Limit {
 impl Limit {
     pub fn describe(self, limits: &Limits) -> String {
         match self {
-            Limit::WallTime => format!("the run took longer than its {} s time limit and was stopped", limits.wall_seconds),
-            Limit::CpuTime => format!("the script used more than its {} s of CPU time", limits.cpu_seconds),
-            Limit::Memory => format!("the script needed more than its {} MiB memory limit", limits.memory_mib),
-            Limit::Output => format!("the script printed more than its {} bytes output limit and was stopped", limits.output_bytes),
-            Limit::Processes => format!("the script tried to start more than {} processes", limits.processes),
-            Limit::FileSize => format!("the script wrote a file larger than its {} MiB limit", limits.file_size_mib),
+            Limit::WallTime => format!(
+                "the run took longer than its {} s time limit and was stopped",
+                limits.wall_seconds
+            ),
+            Limit::CpuTime => format!(
+                "the script used more than its {} s of CPU time",
+                limits.cpu_seconds
+            ),
+            Limit::Memory => format!(
+                "the script needed more than its {} MiB memory limit",
+                limits.memory_mib
+            ),
+            Limit::Output => format!(
+                "the script printed more than its {} bytes output limit and was stopped",
+                limits.output_bytes
+            ),
+            Limit::Processes => format!(
+                "the script tried to start more than {} processes",
+                limits.processes
+            ),
+            Limit::FileSize => format!(
+                "the script wrote a file larger than its {} MiB limit",
+                limits.file_size_mib
+            ),
             Limit::Disk => format!(
                 "the run filled more than its disk quota ({} MiB or {} files in its directory and /tmp) and was stopped",
                 limits.disk_mib, limits.disk_files
@@ -121,7 +146,10 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn limit(limit: Limit, limits: &Limits) -> Outcome {
-        Outcome::LimitExceeded { limit, message: limit.describe(limits) }
+        Outcome::LimitExceeded {
+            limit,
+            message: limit.describe(limits),
+        }
     }
 
     pub fn success(&self) -> bool {
@@ -218,12 +246,21 @@ pub struct RunReport {
 impl RunReport {
     /// A run cancelled before its script started.
     pub fn cancelled_before_start(protections: Protections) -> RunReport {
-        RunReport { outcome: Outcome::Cancelled, protections, duration: Duration::ZERO, output_bytes: 0, warm_start: false }
+        RunReport {
+            outcome: Outcome::Cancelled,
+            protections,
+            duration: Duration::ZERO,
+            output_bytes: 0,
+            warm_start: false,
+        }
     }
 }
 
 mod duration_secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64((d.as_secs_f64() * 100.0).round() / 100.0)
     }
 }

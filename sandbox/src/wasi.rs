@@ -73,13 +73,21 @@ static COMPILING: Mutex<()> = Mutex::new(());
 impl WasiBackend {
     /// A backend whose runs start `host_program __wasi-host …` (the server binary, or
     /// the crate's `scriptorium-wasi-host`) in a sandbox configured by `config`.
-    pub fn new(host_program: impl Into<PathBuf>, config: &SandboxConfig) -> Result<WasiBackend, SandboxError> {
+    pub fn new(
+        host_program: impl Into<PathBuf>,
+        config: &SandboxConfig,
+    ) -> Result<WasiBackend, SandboxError> {
         let host_program = host_program.into();
         // Its real path: the sandbox exposes and allows exactly that file.
         let host_program = std::fs::canonicalize(&host_program)
             .ok()
             .filter(|p| p.is_file())
-            .ok_or_else(|| SandboxError::Setup(format!("the WASI host program {} does not exist", host_program.display())))?;
+            .ok_or_else(|| {
+                SandboxError::Setup(format!(
+                    "the WASI host program {} does not exist",
+                    host_program.display()
+                ))
+            })?;
         let _ = config;
         Ok(WasiBackend {
             inner: Arc::new(Inner {
@@ -106,7 +114,10 @@ impl Inner {
     /// The `.cwasm` of `component`, compiled now if there is none for this engine.
     fn prepare(&self, component: &Path) -> Result<PathBuf, SandboxError> {
         let meta = std::fs::metadata(component).map_err(|e| {
-            SandboxError::Setup(format!("the WASI component {} is missing ({e}); run `make wasi`", component.display()))
+            SandboxError::Setup(format!(
+                "the WASI component {} is missing ({e}); run `make wasi`",
+                component.display()
+            ))
         })?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
@@ -126,10 +137,9 @@ impl Inner {
             if !cwasm.is_file() {
                 let started = Instant::now();
                 let bytes = std::fs::read(component)?;
-                let compiled = self
-                    .engine
-                    .precompile_component(&bytes)
-                    .map_err(|e| SandboxError::Setup(format!("cannot compile {}: {e}", component.display())))?;
+                let compiled = self.engine.precompile_component(&bytes).map_err(|e| {
+                    SandboxError::Setup(format!("cannot compile {}: {e}", component.display()))
+                })?;
                 let tmp = cwasm.with_extension(format!("cwasm.{}.tmp", std::process::id()));
                 std::fs::write(&tmp, compiled)?;
                 std::fs::rename(&tmp, &cwasm)?;
@@ -137,7 +147,10 @@ impl Inner {
                 tracing::info!(component = %component.display(), secs = started.elapsed().as_secs_f64(), "compiled the WASI component");
             }
         }
-        self.prepared.lock().expect("prepared lock").insert(component.to_path_buf(), (stamp, cwasm.clone()));
+        self.prepared
+            .lock()
+            .expect("prepared lock")
+            .insert(component.to_path_buf(), (stamp, cwasm.clone()));
         Ok(cwasm)
     }
 }
@@ -147,7 +160,12 @@ impl Backend for WasiBackend {
         BackendKind::Wasi
     }
 
-    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
+    fn run<'a>(
+        &'a self,
+        spec: RunSpec,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
         Box::pin(self.run_inner(spec, sink, cancel))
     }
 }
@@ -157,15 +175,25 @@ fn place(workdir: &Path, side: &Path, file: &Path) -> Result<String, SandboxErro
     if let Ok(rel) = file.strip_prefix(workdir) {
         return Ok(format!("{GUEST_RUN}/{}", rel.display()));
     }
-    let name = file.file_name().ok_or_else(|| SandboxError::Setup(format!("{} has no file name", file.display())))?;
+    let name = file
+        .file_name()
+        .ok_or_else(|| SandboxError::Setup(format!("{} has no file name", file.display())))?;
     std::fs::copy(file, side.join(name))?;
     Ok(format!("{GUEST_RUN}/{SIDE_DIR}/{}", name.to_string_lossy()))
 }
 
 impl WasiBackend {
-    async fn run_inner(&self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> Result<RunReport, SandboxError> {
+    async fn run_inner(
+        &self,
+        spec: RunSpec,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, SandboxError> {
         if spec.interpreter.kind != InterpreterKind::Wasi {
-            return Err(SandboxError::Setup(format!("interpreter `{}` is not a WASI component", spec.interpreter.id)));
+            return Err(SandboxError::Setup(format!(
+                "interpreter `{}` is not a WASI component",
+                spec.interpreter.id
+            )));
         }
         let component = spec.interpreter.path.clone();
         // Compiling takes seconds the first time: not on the async executor.
@@ -188,7 +216,14 @@ impl WasiBackend {
     }
 
     #[cfg(not(target_os = "linux"))]
-    async fn supervise(&self, _: &RunSpec, _: &Path, _: Vec<String>, _: Arc<dyn OutputSink>, _: CancellationToken) -> Result<RunReport, SandboxError> {
+    async fn supervise(
+        &self,
+        _: &RunSpec,
+        _: &Path,
+        _: Vec<String>,
+        _: Arc<dyn OutputSink>,
+        _: CancellationToken,
+    ) -> Result<RunReport, SandboxError> {
         Err(SandboxError::Setup(
             "the wasi backend runs its guest in the Linux process sandbox, which this platform does not have; use another backend"
                 .into(),
@@ -208,7 +243,11 @@ impl WasiBackend {
         use crate::run::secs;
         let limits = &spec.limits;
         let memory = limits.memory_mib.saturating_mul(1024 * 1024);
-        let mut args: Vec<std::ffi::OsString> = vec![host::SUBCOMMAND.into(), cwasm.into(), memory.to_string().into()];
+        let mut args: Vec<std::ffi::OsString> = vec![
+            host::SUBCOMMAND.into(),
+            cwasm.into(),
+            memory.to_string().into(),
+        ];
         args.extend(argv.into_iter().map(Into::into));
         let mut process = self.inner.sandbox.spawn(&crate::linux::ProcessSpec {
             program: self.inner.host_program.clone(),
@@ -263,14 +302,22 @@ impl WasiBackend {
             Stop::Output => Outcome::limit(Limit::Output, limits),
             Stop::Exited(None) => {
                 let problem = process.setup_problem().await;
-                return Err(SandboxError::Setup(format!("the WASI host could not start: {problem}")));
+                return Err(SandboxError::Setup(format!(
+                    "the WASI host could not start: {problem}"
+                )));
             }
             Stop::Exited(Some(raw)) => classify(raw, &tail.text(), limits, budget.is_exceeded()),
         };
         let mut protections = process.protections.clone();
         protections.backend = Some(BackendKind::Wasi);
         protections.wasm_isolation = true;
-        Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start: false })
+        Ok(RunReport {
+            outcome,
+            protections,
+            duration,
+            output_bytes: budget.used(),
+            warm_start: false,
+        })
     }
 }
 /// A second read end of a sandboxed process's pipe, owned by a pump.
@@ -293,7 +340,9 @@ fn classify(raw: i32, stderr: &str, limits: &crate::Limits, output_over: bool) -
             libc::SIGABRT => match host_failure(stderr) {
                 Some(m) if m.starts_with("MemoryError") => Outcome::limit(Limit::Memory, limits),
                 Some(m) => Outcome::Crashed { message: m },
-                None => Outcome::Crashed { message: "the WASI host aborted".into() },
+                None => Outcome::Crashed {
+                    message: "the WASI host aborted".into(),
+                },
             },
             sig => Outcome::Signaled { signal: sig },
         };
@@ -317,7 +366,11 @@ fn host_failure(stderr: &str) -> Option<String> {
 /// Deletes `<component>.<other stamp>.cwasm` files left by earlier builds beside `keep`
 /// (compared by name: the directory may be reached through a link).
 fn remove_stale_compilations(component: &Path, keep: &Path) {
-    let (Some(dir), Some(keep_name), Some(stem)) = (keep.parent(), keep.file_name(), component.file_stem()) else { return };
+    let (Some(dir), Some(keep_name), Some(stem)) =
+        (keep.parent(), keep.file_name(), component.file_stem())
+    else {
+        return;
+    };
     let prefix = format!("{}.", stem.to_string_lossy());
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -345,12 +398,26 @@ mod tests {
         let real = dir.path().join("real");
         std::fs::create_dir(&real).unwrap();
         std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
-        for f in ["cpython.wasm", "cpython.old.cwasm", "cpython.new.cwasm", "other.old.cwasm"] {
+        for f in [
+            "cpython.wasm",
+            "cpython.old.cwasm",
+            "cpython.new.cwasm",
+            "other.old.cwasm",
+        ] {
             std::fs::write(real.join(f), "x").unwrap();
         }
-        remove_stale_compilations(&dir.path().join("link/cpython.wasm"), &real.join("cpython.new.cwasm"));
-        let mut left: Vec<_> = std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        remove_stale_compilations(
+            &dir.path().join("link/cpython.wasm"),
+            &real.join("cpython.new.cwasm"),
+        );
+        let mut left: Vec<_> = std::fs::read_dir(&real)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         left.sort();
-        assert_eq!(left, ["cpython.new.cwasm", "cpython.wasm", "other.old.cwasm"]);
+        assert_eq!(
+            left,
+            ["cpython.new.cwasm", "cpython.wasm", "other.old.cwasm"]
+        );
     }
 }

@@ -16,17 +16,23 @@ use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
 };
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
-    JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME, JOB_OBJECT_UILIMIT_DESKTOP,
-    JOB_OBJECT_UILIMIT_DISPLAYSETTINGS, JOB_OBJECT_UILIMIT_EXITWINDOWS, JOB_OBJECT_UILIMIT_GLOBALATOMS,
-    JOB_OBJECT_UILIMIT_HANDLES, JOB_OBJECT_UILIMIT_READCLIPBOARD, JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS,
-    JOB_OBJECT_UILIMIT_WRITECLIPBOARD, JOBOBJECT_BASIC_UI_RESTRICTIONS, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
-    JobObjectBasicUIRestrictions, JobObjectExtendedLimitInformation, SetInformationJobObject, TerminateJobObject,
+    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_ACTIVE_PROCESS,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOB_OBJECT_LIMIT_PROCESS_MEMORY,
+    JOB_OBJECT_LIMIT_PROCESS_TIME, JOB_OBJECT_UILIMIT_DESKTOP, JOB_OBJECT_UILIMIT_DISPLAYSETTINGS,
+    JOB_OBJECT_UILIMIT_EXITWINDOWS, JOB_OBJECT_UILIMIT_GLOBALATOMS, JOB_OBJECT_UILIMIT_HANDLES,
+    JOB_OBJECT_UILIMIT_READCLIPBOARD, JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS,
+    JOB_OBJECT_UILIMIT_WRITECLIPBOARD, JOBOBJECT_BASIC_UI_RESTRICTIONS,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectBasicUIRestrictions,
+    JobObjectExtendedLimitInformation, SetInformationJobObject, TerminateJobObject,
 };
-use windows_sys::Win32::System::Threading::{CREATE_SUSPENDED, OpenThread, ResumeThread, THREAD_SUSPEND_RESUME};
+use windows_sys::Win32::System::Threading::{
+    CREATE_SUSPENDED, OpenThread, ResumeThread, THREAD_SUSPEND_RESUME,
+};
 
 use crate::output::{Budget, StderrTail, limit_from_stderr, pump};
-use crate::run::{Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs};
+use crate::run::{
+    Limit, Outcome, OutputSink, Protections, RunReport, RunSpec, SandboxError, Stream, secs,
+};
 use crate::{Backend, BackendKind, BoxFuture};
 
 /// Exit code the job is terminated with when Scriptorium stops a run.
@@ -63,9 +69,11 @@ impl Job {
             | JOB_OBJECT_LIMIT_PROCESS_MEMORY
             | JOB_OBJECT_LIMIT_ACTIVE_PROCESS
             | JOB_OBJECT_LIMIT_PROCESS_TIME;
-        info.BasicLimitInformation.ActiveProcessLimit = limits.processes.min(u32::MAX as u64) as u32;
+        info.BasicLimitInformation.ActiveProcessLimit =
+            limits.processes.min(u32::MAX as u64) as u32;
         // 100 ns units.
-        info.BasicLimitInformation.PerProcessUserTimeLimit = (limits.cpu_seconds as i64).saturating_mul(10_000_000);
+        info.BasicLimitInformation.PerProcessUserTimeLimit =
+            (limits.cpu_seconds as i64).saturating_mul(10_000_000);
         info.ProcessMemoryLimit = (limits.memory_mib as usize).saturating_mul(1024 * 1024);
         let ok = unsafe {
             SetInformationJobObject(
@@ -132,7 +140,9 @@ fn resume_process(pid: u32) -> Result<(), SandboxError> {
     }
     unsafe { CloseHandle(snap) };
     if resumed == 0 {
-        return Err(SandboxError::Setup("could not resume the suspended interpreter".into()));
+        return Err(SandboxError::Setup(
+            "could not resume the suspended interpreter".into(),
+        ));
     }
     Ok(())
 }
@@ -142,12 +152,21 @@ impl Backend for WindowsBackend {
         BackendKind::Windows
     }
 
-    fn run<'a>(&'a self, spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
+    fn run<'a>(
+        &'a self,
+        spec: RunSpec,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunReport, SandboxError>> {
         Box::pin(run(spec, sink, cancel))
     }
 }
 
-async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken) -> Result<RunReport, SandboxError> {
+async fn run(
+    spec: RunSpec,
+    sink: Arc<dyn OutputSink>,
+    cancel: CancellationToken,
+) -> Result<RunReport, SandboxError> {
     let limits = spec.limits.clone();
     let job = Job::new(&limits)?;
     let mut cmd = tokio::process::Command::new(&spec.interpreter.path);
@@ -155,7 +174,10 @@ async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken
     // Nothing of the server's environment reaches the script; CPython on Windows needs
     // SYSTEMROOT to initialise its random source and sockets.
     cmd.env_clear()
-        .env("SYSTEMROOT", std::env::var_os("SYSTEMROOT").unwrap_or_else(|| "C:\\Windows".into()))
+        .env(
+            "SYSTEMROOT",
+            std::env::var_os("SYSTEMROOT").unwrap_or_else(|| "C:\\Windows".into()),
+        )
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONIOENCODING", "utf-8")
@@ -168,8 +190,15 @@ async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken
         .creation_flags(CREATE_SUSPENDED)
         .kill_on_drop(true);
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| SandboxError::Setup(format!("cannot start {}: {e}", spec.interpreter.path.display())))?;
-    let process = child.raw_handle().ok_or_else(|| SandboxError::Setup("the interpreter exited at once".into()))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        SandboxError::Setup(format!(
+            "cannot start {}: {e}",
+            spec.interpreter.path.display()
+        ))
+    })?;
+    let process = child
+        .raw_handle()
+        .ok_or_else(|| SandboxError::Setup("the interpreter exited at once".into()))?;
     if unsafe { AssignProcessToJobObject(job.0, process as HANDLE) } == 0 {
         let _ = child.start_kill();
         return Err(last_error("AssignProcessToJobObject"));
@@ -182,8 +211,18 @@ async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken
 
     let budget = Budget::new(limits.output_bytes);
     let tail = Arc::new(StderrTail::new(sink));
-    let out = tokio::spawn(pump(child.stdout.take().expect("piped"), Stream::Stdout, tail.clone(), budget.clone()));
-    let err = tokio::spawn(pump(child.stderr.take().expect("piped"), Stream::Stderr, tail.clone(), budget.clone()));
+    let out = tokio::spawn(pump(
+        child.stdout.take().expect("piped"),
+        Stream::Stdout,
+        tail.clone(),
+        budget.clone(),
+    ));
+    let err = tokio::spawn(pump(
+        child.stderr.take().expect("piped"),
+        Stream::Stderr,
+        tail.clone(),
+        budget.clone(),
+    ));
     enum Stop {
         Exited(std::process::ExitStatus),
         Cancelled,
@@ -215,6 +254,17 @@ async fn run(spec: RunSpec, sink: Arc<dyn OutputSink>, cancel: CancellationToken
             None => Outcome::Signaled { signal: 0 },
         },
     };
-    let protections = Protections { backend: Some(BackendKind::Windows), job_object: true, rlimits: true, ..Default::default() };
-    Ok(RunReport { outcome, protections, duration, output_bytes: budget.used(), warm_start: false })
+    let protections = Protections {
+        backend: Some(BackendKind::Windows),
+        job_object: true,
+        rlimits: true,
+        ..Default::default()
+    };
+    Ok(RunReport {
+        outcome,
+        protections,
+        duration,
+        output_bytes: budget.used(),
+        warm_start: false,
+    })
 }

@@ -19,17 +19,34 @@ use support::Sandbox;
 use tokio_util::sync::CancellationToken;
 
 fn python() -> scriptorium_sandbox::Interpreter {
-    Registry::resolve(Default::default(), Path::new(".")).native_default().expect("a python3").clone()
+    Registry::resolve(Default::default(), Path::new("."))
+        .native_default()
+        .expect("a python3")
+        .clone()
 }
 
 fn limits() -> Limits {
-    Limits { wall_seconds: 30.0, cpu_seconds: 30, memory_mib: 512, processes: 32, output_bytes: 1 << 20, ..Limits::default() }
+    Limits {
+        wall_seconds: 30.0,
+        cpu_seconds: 30,
+        memory_mib: 512,
+        processes: 32,
+        output_bytes: 1 << 20,
+        ..Limits::default()
+    }
 }
 
 async fn run(sb: &Sandbox, script: &str, limits: Limits) -> (RunReport, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
     let backend = LinuxBackend::new(LinuxConfig::default());
-    let report = backend.run(sb.spec(&python(), script, "", limits), sink.clone(), CancellationToken::new()).await.unwrap();
+    let report = backend
+        .run(
+            sb.spec(&python(), script, "", limits),
+            sink.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
     (report, sink)
 }
 
@@ -48,7 +65,11 @@ fn cgroups_expected() -> bool {
 }
 
 fn text(sink: &Collect) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", sink.text(Stream::Stdout), sink.text(Stream::Stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        sink.text(Stream::Stdout),
+        sink.text(Stream::Stderr)
+    )
 }
 
 // ---- memory ----
@@ -79,14 +100,35 @@ for pid in children:
 print("failed children:", failed, flush=True)
 sys.exit(1 if failed else 0)
 "#;
-    let l = Limits { memory_mib: 1024, ..limits() };
+    let l = Limits {
+        memory_mib: 1024,
+        ..limits()
+    };
     let (report, out) = run(&sb, script, l.clone()).await;
     let held = out.text(Stream::Stdout).matches("held").count();
-    assert!(held <= 1, "{held} processes held 600 MiB each under a 1024 MiB limit\n{}", text(&out));
-    assert_eq!(limit_of(&report), Some(Limit::Memory), "{:?}\n{}", report.outcome, text(&out));
-    assert!(report.outcome.message().contains("1024 MiB"), "{}", report.outcome.message());
+    assert!(
+        held <= 1,
+        "{held} processes held 600 MiB each under a 1024 MiB limit\n{}",
+        text(&out)
+    );
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::Memory),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
+    assert!(
+        report.outcome.message().contains("1024 MiB"),
+        "{}",
+        report.outcome.message()
+    );
     if cgroups_expected() {
-        let cg = report.protections.cgroup.as_ref().expect("a root server puts each run in a cgroup");
+        let cg = report
+            .protections
+            .cgroup
+            .as_ref()
+            .expect("a root server puts each run in a cgroup");
         assert!(cg.memory && cg.pids, "{cg:?}");
     }
 }
@@ -109,9 +151,19 @@ for i in range(8):
 print("hoarded 1 GiB", flush=True)
 "#;
     let (report, out) = run(&sb, script, limits()).await;
-    assert!(!out.text(Stream::Stdout).contains("hoarded"), "{}", text(&out));
+    assert!(
+        !out.text(Stream::Stdout).contains("hoarded"),
+        "{}",
+        text(&out)
+    );
     if cgroups_expected() {
-        assert_eq!(limit_of(&report), Some(Limit::Memory), "{:?}\n{}", report.outcome, text(&out));
+        assert_eq!(
+            limit_of(&report),
+            Some(Limit::Memory),
+            "{:?}\n{}",
+            report.outcome,
+            text(&out)
+        );
     }
 }
 
@@ -119,9 +171,17 @@ print("hoarded 1 GiB", flush=True)
 #[tokio::test]
 async fn one_big_allocation_is_a_memory_limit_with_the_limit_named() {
     let sb = Sandbox::new();
-    let l = Limits { memory_mib: 256, ..limits() };
+    let l = Limits {
+        memory_mib: 256,
+        ..limits()
+    };
     let (report, out) = run(&sb, "x = bytearray(3 * 1024**3)\nprint('allocated')\n", l).await;
-    assert_eq!(limit_of(&report), Some(Limit::Memory), "{:?}", report.outcome);
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::Memory),
+        "{:?}",
+        report.outcome
+    );
     assert!(!out.text(Stream::Stdout).contains("allocated"));
 }
 
@@ -146,14 +206,35 @@ except OSError:
     print("children", n, flush=True)
     raise
 "#;
-    let l = Limits { processes: 16, wall_seconds: 15.0, ..limits() };
+    let l = Limits {
+        processes: 16,
+        wall_seconds: 15.0,
+        ..limits()
+    };
     let started = Instant::now();
     let (report, out) = run(&sb, script, l).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let stdout = out.text(Stream::Stdout);
-    let children: u32 = stdout.trim().strip_prefix("children ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{}", text(&out)));
-    assert!(children < 16, "{children} children under a limit of 16 processes");
-    assert_eq!(limit_of(&report), Some(Limit::Processes), "{:?}\n{}", report.outcome, text(&out));
+    let children: u32 = stdout
+        .trim()
+        .strip_prefix("children ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", text(&out)));
+    assert!(
+        children < 16,
+        "{children} children under a limit of 16 processes"
+    );
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::Processes),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
     if cgroups_expected() {
         let cg = report.protections.cgroup.as_ref().expect("a run cgroup");
         assert!(cg.pids, "{cg:?}");
@@ -179,11 +260,29 @@ for i in range(6):
 print("all written", flush=True)
 time.sleep(2)
 "#;
-    let l = Limits { disk_mib: 256, file_size_mib: 128, ..limits() };
+    let l = Limits {
+        disk_mib: 256,
+        file_size_mib: 128,
+        ..limits()
+    };
     let (report, out) = run(&sb, script, l.clone()).await;
-    assert_eq!(limit_of(&report), Some(Limit::Disk), "{:?}\n{}", report.outcome, text(&out));
-    assert!(!out.text(Stream::Stdout).contains("all written"), "{}", text(&out));
-    assert!(report.outcome.message().contains("256 MiB"), "{}", report.outcome.message());
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::Disk),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
+    assert!(
+        !out.text(Stream::Stdout).contains("all written"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        report.outcome.message().contains("256 MiB"),
+        "{}",
+        report.outcome.message()
+    );
     assert!(report.protections.disk_quota, "{:?}", report.protections);
 }
 
@@ -200,10 +299,23 @@ print("made 20000 files", flush=True)
 import time
 time.sleep(2)
 "#;
-    let l = Limits { disk_files: 10000, ..limits() };
+    let l = Limits {
+        disk_files: 10000,
+        ..limits()
+    };
     let (report, out) = run(&sb, script, l).await;
-    assert_eq!(limit_of(&report), Some(Limit::Disk), "{:?}\n{}", report.outcome, text(&out));
-    assert!(report.outcome.message().contains("10000 files"), "{}", report.outcome.message());
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::Disk),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
+    assert!(
+        report.outcome.message().contains("10000 files"),
+        "{}",
+        report.outcome.message()
+    );
 }
 
 /// Writing fast and exiting before the watcher looks still ends in the disk limit: the
@@ -212,9 +324,18 @@ time.sleep(2)
 async fn a_quick_writer_is_caught_by_the_final_measurement() {
     let sb = Sandbox::new();
     let script = "chunk = b'z' * (1024 * 1024)\nfor i in range(3):\n    open(f'q{i}', 'wb').write(chunk * 60)\n";
-    let l = Limits { disk_mib: 64, ..limits() };
+    let l = Limits {
+        disk_mib: 64,
+        ..limits()
+    };
     let (report, out) = run(&sb, script, l).await;
-    assert_eq!(limit_of(&report), Some(Limit::Disk), "{:?}\n{}", report.outcome, text(&out));
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::Disk),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
 }
 
 /// A sparse file counts what it really uses: a 100 GiB hole is not a full disk (it
@@ -228,10 +349,23 @@ with open("sparse.bin", "wb") as f:
     f.write(b"end")
 print("sparse made")
 "#;
-    let l = Limits { file_size_mib: 200 * 1024, ..limits() };
+    let l = Limits {
+        file_size_mib: 200 * 1024,
+        ..limits()
+    };
     let (report, out) = run(&sb, script, l).await;
-    assert!(report.outcome.success(), "{:?}\n{}", report.outcome, text(&out));
-    assert_eq!(std::fs::symlink_metadata(sb.run_dir().join("sparse.bin")).unwrap().len(), 100 * 1024u64.pow(3));
+    assert!(
+        report.outcome.success(),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(sb.run_dir().join("sparse.bin"))
+            .unwrap()
+            .len(),
+        100 * 1024u64.pow(3)
+    );
 }
 
 /// The private /tmp is bounded too: filling it ends the run with the disk limit (or,
@@ -250,10 +384,24 @@ for i in range(8):
 print("tmp filled", flush=True)
 time.sleep(2)
 "#;
-    let l = Limits { disk_mib: 128, memory_mib: 1024, ..limits() };
+    let l = Limits {
+        disk_mib: 128,
+        memory_mib: 1024,
+        ..limits()
+    };
     let (report, out) = run(&sb, script, l).await;
-    assert!(!out.text(Stream::Stdout).contains("tmp filled"), "{}", text(&out));
-    assert_eq!(limit_of(&report), Some(Limit::Disk), "{:?}\n{}", report.outcome, text(&out));
+    assert!(
+        !out.text(Stream::Stdout).contains("tmp filled"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::Disk),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
 }
 
 /// A symlink bomb: links to /, to /dev/zero and to each other, and a deep loop of them,
@@ -277,8 +425,22 @@ time.sleep(1)
 print("links made")
 "#;
     let started = Instant::now();
-    let (report, out) = run(&sb, script, Limits { disk_mib: 16, disk_files: 200, ..limits() }).await;
-    assert!(report.outcome.success(), "{:?}\n{}", report.outcome, text(&out));
+    let (report, out) = run(
+        &sb,
+        script,
+        Limits {
+            disk_mib: 16,
+            disk_files: 200,
+            ..limits()
+        },
+    )
+    .await;
+    assert!(
+        report.outcome.success(),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -317,7 +479,14 @@ print("run dir writable")
 async fn a_segfault_is_reported_as_signal_11() {
     let sb = Sandbox::new();
     let (report, out) = run(&sb, "import ctypes\nctypes.string_at(0)\n", limits()).await;
-    assert_eq!(report.outcome, Outcome::Signaled { signal: libc::SIGSEGV }, "{}", text(&out));
+    assert_eq!(
+        report.outcome,
+        Outcome::Signaled {
+            signal: libc::SIGSEGV
+        },
+        "{}",
+        text(&out)
+    );
 }
 
 /// A script that sleeps past the wall limit is stopped at it (snekbox's timeout case).
@@ -325,9 +494,26 @@ async fn a_segfault_is_reported_as_signal_11() {
 async fn sleeping_past_the_wall_limit_is_a_wall_time_limit() {
     let sb = Sandbox::new();
     let started = Instant::now();
-    let (report, _) = run(&sb, "import time\ntime.sleep(30)\n", Limits { wall_seconds: 1.0, ..limits() }).await;
-    assert_eq!(limit_of(&report), Some(Limit::WallTime), "{:?}", report.outcome);
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let (report, _) = run(
+        &sb,
+        "import time\ntime.sleep(30)\n",
+        Limits {
+            wall_seconds: 1.0,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(
+        limit_of(&report),
+        Some(Limit::WallTime),
+        "{:?}",
+        report.outcome
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Without cgroups a run says so: `cgroup: null` and the reason in `missing`.
@@ -340,9 +526,23 @@ async fn the_run_record_names_the_cgroup_that_applied() {
         Some(cg) => {
             assert!(cg.version == 1 || cg.version == 2, "{cg:?}");
             assert!(cg.memory && cg.pids, "{cg:?}");
-            assert!(!report.protections.missing.iter().any(|m| m.starts_with("cgroups")));
+            assert!(
+                !report
+                    .protections
+                    .missing
+                    .iter()
+                    .any(|m| m.starts_with("cgroups"))
+            );
         }
-        None => assert!(report.protections.missing.iter().any(|m| m.starts_with("cgroups: ")), "{:?}", report.protections),
+        None => assert!(
+            report
+                .protections
+                .missing
+                .iter()
+                .any(|m| m.starts_with("cgroups: ")),
+            "{:?}",
+            report.protections
+        ),
     }
     assert!(report.protections.disk_quota);
 }

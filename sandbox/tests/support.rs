@@ -27,12 +27,25 @@ impl Sandbox {
     }
 
     /// The script and its input live outside the run directory, as the runner's do.
-    pub fn spec(&self, interpreter: &Interpreter, script: &str, input: &str, limits: Limits) -> RunSpec {
+    pub fn spec(
+        &self,
+        interpreter: &Interpreter,
+        script: &str,
+        input: &str,
+        limits: Limits,
+    ) -> RunSpec {
         let s = self.dir.path().join("in/script.py");
         std::fs::write(&s, script).unwrap();
         let i = self.dir.path().join("in/input.txt");
         std::fs::write(&i, input).unwrap();
-        RunSpec { interpreter: interpreter.clone(), script: s, input: Some(i), args: vec![], workdir: self.run_dir(), limits }
+        RunSpec {
+            interpreter: interpreter.clone(),
+            script: s,
+            input: Some(i),
+            args: vec![],
+            workdir: self.run_dir(),
+            limits,
+        }
     }
 }
 
@@ -42,30 +55,55 @@ pub struct Timed(pub Mutex<Vec<(Instant, Stream, String)>>);
 
 impl OutputSink for Timed {
     fn line(&self, stream: Stream, line: &str) {
-        self.0.lock().unwrap().push((Instant::now(), stream, line.to_string()));
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), stream, line.to_string()));
     }
 }
 
 /// A script that prints, sleeps 1 s and prints: the first line must arrive well before
 /// the run ends.
-pub async fn assert_streams_line_by_line(backend: &dyn Backend, interpreter: &Interpreter, limits: Limits) {
+pub async fn assert_streams_line_by_line(
+    backend: &dyn Backend,
+    interpreter: &Interpreter,
+    limits: Limits,
+) {
     let sb = Sandbox::new();
     let sink = Arc::new(Timed::default());
-    let spec = sb.spec(interpreter, "import time\nprint('first')\ntime.sleep(1)\nprint('second')\n", "", limits);
-    let report = backend.run(spec, sink.clone(), CancellationToken::new()).await.unwrap();
+    let spec = sb.spec(
+        interpreter,
+        "import time\nprint('first')\ntime.sleep(1)\nprint('second')\n",
+        "",
+        limits,
+    );
+    let report = backend
+        .run(spec, sink.clone(), CancellationToken::new())
+        .await
+        .unwrap();
     let ended = Instant::now();
     assert!(report.outcome.success(), "{:?}", report.outcome);
     let lines = sink.0.lock().unwrap();
-    assert_eq!(lines.iter().map(|l| l.2.as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(
+        lines.iter().map(|l| l.2.as_str()).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
     let early = ended.duration_since(lines[0].0);
-    assert!(early >= Duration::from_millis(800), "first line came only {early:?} before the end");
+    assert!(
+        early >= Duration::from_millis(800),
+        "first line came only {early:?} before the end"
+    );
 }
 
 /// Attempts to reach what a script must not: `/etc/shadow`, a file beside the run
 /// directory (like the server's database), `$HOME`, writing outside, a TCP listener on
 /// 127.0.0.1, signalling the test process, and the parent's API key. Returns what the
 /// script printed and whether the listener saw a connection.
-pub async fn probe_containment(backend: &dyn Backend, interpreter: &Interpreter, limits: Limits) -> (String, bool, bool) {
+pub async fn probe_containment(
+    backend: &dyn Backend,
+    interpreter: &Interpreter,
+    limits: Limits,
+) -> (String, bool, bool) {
     let sb = Sandbox::new();
     let secret = sb.dir.path().join("scriptorium.db");
     std::fs::write(&secret, "server secret").unwrap();
@@ -97,13 +135,23 @@ print("key", os.environ.get("OPENROUTER_API_KEY"))
     // The test process has a key in its environment; the script must not see it.
     unsafe { std::env::set_var("OPENROUTER_API_KEY", "sk-or-test-secret") };
     let sink = Arc::new(scriptorium_sandbox::Collect::default());
-    let report = backend.run(sb.spec(interpreter, &script, "", limits), sink.clone(), CancellationToken::new()).await.unwrap();
+    let report = backend
+        .run(
+            sb.spec(interpreter, &script, "", limits),
+            sink.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
     assert!(report.outcome.success(), "{}", sink.text(Stream::Stderr));
     let text = sink.text(Stream::Stdout);
     for name in ["shadow", "data", "home", "write", "parent", "tcp", "kill"] {
         assert!(text.contains(&format!("{name} denied")), "{name}: {text}");
     }
-    assert!(!text.contains("LEAKED") && !text.contains("sk-or-test-secret"), "{text}");
+    assert!(
+        !text.contains("LEAKED") && !text.contains("sk-or-test-secret"),
+        "{text}"
+    );
     assert!(text.contains("key None"), "{text}");
     let escaped = outside.exists();
     let connected = listener.accept().is_ok();

@@ -35,9 +35,15 @@ impl From<LlmError> for ApiError {
         let message = e.to_string();
         match e {
             LlmError::BadInput(_) => ApiError::BadRequest(message),
-            LlmError::Blocked(_) => ApiError::Unprocessable { message, extra: json!({ "blocked": true }) },
+            LlmError::Blocked(_) => ApiError::Unprocessable {
+                message,
+                extra: json!({ "blocked": true }),
+            },
             LlmError::Helper(m) if m.starts_with("the code does not parse") => {
-                ApiError::Unprocessable { message: format!("{m}; fix it first or ask with code that parses"), extra: json!({}) }
+                ApiError::Unprocessable {
+                    message: format!("{m}; fix it first or ask with code that parses"),
+                    extra: json!({}),
+                }
             }
             LlmError::Helper(_) => ApiError::Internal(message),
             _ => ApiError::BadGateway(message),
@@ -60,7 +66,10 @@ pub async fn prompt(
         interpreter: body.interpreter,
         user: user.username.clone(),
     };
-    let streaming = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let streaming = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
     if !streaming {
         let proposal = state.llm.prompt(request, None, PROMPT_TIMEOUT).await?;
         return Ok(Json(proposal).into_response());
@@ -79,7 +88,11 @@ pub async fn prompt(
                         LlmEvent::Tool { .. } => "tool",
                     };
                     let data = serde_json::to_string(&e).unwrap_or_default();
-                    if out.send(SseEvent::default().event(kind).data(data)).await.is_err() {
+                    if out
+                        .send(SseEvent::default().event(kind).data(data))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -88,16 +101,31 @@ pub async fn prompt(
         let result = llm.prompt(request, Some(events_tx), PROMPT_TIMEOUT).await;
         let _ = forward.await;
         let last = match result {
-            Ok(p) => SseEvent::default().event("proposal").data(serde_json::to_string(&p).unwrap_or_default()),
-            Err(e) => SseEvent::default().event("error").data(json!({ "error": e.to_string() }).to_string()),
+            Ok(p) => SseEvent::default()
+                .event("proposal")
+                .data(serde_json::to_string(&p).unwrap_or_default()),
+            Err(e) => SseEvent::default()
+                .event("error")
+                .data(json!({ "error": e.to_string() }).to_string()),
         };
         let _ = out_tx.send(last).await;
     });
-    let stream = futures::stream::unfold(out_rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    let stream = futures::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
-pub async fn exchanges(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Vec<ExchangeRecord>>, ApiError> {
+pub async fn exchanges(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Vec<ExchangeRecord>>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
-    Ok(Json(state.read(move |c| c.with_conn(|conn| Ok(llm_broker::exchanges(conn, id)?))).await?))
+    Ok(Json(
+        state
+            .read(move |c| c.with_conn(|conn| Ok(llm_broker::exchanges(conn, id)?)))
+            .await?,
+    ))
 }

@@ -19,7 +19,8 @@ use super::AppState;
 use crate::auth::{CurrentUser, Role};
 use crate::error::ApiError;
 use scriptorium_actors::lsp_session::{
-    LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound, ServerProgram, start_server,
+    LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound,
+    ServerProgram, start_server,
 };
 use scriptorium_sandbox::linux::LinuxBackend;
 use scriptorium_sandbox::{Interpreter, InterpreterKind};
@@ -50,12 +51,22 @@ impl Drop for SessionGuard {
 }
 
 impl LspSessions {
-    pub fn new(config: LspConfig, root: std::path::PathBuf, sandbox: Arc<LinuxBackend>) -> LspSessions {
+    pub fn new(
+        config: LspConfig,
+        root: std::path::PathBuf,
+        sandbox: Arc<LinuxBackend>,
+    ) -> LspSessions {
         let server = config.resolve().map_err(|e| e.to_string());
         if let Err(e) = &server {
             tracing::warn!(error = %e, "language-server sessions will be refused");
         }
-        LspSessions { config, root, server, sandbox, per_user: Mutex::new(HashMap::new()) }
+        LspSessions {
+            config,
+            root,
+            server,
+            sandbox,
+            per_user: Mutex::new(HashMap::new()),
+        }
     }
 
     fn acquire(self: &Arc<Self>, user: &str) -> Result<SessionGuard, ApiError> {
@@ -74,7 +85,10 @@ impl LspSessions {
             )));
         }
         *mine += 1;
-        Ok(SessionGuard { sessions: self.clone(), user: user.to_string() })
+        Ok(SessionGuard {
+            sessions: self.clone(),
+            user: user.to_string(),
+        })
     }
 
     /// Sessions open now (all users).
@@ -101,7 +115,10 @@ pub async fn connect(
         tracing::warn!(user = %user.username, origin = ?headers.get(axum::http::header::ORIGIN), reason = %e, "refused a language-server upgrade");
         return Err(e);
     }
-    let interp = state.interpreters.get(q.interpreter.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let interp = state
+        .interpreters
+        .get(q.interpreter.as_deref())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // A WASI interpreter is analysed with the native one: its standard library is CPython's.
     let python = match interp.kind {
         InterpreterKind::Native => interp.clone(),
@@ -109,25 +126,42 @@ pub async fn connect(
             .interpreters
             .native_default()
             .cloned()
-            .ok_or_else(|| ApiError::Unavailable("no native interpreter to analyse code with".into()))?,
+            .ok_or_else(|| {
+                ApiError::Unavailable("no native interpreter to analyse code with".into())
+            })?,
     };
     let guard = state.lsp.acquire(&user.username)?;
     let mut raw = [0u8; 8];
     rand::rng().fill_bytes(&mut raw);
     let id = hex::encode(raw);
     let sessions = state.lsp.clone();
-    Ok(ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| async move {
-        let read_only = !user.has(Role::Editor);
-        session(socket, sessions, id, user.username.clone(), read_only, python).await;
-        drop(guard);
-    }))
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let read_only = !user.has(Role::Editor);
+            session(
+                socket,
+                sessions,
+                id,
+                user.username.clone(),
+                read_only,
+                python,
+            )
+            .await;
+            drop(guard);
+        }))
 }
 
 /// Starts the language server in its sandbox. This runs on the session's own task, not
 /// in `spawn_blocking`: the sandbox dies with the thread that forked it (its
 /// `PR_SET_PDEATHSIG` follows that thread), and the blocking pool ends idle threads
 /// after 10 s. The fork and the directory set-up take a few milliseconds.
-fn start(sessions: &LspSessions, interpreter: &Interpreter, workspace: &std::path::Path) -> Result<scriptorium_sandbox::linux::SandboxedProcess, String> {
+fn start(
+    sessions: &LspSessions,
+    interpreter: &Interpreter,
+    workspace: &std::path::Path,
+) -> Result<scriptorium_sandbox::linux::SandboxedProcess, String> {
     let program = sessions.server.as_ref().map_err(Clone::clone)?;
     start_server(&sessions.sandbox, program, interpreter, workspace).map_err(|e| {
         let _ = std::fs::remove_dir_all(workspace);
@@ -147,10 +181,22 @@ async fn refuse(sink: &mut futures::stream::SplitSink<WebSocket, Message>, why: 
         }
         reason.push(c);
     }
-    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1011, reason: reason.into() }))).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: 1011,
+            reason: reason.into(),
+        })))
+        .await;
 }
 
-async fn session(socket: WebSocket, sessions: Arc<LspSessions>, id: String, user: String, read_only: bool, interpreter: Interpreter) {
+async fn session(
+    socket: WebSocket,
+    sessions: Arc<LspSessions>,
+    id: String,
+    user: String,
+    read_only: bool,
+    interpreter: Interpreter,
+) {
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(MAX_PENDING);
     let pending = Arc::new(AtomicUsize::new(0));
     let workspace = sessions.root.join(&id);
@@ -178,7 +224,11 @@ async fn session(socket: WebSocket, sessions: Arc<LspSessions>, id: String, user
         Ok((actor, _)) => actor,
         Err(e) => {
             tracing::error!(session = %id, error = %e, "cannot start a language-server session");
-            refuse(&mut sink, &format!("the language-server session could not start: {e}")).await;
+            refuse(
+                &mut sink,
+                &format!("the language-server session could not start: {e}"),
+            )
+            .await;
             return;
         }
     };
@@ -218,5 +268,10 @@ async fn session(socket: WebSocket, sessions: Arc<LspSessions>, id: String, user
         }
     }
     // The socket is gone: end the server process before this session counts as closed.
-    let _ = actor.stop_and_wait(Some("socket closed".into()), Some(std::time::Duration::from_secs(5))).await;
+    let _ = actor
+        .stop_and_wait(
+            Some("socket closed".into()),
+            Some(std::time::Duration::from_secs(5)),
+        )
+        .await;
 }

@@ -42,12 +42,20 @@ pub async fn start(
     let version = body
         .version
         .as_deref()
-        .map(|v| v.parse::<Version>().map_err(|e| ApiError::BadRequest(format!("`version`: {e}"))))
+        .map(|v| {
+            v.parse::<Version>()
+                .map_err(|e| ApiError::BadRequest(format!("`version`: {e}")))
+        })
         .transpose()?;
     let backend = body
         .backend
         .as_deref()
-        .map(|b| b.parse().map_err(|e: scriptorium_sandbox::InterpreterError| ApiError::BadRequest(e.to_string())))
+        .map(|b| {
+            b.parse()
+                .map_err(|e: scriptorium_sandbox::InterpreterError| {
+                    ApiError::BadRequest(e.to_string())
+                })
+        })
         .transpose()?;
     let request = RunRequest {
         script_id: body.script_id,
@@ -72,9 +80,16 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Vec<RunRecord>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<RunRecord>>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
-    Ok(Json(state.read(move |c| c.with_conn(|conn| runstore::runs(conn, q.script_id, limit))).await?))
+    Ok(Json(
+        state
+            .read(move |c| c.with_conn(|conn| runstore::runs(conn, q.script_id, limit)))
+            .await?,
+    ))
 }
 
 async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
@@ -84,22 +99,42 @@ async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
 
-pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<RunRecord>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<RunRecord>, ApiError> {
     Ok(Json(record(&state, id).await?))
 }
 
-pub async fn log(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn log(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     record(&state, id).await?;
-    let lines = state.read(move |c| c.with_conn(|conn| runstore::output(conn, id))).await?;
-    Ok(Json(json!(lines.into_iter().map(|(stream, line)| json!({ "stream": stream, "line": line })).collect::<Vec<_>>())))
+    let lines = state
+        .read(move |c| c.with_conn(|conn| runstore::output(conn, id)))
+        .await?;
+    Ok(Json(json!(
+        lines
+            .into_iter()
+            .map(|(stream, line)| json!({ "stream": stream, "line": line }))
+            .collect::<Vec<_>>()
+    )))
 }
 
-pub async fn cancel(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     let cancelled = state.runs.cancel_run(id).await?;
     Ok(Json(json!({ "run_id": id, "cancelled": cancelled })))
 }
 
-pub async fn events(State(state): State<AppState>, PathId(id): PathId, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn events(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     record(&state, id).await?;
     let live = state.live.run(id);
     Ok(sse(state, Log::Run(id), live, last_event_id(&headers)).into_response())
@@ -111,16 +146,26 @@ const MAX_PAGE: usize = 1000;
 /// `GET /api/runs/{id}/artifacts?offset=&limit=`: one page of a run's artifacts in name
 /// order (`limit` 1–1000, default 100), the total, the link to the next page, and what
 /// the run left that is not served (links, FIFOs, sockets, devices).
-pub async fn artifacts(State(state): State<AppState>, PathId(id): PathId, query: Query<Vec<(String, String)>>) -> Result<Json<Value>, ApiError> {
+pub async fn artifacts(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    query: Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
     let (offset, limit) = page(&query.0)?;
     let collected = state
         .read(move |c| c.with_conn(|conn| runstore::artifacts(conn, id)))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     let total = collected.files.len();
-    let files: Vec<_> = collected.files.into_iter().skip(offset).take(limit).collect();
+    let files: Vec<_> = collected
+        .files
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .collect();
     let end = offset.saturating_add(files.len());
-    let next = (end < total).then(|| format!("/api/runs/{id}/artifacts?offset={end}&limit={limit}"));
+    let next =
+        (end < total).then(|| format!("/api/runs/{id}/artifacts?offset={end}&limit={limit}"));
     let skipped: Vec<_> = collected.skipped.into_iter().take(MAX_PAGE).collect();
     Ok(Json(json!({
         "run_id": id, "total": total, "offset": offset, "limit": limit, "artifacts": files, "next": next,
@@ -134,31 +179,48 @@ fn page(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
     let mut limit = runstore::ARTIFACT_PAGE;
     for (key, value) in query {
         let n = || {
-            value.parse::<usize>().map_err(|_| ApiError::BadRequest(format!("`{key}` must be a whole number, not `{value}`")))
+            value.parse::<usize>().map_err(|_| {
+                ApiError::BadRequest(format!("`{key}` must be a whole number, not `{value}`"))
+            })
         };
         match key.as_str() {
             "offset" => offset = n()?,
             "limit" => limit = n()?,
-            _ => return Err(ApiError::BadRequest(format!("unknown parameter `{key}`; use `offset` and `limit`"))),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter `{key}`; use `offset` and `limit`"
+                )));
+            }
         }
     }
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!("`limit` must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be between 1 and {MAX_PAGE}"
+        )));
     }
     Ok((offset, limit))
 }
 
 /// `GET /api/runs/{id}/artifacts/{*name}`: a file the run wrote, confined to its run
 /// directory (no `..`, no absolute paths, no symbolic links).
-pub async fn artifact(State(state): State<AppState>, axum::extract::Path((id, name)): axum::extract::Path<(String, String)>) -> Result<Response, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("run id `{id}` is not a number")))?;
+pub async fn artifact(
+    State(state): State<AppState>,
+    axum::extract::Path((id, name)): axum::extract::Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("run id `{id}` is not a number")))?;
     record(&state, id).await?;
     let clean = !name.is_empty()
         && !name.contains('\\')
         && !name.contains('\0')
-        && Path::new(&name).components().all(|c| matches!(c, Component::Normal(_)));
+        && Path::new(&name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
     if !clean {
-        return Err(ApiError::BadRequest(format!("`{name}` is not an artifact name; use a path inside the run directory")));
+        return Err(ApiError::BadRequest(format!(
+            "`{name}` is not an artifact name; use a path inside the run directory"
+        )));
     }
     let listed = {
         let name = name.clone();
@@ -168,48 +230,64 @@ pub async fn artifact(State(state): State<AppState>, axum::extract::Path((id, na
             .is_some_and(|all| all.files.iter().any(|a| a.name == name))
     };
     if !listed {
-        return Err(ApiError::NotFound(format!("run {id} has no artifact `{name}`; GET /api/runs/{id}/artifacts lists them")));
+        return Err(ApiError::NotFound(format!(
+            "run {id} has no artifact `{name}`; GET /api/runs/{id}/artifacts lists them"
+        )));
     }
     let dir = state.runs_dir.join(id.to_string());
     let path = tokio::task::spawn_blocking(move || -> Result<PathBuf, ApiError> {
         let mut p = dir;
         for c in Path::new(&name).components() {
             p.push(c);
-            let meta = std::fs::symlink_metadata(&p).map_err(|_| ApiError::NotFound(format!("artifact `{name}` is gone")))?;
+            let meta = std::fs::symlink_metadata(&p)
+                .map_err(|_| ApiError::NotFound(format!("artifact `{name}` is gone")))?;
             if meta.file_type().is_symlink() {
-                return Err(ApiError::NotFound(format!("artifact `{name}` is a link and is not served")));
+                return Err(ApiError::NotFound(format!(
+                    "artifact `{name}` is a link and is not served"
+                )));
             }
         }
         Ok(p)
     })
     .await??;
-    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // Streamed, never read whole: a 256 MiB artifact downloaded by many viewers at once
     // must not take the server's memory. Opened without following a link and without
     // blocking on a FIFO, and served only if it is a regular file.
-    let (file, len) = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), ApiError> {
-        let gone = || ApiError::NotFound("the artifact could not be read".into());
-        let mut open = std::fs::OpenOptions::new();
-        open.read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            open.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-        }
-        let file = open.open(&path).map_err(|_| gone())?;
-        let meta = file.metadata().map_err(|_| gone())?;
-        if !meta.is_file() {
-            return Err(ApiError::NotFound("the artifact is not a regular file and is not served".into()));
-        }
-        Ok((file, meta.len()))
-    })
-    .await??;
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
+    let (file, len) =
+        tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), ApiError> {
+            let gone = || ApiError::NotFound("the artifact could not be read".into());
+            let mut open = std::fs::OpenOptions::new();
+            open.read(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                open.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+            }
+            let file = open.open(&path).map_err(|_| gone())?;
+            let meta = file.metadata().map_err(|_| gone())?;
+            if !meta.is_file() {
+                return Err(ApiError::NotFound(
+                    "the artifact is not a regular file and is not served".into(),
+                ));
+            }
+            Ok((file, meta.len()))
+        })
+        .await??;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
     let (kind, disposition) = artifact_presentation(&file_name);
     Ok((
         [
             (header::CONTENT_TYPE, kind.to_string()),
-            (header::CONTENT_DISPOSITION, format!("{disposition}; {}", disposition_filename(&file_name))),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("{disposition}; {}", disposition_filename(&file_name)),
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
             // Even opened directly, an artifact is a document of its own with no rights:
             // no script, no requests, a unique origin.
@@ -240,7 +318,11 @@ const PASSIVE_TYPES: [&str; 8] = [
 /// else (HTML, SVG, PDF, unknown) a download of opaque bytes, never a page of this origin.
 fn artifact_presentation(file: &str) -> (&'static str, &'static str) {
     let kind = content_type(file);
-    if PASSIVE_TYPES.contains(&kind) { (kind, "inline") } else { ("application/octet-stream", "attachment") }
+    if PASSIVE_TYPES.contains(&kind) {
+        (kind, "inline")
+    } else {
+        ("application/octet-stream", "attachment")
+    }
 }
 
 /// `filename="…"` in plain ASCII (anything else becomes `_`) and `filename*=` with the
@@ -248,11 +330,23 @@ fn artifact_presentation(file: &str) -> (&'static str, &'static str) {
 fn disposition_filename(file: &str) -> String {
     let ascii: String = file
         .chars()
-        .map(|c| if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%') || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded: String = file
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
     format!("filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
@@ -274,7 +368,11 @@ pub async fn pass_start(
     let body: StartPassBody = super::optional_json(body)?;
     let pass_id = state
         .runs
-        .start_pass(body.mode.unwrap_or(Mode::Test), body.on_failure.unwrap_or_default(), user.username.clone())
+        .start_pass(
+            body.mode.unwrap_or(Mode::Test),
+            body.on_failure.unwrap_or_default(),
+            user.username.clone(),
+        )
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -284,7 +382,10 @@ pub async fn pass_start(
         .into_response())
 }
 
-pub async fn pass_get(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<PassRecord>, ApiError> {
+pub async fn pass_get(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<PassRecord>, ApiError> {
     state
         .read(move |c| c.with_conn(|conn| runstore::pass(conn, id)))
         .await?
@@ -297,15 +398,24 @@ pub async fn pass_latest(State(state): State<AppState>) -> Result<Json<PassRecor
         .read(|c| c.with_conn(runstore::latest_full_pass))
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound("no full pass has run yet; POST /api/passes starts one".into()))
+        .ok_or_else(|| {
+            ApiError::NotFound("no full pass has run yet; POST /api/passes starts one".into())
+        })
 }
 
-pub async fn pass_cancel(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn pass_cancel(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     let cancelled = state.runs.cancel_pass(id).await?;
     Ok(Json(json!({ "pass_id": id, "cancelled": cancelled })))
 }
 
-pub async fn pass_events(State(state): State<AppState>, PathId(id): PathId, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn pass_events(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     state
         .read(move |c| c.with_conn(|conn| runstore::pass(conn, id)))
         .await?
@@ -316,23 +426,34 @@ pub async fn pass_events(State(state): State<AppState>, PathId(id): PathId, head
 
 // ---- per script ----
 
-pub async fn last_success(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub async fn last_success(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     let run = state
         .read(move |c| c.with_conn(|conn| runstore::last_success(conn, id)))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("script {id} has no successful run yet")))?;
     let run_id = run.id;
-    let output = state.read(move |c| c.with_conn(|conn| runstore::output(conn, run_id))).await?;
+    let output = state
+        .read(move |c| c.with_conn(|conn| runstore::output(conn, run_id)))
+        .await?;
     Ok(Json(json!({
         "run": run,
         "output": output.into_iter().map(|(stream, line)| json!({ "stream": stream, "line": line })).collect::<Vec<_>>(),
     })))
 }
 
-pub async fn production_data_get(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+pub async fn production_data_get(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
     state.read(move |c| c.summary(id)).await?;
-    let data = state.read(move |c| c.with_conn(|conn| runstore::production_data(conn, id))).await?.unwrap_or_default();
+    let data = state
+        .read(move |c| c.with_conn(|conn| runstore::production_data(conn, id)))
+        .await?
+        .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
 }
 
@@ -352,24 +473,39 @@ pub async fn production_data_put(
         .into());
     }
     let size = body.len();
-    state.runs.put_production_data(id, body.to_vec(), user.username.clone()).await?;
+    state
+        .runs
+        .put_production_data(id, body.to_vec(), user.username.clone())
+        .await?;
     Ok(Json(json!({ "size": size })))
 }
 
 // ---- SSE ----
 
 fn last_event_id(headers: &HeaderMap) -> u64 {
-    headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn sse_event(e: &Event) -> SseEvent {
-    SseEvent::default().id(e.seq.to_string()).event(e.kind.clone()).data(e.data.to_string())
+    SseEvent::default()
+        .id(e.seq.to_string())
+        .event(e.kind.clone())
+        .data(e.data.to_string())
 }
 
 /// Streams the events after `after`: from the live log while the run or pass goes on,
 /// else from SQLite (with a `complete` made from the record when the server stopped
 /// before writing one).
-fn sse(state: AppState, log: Log, live: Option<Arc<EventLog>>, after: u64) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+fn sse(
+    state: AppState,
+    log: Log,
+    live: Option<Arc<EventLog>>,
+    after: u64,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
     tokio::spawn(async move {
         let mut cursor = after;
@@ -391,7 +527,10 @@ fn sse(state: AppState, log: Log, live: Option<Arc<EventLog>>, after: u64) -> Ss
                 }
             }
         }
-        let stored = state.read(move |c| c.with_conn(|conn| runstore::events(conn, log, cursor))).await.unwrap_or_default();
+        let stored = state
+            .read(move |c| c.with_conn(|conn| runstore::events(conn, log, cursor)))
+            .await
+            .unwrap_or_default();
         let mut complete = false;
         for e in &stored {
             complete |= e.kind == "complete";
@@ -402,20 +541,34 @@ fn sse(state: AppState, log: Log, live: Option<Arc<EventLog>>, after: u64) -> Ss
         }
         if !complete {
             let (st, message) = match log {
-                Log::Run(id) => match state.read(move |c| c.with_conn(|conn| runstore::run(conn, id))).await {
+                Log::Run(id) => match state
+                    .read(move |c| c.with_conn(|conn| runstore::run(conn, id)))
+                    .await
+                {
                     Ok(Some(r)) => (r.status, r.message),
                     _ => return,
                 },
-                Log::Pass(id) => match state.read(move |c| c.with_conn(|conn| runstore::pass(conn, id))).await {
+                Log::Pass(id) => match state
+                    .read(move |c| c.with_conn(|conn| runstore::pass(conn, id)))
+                    .await
+                {
                     Ok(Some(p)) => (p.status, p.message),
                     _ => return,
                 },
             };
-            let e = Event { seq: cursor + 1, kind: "complete".into(), data: json!({ "status": st, "message": message }) };
+            let e = Event {
+                seq: cursor + 1,
+                kind: "complete".into(),
+                data: json!({ "status": st, "message": message }),
+            };
             let _ = tx.send(sse_event(&e)).await;
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
+    let stream =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -425,17 +578,32 @@ mod tests {
 
     #[test]
     fn only_passive_types_are_inline() {
-        for name in ["a.html", "a.HTM", "b.svg", "c.xhtml", "d.pdf", "e.js", "f", "g.step"] {
-            assert_eq!(artifact_presentation(name), ("application/octet-stream", "attachment"), "{name}");
+        for name in [
+            "a.html", "a.HTM", "b.svg", "c.xhtml", "d.pdf", "e.js", "f", "g.step",
+        ] {
+            assert_eq!(
+                artifact_presentation(name),
+                ("application/octet-stream", "attachment"),
+                "{name}"
+            );
         }
-        assert_eq!(artifact_presentation("r.glb"), ("model/gltf-binary", "inline"));
-        assert_eq!(artifact_presentation("out.txt"), ("text/plain; charset=utf-8", "inline"));
+        assert_eq!(
+            artifact_presentation("r.glb"),
+            ("model/gltf-binary", "inline")
+        );
+        assert_eq!(
+            artifact_presentation("out.txt"),
+            ("text/plain; charset=utf-8", "inline")
+        );
     }
 
     #[test]
     fn filenames_cannot_break_the_header() {
         let f = disposition_filename("a\"; b\\ é.txt");
-        assert_eq!(f, "filename=\"a__ b_ _.txt\"; filename*=UTF-8''a%22%3B%20b%5C%20%C3%A9.txt");
+        assert_eq!(
+            f,
+            "filename=\"a__ b_ _.txt\"; filename*=UTF-8''a%22%3B%20b%5C%20%C3%A9.txt"
+        );
         assert!(axum::http::HeaderValue::from_str(&f).is_ok());
     }
 }

@@ -40,11 +40,13 @@ pub struct OrderingBody {
 }
 
 fn parse_version(s: &str, field: &str) -> Result<Version, ApiError> {
-    s.parse().map_err(|e| ApiError::BadRequest(format!("`{field}`: {e}")))
+    s.parse()
+        .map_err(|e| ApiError::BadRequest(format!("`{field}`: {e}")))
 }
 
 fn parse_ordering(s: &str) -> Result<Ordering, ApiError> {
-    s.parse().map_err(|e: scriptorium_actors::ordering::BadOrdering| ApiError::BadRequest(e.to_string()))
+    s.parse()
+        .map_err(|e: scriptorium_actors::ordering::BadOrdering| ApiError::BadRequest(e.to_string()))
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ScriptSummary>>, ApiError> {
@@ -63,9 +65,17 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let body: CreateBody = super::optional_json(body)?;
     let ordering = body.ordering.as_deref().map(parse_ordering).transpose()?;
-    let id = state.repo.create(user.committer(), body.content, body.filename, ordering).await?;
+    let id = state
+        .repo
+        .create(user.committer(), body.content, body.filename, ordering)
+        .await?;
     let detail = state.read(move |c| c.detail(id)).await?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{id}"))], Json(detail)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/scripts/{id}"))],
+        Json(detail),
+    )
+        .into_response())
 }
 
 /// `GET /api/examples`: the example scripts shipped with the app, and whether the
@@ -96,18 +106,46 @@ pub async fn from_example(
 ) -> Result<Response, ApiError> {
     let Some(e) = examples::find(&example) else {
         let ids: Vec<&str> = examples::EXAMPLES.iter().map(|e| e.id).collect();
-        return Err(ApiError::NotFound(format!("no example `{example}`; the examples are {}", ids.join(", "))));
+        return Err(ApiError::NotFound(format!(
+            "no example `{example}`; the examples are {}",
+            ids.join(", ")
+        )));
     };
-    let id = match state.repo.create(user.committer(), Some(e.content.into()), Some(e.filename.into()), None).await {
-        Err(CallError::Repo(RepoError::Conflict(_))) => state.repo.create(user.committer(), Some(e.content.into()), None, None).await?,
+    let id = match state
+        .repo
+        .create(
+            user.committer(),
+            Some(e.content.into()),
+            Some(e.filename.into()),
+            None,
+        )
+        .await
+    {
+        Err(CallError::Repo(RepoError::Conflict(_))) => {
+            state
+                .repo
+                .create(user.committer(), Some(e.content.into()), None, None)
+                .await?
+        }
         other => other?,
     };
-    state.repo.put_test_data(user.committer(), id, e.test_data.as_bytes().to_vec()).await?;
+    state
+        .repo
+        .put_test_data(user.committer(), id, e.test_data.as_bytes().to_vec())
+        .await?;
     let detail = state.read(move |c| c.detail(id)).await?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{id}"))], Json(detail)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/scripts/{id}"))],
+        Json(detail),
+    )
+        .into_response())
 }
 
-pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<ScriptDetail>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<ScriptDetail>, ApiError> {
     Ok(Json(state.read(move |c| c.detail(id)).await?))
 }
 
@@ -118,12 +156,17 @@ pub async fn save(
     ApiJson(body): ApiJson<SaveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let base = parse_version(&body.base_version, "base_version")?;
-    let saved = state.repo.save(user.committer(), id, body.content, base).await?;
+    let saved = state
+        .repo
+        .save(user.committer(), id, body.content, base)
+        .await?;
     let linked = match body.exchange_id {
         Some(x) if saved.changed => state.llm.link(x, id, saved.version).await,
         _ => false,
     };
-    Ok(Json(json!({ "version": saved.version, "changed": saved.changed, "linked_exchange": linked })))
+    Ok(Json(
+        json!({ "version": saved.version, "changed": saved.changed, "linked_exchange": linked }),
+    ))
 }
 
 pub async fn bump_major(
@@ -142,10 +185,18 @@ pub async fn fork(
 ) -> Result<Response, ApiError> {
     let new_id = state.repo.fork(user.committer(), id).await?;
     let detail = state.read(move |c| c.detail(new_id)).await?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/scripts/{new_id}"))], Json(detail)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/scripts/{new_id}"))],
+        Json(detail),
+    )
+        .into_response())
 }
 
-pub async fn versions(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Vec<VersionInfo>>, ApiError> {
+pub async fn versions(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Vec<VersionInfo>>, ApiError> {
     Ok(Json(state.read(move |c| c.versions(id)).await?))
 }
 
@@ -159,9 +210,16 @@ pub async fn version(
     Ok(Json(json!({ "id": id, "version": v, "content": content })))
 }
 
-pub async fn test_data_get(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+pub async fn test_data_get(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
     let data = state.read(move |c| c.test_data(id)).await?;
-    let kind = if std::str::from_utf8(&data).is_ok() { "text/plain; charset=utf-8" } else { "application/octet-stream" };
+    let kind = if std::str::from_utf8(&data).is_ok() {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    };
     Ok(([(header::CONTENT_TYPE, kind)], data).into_response())
 }
 
@@ -171,7 +229,10 @@ pub async fn test_data_put(
     PathId(id): PathId,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let changed = state.repo.put_test_data(user.committer(), id, body?.to_vec()).await?;
+    let changed = state
+        .repo
+        .put_test_data(user.committer(), id, body?.to_vec())
+        .await?;
     Ok(Json(json!({ "changed": changed })))
 }
 
@@ -181,7 +242,9 @@ pub async fn publish(
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let (version, changed) = state.repo.publish(user.committer(), id).await?;
-    Ok(Json(json!({ "published_version": version, "changed": changed })))
+    Ok(Json(
+        json!({ "published_version": version, "changed": changed }),
+    ))
 }
 
 pub async fn set_ordering(

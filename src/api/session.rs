@@ -1,14 +1,14 @@
 //! `POST /api/login`, `POST /api/logout`, `GET /api/me`.
 
+use axum::Extension;
 use axum::Json;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use axum::extract::ConnectInfo;
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Instant;
-use serde::Deserialize;
 
 use super::{ApiJson, AppState};
 use crate::auth::{self, CurrentUser};
@@ -56,15 +56,26 @@ pub async fn login(
     };
     throttle.succeeded(&username);
     tracing::info!(user = %user.username, "signed in");
-    Ok(([(header::SET_COOKIE, state.auth.cookie(&token))], Json(user)).into_response())
+    Ok((
+        [(header::SET_COOKIE, state.auth.cookie(&token))],
+        Json(user),
+    )
+        .into_response())
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = auth::session_token(&headers) {
         let a = state.auth.clone();
         tokio::task::spawn_blocking(move || a.logout(&token)).await??;
     }
-    Ok(([(header::SET_COOKIE, auth::clear_cookie())], Json(serde_json::json!({ "signed_out": true }))).into_response())
+    Ok((
+        [(header::SET_COOKIE, auth::clear_cookie())],
+        Json(serde_json::json!({ "signed_out": true })),
+    )
+        .into_response())
 }
 
 pub async fn me(Extension(user): Extension<CurrentUser>) -> Json<CurrentUser> {

@@ -21,14 +21,21 @@ pub struct CreateBody {
 
 fn session_only(user: &CurrentUser) -> Result<(), ApiError> {
     if user.via_token {
-        return Err(ApiError::Forbidden("API tokens are managed from the signed-in web session, not with a token".into()));
+        return Err(ApiError::Forbidden(
+            "API tokens are managed from the signed-in web session, not with a token".into(),
+        ));
     }
     Ok(())
 }
 
-pub async fn list(State(state): State<AppState>, Extension(user): Extension<CurrentUser>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+) -> Result<Json<Vec<ApiToken>>, ApiError> {
     let auth = state.auth.clone();
-    Ok(Json(tokio::task::spawn_blocking(move || auth.tokens(&user.username)).await??))
+    Ok(Json(
+        tokio::task::spawn_blocking(move || auth.tokens(&user.username)).await??,
+    ))
 }
 
 pub async fn create(
@@ -38,7 +45,9 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     session_only(&user)?;
     let auth = state.auth.clone();
-    let (token, secret) = tokio::task::spawn_blocking(move || auth.create_token(&user.username, &body.name)).await??;
+    let (token, secret) =
+        tokio::task::spawn_blocking(move || auth.create_token(&user.username, &body.name))
+            .await??;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "token": secret, "id": token.id, "name": token.name, "prefix": token.prefix, "created_at": token.created_at,
@@ -47,7 +56,11 @@ pub async fn create(
         .into_response())
 }
 
-pub async fn revoke(State(state): State<AppState>, Extension(user): Extension<CurrentUser>, PathId(id): PathId) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    PathId(id): PathId,
+) -> Result<Json<serde_json::Value>, ApiError> {
     session_only(&user)?;
     let auth = state.auth.clone();
     let username = user.username.clone();

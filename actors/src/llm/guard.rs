@@ -14,7 +14,10 @@ const HELPER: &str = include_str!("helper.py");
 /// The first stop word the text contains (case-insensitive), if any.
 pub fn stop_word<'a>(text: &str, words: &'a [String]) -> Option<&'a str> {
     let lower = text.to_lowercase();
-    words.iter().map(String::as_str).find(|w| !w.trim().is_empty() && lower.contains(&w.to_lowercase()))
+    words
+        .iter()
+        .map(String::as_str)
+        .find(|w| !w.trim().is_empty() && lower.contains(&w.to_lowercase()))
 }
 
 /// Runs the helper (`helper.py`) with one request. It only parses and rewrites code.
@@ -30,19 +33,36 @@ pub fn helper(python: &Path, request: &Value) -> Result<Value, LlmError> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| LlmError::Helper(format!("cannot start {}: {e}", python.display())))?;
-    child.stdin.take().expect("piped").write_all(request.to_string().as_bytes()).map_err(|e| LlmError::Helper(e.to_string()))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(request.to_string().as_bytes())
+        .map_err(|e| LlmError::Helper(e.to_string()))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().map_err(|e| LlmError::Helper(e.to_string()))?.is_none() {
+    while child
+        .try_wait()
+        .map_err(|e| LlmError::Helper(e.to_string()))?
+        .is_none()
+    {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(LlmError::Helper("the code helper took more than 30 s".into()));
+            return Err(LlmError::Helper(
+                "the code helper took more than 30 s".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let out = child.wait_with_output().map_err(|e| LlmError::Helper(e.to_string()))?;
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| LlmError::Helper(format!("unreadable helper answer ({e}): {}", String::from_utf8_lossy(&out.stderr))))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| LlmError::Helper(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        LlmError::Helper(format!(
+            "unreadable helper answer ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })?;
     if let Some(err) = v.get("error").and_then(Value::as_str) {
         return Err(LlmError::Helper(err.to_string()));
     }
@@ -69,8 +89,16 @@ pub struct Pseudonymised {
     pub mapping: Vec<Entry>,
 }
 
-pub fn pseudonymise(python: &Path, code: &str, instruction: &str, names: &[String]) -> Result<Pseudonymised, LlmError> {
-    let v = helper(python, &json!({ "op": "pseudonymise", "code": code, "instruction": instruction, "names": names }))?;
+pub fn pseudonymise(
+    python: &Path,
+    code: &str,
+    instruction: &str,
+    names: &[String],
+) -> Result<Pseudonymised, LlmError> {
+    let v = helper(
+        python,
+        &json!({ "op": "pseudonymise", "code": code, "instruction": instruction, "names": names }),
+    )?;
     serde_json::from_value(v).map_err(|e| LlmError::Helper(e.to_string()))
 }
 
@@ -126,7 +154,10 @@ impl StreamRestorer {
     /// Takes a delta; returns what can be shown now.
     pub fn push(&mut self, delta: &str, mapping: &[Entry]) -> String {
         self.pending.push_str(delta);
-        let cut = self.pending.rfind(|c: char| !is_ident(c)).map(|i| i + self.pending[i..].chars().next().map_or(1, char::len_utf8));
+        let cut = self
+            .pending
+            .rfind(|c: char| !is_ident(c))
+            .map(|i| i + self.pending[i..].chars().next().map_or(1, char::len_utf8));
         match cut {
             Some(i) => {
                 let ready: String = self.pending.drain(..i).collect();
@@ -148,9 +179,21 @@ mod tests {
 
     fn entries() -> Vec<Entry> {
         vec![
-            Entry { placeholder: "anon_id_1".into(), original: "fetch_payroll".into(), token: "fetch_payroll".into() },
-            Entry { placeholder: "anon_str_2".into(), original: "db.acme.internal".into(), token: "'db.acme.internal'".into() },
-            Entry { placeholder: "anon_id_12".into(), original: "acme".into(), token: "acme".into() },
+            Entry {
+                placeholder: "anon_id_1".into(),
+                original: "fetch_payroll".into(),
+                token: "fetch_payroll".into(),
+            },
+            Entry {
+                placeholder: "anon_str_2".into(),
+                original: "db.acme.internal".into(),
+                token: "'db.acme.internal'".into(),
+            },
+            Entry {
+                placeholder: "anon_id_12".into(),
+                original: "acme".into(),
+                token: "acme".into(),
+            },
         ]
     }
 
@@ -178,7 +221,10 @@ mod tests {
     #[test]
     fn stop_words_match_case_insensitively() {
         let words = vec!["reverse shell".to_string()];
-        assert_eq!(stop_word("Open a Reverse Shell please", &words), Some("reverse shell"));
+        assert_eq!(
+            stop_word("Open a Reverse Shell please", &words),
+            Some("reverse shell")
+        );
         assert_eq!(stop_word("sum the rows", &words), None);
     }
 }

@@ -49,7 +49,11 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     fn model(&self) -> &str;
     /// Sends the request; `on_delta` receives answer text as it streams.
-    fn complete<'a>(&'a self, req: &'a ChatRequest, on_delta: &'a (dyn Fn(&str) + Send + Sync)) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
+    fn complete<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        on_delta: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
 }
 
 pub struct OpenRouter {
@@ -67,12 +71,22 @@ fn usage_of(v: &Value) -> Usage {
     Usage {
         prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
         completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
-        cost: u["cost"].as_f64().or_else(|| u["total_cost"].as_f64()).unwrap_or(0.0),
+        cost: u["cost"]
+            .as_f64()
+            .or_else(|| u["total_cost"].as_f64())
+            .unwrap_or(0.0),
     }
 }
 
 impl OpenRouter {
-    pub fn new(base_url: &str, api_key: &str, model: &str, timeout: Duration, max_retries: u32, stream: bool) -> OpenRouter {
+    pub fn new(
+        base_url: &str,
+        api_key: &str,
+        model: &str,
+        timeout: Duration,
+        max_retries: u32,
+        stream: bool,
+    ) -> OpenRouter {
         OpenRouter {
             // No proxy, no redirects to elsewhere: the only network request the app makes.
             client: reqwest::Client::builder()
@@ -89,7 +103,11 @@ impl OpenRouter {
         }
     }
 
-    async fn attempt(&self, body: &Value, on_delta: &(dyn Fn(&str) + Send + Sync)) -> Result<ChatResponse, Attempt> {
+    async fn attempt(
+        &self,
+        body: &Value,
+        on_delta: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<ChatResponse, Attempt> {
         let url = format!("{}/chat/completions", self.base_url);
         let send = self
             .client
@@ -100,11 +118,23 @@ impl OpenRouter {
             .json(body)
             .send();
         let res = match tokio::time::timeout(self.timeout, send).await {
-            Err(_) => return Err(Attempt::Transient(LlmError::Timeout(self.timeout.as_secs()))),
-            Ok(Err(e)) if e.is_connect() || e.is_timeout() => {
-                return Err(Attempt::Transient(LlmError::Connect { url, message: e.to_string() }));
+            Err(_) => {
+                return Err(Attempt::Transient(LlmError::Timeout(
+                    self.timeout.as_secs(),
+                )));
             }
-            Ok(Err(e)) => return Err(Attempt::Final(LlmError::Connect { url, message: e.to_string() })),
+            Ok(Err(e)) if e.is_connect() || e.is_timeout() => {
+                return Err(Attempt::Transient(LlmError::Connect {
+                    url,
+                    message: e.to_string(),
+                }));
+            }
+            Ok(Err(e)) => {
+                return Err(Attempt::Final(LlmError::Connect {
+                    url,
+                    message: e.to_string(),
+                }));
+            }
             Ok(Ok(r)) => r,
         };
         let status = res.status().as_u16();
@@ -112,38 +142,91 @@ impl OpenRouter {
             return Err(Attempt::Final(LlmError::Unauthorized));
         }
         if status == 429 {
-            let after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(2);
+            let after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2);
             return Err(Attempt::RateLimited(after));
         }
         if status >= 400 {
-            let body: String = res.text().await.unwrap_or_default().chars().take(300).collect();
-            let err = LlmError::Provider { status, attempts: 1, body };
-            return Err(if status >= 500 { Attempt::Transient(err) } else { Attempt::Final(err) });
+            let body: String = res
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
+            let err = LlmError::Provider {
+                status,
+                attempts: 1,
+                body,
+            };
+            return Err(if status >= 500 {
+                Attempt::Transient(err)
+            } else {
+                Attempt::Final(err)
+            });
         }
-        let streamed = res.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/event-stream"));
+        let streamed = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
         let read = async {
-            if streamed { self.read_stream(res, on_delta).await } else { self.read_whole(res, on_delta).await }
+            if streamed {
+                self.read_stream(res, on_delta).await
+            } else {
+                self.read_whole(res, on_delta).await
+            }
         };
         match tokio::time::timeout(self.timeout, read).await {
-            Err(_) => Err(Attempt::Transient(LlmError::Timeout(self.timeout.as_secs()))),
+            Err(_) => Err(Attempt::Transient(LlmError::Timeout(
+                self.timeout.as_secs(),
+            ))),
             Ok(r) => r.map_err(Attempt::Final),
         }
     }
 
-    async fn read_whole(&self, res: reqwest::Response, on_delta: &(dyn Fn(&str) + Send + Sync)) -> Result<ChatResponse, LlmError> {
-        let text = res.text().await.map_err(|e| LlmError::Malformed(e.to_string()))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| LlmError::Malformed(format!("{e}: {}", text.chars().take(200).collect::<String>())))?;
+    async fn read_whole(
+        &self,
+        res: reqwest::Response,
+        on_delta: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<ChatResponse, LlmError> {
+        let text = res
+            .text()
+            .await
+            .map_err(|e| LlmError::Malformed(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| {
+            LlmError::Malformed(format!(
+                "{e}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
         let message = v["choices"][0]["message"].clone();
         if !message.is_object() {
-            return Err(LlmError::Malformed(format!("no choices[0].message in {}", text.chars().take(200).collect::<String>())));
+            return Err(LlmError::Malformed(format!(
+                "no choices[0].message in {}",
+                text.chars().take(200).collect::<String>()
+            )));
         }
         if let Some(c) = message["content"].as_str() {
             on_delta(c);
         }
-        Ok(ChatResponse { message, usage: usage_of(&v), model: v["model"].as_str().unwrap_or(&self.model).to_string(), raw: v })
+        Ok(ChatResponse {
+            message,
+            usage: usage_of(&v),
+            model: v["model"].as_str().unwrap_or(&self.model).to_string(),
+            raw: v,
+        })
     }
 
-    async fn read_stream(&self, res: reqwest::Response, on_delta: &(dyn Fn(&str) + Send + Sync)) -> Result<ChatResponse, LlmError> {
+    async fn read_stream(
+        &self,
+        res: reqwest::Response,
+        on_delta: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<ChatResponse, LlmError> {
         let mut body = res.bytes_stream();
         let mut buf = String::new();
         let mut content = String::new();
@@ -158,15 +241,23 @@ impl OpenRouter {
             while let Some(nl) = buf.find('\n') {
                 let line: String = buf.drain(..=nl).collect();
                 let line = line.trim();
-                let Some(data) = line.strip_prefix("data:") else { continue };
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
                 let data = data.trim();
                 if data == "[DONE]" {
                     done = true;
                     continue;
                 }
-                let v: Value = serde_json::from_str(data).map_err(|e| LlmError::Malformed(format!("a stream chunk is not JSON ({e})")))?;
+                let v: Value = serde_json::from_str(data).map_err(|e| {
+                    LlmError::Malformed(format!("a stream chunk is not JSON ({e})"))
+                })?;
                 if let Some(err) = v.get("error") {
-                    return Err(LlmError::Provider { status: 200, attempts: 1, body: err.to_string() });
+                    return Err(LlmError::Provider {
+                        status: 200,
+                        attempts: 1,
+                        body: err.to_string(),
+                    });
                 }
                 if let Some(m) = v["model"].as_str() {
                     model = m.to_string();
@@ -189,11 +280,15 @@ impl OpenRouter {
                         slot["id"] = json!(id);
                     }
                     if let Some(n) = tc["function"]["name"].as_str() {
-                        let name = format!("{}{n}", slot["function"]["name"].as_str().unwrap_or(""));
+                        let name =
+                            format!("{}{n}", slot["function"]["name"].as_str().unwrap_or(""));
                         slot["function"]["name"] = json!(name);
                     }
                     if let Some(a) = tc["function"]["arguments"].as_str() {
-                        let args = format!("{}{a}", slot["function"]["arguments"].as_str().unwrap_or(""));
+                        let args = format!(
+                            "{}{a}",
+                            slot["function"]["arguments"].as_str().unwrap_or("")
+                        );
                         slot["function"]["arguments"] = json!(args);
                     }
                 }
@@ -201,13 +296,20 @@ impl OpenRouter {
             }
         }
         if !done && chunks.is_empty() {
-            return Err(LlmError::Malformed("the stream ended without any data".into()));
+            return Err(LlmError::Malformed(
+                "the stream ended without any data".into(),
+            ));
         }
         let mut message = json!({ "role": "assistant", "content": content });
         if !tool_calls.is_empty() {
             message["tool_calls"] = json!(tool_calls);
         }
-        Ok(ChatResponse { message, usage, model, raw: json!(chunks) })
+        Ok(ChatResponse {
+            message,
+            usage,
+            model,
+            raw: json!(chunks),
+        })
     }
 }
 
@@ -226,7 +328,11 @@ impl Provider for OpenRouter {
         &self.model
     }
 
-    fn complete<'a>(&'a self, req: &'a ChatRequest, on_delta: &'a (dyn Fn(&str) + Send + Sync)) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+    fn complete<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        on_delta: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
         Box::pin(async move {
             let mut body = json!({ "model": req.model, "messages": req.messages, "stream": self.stream, "usage": { "include": true } });
             if !req.tools.is_empty() {
@@ -242,7 +348,10 @@ impl Provider for OpenRouter {
                     Err(Attempt::RateLimited(after)) => {
                         // Wait as asked, but not for long: a user is waiting.
                         if last || after > 10 {
-                            return Err(LlmError::RateLimited { attempts, retry_after: after });
+                            return Err(LlmError::RateLimited {
+                                attempts,
+                                retry_after: after,
+                            });
                         }
                         tracing::warn!(after, attempts, "LLM provider rate-limited; retrying");
                         tokio::time::sleep(Duration::from_secs(after)).await;
@@ -250,7 +359,11 @@ impl Provider for OpenRouter {
                     Err(Attempt::Transient(e)) => {
                         if last {
                             return Err(match e {
-                                LlmError::Provider { status, body, .. } => LlmError::Provider { status, attempts, body },
+                                LlmError::Provider { status, body, .. } => LlmError::Provider {
+                                    status,
+                                    attempts,
+                                    body,
+                                },
                                 other => other,
                             });
                         }
@@ -281,7 +394,11 @@ pub fn split_prompt(prompt: &str) -> (String, String) {
         .unwrap_or("")
         .trim()
         .to_string();
-    let code = prompt.split("```python\n").nth(1).and_then(|r| r.rsplit_once("```").map(|(c, _)| c.to_string())).unwrap_or_default();
+    let code = prompt
+        .split("```python\n")
+        .nth(1)
+        .and_then(|r| r.rsplit_once("```").map(|(c, _)| c.to_string()))
+        .unwrap_or_default();
     (instruction, code)
 }
 
@@ -294,14 +411,29 @@ impl Provider for Offline {
         OFFLINE_MODEL
     }
 
-    fn complete<'a>(&'a self, req: &'a ChatRequest, on_delta: &'a (dyn Fn(&str) + Send + Sync)) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+    fn complete<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        on_delta: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
         Box::pin(async move {
-            let prompt = req.messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("");
+            let prompt = req
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or("");
             let (instruction, code) = split_prompt(prompt);
             let python = self.python.clone();
-            let v = tokio::task::spawn_blocking(move || guard::helper(&python, &json!({ "op": "offline", "code": code, "instruction": instruction })))
-                .await
-                .map_err(|e| LlmError::Helper(e.to_string()))??;
+            let v = tokio::task::spawn_blocking(move || {
+                guard::helper(
+                    &python,
+                    &json!({ "op": "offline", "code": code, "instruction": instruction }),
+                )
+            })
+            .await
+            .map_err(|e| LlmError::Helper(e.to_string()))??;
             let text = format!(
                 "{}\n\n```python\n{}```\n",
                 v["explanation"].as_str().unwrap_or(""),
@@ -312,8 +444,17 @@ impl Provider for Offline {
                 on_delta(line);
             }
             let words = |s: &str| s.split_whitespace().count() as u64;
-            let usage = Usage { prompt_tokens: words(prompt), completion_tokens: words(&text), cost: 0.0 };
-            Ok(ChatResponse { message: json!({ "role": "assistant", "content": text }), usage, model: OFFLINE_MODEL.into(), raw: v })
+            let usage = Usage {
+                prompt_tokens: words(prompt),
+                completion_tokens: words(&text),
+                cost: 0.0,
+            };
+            Ok(ChatResponse {
+                message: json!({ "role": "assistant", "content": text }),
+                usage,
+                model: OFFLINE_MODEL.into(),
+                raw: v,
+            })
         })
     }
 }

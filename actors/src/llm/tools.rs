@@ -70,7 +70,11 @@ impl Tools {
     pub fn definitions(&self) -> Vec<Value> {
         let none = json!({ "type": "object", "properties": {} });
         let mut tools = vec![
-            function("interpreter_version", "The exact Python implementation and version the script will run on.", none.clone()),
+            function(
+                "interpreter_version",
+                "The exact Python implementation and version the script will run on.",
+                none.clone(),
+            ),
             function(
                 "installed_modules",
                 "Names of the modules that can be imported (standard library and installed packages).",
@@ -104,12 +108,28 @@ impl Tools {
 
     /// Runs one tool call; errors become the result text the model sees.
     pub async fn call(&self, name: &str, arguments: &str) -> String {
-        let args: Value = serde_json::from_str(if arguments.trim().is_empty() { "{}" } else { arguments }).unwrap_or(Value::Null);
+        let args: Value = serde_json::from_str(if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        })
+        .unwrap_or(Value::Null);
         let result = match name {
-            "interpreter_version" => Ok(format!("{} {}", self.interpreter.implementation, self.interpreter.version)),
-            "installed_modules" => self.introspect(json!({ "op": "modules", "prefix": args["prefix"].as_str().unwrap_or("") })).await,
+            "interpreter_version" => Ok(format!(
+                "{} {}",
+                self.interpreter.implementation, self.interpreter.version
+            )),
+            "installed_modules" => {
+                self.introspect(
+                    json!({ "op": "modules", "prefix": args["prefix"].as_str().unwrap_or("") }),
+                )
+                .await
+            }
             "module_signatures" => match args["module"].as_str().filter(|m| valid_dotted(m)) {
-                Some(m) => self.introspect(json!({ "op": "signatures", "module": m })).await,
+                Some(m) => {
+                    self.introspect(json!({ "op": "signatures", "module": m }))
+                        .await
+                }
                 None => Err("give `module` as a dotted module name".to_string()),
             },
             "usage_example" => match args["name"].as_str().filter(|m| valid_dotted(m)) {
@@ -127,7 +147,10 @@ impl Tools {
             Err(e) => format!("error: {e}"),
         };
         if text.len() > MAX_RESULT {
-            let cut = (0..=MAX_RESULT).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let cut = (0..=MAX_RESULT)
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
             text.truncate(cut);
             text.push_str("\n… (cut)");
         }
@@ -143,32 +166,63 @@ impl Tools {
         std::fs::write(&script, INTROSPECT).map_err(|e| e.to_string())?;
         let input = dir.join("request.json");
         std::fs::write(&input, request.to_string()).map_err(|e| e.to_string())?;
-        let limits = Limits { wall_seconds: 20.0, cpu_seconds: 20, memory_mib: 1024, output_bytes: 1 << 20, ..Limits::default() };
-        let spec = RunSpec { interpreter: self.interpreter.clone(), script, input: Some(input), args: vec![], workdir: dir, limits };
-        let backend = self.backends.get(self.interpreter.default_backend).map_err(|e| e.to_string())?;
+        let limits = Limits {
+            wall_seconds: 20.0,
+            cpu_seconds: 20,
+            memory_mib: 1024,
+            output_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let spec = RunSpec {
+            interpreter: self.interpreter.clone(),
+            script,
+            input: Some(input),
+            args: vec![],
+            workdir: dir,
+            limits,
+        };
+        let backend = self
+            .backends
+            .get(self.interpreter.default_backend)
+            .map_err(|e| e.to_string())?;
         let sink = Arc::new(Collect::default());
-        let report = backend.run(spec, sink.clone(), CancellationToken::new()).await.map_err(|e| e.to_string())?;
+        let report = backend
+            .run(spec, sink.clone(), CancellationToken::new())
+            .await
+            .map_err(|e| e.to_string())?;
         if report.outcome.success() {
             Ok(sink.text(Stream::Stdout).trim().to_string())
         } else {
             let err = sink.text(Stream::Stderr);
-            Err(err.lines().last().unwrap_or(&report.outcome.message()).to_string())
+            Err(err
+                .lines()
+                .last()
+                .unwrap_or(&report.outcome.message())
+                .to_string())
         }
     }
 }
 
 fn valid_dotted(s: &str) -> bool {
-    !s.is_empty() && s.len() < 200 && s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+    !s.is_empty()
+        && s.len() < 200
+        && s.split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
 }
 
 /// Lists or reads inside `root` only: no absolute paths, no `..`, no links out.
 fn files(root: &Path, op: &str, rel: &str) -> Result<String, String> {
     let rel = Path::new(rel);
-    if !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if !rel
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err("paths are relative to the data directory, without `..`".into());
     }
-    let root = std::fs::canonicalize(root).map_err(|e| format!("the data directory is missing: {e}"))?;
-    let path = std::fs::canonicalize(root.join(rel)).map_err(|_| format!("{} does not exist", rel.display()))?;
+    let root =
+        std::fs::canonicalize(root).map_err(|e| format!("the data directory is missing: {e}"))?;
+    let path = std::fs::canonicalize(root.join(rel))
+        .map_err(|_| format!("{} does not exist", rel.display()))?;
     if !path.starts_with(&root) {
         return Err("that path leads outside the data directory".into());
     }
@@ -178,7 +232,11 @@ fn files(root: &Path, op: &str, rel: &str) -> Result<String, String> {
             .flatten()
             .map(|e| {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if e.path().is_dir() { format!("{n}/") } else { n }
+                if e.path().is_dir() {
+                    format!("{n}/")
+                } else {
+                    n
+                }
             })
             .collect();
         names.sort();
@@ -186,7 +244,10 @@ fn files(root: &Path, op: &str, rel: &str) -> Result<String, String> {
     } else {
         let meta = std::fs::metadata(&path).map_err(|e| e.to_string())?;
         if meta.len() > 64 * 1024 {
-            return Err(format!("the file is {} bytes; at most 65536 are read", meta.len()));
+            return Err(format!(
+                "the file is {} bytes; at most 65536 are read",
+                meta.len()
+            ));
         }
         let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
         String::from_utf8(bytes).map_err(|_| "not a text file".to_string())
@@ -196,7 +257,12 @@ fn files(root: &Path, op: &str, rel: &str) -> Result<String, String> {
 fn rand_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.finish()
 }
 
@@ -219,12 +285,17 @@ mod tests {
         std::fs::write(d.path().join("data/a.csv"), "x,y\n").unwrap();
         std::fs::write(d.path().join("secret.txt"), "no").unwrap();
         #[cfg(unix)]
-        std::os::unix::fs::symlink(d.path().join("secret.txt"), d.path().join("data/link")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret.txt"), d.path().join("data/link"))
+            .unwrap();
         let root = d.path().join("data");
         assert_eq!(files(&root, "read_file", "a.csv").unwrap(), "x,y\n");
         assert!(files(&root, "read_file", "../secret.txt").is_err());
         assert!(files(&root, "read_file", "/etc/passwd").is_err());
-        assert!(files(&root, "read_file", "link").unwrap_err().contains("outside"));
+        assert!(
+            files(&root, "read_file", "link")
+                .unwrap_err()
+                .contains("outside")
+        );
         assert!(files(&root, "list_files", "").unwrap().contains("a.csv"));
     }
 }

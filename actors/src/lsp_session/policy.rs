@@ -128,7 +128,13 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(read_only: bool, root_uri: String, settings: Value) -> Policy {
-        Policy { read_only, root_uri, settings, initialized: false, forwarded: HashMap::new() }
+        Policy {
+            read_only,
+            root_uri,
+            settings,
+            initialized: false,
+            forwarded: HashMap::new(),
+        }
     }
 
     pub fn settings(&self) -> &Value {
@@ -139,7 +145,13 @@ impl Policy {
     pub fn from_client(&mut self, text: &str) -> FromClient {
         let message: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => return FromClient::Reply(error(&Value::Null, -32700, &format!("not JSON ({e}); send one JSON-RPC message per text frame"))),
+            Err(e) => {
+                return FromClient::Reply(error(
+                    &Value::Null,
+                    -32700,
+                    &format!("not JSON ({e}); send one JSON-RPC message per text frame"),
+                ));
+            }
         };
         let Value::Object(mut message) = message else {
             return FromClient::Reply(error(
@@ -150,7 +162,11 @@ impl Policy {
         };
         let id = message.remove("id");
         let params = message.remove("params").unwrap_or(Value::Null);
-        let Some(method) = message.get("method").and_then(Value::as_str).map(str::to_string) else {
+        let Some(method) = message
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             return self.client_response(id, message);
         };
         let refuse = |why: String| match &id {
@@ -162,7 +178,9 @@ impl Policy {
                 Some(id) => FromClient::Reply(error(
                     id,
                     METHOD_NOT_FOUND,
-                    &format!("`{method}` is not allowed through the bridge; the allowed methods are listed in docs/security.md"),
+                    &format!(
+                        "`{method}` is not allowed through the bridge; the allowed methods are listed in docs/security.md"
+                    ),
                 )),
                 None => FromClient::Drop(format!("`{method}` is not allowed through the bridge")),
             };
@@ -172,13 +190,19 @@ impl Policy {
         }
         let params = if method == "initialize" {
             if self.initialized {
-                return refuse("the session is already initialized; open a new connection to start again".into());
+                return refuse(
+                    "the session is already initialized; open a new connection to start again"
+                        .into(),
+                );
             }
             self.initialized = true;
             self.initialize_params(&params)
         } else {
             if let Err(uri) = self.check_uris(&params) {
-                let why = format!("`{}` is outside the session workspace; open documents under the session's rootUri", shorten(&uri));
+                let why = format!(
+                    "`{}` is outside the session workspace; open documents under the session's rootUri",
+                    shorten(&uri)
+                );
                 return match &id {
                     Some(id) => FromClient::Reply(error(id, INVALID_PARAMS, &why)),
                     None => FromClient::Drop(why),
@@ -190,7 +214,11 @@ impl Policy {
         out.insert("jsonrpc".into(), json!("2.0"));
         if let Some(id) = id {
             if !(id.is_string() || id.is_i64() || id.is_u64()) {
-                return FromClient::Reply(error(&Value::Null, INVALID_REQUEST, "a request id must be a number or a string"));
+                return FromClient::Reply(error(
+                    &Value::Null,
+                    INVALID_REQUEST,
+                    "a request id must be a number or a string",
+                ));
             }
             out.insert("id".into(), id);
         }
@@ -198,16 +226,25 @@ impl Policy {
         if !params.is_null() {
             out.insert("params".into(), params);
         }
-        FromClient::Forward { body: Value::Object(out).to_string(), then_configure: method == "initialized" }
+        FromClient::Forward {
+            body: Value::Object(out).to_string(),
+            then_configure: method == "initialized",
+        }
     }
 
     /// A client response passes only to a request the bridge forwarded, once.
     fn client_response(&mut self, id: Option<Value>, message: Map<String, Value>) -> FromClient {
         let Some(id) = id else {
-            return FromClient::Reply(error(&Value::Null, INVALID_REQUEST, "a message needs a `method` (or an `id` when it answers a server request)"));
+            return FromClient::Reply(error(
+                &Value::Null,
+                INVALID_REQUEST,
+                "a message needs a `method` (or an `id` when it answers a server request)",
+            ));
         };
         let Some(method) = self.forwarded.remove(&id.to_string()) else {
-            return FromClient::Drop(format!("a response to {id}, which the server did not ask the client"));
+            return FromClient::Drop(format!(
+                "a response to {id}, which the server did not ask the client"
+            ));
         };
         let mut out = Map::new();
         out.insert("jsonrpc".into(), json!("2.0"));
@@ -218,27 +255,47 @@ impl Policy {
             _ => out.insert("result".into(), Value::Null),
         };
         tracing::trace!(%method, "client answered a server request");
-        FromClient::Forward { body: Value::Object(out).to_string(), then_configure: false }
+        FromClient::Forward {
+            body: Value::Object(out).to_string(),
+            then_configure: false,
+        }
     }
 
     /// `initialize` as the server gets it: the session's root and folder, the server's
     /// own settings as initializationOptions, the client's capabilities, nothing else.
     fn initialize_params(&self, given: &Value) -> Value {
-        let root_path = self.root_uri.strip_prefix("file://").map(percent_decode).unwrap_or_default();
+        let root_path = self
+            .root_uri
+            .strip_prefix("file://")
+            .map(percent_decode)
+            .unwrap_or_default();
         let mut p = Map::new();
         p.insert("processId".into(), Value::Null);
         p.insert("rootUri".into(), json!(self.root_uri));
         p.insert("rootPath".into(), json!(root_path));
-        p.insert("workspaceFolders".into(), json!([{ "uri": self.root_uri, "name": "scripts" }]));
+        p.insert(
+            "workspaceFolders".into(),
+            json!([{ "uri": self.root_uri, "name": "scripts" }]),
+        );
         p.insert("initializationOptions".into(), self.settings.clone());
-        let capabilities = given.get("capabilities").filter(|c| c.is_object()).cloned().unwrap_or_else(|| json!({}));
+        let capabilities = given
+            .get("capabilities")
+            .filter(|c| c.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         p.insert("capabilities".into(), capabilities);
         if let Some(info) = given.get("clientInfo").and_then(Value::as_object) {
-            let keep: Map<String, Value> =
-                info.iter().filter(|(k, v)| matches!(k.as_str(), "name" | "version") && v.is_string()).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let keep: Map<String, Value> = info
+                .iter()
+                .filter(|(k, v)| matches!(k.as_str(), "name" | "version") && v.is_string())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             p.insert("clientInfo".into(), Value::Object(keep));
         }
-        if let Some(locale) = given.get("locale").filter(|l| l.as_str().is_some_and(|s| s.len() < 32)) {
+        if let Some(locale) = given
+            .get("locale")
+            .filter(|l| l.as_str().is_some_and(|s| s.len() < 32))
+        {
             p.insert("locale".into(), locale.clone());
         }
         Value::Object(p)
@@ -271,7 +328,10 @@ impl Policy {
     /// Is `uri` a `file:` URI below the session root, with no `.`/`..` segment, no
     /// encoded separator, query or fragment?
     pub fn inside(&self, uri: &str) -> bool {
-        let Some(rest) = uri.strip_prefix(self.root_uri.as_str()).and_then(|r| r.strip_prefix('/')) else {
+        let Some(rest) = uri
+            .strip_prefix(self.root_uri.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        else {
             return false;
         };
         if rest.is_empty() || rest.contains(['?', '#', '\\']) {
@@ -294,15 +354,34 @@ impl Policy {
             params: Option<Value>,
         }
         // A response or notification passes as it is; skipping its members is cheap.
-        let Ok(head) = serde_json::from_str::<Head>(text) else { return FromServer::Forward };
-        let (Some(method), Some(id)) = (head.method, head.id) else { return FromServer::Forward };
-        let answer = |result: Value| FromServer::Answer(json!({ "jsonrpc": "2.0", "id": id, "result": result }).to_string());
+        let Ok(head) = serde_json::from_str::<Head>(text) else {
+            return FromServer::Forward;
+        };
+        let (Some(method), Some(id)) = (head.method, head.id) else {
+            return FromServer::Forward;
+        };
+        let answer = |result: Value| {
+            FromServer::Answer(json!({ "jsonrpc": "2.0", "id": id, "result": result }).to_string())
+        };
         match method.as_ref() {
             "workspace/configuration" => {
-                let items = head.params.as_ref().and_then(|p| p.get("items")).and_then(Value::as_array).cloned().unwrap_or_default();
-                answer(Value::Array(items.iter().map(|i| self.section(i.get("section").and_then(Value::as_str))).collect()))
+                let items = head
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("items"))
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                answer(Value::Array(
+                    items
+                        .iter()
+                        .map(|i| self.section(i.get("section").and_then(Value::as_str)))
+                        .collect(),
+                ))
             }
-            "workspace/workspaceFolders" => answer(json!([{ "uri": self.root_uri, "name": "scripts" }])),
+            "workspace/workspaceFolders" => {
+                answer(json!([{ "uri": self.root_uri, "name": "scripts" }]))
+            }
             "workspace/applyEdit" if self.read_only => {
                 answer(json!({ "applied": false, "failureReason": "viewers cannot change code" }))
             }
@@ -310,14 +389,24 @@ impl Policy {
                 self.forwarded.insert(id.to_string(), m.to_string());
                 FromServer::Forward
             }
-            m => FromServer::Answer(error(&id, METHOD_NOT_FOUND, &format!("this client does not support `{m}`"))),
+            m => FromServer::Answer(error(
+                &id,
+                METHOD_NOT_FOUND,
+                &format!("this client does not support `{m}`"),
+            )),
         }
     }
 
     /// The server's settings for `section` (dotted), or all of them.
     fn section(&self, section: Option<&str>) -> Value {
-        let Some(section) = section.filter(|s| !s.is_empty()) else { return self.settings.clone() };
-        section.split('.').try_fold(&self.settings, |v, key| v.get(key)).cloned().unwrap_or(Value::Null)
+        let Some(section) = section.filter(|s| !s.is_empty()) else {
+            return self.settings.clone();
+        };
+        section
+            .split('.')
+            .try_fold(&self.settings, |v, key| v.get(key))
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -338,7 +427,11 @@ fn error(id: &Value, code: i64, message: &str) -> String {
 }
 
 fn shorten(s: &str) -> String {
-    if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 120 {
+        format!("{}…", s.chars().take(120).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -346,7 +439,11 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
             let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
             out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
             i += 3;
@@ -365,7 +462,11 @@ mod tests {
     const ROOT: &str = "file:///data/lsp/abc";
 
     fn policy(read_only: bool) -> Policy {
-        Policy::new(read_only, ROOT.into(), json!({ "pylsp": { "plugins": { "jedi": { "environment": "/usr/bin/python3" } } } }))
+        Policy::new(
+            read_only,
+            ROOT.into(),
+            json!({ "pylsp": { "plugins": { "jedi": { "environment": "/usr/bin/python3" } } } }),
+        )
     }
 
     fn forwarded(v: FromClient) -> Value {
@@ -377,7 +478,10 @@ mod tests {
 
     fn reply(v: FromClient) -> String {
         match v {
-            FromClient::Reply(t) => serde_json::from_str::<Value>(&t).unwrap()["error"]["message"].as_str().unwrap().to_string(),
+            FromClient::Reply(t) => serde_json::from_str::<Value>(&t).unwrap()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .to_string(),
             other => panic!("no reply: {other:?}"),
         }
     }
@@ -395,7 +499,10 @@ mod tests {
         assert_eq!(params["rootPath"], "/data/lsp/abc");
         assert_eq!(params["workspaceFolders"][0]["uri"], ROOT);
         assert_eq!(params["processId"], Value::Null);
-        assert_eq!(params["initializationOptions"]["pylsp"]["plugins"]["jedi"]["environment"], "/usr/bin/python3");
+        assert_eq!(
+            params["initializationOptions"]["pylsp"]["plugins"]["jedi"]["environment"],
+            "/usr/bin/python3"
+        );
         assert_eq!(params["capabilities"]["workspace"]["configuration"], true);
         assert!(params.get("evil").is_none() && params.get("trace").is_none());
         // Only once.
@@ -408,8 +515,14 @@ mod tests {
         let req = json!({ "jsonrpc": "2.0", "id": 3, "method": "workspace/executeCommand", "params": { "command": "x" } });
         assert!(reply(p.from_client(&req.to_string())).contains("not allowed"));
         let note = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": { "settings": {} } });
-        assert!(matches!(p.from_client(&note.to_string()), FromClient::Drop(_)));
-        assert!(reply(p.from_client("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"shutdown\"}]")).contains("one JSON-RPC object"));
+        assert!(matches!(
+            p.from_client(&note.to_string()),
+            FromClient::Drop(_)
+        ));
+        assert!(
+            reply(p.from_client("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"shutdown\"}]"))
+                .contains("one JSON-RPC object")
+        );
         assert!(reply(p.from_client("{not json")).contains("not JSON"));
     }
 
@@ -428,13 +541,18 @@ mod tests {
         let mut p = policy(true);
         for m in EDITING {
             let req = json!({ "jsonrpc": "2.0", "id": 1, "method": m, "params": { "textDocument": { "uri": format!("{ROOT}/a.py") } } });
-            assert!(reply(p.from_client(&req.to_string())).contains("viewers cannot change code"), "{m}");
+            assert!(
+                reply(p.from_client(&req.to_string())).contains("viewers cannot change code"),
+                "{m}"
+            );
         }
         let req = json!({ "jsonrpc": "2.0", "id": 1, "method": "textDocument/hover", "params": { "textDocument": { "uri": format!("{ROOT}/a.py") } } });
         forwarded(p.from_client(&req.to_string()));
         // A server's applyEdit never reaches a viewer.
         let edit = json!({ "jsonrpc": "2.0", "id": 5, "method": "workspace/applyEdit", "params": { "edit": {} } });
-        assert!(matches!(p.from_server(&edit.to_string()), FromServer::Answer(a) if a.contains("\"applied\":false")));
+        assert!(
+            matches!(p.from_server(&edit.to_string()), FromServer::Answer(a) if a.contains("\"applied\":false"))
+        );
     }
 
     #[test]
@@ -459,7 +577,9 @@ mod tests {
         }
         let mut p = policy(false);
         let note = json!({ "jsonrpc": "2.0", "method": "textDocument/didOpen", "params": { "textDocument": { "uri": "file:///etc/shadow", "text": "" } } });
-        assert!(matches!(p.from_client(&note.to_string()), FromClient::Drop(w) if w.contains("outside")));
+        assert!(
+            matches!(p.from_client(&note.to_string()), FromClient::Drop(w) if w.contains("outside"))
+        );
         let req = json!({ "jsonrpc": "2.0", "id": 2, "method": "textDocument/references", "params": { "textDocument": { "uri": format!("{ROOT}/a.py") }, "context": { "includeDeclaration": true }, "item": { "data": { "doc_uri": "file:///etc/shadow" } } } });
         assert!(reply(p.from_client(&req.to_string())).contains("outside the session workspace"));
         // Text that merely looks like a URI is not one.
@@ -473,26 +593,50 @@ mod tests {
     fn the_bridge_answers_configuration_and_passes_only_expected_responses() {
         let mut p = policy(false);
         let req = json!({ "jsonrpc": "2.0", "id": 9, "method": "workspace/configuration", "params": { "items": [{ "section": "pylsp.plugins.jedi" }, { "section": "nope" }, {}] } });
-        let FromServer::Answer(a) = p.from_server(&req.to_string()) else { panic!() };
+        let FromServer::Answer(a) = p.from_server(&req.to_string()) else {
+            panic!()
+        };
         let a: Value = serde_json::from_str(&a).unwrap();
         assert_eq!(a["id"], 9);
         assert_eq!(a["result"][0]["environment"], "/usr/bin/python3");
         assert_eq!(a["result"][1], Value::Null);
-        assert_eq!(a["result"][2]["pylsp"]["plugins"]["jedi"]["environment"], "/usr/bin/python3");
+        assert_eq!(
+            a["result"][2]["pylsp"]["plugins"]["jedi"]["environment"],
+            "/usr/bin/python3"
+        );
         // A client cannot answer for it.
         let fake = json!({ "jsonrpc": "2.0", "id": 9, "result": [{ "environment": "/bin/bash" }] });
-        assert!(matches!(p.from_client(&fake.to_string()), FromClient::Drop(_)));
+        assert!(matches!(
+            p.from_client(&fake.to_string()),
+            FromClient::Drop(_)
+        ));
         // A forwarded request gets exactly one answer through.
         let reg = json!({ "jsonrpc": "2.0", "id": "r1", "method": "client/registerCapability", "params": { "registrations": [] } });
         assert_eq!(p.from_server(&reg.to_string()), FromServer::Forward);
         let ok = json!({ "jsonrpc": "2.0", "id": "r1", "result": null, "method2": "x" });
-        assert_eq!(forwarded(p.from_client(&ok.to_string())), json!({ "jsonrpc": "2.0", "id": "r1", "result": null }));
-        assert!(matches!(p.from_client(&ok.to_string()), FromClient::Drop(_)));
+        assert_eq!(
+            forwarded(p.from_client(&ok.to_string())),
+            json!({ "jsonrpc": "2.0", "id": "r1", "result": null })
+        );
+        assert!(matches!(
+            p.from_client(&ok.to_string()),
+            FromClient::Drop(_)
+        ));
         // Anything else the server asks is declined by the bridge.
         let other = json!({ "jsonrpc": "2.0", "id": 4, "method": "window/showDocument", "params": { "uri": "https://x", "external": true } });
-        assert!(matches!(p.from_server(&other.to_string()), FromServer::Answer(a) if a.contains("does not support")));
+        assert!(
+            matches!(p.from_server(&other.to_string()), FromServer::Answer(a) if a.contains("does not support"))
+        );
         // Responses and notifications pass untouched.
-        assert_eq!(p.from_server(r#"{"jsonrpc":"2.0","id":1,"result":{"items":[]}}"#), FromServer::Forward);
-        assert_eq!(p.from_server(r#"{"jsonrpc":"2.0","method":"textDocument/publishDiagnostics","params":{}}"#), FromServer::Forward);
+        assert_eq!(
+            p.from_server(r#"{"jsonrpc":"2.0","id":1,"result":{"items":[]}}"#),
+            FromServer::Forward
+        );
+        assert_eq!(
+            p.from_server(
+                r#"{"jsonrpc":"2.0","method":"textDocument/publishDiagnostics","params":{}}"#
+            ),
+            FromServer::Forward
+        );
     }
 }

@@ -2,5 +2,7 @@
 //! binary runs the same function as `scriptorium __wasi-host`).
 
 fn main() {
-    std::process::exit(scriptorium_sandbox::wasi::host::host_main(std::env::args_os().skip(1)));
+    std::process::exit(scriptorium_sandbox::wasi::host::host_main(
+        std::env::args_os().skip(1),
+    ));
 }

@@ -61,7 +61,10 @@ pub(super) fn parse_mountinfo(text: &str) -> Vec<Mount> {
                 fstype: fstype.to_string(),
                 root: PathBuf::from(unescape(left.get(3)?)),
                 mountpoint: PathBuf::from(unescape(left.get(4)?)),
-                options: right.get(2).map(|o| o.split(',').map(String::from).collect()).unwrap_or_default(),
+                options: right
+                    .get(2)
+                    .map(|o| o.split(',').map(String::from).collect())
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -73,7 +76,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -93,7 +99,11 @@ pub(super) fn parse_self_cgroup(text: &str) -> Vec<(Vec<String>, PathBuf)> {
             let _id = parts.next()?;
             let controllers = parts.next()?;
             let path = parts.next()?;
-            let controllers = controllers.split(',').filter(|c| !c.is_empty()).map(String::from).collect();
+            let controllers = controllers
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect();
             Some((controllers, PathBuf::from(path)))
         })
         .collect()
@@ -101,41 +111,67 @@ pub(super) fn parse_self_cgroup(text: &str) -> Vec<(Vec<String>, PathBuf)> {
 
 /// Where a cgroup `path` of a hierarchy lies on disk, through that hierarchy's mount.
 fn resolve(mount: &Mount, path: &Path) -> PathBuf {
-    let rel = path.strip_prefix(&mount.root).or_else(|_| path.strip_prefix("/")).unwrap_or(path);
+    let rel = path
+        .strip_prefix(&mount.root)
+        .or_else(|_| path.strip_prefix("/"))
+        .unwrap_or(path);
     mount.mountpoint.join(rel)
 }
 
 /// The hierarchies runs are put in: the server's own cgroup in each.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Layout {
-    V2 { own: PathBuf },
-    V1 { memory: PathBuf, pids: Option<PathBuf> },
+    V2 {
+        own: PathBuf,
+    },
+    V1 {
+        memory: PathBuf,
+        pids: Option<PathBuf>,
+    },
 }
 
 /// Picks the layout: v2 when the server's v2 cgroup offers `memory` and `pids`, else the
 /// v1 `memory` (and `pids`) hierarchies. `controllers` reads a v2 directory's
 /// `cgroup.controllers`.
-pub(super) fn find_layout(mountinfo: &str, self_cgroup: &str, controllers: impl Fn(&Path) -> Option<String>) -> Result<Layout, String> {
+pub(super) fn find_layout(
+    mountinfo: &str,
+    self_cgroup: &str,
+    controllers: impl Fn(&Path) -> Option<String>,
+) -> Result<Layout, String> {
     let mounts = parse_mountinfo(mountinfo);
     let own = parse_self_cgroup(self_cgroup);
     let mut v2_problem = None;
-    if let (Some(m), Some((_, path))) = (mounts.iter().find(|m| m.fstype == "cgroup2"), own.iter().find(|(c, _)| c.is_empty())) {
+    if let (Some(m), Some((_, path))) = (
+        mounts.iter().find(|m| m.fstype == "cgroup2"),
+        own.iter().find(|(c, _)| c.is_empty()),
+    ) {
         let dir = resolve(m, path);
         let offered = controllers(&dir).unwrap_or_default();
         let offered: Vec<&str> = offered.split_whitespace().collect();
         if offered.contains(&"memory") && offered.contains(&"pids") {
             return Ok(Layout::V2 { own: dir });
         }
-        v2_problem = Some(format!("the v2 cgroup {} offers no memory and pids controllers ({})", dir.display(), offered.join(" ")));
+        v2_problem = Some(format!(
+            "the v2 cgroup {} offers no memory and pids controllers ({})",
+            dir.display(),
+            offered.join(" ")
+        ));
     }
     let v1 = |name: &str| -> Option<PathBuf> {
-        let m = mounts.iter().find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == name))?;
+        let m = mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == name))?;
         let (_, path) = own.iter().find(|(c, _)| c.iter().any(|c| c == name))?;
         Some(resolve(m, path))
     };
     match v1("memory") {
-        Some(memory) => Ok(Layout::V1 { memory, pids: v1("pids") }),
-        None => Err(v2_problem.unwrap_or_else(|| "no memory cgroup controller is mounted (neither v2 nor v1)".into())),
+        Some(memory) => Ok(Layout::V1 {
+            memory,
+            pids: v1("pids"),
+        }),
+        None => Err(v2_problem.unwrap_or_else(|| {
+            "no memory cgroup controller is mounted (neither v2 nor v1)".into()
+        })),
     }
 }
 
@@ -152,9 +188,13 @@ impl Cgroups {
     /// Finds the layout and makes the runs' parent directories (enabling the v2
     /// controllers on the way). The error says why runs get no cgroup.
     pub(super) fn probe() -> Result<Cgroups, String> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        let layout = find_layout(&mountinfo, &own, |d| std::fs::read_to_string(d.join("cgroup.controllers")).ok())?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let layout = find_layout(&mountinfo, &own, |d| {
+            std::fs::read_to_string(d.join("cgroup.controllers")).ok()
+        })?;
         match &layout {
             Layout::V2 { own } => prepare_v2(own)?,
             Layout::V1 { memory, pids } => {
@@ -171,10 +211,23 @@ impl Cgroups {
 
     /// A fresh cgroup for one run with its limits written.
     pub(super) fn create(&self, limits: &crate::Limits) -> Result<RunCgroup, String> {
-        let name = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024).to_string();
-        let pids_max = limits.processes.saturating_add(SANDBOX_PROCESSES).to_string();
-        let mut run = RunCgroup { version: 2, dirs: Vec::new(), memory: PathBuf::new(), pids: None, swap: false };
+        let pids_max = limits
+            .processes
+            .saturating_add(SANDBOX_PROCESSES)
+            .to_string();
+        let mut run = RunCgroup {
+            version: 2,
+            dirs: Vec::new(),
+            memory: PathBuf::new(),
+            pids: None,
+            swap: false,
+        };
         match &self.layout {
             Layout::V2 { own } => {
                 let dir = own.join(RUNS_DIR).join(&name);
@@ -218,7 +271,10 @@ impl Cgroups {
 fn runs_parents(layout: &Layout) -> Vec<PathBuf> {
     match layout {
         Layout::V2 { own } => vec![own.join(RUNS_DIR)],
-        Layout::V1 { memory, pids } => std::iter::once(memory).chain(pids).map(|d| d.join(RUNS_DIR)).collect(),
+        Layout::V1 { memory, pids } => std::iter::once(memory)
+            .chain(pids)
+            .map(|d| d.join(RUNS_DIR))
+            .collect(),
     }
 }
 
@@ -227,7 +283,10 @@ fn prepare_v2(own: &Path) -> Result<(), String> {
     const ENABLE: &str = "+memory +pids";
     if let Err(e) = std::fs::write(own.join("cgroup.subtree_control"), ENABLE) {
         if e.raw_os_error() != Some(libc::EBUSY) {
-            return Err(format!("cannot enable the memory and pids controllers in {}: {e}", own.display()));
+            return Err(format!(
+                "cannot enable the memory and pids controllers in {}: {e}",
+                own.display()
+            ));
         }
         // Processes in `own` (this server): move it into a leaf of its own.
         let leaf = own.join(SERVER_LEAF);
@@ -257,17 +316,26 @@ fn make_fresh_dir(dir: &Path) -> Result<(), String> {
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
-    std::fs::write(dir.join(file), value).map_err(|e| format!("cannot write `{value}` to {}: {e}", dir.join(file).display()))
+    std::fs::write(dir.join(file), value).map_err(|e| {
+        format!(
+            "cannot write `{value}` to {}: {e}",
+            dir.join(file).display()
+        )
+    })
 }
 
 /// Removes run cgroups that servers no longer running left behind.
 fn sweep(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let pid: Option<i32> = name.split('-').next().and_then(|p| p.parse().ok());
         // SAFETY: kill with signal 0 only asks whether the process exists.
-        if pid.is_some_and(|pid| pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } != 0) {
+        if pid.is_some_and(|pid| {
+            pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } != 0
+        }) {
             let _ = std::fs::remove_dir(e.path());
         }
     }
@@ -287,22 +355,37 @@ pub(super) struct RunCgroup {
 impl RunCgroup {
     /// The `cgroup.procs` files the sandbox's first process writes itself into.
     pub(super) fn procs_files(&self) -> Vec<CString> {
-        self.dirs.iter().map(|d| super::child::cpath(&d.join("cgroup.procs"))).collect()
+        self.dirs
+            .iter()
+            .map(|d| super::child::cpath(&d.join("cgroup.procs")))
+            .collect()
     }
 
     pub(super) fn protection(&self) -> CgroupProtection {
-        CgroupProtection { version: self.version, memory: true, swap: self.swap, pids: self.pids.is_some() }
+        CgroupProtection {
+            version: self.version,
+            memory: true,
+            swap: self.swap,
+            pids: self.pids.is_some(),
+        }
     }
 
     /// How many processes the memory cgroup's OOM killer ended.
     pub(super) fn oom_kills(&self) -> u64 {
-        let file = if self.version == 2 { "memory.events" } else { "memory.oom_control" };
+        let file = if self.version == 2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
         counter(&self.memory.join(file), "oom_kill")
     }
 
     /// How many times a fork was refused at `pids.max`.
     pub(super) fn pids_refused(&self) -> u64 {
-        self.pids.as_ref().map(|d| counter(&d.join("pids.events"), "max")).unwrap_or(0)
+        self.pids
+            .as_ref()
+            .map(|d| counter(&d.join("pids.events"), "max"))
+            .unwrap_or(0)
     }
 }
 
@@ -313,14 +396,18 @@ fn counter(path: &Path, key: &str) -> u64 {
 }
 
 pub(super) fn parse_counter(text: &str, key: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for RunCgroup {
     fn drop(&mut self) {
         let dirs = std::mem::take(&mut self.dirs);
         let v2 = self.version == 2;
-        let _ = std::thread::Builder::new().name("cgroup-remove".into()).spawn(move || remove(&dirs, v2));
+        let _ = std::thread::Builder::new()
+            .name("cgroup-remove".into())
+            .spawn(move || remove(&dirs, v2));
     }
 }
 
@@ -333,7 +420,10 @@ fn remove(dirs: &[PathBuf], v2: bool) {
         }
     }
     for _ in 0..200 {
-        let left: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists() && std::fs::remove_dir(d).is_err()).collect();
+        let left: Vec<&PathBuf> = dirs
+            .iter()
+            .filter(|d| d.exists() && std::fs::remove_dir(d).is_err())
+            .collect();
         if left.is_empty() {
             return;
         }
@@ -370,7 +460,8 @@ mod tests {
 
     #[test]
     fn hybrid_uses_the_v1_memory_and_pids_hierarchies_at_the_servers_own_cgroup() {
-        let layout = find_layout(HYBRID_MOUNTINFO, HYBRID_CGROUP, |_| Some("hugetlb".into())).unwrap();
+        let layout =
+            find_layout(HYBRID_MOUNTINFO, HYBRID_CGROUP, |_| Some("hugetlb".into())).unwrap();
         assert_eq!(
             layout,
             Layout::V1 {
@@ -388,14 +479,27 @@ mod tests {
             Some("cpuset cpu io memory hugetlb pids rdma misc\n".into())
         })
         .unwrap();
-        assert_eq!(layout, Layout::V2 { own: "/sys/fs/cgroup/system.slice/scriptorium.service".into() });
-        assert_eq!(seen.into_inner(), [PathBuf::from("/sys/fs/cgroup/system.slice/scriptorium.service")]);
+        assert_eq!(
+            layout,
+            Layout::V2 {
+                own: "/sys/fs/cgroup/system.slice/scriptorium.service".into()
+            }
+        );
+        assert_eq!(
+            seen.into_inner(),
+            [PathBuf::from(
+                "/sys/fs/cgroup/system.slice/scriptorium.service"
+            )]
+        );
     }
 
     #[test]
     fn v2_without_the_controllers_and_no_v1_says_why() {
         let err = find_layout(V2_MOUNTINFO, V2_CGROUP, |_| Some("cpu io".into())).unwrap_err();
-        assert!(err.contains("no memory and pids controllers") && err.contains("scriptorium.service"), "{err}");
+        assert!(
+            err.contains("no memory and pids controllers") && err.contains("scriptorium.service"),
+            "{err}"
+        );
         let err = find_layout("", "", |_| None).unwrap_err();
         assert!(err.contains("no memory cgroup controller"), "{err}");
     }
@@ -403,11 +507,15 @@ mod tests {
     #[test]
     fn a_bind_mounted_hierarchy_resolves_below_its_root() {
         // A container without a cgroup namespace: the host's /docker/abc is mounted.
-        let mi = "50 40 0:32 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n";
+        let mi =
+            "50 40 0:32 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n";
         let cg = "4:memory:/docker/abc/inner\n";
         assert_eq!(
             find_layout(mi, cg, |_| None).unwrap(),
-            Layout::V1 { memory: "/sys/fs/cgroup/memory/inner".into(), pids: None }
+            Layout::V1 {
+                memory: "/sys/fs/cgroup/memory/inner".into(),
+                pids: None
+            }
         );
     }
 
@@ -417,13 +525,28 @@ mod tests {
         let m = parse_mountinfo(mi);
         assert_eq!(m[0].mountpoint, PathBuf::from("/sys/fs/cgroup/with space"));
         assert_eq!(m[0].options, ["rw", "cpu", "cpuacct"]);
-        assert_eq!(parse_self_cgroup("1:cpu,cpuacct:/a:b\n"), [(vec!["cpu".to_string(), "cpuacct".to_string()], PathBuf::from("/a:b"))]);
+        assert_eq!(
+            parse_self_cgroup("1:cpu,cpuacct:/a:b\n"),
+            [(
+                vec!["cpu".to_string(), "cpuacct".to_string()],
+                PathBuf::from("/a:b")
+            )]
+        );
     }
 
     #[test]
     fn counters_are_read_by_key() {
-        assert_eq!(parse_counter("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"), 3);
-        assert_eq!(parse_counter("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n", "max"), 12);
+        assert_eq!(
+            parse_counter("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            3
+        );
+        assert_eq!(
+            parse_counter(
+                "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
+                "max"
+            ),
+            12
+        );
         assert_eq!(parse_counter("max 0\n", "oom_kill"), 0);
     }
 }

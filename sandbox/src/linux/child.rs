@@ -178,9 +178,19 @@ fn close_except(keep: &[RawFd]) {
 }
 
 fn write_id_maps(plan: &Plan) {
-    write_file(plan, SELF_UID_MAP, plan.uid_map.as_bytes(), b"write uid_map");
+    write_file(
+        plan,
+        SELF_UID_MAP,
+        plan.uid_map.as_bytes(),
+        b"write uid_map",
+    );
     write_file(plan, SELF_SETGROUPS, DENY, b"write setgroups");
-    write_file(plan, SELF_GID_MAP, plan.gid_map.as_bytes(), b"write gid_map");
+    write_file(
+        plan,
+        SELF_GID_MAP,
+        plan.gid_map.as_bytes(),
+        b"write gid_map",
+    );
 }
 
 /// The `pre_exec` hook. Returns only in the worker, which std then execs.
@@ -196,11 +206,23 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         }
         for procs in &plan.cgroup_procs {
             // "0": the writing process itself.
-            write_file(plan, procs.as_bytes_with_nul(), b"0", b"join the run's cgroup");
+            write_file(
+                plan,
+                procs.as_bytes_with_nul(),
+                b"0",
+                b"join the run's cgroup",
+            );
         }
-        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-        let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        let mut flags = libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS;
         if !plan.switch_user {
             // Not root: a user namespace is what makes the others possible.
             flags |= libc::CLONE_NEWUSER;
@@ -214,18 +236,32 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         check(
             plan,
-            libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()),
+            libc::mount(
+                std::ptr::null(),
+                c(SLASH),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ),
             b"make mounts private",
         );
         build_root(plan);
         libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len());
 
         let mut status_pipe = [0 as RawFd; 2];
-        check(plan, libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC), b"status pipe");
+        check(
+            plan,
+            libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC),
+            b"status pipe",
+        );
         // Init's parent is outside its pid namespace (getppid() says 0), so it learns
         // whether the intermediate still lives from this pipe's write end.
         let mut lifeline = [0 as RawFd; 2];
-        check(plan, libc::pipe2(lifeline.as_mut_ptr(), libc::O_CLOEXEC), b"lifeline pipe");
+        check(
+            plan,
+            libc::pipe2(lifeline.as_mut_ptr(), libc::O_CLOEXEC),
+            b"lifeline pipe",
+        );
         let init = libc::fork();
         check(plan, init, b"fork init");
         if init > 0 {
@@ -239,7 +275,11 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             while libc::waitpid(init, &mut st, 0) < 0 && errno() == libc::EINTR {}
             let mut raw = [0u8; 4];
             let got = libc::read(status_pipe[0], raw.as_mut_ptr().cast(), 4);
-            let st = if got == 4 { i32::from_ne_bytes(raw) } else { st };
+            let st = if got == 4 {
+                i32::from_ne_bytes(raw)
+            } else {
+                st
+            };
             if got != 4 && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SETUP_FAILED {
                 libc::_exit(SETUP_FAILED);
             }
@@ -253,13 +293,21 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
                 libc::kill(libc::getpid(), sig);
                 libc::_exit(128 + sig);
             }
-            libc::_exit(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 1 });
+            libc::_exit(if libc::WIFEXITED(st) {
+                libc::WEXITSTATUS(st)
+            } else {
+                1
+            });
         }
 
         // --- init (PID 1) ---
         libc::close(lifeline[1]);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        let mut pfd = libc::pollfd { fd: lifeline[0], events: 0, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: lifeline[0],
+            events: 0,
+            revents: 0,
+        };
         if libc::poll(&mut pfd, 1, 0) != 0 {
             // The intermediate died before PDEATHSIG was armed.
             libc::_exit(SETUP_FAILED);
@@ -301,34 +349,74 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
         }
         // Nothing the server had open reaches the script (stdio stays).
         close_except(&[plan.ruleset_fd, plan.report_w]);
-        check(plan, libc::chdir(plan.root.workdir.as_ptr()), b"enter the working directory");
+        check(
+            plan,
+            libc::chdir(plan.root.workdir.as_ptr()),
+            b"enter the working directory",
+        );
         if plan.switch_user {
-            check(plan, libc::setgroups(0, std::ptr::null()), b"drop supplementary groups");
-            check(plan, libc::setresgid(plan.gid, plan.gid, plan.gid), b"setgid to the sandbox group");
-            check(plan, libc::setresuid(plan.uid, plan.uid, plan.uid), b"setuid to the sandbox user");
+            check(
+                plan,
+                libc::setgroups(0, std::ptr::null()),
+                b"drop supplementary groups",
+            );
+            check(
+                plan,
+                libc::setresgid(plan.gid, plan.gid, plan.gid),
+                b"setgid to the sandbox group",
+            );
+            check(
+                plan,
+                libc::setresuid(plan.uid, plan.uid, plan.uid),
+                b"setuid to the sandbox user",
+            );
             // Changing credentials made us undumpable; our /proc files must be ours to
             // write the id maps.
             libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            check(plan, libc::unshare(libc::CLONE_NEWUSER), b"create the user namespace");
+            check(
+                plan,
+                libc::unshare(libc::CLONE_NEWUSER),
+                b"create the user namespace",
+            );
             write_id_maps(plan);
         }
         // A session keyring of its own: nothing of the server's keys is in reach.
-        check(plan, libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0) as libc::c_int, b"join a new session keyring");
+        check(
+            plan,
+            libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0) as libc::c_int,
+            b"join a new session keyring",
+        );
         for &(res, soft, hard) in &plan.rlimits {
-            let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
             check(plan, libc::setrlimit(res, &lim), b"setrlimit");
         }
-        check(plan, libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), b"set no_new_privs");
+        check(
+            plan,
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            b"set no_new_privs",
+        );
         if plan.ruleset_fd >= 0 {
             allow_proc(plan);
-            let r = libc::syscall(libc::SYS_landlock_restrict_self, plan.ruleset_fd, 0) as libc::c_int;
+            let r =
+                libc::syscall(libc::SYS_landlock_restrict_self, plan.ruleset_fd, 0) as libc::c_int;
             check(plan, r, b"landlock_restrict_self");
             libc::close(plan.ruleset_fd);
         }
         if let Some(filters) = &plan.seccomp {
             // Last: from here on the calls the script may make are fixed.
-            check(plan, super::seccomp::install(&filters.deny), b"install the seccomp filter");
-            check(plan, super::seccomp::install(&filters.clone3), b"install the clone3 filter");
+            check(
+                plan,
+                super::seccomp::install(&filters.deny),
+                b"install the seccomp filter",
+            );
+            check(
+                plan,
+                super::seccomp::install(&filters.clone3),
+                b"install the clone3 filter",
+            );
         }
         Ok(())
     }
@@ -347,15 +435,33 @@ unsafe fn allow_proc(plan: &Plan) {
         let fd = libc::open(c(PROC), libc::O_PATH | libc::O_CLOEXEC);
         check(plan, fd, b"open /proc for Landlock");
         // LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR
-        let attr = PathBeneathAttr { allowed_access: (1 << 2) | (1 << 3), parent_fd: fd };
-        let r = libc::syscall(libc::SYS_landlock_add_rule, plan.ruleset_fd, 1, &attr as *const PathBeneathAttr, 0) as libc::c_int;
+        let attr = PathBeneathAttr {
+            allowed_access: (1 << 2) | (1 << 3),
+            parent_fd: fd,
+        };
+        let r = libc::syscall(
+            libc::SYS_landlock_add_rule,
+            plan.ruleset_fd,
+            1,
+            &attr as *const PathBeneathAttr,
+            0,
+        ) as libc::c_int;
         check(plan, r, b"landlock_add_rule for /proc");
         libc::close(fd);
         // The fresh /tmp is the sandbox's own to use.
         let fd = libc::open(c(TMP), libc::O_PATH | libc::O_CLOEXEC);
         check(plan, fd, b"open /tmp for Landlock");
-        let attr = PathBeneathAttr { allowed_access: plan.tmp_access, parent_fd: fd };
-        let r = libc::syscall(libc::SYS_landlock_add_rule, plan.ruleset_fd, 1, &attr as *const PathBeneathAttr, 0) as libc::c_int;
+        let attr = PathBeneathAttr {
+            allowed_access: plan.tmp_access,
+            parent_fd: fd,
+        };
+        let r = libc::syscall(
+            libc::SYS_landlock_add_rule,
+            plan.ruleset_fd,
+            1,
+            &attr as *const PathBeneathAttr,
+            0,
+        ) as libc::c_int;
         check(plan, r, b"landlock_add_rule for /tmp");
         libc::close(fd);
     }
@@ -383,16 +489,43 @@ unsafe fn mkdir(plan: &Plan, path: *const libc::c_char, mode: libc::mode_t, step
     }
 }
 
-unsafe fn tmpfs(plan: &Plan, at: *const libc::c_char, flags: libc::c_ulong, options: *const libc::c_char, step: &[u8]) {
+unsafe fn tmpfs(
+    plan: &Plan,
+    at: *const libc::c_char,
+    flags: libc::c_ulong,
+    options: *const libc::c_char,
+    step: &[u8],
+) {
     // SAFETY: NUL-terminated strings owned by the caller or static.
-    check(plan, unsafe { libc::mount(c(TMPFS), at, c(TMPFS), flags, options.cast()) }, step);
+    check(
+        plan,
+        unsafe { libc::mount(c(TMPFS), at, c(TMPFS), flags, options.cast()) },
+        step,
+    );
 }
 
 /// Makes the mount at `path` read-only (its own flags only, not the mounts below it).
 unsafe fn read_only(plan: &Plan, path: *const libc::c_char, extra: libc::c_ulong, step: &[u8]) {
-    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | extra;
+    let flags = libc::MS_REMOUNT
+        | libc::MS_BIND
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | extra;
     // SAFETY: `path` is NUL-terminated.
-    check(plan, unsafe { libc::mount(std::ptr::null(), path, std::ptr::null(), flags, std::ptr::null()) }, step);
+    check(
+        plan,
+        unsafe {
+            libc::mount(
+                std::ptr::null(),
+                path,
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        },
+        step,
+    );
 }
 
 /// Binds host path `b.src` at `b.dst`, with everything mounted below it, read-only
@@ -401,20 +534,35 @@ unsafe fn bind(plan: &Plan, b: &super::rootfs::Bind) {
     unsafe {
         if !b.nested {
             if b.file {
-                let fd = libc::open(b.dst.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                let fd = libc::open(
+                    b.dst.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
                 check(plan, fd, b"create a mount point for a file");
                 libc::close(fd);
             } else {
                 mkdir(plan, b.dst.as_ptr(), 0o755, b"create a mount point");
             }
         }
-        let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-        let tree = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, b.src.as_ptr(), flags) as RawFd;
+        let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+            | libc::AT_RECURSIVE as libc::c_uint;
+        let tree =
+            libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, b.src.as_ptr(), flags) as RawFd;
         check(plan, tree, b"open_tree of an exposed path");
-        let r = set_tree_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if b.writable { 0 } else { MOUNT_ATTR_RDONLY });
+        let r = set_tree_attrs(
+            tree,
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if b.writable { 0 } else { MOUNT_ATTR_RDONLY },
+        );
         check(plan, r, b"mount_setattr of an exposed path");
-        let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), libc::AT_FDCWD, b.dst.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH)
-            as libc::c_int;
+        let r = libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            b.dst.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        ) as libc::c_int;
         check(plan, r, b"move_mount of an exposed path");
         libc::close(tree);
     }
@@ -426,27 +574,75 @@ unsafe fn bind(plan: &Plan, b: &super::rootfs::Bind) {
 unsafe fn build_root(plan: &Plan) {
     let root = &plan.root;
     unsafe {
-        tmpfs(plan, c(BASE), libc::MS_NOSUID | libc::MS_NODEV, c(TMPFS_OPTS), b"mount the scratch tmpfs");
+        tmpfs(
+            plan,
+            c(BASE),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c(TMPFS_OPTS),
+            b"mount the scratch tmpfs",
+        );
         check(plan, libc::chdir(c(BASE)), b"enter the scratch tmpfs");
         mkdir(plan, c(&NEW_ROOT[1..]), 0o755, b"mkdir newroot");
         mkdir(plan, c(&OLD_ROOT[1..]), 0o755, b"mkdir oldroot");
-        tmpfs(plan, c(&NEW_ROOT[1..]), libc::MS_NOSUID | libc::MS_NODEV, c(ROOT_OPTS), b"mount the new root");
-        check(plan, libc::syscall(libc::SYS_pivot_root, c(DOT), c(&OLD_ROOT[1..])) as libc::c_int, b"pivot_root to the scratch tmpfs");
+        tmpfs(
+            plan,
+            c(&NEW_ROOT[1..]),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c(ROOT_OPTS),
+            b"mount the new root",
+        );
+        check(
+            plan,
+            libc::syscall(libc::SYS_pivot_root, c(DOT), c(&OLD_ROOT[1..])) as libc::c_int,
+            b"pivot_root to the scratch tmpfs",
+        );
         check(plan, libc::chdir(c(SLASH)), b"chdir /");
 
         mkdir(plan, c(NEW_TMP), 0o1777, b"mkdir /tmp");
-        tmpfs(plan, c(NEW_TMP), libc::MS_NOSUID | libc::MS_NODEV, root.tmp_options.as_ptr(), b"mount /tmp");
+        tmpfs(
+            plan,
+            c(NEW_TMP),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            root.tmp_options.as_ptr(),
+            b"mount /tmp",
+        );
         for s in &root.skeletons {
             mkdir(plan, s.as_ptr(), 0o755, b"mkdir a skeleton below /tmp");
-            tmpfs(plan, s.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, c(TMPFS_OPTS), b"mount a skeleton below /tmp");
+            tmpfs(
+                plan,
+                s.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c(TMPFS_OPTS),
+                b"mount a skeleton below /tmp",
+            );
         }
         mkdir(plan, c(NEW_DEV), 0o755, b"mkdir /dev");
-        tmpfs(plan, c(NEW_DEV), libc::MS_NOSUID | libc::MS_NOEXEC, c(TMPFS_OPTS), b"mount /dev");
+        tmpfs(
+            plan,
+            c(NEW_DEV),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            c(TMPFS_OPTS),
+            b"mount /dev",
+        );
         for (host, node) in DEVICES {
-            let fd = libc::open(c(node), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o666);
+            let fd = libc::open(
+                c(node),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o666,
+            );
             check(plan, fd, b"create a device mount point");
             libc::close(fd);
-            check(plan, libc::mount(c(host), c(node), std::ptr::null(), libc::MS_BIND, std::ptr::null()), b"bind a device node");
+            check(
+                plan,
+                libc::mount(
+                    c(host),
+                    c(node),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ),
+                b"bind a device node",
+            );
         }
         for (target, link) in DEV_LINKS {
             check(plan, libc::symlink(c(target), c(link)), b"symlink in /dev");
@@ -477,13 +673,31 @@ unsafe fn enter_root(plan: &Plan) {
     unsafe {
         check(
             plan,
-            libc::mount(c(PROC_FS), c(NEW_PROC), c(PROC_FS), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, c(PROC_OPTS).cast()),
+            libc::mount(
+                c(PROC_FS),
+                c(NEW_PROC),
+                c(PROC_FS),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c(PROC_OPTS).cast(),
+            ),
             b"mount /proc",
         );
-        check(plan, libc::umount2(c(OLD_ROOT), libc::MNT_DETACH), b"detach the host's root");
+        check(
+            plan,
+            libc::umount2(c(OLD_ROOT), libc::MNT_DETACH),
+            b"detach the host's root",
+        );
         check(plan, libc::chdir(c(NEW_ROOT)), b"enter the new root");
-        check(plan, libc::syscall(libc::SYS_pivot_root, c(DOT), c(DOT)) as libc::c_int, b"pivot_root to the new root");
-        check(plan, libc::umount2(c(DOT), libc::MNT_DETACH), b"detach the scratch root");
+        check(
+            plan,
+            libc::syscall(libc::SYS_pivot_root, c(DOT), c(DOT)) as libc::c_int,
+            b"pivot_root to the new root",
+        );
+        check(
+            plan,
+            libc::umount2(c(DOT), libc::MNT_DETACH),
+            b"detach the scratch root",
+        );
         check(plan, libc::chdir(c(SLASH)), b"chdir / in the new root");
     }
 }
@@ -519,10 +733,21 @@ unsafe fn drop_capabilities(plan: &Plan) {
         permitted: u32,
         inheritable: u32,
     }
-    let header = Header { version: 0x2008_0522, pid: 0 };
-    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
     unsafe {
-        check(plan, libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) as libc::c_int, b"drop init's capabilities");
+        check(
+            plan,
+            libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) as libc::c_int,
+            b"drop init's capabilities",
+        );
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     }
 }
@@ -531,7 +756,12 @@ unsafe fn drop_capabilities(plan: &Plan) {
 /// `mount_setattr` on a detached tree (and everything below it): sets `set`, clears
 /// nothing. Raw syscall only: callable between fork and exec.
 fn set_tree_attrs(tree: libc::c_int, set: u64) -> libc::c_int {
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: `attr` lives across the call and its size is passed; `tree` is a descriptor
     // from `open_tree`, and an empty path with AT_EMPTY_PATH names it.
     unsafe {
@@ -567,8 +797,10 @@ pub fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
         if ns_fd < 0 {
             return Err(err());
         }
-        let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-        let tree = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, target.as_ptr(), flags) as RawFd;
+        let flags = (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+            | libc::AT_RECURSIVE as libc::c_uint;
+        let tree =
+            libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, target.as_ptr(), flags) as RawFd;
         if tree < 0 {
             let e = err();
             libc::close(ns_fd);
@@ -584,12 +816,34 @@ pub fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
             };
             step(libc::setns(ns_fd, libc::CLONE_NEWNS) == 0, 1);
             let rw = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV;
-            step(libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), rw, std::ptr::null()) == 0, 2);
+            step(
+                libc::mount(
+                    std::ptr::null(),
+                    c(SLASH),
+                    std::ptr::null(),
+                    rw,
+                    std::ptr::null(),
+                ) == 0,
+                2,
+            );
             let made = libc::mkdir(target.as_ptr(), 0o700) == 0 || errno() == libc::EEXIST;
-            let ro = libc::mount(std::ptr::null(), c(SLASH), std::ptr::null(), rw | libc::MS_RDONLY, std::ptr::null()) == 0;
+            let ro = libc::mount(
+                std::ptr::null(),
+                c(SLASH),
+                std::ptr::null(),
+                rw | libc::MS_RDONLY,
+                std::ptr::null(),
+            ) == 0;
             step(made, 3);
             step(ro, 4);
-            let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH);
+            let r = libc::syscall(
+                libc::SYS_move_mount,
+                tree,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            );
             step(r == 0, 5);
             libc::_exit(0);
         }
@@ -608,9 +862,23 @@ pub fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
         if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
             Ok(())
         } else {
-            let step = ["", "setns", "remount the root writable", "mkdir the mount point", "remount the root read-only", "move_mount"];
-            let code = if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as usize } else { 0 };
-            Err(std::io::Error::other(format!("showing the run directory in the spare failed at {}", step.get(code).unwrap_or(&"a signal"))))
+            let step = [
+                "",
+                "setns",
+                "remount the root writable",
+                "mkdir the mount point",
+                "remount the root read-only",
+                "move_mount",
+            ];
+            let code = if libc::WIFEXITED(st) {
+                libc::WEXITSTATUS(st) as usize
+            } else {
+                0
+            };
+            Err(std::io::Error::other(format!(
+                "showing the run directory in the spare failed at {}",
+                step.get(code).unwrap_or(&"a signal")
+            )))
         }
     }
 }

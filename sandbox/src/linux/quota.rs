@@ -41,7 +41,11 @@ pub(super) struct Usage {
 
 impl Quota {
     pub(super) fn new(dirs: Vec<PathBuf>, limits: &crate::Limits) -> Quota {
-        Quota { dirs, max_bytes: limits.disk_mib.saturating_mul(1024 * 1024), max_files: limits.disk_files }
+        Quota {
+            dirs,
+            max_bytes: limits.disk_mib.saturating_mul(1024 * 1024),
+            max_files: limits.disk_files,
+        }
     }
 
     pub(super) fn is_over(&self, u: &Usage) -> bool {
@@ -52,11 +56,18 @@ impl Quota {
     pub(super) fn measure(&self) -> Usage {
         let mut usage = Usage::default();
         for dir in &self.dirs {
-            let options = fswalk::Options { max_depth: MAX_DEPTH, sorted: false };
+            let options = fswalk::Options {
+                max_depth: MAX_DEPTH,
+                sorted: false,
+            };
             let walked = fswalk::walk(dir, options, |e| {
                 usage.files += 1;
                 usage.bytes = usage.bytes.saturating_add(e.allocated);
-                if usage.bytes > self.max_bytes || usage.files > self.max_files { Flow::Stop } else { Flow::Continue }
+                if usage.bytes > self.max_bytes || usage.files > self.max_files {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
             });
             if let Ok(w) = walked {
                 usage.too_deep |= w.too_deep;
@@ -71,7 +82,9 @@ impl Quota {
     /// Measures off the executor.
     pub(super) async fn measure_async(&self) -> Usage {
         let q = self.clone();
-        tokio::task::spawn_blocking(move || q.measure()).await.unwrap_or_default()
+        tokio::task::spawn_blocking(move || q.measure())
+            .await
+            .unwrap_or_default()
     }
 
     /// Resolves when a measurement finds the run over its quota.
@@ -90,7 +103,14 @@ mod tests {
     use super::*;
 
     fn quota(dirs: Vec<PathBuf>, mib: u64, files: u64) -> Quota {
-        Quota::new(dirs, &crate::Limits { disk_mib: mib, disk_files: files, ..Default::default() })
+        Quota::new(
+            dirs,
+            &crate::Limits {
+                disk_mib: mib,
+                disk_files: files,
+                ..Default::default()
+            },
+        )
     }
 
     #[test]
@@ -104,7 +124,10 @@ mod tests {
         assert_eq!(u.files, 2);
         assert!(u.bytes >= 1200 * 1024, "{u:?}");
         assert!(q.is_over(&u));
-        assert!(!quota(vec![run.path().into()], 1, 100).is_over(&quota(vec![run.path().into()], 1, 100).measure()));
+        assert!(
+            !quota(vec![run.path().into()], 1, 100)
+                .is_over(&quota(vec![run.path().into()], 1, 100).measure())
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::path::{Component, Path, PathBuf};
 
 use super::child::cpath;
 
-
 /// Where the child builds the new root and keeps the host's while it does (its
 /// `/dev` nodes and the other fixed paths are in `child.rs`).
 pub const NEW_ROOT: &str = "/newroot";
@@ -56,7 +55,9 @@ pub struct Planner {
 
 /// Paths the sandbox makes itself: never bound from the host.
 fn reserved(p: &Path) -> bool {
-    p == Path::new("/") || p == Path::new("/tmp") || ["/dev", "/proc", "/sys"].iter().any(|r| p.starts_with(r))
+    p == Path::new("/")
+        || p == Path::new("/tmp")
+        || ["/dev", "/proc", "/sys"].iter().any(|r| p.starts_with(r))
 }
 
 impl Planner {
@@ -69,7 +70,9 @@ impl Planner {
         if depth > 16 || !p.is_absolute() {
             return;
         }
-        if p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
+        if p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
             if let Ok(real) = std::fs::canonicalize(p) {
                 self.add(&real, writable, depth + 1);
             }
@@ -81,7 +84,9 @@ impl Planner {
         let mut acc = PathBuf::from("/");
         for comp in p.components().skip(1) {
             acc.push(comp);
-            let Ok(meta) = std::fs::symlink_metadata(&acc) else { return };
+            let Ok(meta) = std::fs::symlink_metadata(&acc) else {
+                return;
+            };
             if meta.file_type().is_symlink() {
                 if let Ok(target) = std::fs::read_link(&acc) {
                     self.symlinks.insert(acc.clone(), target);
@@ -92,7 +97,10 @@ impl Planner {
                 return;
             }
             if acc == p {
-                let entry = self.binds.entry(p.to_path_buf()).or_insert((writable, !meta.is_dir()));
+                let entry = self
+                    .binds
+                    .entry(p.to_path_buf())
+                    .or_insert((writable, !meta.is_dir()));
                 entry.0 |= writable;
             }
         }
@@ -114,11 +122,19 @@ impl Planner {
             kept.push((path, writable, file, nested));
         }
         let under_bind = |p: &Path| kept.iter().any(|(k, ..)| p != k && p.starts_with(k));
-        let symlinks: Vec<(PathBuf, PathBuf)> =
-            self.symlinks.into_iter().filter(|(link, _)| !under_bind(link) && !kept.iter().any(|(k, ..)| k == link)).collect();
+        let symlinks: Vec<(PathBuf, PathBuf)> = self
+            .symlinks
+            .into_iter()
+            .filter(|(link, _)| !under_bind(link) && !kept.iter().any(|(k, ..)| k == link))
+            .collect();
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         let mut skeletons: BTreeSet<PathBuf> = BTreeSet::new();
-        for p in kept.iter().filter(|k| !k.3).map(|k| &k.0).chain(symlinks.iter().map(|(l, _)| l)) {
+        for p in kept
+            .iter()
+            .filter(|k| !k.3)
+            .map(|k| &k.0)
+            .chain(symlinks.iter().map(|(l, _)| l))
+        {
             let mut parent = p.parent();
             while let Some(d) = parent {
                 if d == Path::new("/") || d == Path::new("/tmp") || under_bind(d) {
@@ -137,10 +153,22 @@ impl Planner {
             cpath(&s)
         };
         Root {
-            tmp_options: CString::new(format!("mode=1777,size={}m,nr_inodes={}", tmp_mib.max(1), tmp_inodes.max(16))).expect("no NUL"),
+            tmp_options: CString::new(format!(
+                "mode=1777,size={}m,nr_inodes={}",
+                tmp_mib.max(1),
+                tmp_inodes.max(16)
+            ))
+            .expect("no NUL"),
             skeletons: skeletons.iter().map(|s| inside(NEW_ROOT, s)).collect(),
-            dirs: dirs.iter().filter(|d| !skeletons.contains(*d)).map(|d| inside(NEW_ROOT, d)).collect(),
-            symlinks: symlinks.iter().map(|(l, t)| (cpath(t), inside(NEW_ROOT, l))).collect(),
+            dirs: dirs
+                .iter()
+                .filter(|d| !skeletons.contains(*d))
+                .map(|d| inside(NEW_ROOT, d))
+                .collect(),
+            symlinks: symlinks
+                .iter()
+                .map(|(l, t)| (cpath(t), inside(NEW_ROOT, l)))
+                .collect(),
             binds: kept
                 .iter()
                 .map(|(p, writable, file, nested)| Bind {
@@ -175,7 +203,10 @@ mod tests {
         p.expose(&a, false);
         let root = p.finish(&a, 256, 16384);
         assert_eq!(root.binds.len(), 1);
-        assert_eq!(root.binds[0].dst.to_str().unwrap(), format!("/newroot{}", a.display()));
+        assert_eq!(
+            root.binds[0].dst.to_str().unwrap(),
+            format!("/newroot{}", a.display())
+        );
         assert!(names(&root.dirs).contains(&format!("/newroot{}", dir.path().display())));
         assert!(root.skeletons.is_empty());
     }
@@ -190,7 +221,13 @@ mod tests {
         let root = p.finish(dir.path(), 256, 16384);
         assert_eq!(root.symlinks.len(), 1);
         assert_eq!(root.symlinks[0].0.to_str().unwrap(), "real");
-        assert_eq!(root.binds[0].src.to_str().unwrap(), format!("/oldroot{}/real", dir.path().canonicalize().unwrap().display()));
+        assert_eq!(
+            root.binds[0].src.to_str().unwrap(),
+            format!(
+                "/oldroot{}/real",
+                dir.path().canonicalize().unwrap().display()
+            )
+        );
     }
 
     #[test]
@@ -202,9 +239,16 @@ mod tests {
         p.expose(&dir.path().join("run"), true);
         p.expose(Path::new("/proc/self"), false);
         let root = p.finish(&dir.path().join("run"), 256, 16384);
-        assert_eq!(root.binds.len(), 1, "the read path lies inside the writable one");
+        assert_eq!(
+            root.binds.len(),
+            1,
+            "the read path lies inside the writable one"
+        );
         assert!(root.binds[0].writable);
         let top = dir.path().canonicalize().unwrap();
-        assert_eq!(names(&root.skeletons), [format!("/newroot{}", top.display())]);
+        assert_eq!(
+            names(&root.skeletons),
+            [format!("/newroot{}", top.display())]
+        );
     }
 }

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 
 /// What the run record says of the filter.
@@ -125,7 +126,12 @@ impl Filters {
 }
 
 fn arch() -> Result<TargetArch, String> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|_| format!("no seccomp filter for the {} architecture", std::env::consts::ARCH))
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|_| {
+        format!(
+            "no seccomp filter for the {} architecture",
+            std::env::consts::ARCH
+        )
+    })
 }
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
@@ -138,7 +144,9 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
 
 /// One rule per flag: the call matches when any of them is set in argument `arg`.
 fn any_flag(arg: u8, flags: impl Iterator<Item = libc::c_int>) -> Result<Vec<SeccompRule>, String> {
-    flags.map(|f| rule(vec![cond(arg, SeccompCmpOp::MaskedEq(f as u64), f as u64)?])).collect()
+    flags
+        .map(|f| rule(vec![cond(arg, SeccompCmpOp::MaskedEq(f as u64), f as u64)?]))
+        .collect()
 }
 
 /// The filters, compiled once per process.
@@ -150,26 +158,56 @@ pub fn compiled() -> Result<Arc<Filters>, String> {
 /// Compiles both filters for this machine's architecture.
 pub fn compile() -> Result<Filters, String> {
     let arch = arch()?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().chain(X86_64_ONLY).map(|&(_, nr)| (nr, Vec::new())).collect();
-    rules.insert(libc::SYS_clone, any_flag(0, NAMESPACE_FLAGS.iter().copied())?);
-    rules.insert(libc::SYS_unshare, any_flag(0, NAMESPACE_FLAGS.iter().copied().chain([CLONE_NEWTIME]))?);
-    let other_personality = PERSONALITIES.iter().map(|&p| cond(0, SeccompCmpOp::Ne, p)).collect::<Result<Vec<_>, _>>()?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
+        .iter()
+        .chain(X86_64_ONLY)
+        .map(|&(_, nr)| (nr, Vec::new()))
+        .collect();
+    rules.insert(
+        libc::SYS_clone,
+        any_flag(0, NAMESPACE_FLAGS.iter().copied())?,
+    );
+    rules.insert(
+        libc::SYS_unshare,
+        any_flag(0, NAMESPACE_FLAGS.iter().copied().chain([CLONE_NEWTIME]))?,
+    );
+    let other_personality = PERSONALITIES
+        .iter()
+        .map(|&p| cond(0, SeccompCmpOp::Ne, p))
+        .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_personality, vec![rule(other_personality)?]);
     // Netlink sockets other than NETLINK_ROUTE (which getaddrinfo uses): netfilter,
     // audit, uevents and the rest.
     rules.insert(
         libc::SYS_socket,
-        vec![rule(vec![cond(0, SeccompCmpOp::Eq, libc::AF_NETLINK as u64)?, cond(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE as u64)?])?],
+        vec![rule(vec![
+            cond(0, SeccompCmpOp::Eq, libc::AF_NETLINK as u64)?,
+            cond(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE as u64)?,
+        ])?],
     );
     let denied = rules.len() + 1;
-    let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
-        .and_then(BpfProgram::try_from)
-        .map_err(|e| e.to_string())?;
+    let deny = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map_err(|e| e.to_string())?;
     let clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, Vec::new())].into();
-    let clone3 = SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)
-        .and_then(BpfProgram::try_from)
-        .map_err(|e| e.to_string())?;
-    Ok(Filters { deny, clone3, denied })
+    let clone3 = SeccompFilter::new(
+        clone3,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map_err(|e| e.to_string())?;
+    Ok(Filters {
+        deny,
+        clone3,
+        denied,
+    })
 }
 
 /// Installs `program` on the calling thread (no_new_privs must be set). Raw syscall
@@ -178,10 +216,20 @@ pub fn compile() -> Result<Filters, String> {
 /// # Safety
 /// `program` must be a valid BPF program that outlives the call.
 pub unsafe fn install(program: &BpfProgram) -> libc::c_int {
-    let prog = libc::sock_fprog { len: program.len() as libc::c_ushort, filter: program.as_ptr() as *mut libc::sock_filter };
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: `prog` points at `program`, whose `sock_filter` has the kernel's layout
     // (seccompiler defines it `repr(C)` as the kernel does); the kernel copies it.
-    unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog) as libc::c_int }
+    unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        ) as libc::c_int
+    }
 }
 
 #[cfg(test)]
@@ -193,7 +241,10 @@ mod tests {
         let f = compile().unwrap();
         assert!(!f.deny.is_empty() && !f.clone3.is_empty());
         assert!(f.denied > 60, "{}", f.denied);
-        assert_eq!(f.describe(), format!("docker-default-like, {} syscalls denied", f.denied));
+        assert_eq!(
+            f.describe(),
+            format!("docker-default-like, {} syscalls denied", f.denied)
+        );
     }
 
     #[test]

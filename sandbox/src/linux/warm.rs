@@ -71,7 +71,14 @@ struct Slot {
 }
 
 fn key(interp: &Interpreter, limits: &Limits, runs_dir: &Path) -> String {
-    format!("{}|{}|{:?}|{:?}|{limits:?}|{}", interp.id, interp.path.display(), interp.wrapper, interp.warm, runs_dir.display())
+    format!(
+        "{}|{}|{:?}|{:?}|{limits:?}|{}",
+        interp.id,
+        interp.path.display(),
+        interp.wrapper,
+        interp.warm,
+        runs_dir.display()
+    )
 }
 
 /// Can `spec` be run by a spare? Its files must lie in its run directory (the spare
@@ -79,7 +86,10 @@ fn key(interp: &Interpreter, limits: &Limits, runs_dir: &Path) -> String {
 pub(super) fn eligible(spec: &RunSpec) -> bool {
     spec.workdir.parent().is_some_and(runs_dir_allowed)
         && spec.script.starts_with(&spec.workdir)
-        && spec.input.as_ref().is_none_or(|i| i.starts_with(&spec.workdir))
+        && spec
+            .input
+            .as_ref()
+            .is_none_or(|i| i.starts_with(&spec.workdir))
         && spec.python_args().iter().all(|a| a.to_str().is_some())
 }
 
@@ -102,17 +112,32 @@ impl Pool {
         let slot = slots.get_mut(&key(interp, limits, runs_dir))?;
         let pending = slot.spare.take()?;
         slot.ready = false;
-        Some(async move { pending.await.unwrap_or_else(|_| Err("the spare was dropped".into())) })
+        Some(async move {
+            pending
+                .await
+                .unwrap_or_else(|_| Err("the spare was dropped".into()))
+        })
     }
 
     /// Starts making a spare for runs like this one unless there is one, or one failed
     /// a short while ago.
-    pub(super) fn ensure(self: &Arc<Self>, sandbox: &Arc<Sandbox>, interp: &Interpreter, limits: &Limits, runs_dir: &Path) {
+    pub(super) fn ensure(
+        self: &Arc<Self>,
+        sandbox: &Arc<Sandbox>,
+        interp: &Interpreter,
+        limits: &Limits,
+        runs_dir: &Path,
+    ) {
         let key = key(interp, limits, runs_dir);
         let generation = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let slot = slots.entry(key.clone()).or_default();
-            if slot.spare.is_some() || slot.failed.as_ref().is_some_and(|(_, at)| at.elapsed() < RETRY_AFTER) {
+            if slot.spare.is_some()
+                || slot
+                    .failed
+                    .as_ref()
+                    .is_some_and(|(_, at)| at.elapsed() < RETRY_AFTER)
+            {
                 return;
             }
             let (tx, rx) = oneshot::channel();
@@ -121,7 +146,8 @@ impl Pool {
             slot.generation += 1;
             let generation = slot.generation;
             let (pool, sandbox) = (Arc::downgrade(self), sandbox.clone());
-            let (interp, limits, runs_dir) = (interp.clone(), limits.clone(), runs_dir.to_path_buf());
+            let (interp, limits, runs_dir) =
+                (interp.clone(), limits.clone(), runs_dir.to_path_buf());
             tokio::spawn(async move {
                 if let Some(p) = pool.upgrade() {
                     p.sweep(&runs_dir);
@@ -129,8 +155,12 @@ impl Pool {
                 let began = Instant::now();
                 let made = make(&sandbox, &interp, &limits, &runs_dir).await;
                 match &made {
-                    Ok(_) => tracing::info!(interpreter = %interp.id, seconds = began.elapsed().as_secs_f64(), "a warm spare is ready"),
-                    Err(e) => tracing::warn!(interpreter = %interp.id, error = %e, "cannot make a warm spare; runs start cold"),
+                    Ok(_) => {
+                        tracing::info!(interpreter = %interp.id, seconds = began.elapsed().as_secs_f64(), "a warm spare is ready")
+                    }
+                    Err(e) => {
+                        tracing::warn!(interpreter = %interp.id, error = %e, "cannot make a warm spare; runs start cold")
+                    }
                 }
                 record(&pool, &key, generation, &made);
                 let _ = tx.send(made);
@@ -140,14 +170,22 @@ impl Pool {
         tracing::debug!(interpreter = %interp.id, generation, "making a warm spare");
     }
 
-    pub(super) fn state(&self, interp: &Interpreter, limits: &Limits, runs_dir: &Path) -> WarmState {
+    pub(super) fn state(
+        &self,
+        interp: &Interpreter,
+        limits: &Limits,
+        runs_dir: &Path,
+    ) -> WarmState {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         match slots.get(&key(interp, limits, runs_dir)) {
             None => WarmState::Idle,
             Some(s) if s.spare.is_some() && s.ready => WarmState::Ready,
-            Some(Slot { failed: Some((problem, at)), .. }) if at.elapsed() < RETRY_AFTER => {
-                WarmState::Failed { problem: problem.clone() }
-            }
+            Some(Slot {
+                failed: Some((problem, at)),
+                ..
+            }) if at.elapsed() < RETRY_AFTER => WarmState::Failed {
+                problem: problem.clone(),
+            },
             Some(s) if s.spare.is_some() => WarmState::Warming,
             Some(_) => WarmState::Idle,
         }
@@ -155,18 +193,30 @@ impl Pool {
 
     /// Removes the spare directories a killed server of this machine left in `runs_dir`.
     fn sweep(&self, runs_dir: &Path) {
-        if !self.swept.lock().unwrap_or_else(|p| p.into_inner()).insert(runs_dir.to_path_buf()) {
+        if !self
+            .swept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(runs_dir.to_path_buf())
+        {
             return;
         }
-        let Ok(entries) = std::fs::read_dir(runs_dir) else { return };
+        let Ok(entries) = std::fs::read_dir(runs_dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(DIR_PREFIX).or_else(|| name.strip_prefix(&format!(".{DIR_PREFIX}"))) else {
+            let Some(rest) = name
+                .strip_prefix(DIR_PREFIX)
+                .or_else(|| name.strip_prefix(&format!(".{DIR_PREFIX}")))
+            else {
                 continue;
             };
             let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
             // Only the leftovers of servers that are gone (the directory names their pid).
-            if pid.is_some_and(|pid| pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } != 0) {
+            if pid.is_some_and(|pid| {
+                pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } != 0
+            }) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -191,9 +241,18 @@ fn record(pool: &Weak<Pool>, key: &str, generation: u64, made: &Result<Spare, St
 }
 
 /// Starts a spare and waits until its imports are done.
-async fn make(sandbox: &Sandbox, interp: &Interpreter, limits: &Limits, runs_dir: &Path) -> Result<Spare, String> {
+async fn make(
+    sandbox: &Sandbox,
+    interp: &Interpreter,
+    limits: &Limits,
+    runs_dir: &Path,
+) -> Result<Spare, String> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = runs_dir.join(format!("{DIR_PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let dir = runs_dir.join(format!(
+        "{DIR_PREFIX}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let dir = RemoveDir(dir);
     let mut args: Vec<OsString> = vec!["-I".into(), "-u".into(), "-c".into(), RUNNER.into()];
@@ -209,7 +268,11 @@ async fn make(sandbox: &Sandbox, interp: &Interpreter, limits: &Limits, runs_dir
             // A root server shows the spare only its own directory and, at its run, the
             // run directory (see `claim`); otherwise the runs directory, kept to its own
             // by Landlock.
-            expose: if sandbox.support.root { &dir.0 } else { runs_dir },
+            expose: if sandbox.support.root {
+                &dir.0
+            } else {
+                runs_dir
+            },
             // Whatever the imports write to ~ stays out of the run directory.
             home: Path::new("/tmp"),
             limits,
@@ -219,13 +282,22 @@ async fn make(sandbox: &Sandbox, interp: &Interpreter, limits: &Limits, runs_dir
         })
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(READY_TIMEOUT, wait_ready(&mut started.stdout)).await {
-        Err(_) => Err(format!("importing {} took longer than {} s", interp.warm.join(", "), READY_TIMEOUT.as_secs())),
+        Err(_) => Err(format!(
+            "importing {} took longer than {} s",
+            interp.warm.join(", "),
+            READY_TIMEOUT.as_secs()
+        )),
         Ok(Err(problem)) => {
             // A sandbox that could not be set up says why on the report pipe.
             let mut report = String::new();
             let mut file = tokio::fs::File::from_std(std::fs::File::from(started.report_r));
-            let _ = tokio::time::timeout(Duration::from_secs(1), file.read_to_string(&mut report)).await;
-            Err(if report.trim().is_empty() { problem } else { format!("the sandbox could not be set up: {}", report.trim()) })
+            let _ = tokio::time::timeout(Duration::from_secs(1), file.read_to_string(&mut report))
+                .await;
+            Err(if report.trim().is_empty() {
+                problem
+            } else {
+                format!("the sandbox could not be set up: {}", report.trim())
+            })
         }
         Ok(Ok(())) => Ok(Spare { started, dir }),
     }
@@ -236,13 +308,18 @@ async fn wait_ready(stdout: &mut tokio::process::ChildStdout) -> Result<(), Stri
     let mut seen: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let n = stdout.read(&mut buf).await.map_err(|e| format!("reading the spare: {e}"))?;
+        let n = stdout
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("reading the spare: {e}"))?;
         if n == 0 {
             let text = String::from_utf8_lossy(&seen);
-            return Err(match text.split_once(std::str::from_utf8(FAILED).expect("ascii")) {
-                Some((_, why)) => format!("importing failed: {}", why.trim()),
-                None => "the spare's interpreter ended before it was ready".into(),
-            });
+            return Err(
+                match text.split_once(std::str::from_utf8(FAILED).expect("ascii")) {
+                    Some((_, why)) => format!("importing failed: {}", why.trim()),
+                    None => "the spare's interpreter ended before it was ready".into(),
+                },
+            );
         }
         seen.extend_from_slice(&buf[..n]);
         if seen.ends_with(READY) {
@@ -262,10 +339,12 @@ impl Spare {
         if let Ok(Some(status)) = self.started.child.try_wait() {
             return Err(format!("the spare had ended ({status})"));
         }
-        adopt(&self.dir.0, &spec.workdir).map_err(|e| format!("cannot move the run directory into the spare: {e}"))?;
+        adopt(&self.dir.0, &spec.workdir)
+            .map_err(|e| format!("cannot move the run directory into the spare: {e}"))?;
         // A root server gave the spare a uid of its own: the run directory becomes its.
         if root && let Some(uid) = self.started.protections.uid {
-            chown_tree(&spec.workdir, uid, uid).map_err(|e| format!("cannot hand the run directory over: {e}"))?;
+            chown_tree(&spec.workdir, uid, uid)
+                .map_err(|e| format!("cannot hand the run directory over: {e}"))?;
         }
         if root {
             let pid = self.started.child.id().ok_or("the spare had ended")?;
@@ -276,14 +355,22 @@ impl Spare {
                 .map_err(|e| format!("cannot show the run directory to the spare: {e}"))?;
         }
         // The arguments after `-I -u`, exactly as a cold start passes them.
-        let argv: Vec<String> = spec.python_args().into_iter().skip(2).filter_map(|a| a.into_string().ok()).collect();
+        let argv: Vec<String> = spec
+            .python_args()
+            .into_iter()
+            .skip(2)
+            .filter_map(|a| a.into_string().ok())
+            .collect();
         let request = serde_json::json!({
             "cwd": spec.workdir, "home": spec.workdir, "argv": argv, "cpu_seconds": spec.limits.cpu_seconds,
         });
         let mut line = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
         line.push(b'\n');
         let mut stdin = self.started.stdin.take().ok_or("the spare has no stdin")?;
-        stdin.write_all(&line).await.map_err(|e| format!("the spare did not take the run: {e}"))?;
+        stdin
+            .write_all(&line)
+            .await
+            .map_err(|e| format!("the spare did not take the run: {e}"))?;
         drop(stdin);
         Ok(self.started)
     }
@@ -300,7 +387,9 @@ fn adopt(spare: &Path, run: &Path) -> std::io::Result<()> {
             std::fs::remove_file(e.path())?;
         }
     }
-    let names: Vec<OsString> = std::fs::read_dir(run)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    let names: Vec<OsString> = std::fs::read_dir(run)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
     let back = |moved: &[OsString]| {
         for n in moved {
             let _ = std::fs::rename(spare.join(n), run.join(n));

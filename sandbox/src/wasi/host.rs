@@ -42,7 +42,10 @@ struct Guest {
 
 impl WasiView for Guest {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -60,11 +63,24 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
     if args.peek().is_some_and(|a| a == SUBCOMMAND) {
         args.next();
     }
-    let usage = "usage: __wasi-host CWASM MEMORY_BYTES GUEST_ARG... (started by the server's wasi backend)";
+    let usage =
+        "usage: __wasi-host CWASM MEMORY_BYTES GUEST_ARG... (started by the server's wasi backend)";
     let cwasm = PathBuf::from(args.next().ok_or(usage)?);
-    let memory_bytes = args.next().and_then(|m| m.to_str()?.parse().ok()).ok_or(usage)?;
-    let guest_argv = args.map(|a| a.into_string().map_err(|_| "a guest argument is not UTF-8".to_string())).collect::<Result<_, _>>()?;
-    Ok(Args { cwasm, memory_bytes, guest_argv })
+    let memory_bytes = args
+        .next()
+        .and_then(|m| m.to_str()?.parse().ok())
+        .ok_or(usage)?;
+    let guest_argv = args
+        .map(|a| {
+            a.into_string()
+                .map_err(|_| "a guest argument is not UTF-8".to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Args {
+        cwasm,
+        memory_bytes,
+        guest_argv,
+    })
 }
 
 /// Runs the guest and returns the process exit code; a host failure does not return.
@@ -143,7 +159,12 @@ async fn run(args: Args) -> i32 {
     let guest = Guest {
         ctx: builder.build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new().memory_size(args.memory_bytes).instances(64).tables(256).memories(64).build(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(args.memory_bytes)
+            .instances(64)
+            .tables(256)
+            .memories(64)
+            .build(),
     };
     let mut store = Store::new(&engine, guest);
     store.limiter(|g| &mut g.limits);
@@ -161,7 +182,9 @@ async fn run(args: Args) -> i32 {
                 let message = format!("{e:#}");
                 let first = message.lines().next().unwrap_or("").to_string();
                 if message.contains("memory") && message.contains("grow") {
-                    fail(&format!("MemoryError: the guest's memory could not grow ({first})"))
+                    fail(&format!(
+                        "MemoryError: the guest's memory could not grow ({first})"
+                    ))
                 }
                 fail(&format!("the guest trapped: {first}"))
             }
@@ -184,11 +207,32 @@ mod tests {
 
     #[test]
     fn arguments_with_and_without_the_subcommand() {
-        let a = parse(["__wasi-host", "/b/c.cwasm", "1048576", "python", "/run/s.py"].map(OsString::from)).unwrap();
-        assert_eq!((a.cwasm, a.memory_bytes, a.guest_argv), (PathBuf::from("/b/c.cwasm"), 1 << 20, vec!["python".to_string(), "/run/s.py".into()]));
+        let a = parse(
+            [
+                "__wasi-host",
+                "/b/c.cwasm",
+                "1048576",
+                "python",
+                "/run/s.py",
+            ]
+            .map(OsString::from),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.cwasm, a.memory_bytes, a.guest_argv),
+            (
+                PathBuf::from("/b/c.cwasm"),
+                1 << 20,
+                vec!["python".to_string(), "/run/s.py".into()]
+            )
+        );
         let a = parse(["/b/c.cwasm", "5", "python"].map(OsString::from)).unwrap();
         assert_eq!(a.memory_bytes, 5);
-        assert!(parse(["__wasi-host", "/b/c.cwasm"].map(OsString::from)).unwrap_err().contains("usage"));
+        assert!(
+            parse(["__wasi-host", "/b/c.cwasm"].map(OsString::from))
+                .unwrap_err()
+                .contains("usage")
+        );
         assert!(parse(["/b/c.cwasm", "lots"].map(OsString::from)).is_err());
     }
 }
