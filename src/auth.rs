@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::UserConfig;
 use crate::error::ApiError;
-use scriptorium_actors::{Committer, clock};
+use scriptorium_actors::Committer;
+use scriptorium_actors::domain::clock;
 
 pub const COOKIE: &str = "scriptorium_session";
 /// Personal API tokens start with this, so they are easy to recognise (and to scan for).

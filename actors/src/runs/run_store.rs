@@ -8,25 +8,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::clock::{self, Centis};
-use crate::events::Event;
-use crate::store::{RepoError, Result};
-use crate::version::Version;
+use crate::domain::clock::{self, Centis};
+use crate::domain::version::Version;
+use crate::error::{RepoError, Result};
+use crate::runs::events::Event;
 
 /// Run states. `queued` and `running` are live; the rest are final.
-pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-    /// The sandbox could not run the script at all.
-    pub const ERROR: &str = "error";
-    /// The server stopped while the run was queued or running.
-    pub const INTERRUPTED: &str = "interrupted";
-    /// A pass stopped after a failure before reaching this script.
-    pub const SKIPPED: &str = "skipped";
-}
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Artifact {
@@ -458,30 +445,6 @@ pub fn latest_full_pass(c: &Connection) -> Result<Option<PassRecord>> {
         Some(id) => pass(c, id),
         None => Ok(None),
     }
-}
-
-/// The latest run of each script: for the script list.
-pub fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT r.script_id, r.id, r.status, r.ended_at, r.started_at FROM runs r
-         JOIN (SELECT script_id, MAX(id) AS id FROM runs GROUP BY script_id) m ON m.id = r.id",
-    )?;
-    let rows = stmt
-        .query_map([], |r| {
-            let ended: Option<Centis> = r.get(3)?;
-            let started: Option<Centis> = r.get(4)?;
-            Ok((
-                r.get::<_, i64>(0)?,
-                serde_json::json!({
-                    "run_id": r.get::<_, i64>(1)?,
-                    "status": r.get::<_, String>(2)?,
-                    "started_at": started.map(clock::format),
-                    "ended_at": ended.map(clock::format),
-                }),
-            ))
-        })?
-        .collect::<rusqlite::Result<std::collections::HashMap<_, _>>>()?;
-    Ok(rows)
 }
 
 // ---- production data ----
