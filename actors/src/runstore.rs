@@ -28,7 +28,7 @@ pub mod status {
     pub const SKIPPED: &str = "skipped";
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Artifact {
     /// Path relative to the run directory, with `/` separators.
     pub name: String,
@@ -38,7 +38,7 @@ pub struct Artifact {
 
 /// Something a run left in its directory that is not served: a symbolic link (never
 /// followed), a FIFO, socket or device (never opened).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Skipped {
     pub name: String,
     /// `symbolic link`, `FIFO`, `socket`, `character device`, `block device`.
@@ -75,7 +75,7 @@ impl Collected {
 pub const ARTIFACT_PAGE: usize = 100;
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct RunRecord {
     pub id: i64,
     pub script_id: i64,
@@ -355,7 +355,7 @@ pub fn interrupt_unfinished(c: &Connection) -> Result<(usize, usize)> {
 
 // ---- passes ----
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PassRecord {
     pub id: i64,
     pub mode: String,
@@ -371,7 +371,7 @@ pub struct PassRecord {
     pub groups: Vec<PassGroup>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PassGroup {
     pub group: u64,
     pub runs: Vec<RunRecord>,

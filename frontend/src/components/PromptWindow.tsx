@@ -1,5 +1,7 @@
-import { useEffect, useState } from "react";
-import { api, ApiError, streamPrompt, type Exchange, type Proposal } from "../api";
+import { useState } from "react";
+import { streamPrompt, type Proposal } from "../api";
+import { errorMessage } from "../errors";
+import { useExchanges, useInvalidate } from "../queries";
 import { DiffView } from "./DiffView";
 
 /** Instruction → streamed answer → diff of proposed vs current → accept or reject. */
@@ -9,16 +11,11 @@ export function PromptWindow(props: { scriptId: number; code: string; canEdit: b
   const [status, setStatus] = useState("");
   const [proposal, setProposal] = useState<Proposal | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [history, setHistory] = useState<Exchange[]>([]);
   const [busy, setBusy] = useState(false);
 
-  const refresh = () => api.exchanges(props.scriptId).then(setHistory, () => undefined);
-  useEffect(() => {
-    refresh();
-    setProposal(null);
-    setStreamed("");
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [props.scriptId]);
+  const history = useExchanges(props.scriptId).data ?? [];
+  const invalidate = useInvalidate();
+  const refresh = () => invalidate.exchanges(props.scriptId);
 
   async function ask() {
     setBusy(true);
@@ -34,7 +31,7 @@ export function PromptWindow(props: { scriptId: number; code: string; canEdit: b
       setProposal(p);
       setStatus("");
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorMessage(e));
     } finally {
       setBusy(false);
       refresh();
