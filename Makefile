@@ -64,6 +64,7 @@ setup-test:
 
 check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd frontend && npm run lint
 
 clean:
 	$(CARGO) clean

@@ -63,6 +63,15 @@ export class ApiError extends Error {
   }
 }
 
+/** The body as JSON, or undefined when it is empty or not JSON. */
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function request<T>(method: string, path: string, body?: unknown, raw = false): Promise<T> {
   const headers: Record<string, string> = {};
   const init: RequestInit = { method, credentials: "same-origin", headers };
@@ -76,12 +85,7 @@ async function request<T>(method: string, path: string, body?: unknown, raw = fa
   }
   const res = await fetch(path, init);
   const text = await res.text();
-  let json: unknown = undefined;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
+  const json = parseJson(text);
   if (!res.ok) {
     const b = (json ?? {}) as Record<string, unknown>;
     throw new ApiError(res.status, (b.error as string) ?? `${res.status} ${res.statusText}`, b);

@@ -107,7 +107,7 @@ function RunScreen() {
           </p>
         )}
       </header>
-      {!error && <RunOutput runId={id} />}
+      {!error && <RunOutput key={id} runId={id} />}
     </section>
   );
 }

@@ -30,10 +30,8 @@ export function RunOutput({ runId, onComplete }: { runId: number; onComplete?: (
   const { data: fetched } = useRun(runId, done);
   const record = done && fetched && fetched.status === status ? fetched : undefined;
 
+  // One run per mounted component: give it `key={runId}`.
   useEffect(() => {
-    setLines([]);
-    setDone(false);
-    setStatus("queued");
     const es = new EventSource(api.runEventsUrl(runId));
     es.addEventListener("log", (e) => {
       const d = JSON.parse((e as MessageEvent).data) as Line;

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useEffectEvent, useState } from "react";
 import { Link } from "react-router";
 import { api, type Interpreter } from "../api";
 import { errorMessage } from "../errors";
@@ -56,12 +56,6 @@ export function RunPanel(props: {
   const [status, setStatus] = useState<string>("");
   const [error, setError] = useState<string | null>(null);
 
-  useEffect(() => {
-    if (props.runTrigger > 0 && props.canEdit) void start();
-    // Ctrl+Enter in the editor bumps the trigger; only that starts a run.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [props.runTrigger]);
-
   // While a warm spare is being made, follow its state.
   const warmState = current?.warm_state?.state;
   useEffect(() => {
@@ -83,6 +77,17 @@ export function RunPanel(props: {
       setError(errorMessage(e));
     }
   }
+
+  // Ctrl+Enter in the editor bumps the trigger; only a change of it starts a run.
+  const onTrigger = useEffectEvent(() => {
+    if (props.canEdit) void start();
+  });
+  useEffect(() => {
+    // A command from the editor, not state derived from props: it starts a run, whose
+    // first state updates are synchronous.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
+    if (props.runTrigger > 0) onTrigger();
+  }, [props.runTrigger]);
 
   return (
     <section className="run-panel" aria-label="Run">

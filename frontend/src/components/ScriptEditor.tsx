@@ -111,7 +111,9 @@ export function ScriptEditor(props: {
       }
     }
   }, [detail, props]);
-  saveRef.current = save;
+  useEffect(() => {
+    saveRef.current = save;
+  }, [save]);
 
   async function act(what: string, f: () => Promise<unknown>) {
     try {
@@ -195,7 +197,7 @@ export function ScriptEditor(props: {
       {detail && tab === "prompt" && (
         <PromptWindow
           scriptId={detail.id}
-          code={editor.current?.getValue() ?? saved}
+          code={() => editor.current?.getValue() ?? saved}
           canEdit={props.canEdit}
           onAccept={(code, id) => {
             editor.current?.setValue(code);
