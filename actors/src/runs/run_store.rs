@@ -13,8 +13,6 @@ use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 use crate::runs::events::Event;
 
-/// Run states. `queued` and `running` are live; the rest are final.
-
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Artifact {
     /// Path relative to the run directory, with `/` separators.
