@@ -108,6 +108,7 @@ test("a run has its own URL: its log and result after a reload, for a viewer too
   const mo = await signIn(env, "mo1", "2viewer", `${env.base}${runUrl}`);
   await mo.page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
   assert.match(await mo.page.getByTestId("run-log").textContent(), /hello from the run/);
+  await mo.page.screenshot({ path: path.join(shots, "route-run.png") });
   await mo.page.getByRole("link", { name: `script ${id}` }).click();
   await mo.page.waitForURL(`**/scripts/${id}`);
   await mo.page.screenshot({ path: path.join(shots, "route-run-viewer.png") });
