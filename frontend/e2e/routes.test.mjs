@@ -80,6 +80,14 @@ test("leaving a script with unsaved text asks first; staying keeps the text", { 
   assert.equal(new URL(page.url()).pathname, `/scripts/${id}`);
   assert.match(await page.locator("[data-testid=editor] .view-lines").textContent(), /#\s+not\s+saved\s+yet/, "the unsaved text is gone");
 
+  // Signing out asks too; staying keeps the text and the session.
+  page.once("dialog", (d) => void d.dismiss());
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForTimeout(300);
+  assert.equal(new URL(page.url()).pathname, `/scripts/${id}`);
+  assert.match(await page.getByTestId("user").textContent(), /ed1/);
+  assert.match(await page.locator("[data-testid=editor] .view-lines").textContent(), /#\s+not\s+saved\s+yet/);
+
   // Agreeing leaves.
   page.once("dialog", (d) => void d.accept());
   await page.getByRole("link", { name: "Pipeline" }).click();
