@@ -35,6 +35,7 @@ fn generate(dir: &Path) -> Result<(), ts_rs::ExportError> {
     Proposal::export_all(&cfg)?;
     ExchangeRecord::export_all(&cfg)?;
     LlmEvent::export_all(&cfg)?;
+    super::scripts::ExampleInfo::export_all(&cfg)?;
     // Requests.
     super::session::LoginBody::export_all(&cfg)?;
     super::tokens::CreateBody::export_all(&cfg)?;
