@@ -211,6 +211,9 @@ pub struct Protections {
     pub cgroup: Option<CgroupProtection>,
     /// The run directory and /tmp were held to `disk_mib` / `disk_files`.
     pub disk_quota: bool,
+    /// What forked the sandbox (linux): `zygote`, or `direct` (the server itself; with
+    /// the reason when a zygote was configured but failed). The protections are the same.
+    pub launcher: Option<String>,
     /// Protections that were wanted but not available: with `allow_degraded` for the
     /// required ones; always listed for the optional ones (cgroups).
     pub missing: Vec<String>,

@@ -38,7 +38,7 @@ fn limits() -> Limits {
 
 async fn run(sb: &Sandbox, script: &str, limits: Limits) -> (RunReport, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
-    let backend = LinuxBackend::new(LinuxConfig::default());
+    let backend = support::linux(LinuxConfig::default());
     let report = backend
         .run(
             sb.spec(&python(), script, "", limits),

@@ -4,6 +4,8 @@
 
 #[path = "support.rs"]
 mod support;
+#[path = "linux/zygote.rs"]
+mod zygote;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ fn limits() -> Limits {
 
 async fn run(sb: &Sandbox, script: &str, limits: Limits) -> (RunReport, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
-    let backend = LinuxBackend::new(LinuxConfig::default());
+    let backend = support::linux(LinuxConfig::default());
     let report = backend
         .run(
             sb.spec(&python(), script, "alpha\nbeta\n", limits),
@@ -78,7 +80,7 @@ async fn reads_argv1_prints_and_writes_an_artifact() {
 #[tokio::test]
 async fn output_arrives_line_by_line_while_the_script_runs() {
     support::assert_streams_line_by_line(
-        &LinuxBackend::new(LinuxConfig::default()),
+        &support::linux(LinuxConfig::default()),
         &python(),
         limits(),
     )
@@ -87,12 +89,9 @@ async fn output_arrives_line_by_line_while_the_script_runs() {
 
 #[tokio::test]
 async fn secrets_files_and_the_network_are_out_of_reach() {
-    let (_, escaped, connected) = support::probe_containment(
-        &LinuxBackend::new(LinuxConfig::default()),
-        &python(),
-        limits(),
-    )
-    .await;
+    let (_, escaped, connected) =
+        support::probe_containment(&support::linux(LinuxConfig::default()), &python(), limits())
+            .await;
     assert!(!escaped && !connected);
 }
 
@@ -235,7 +234,7 @@ async fn a_child_left_running_dies_with_the_script() {
 async fn cancelling_kills_the_whole_run_within_a_second() {
     let sb = Sandbox::new();
     let script = format!("{HEARTBEAT}import time\ntime.sleep(60)\n");
-    let backend = LinuxBackend::new(LinuxConfig::default());
+    let backend = support::linux(LinuxConfig::default());
     let cancel = CancellationToken::new();
     let sink = Arc::new(Collect::default());
     let spec = sb.spec(&python(), &script, "", limits());
@@ -339,7 +338,7 @@ fn warm_python(module: &str) -> scriptorium_sandbox::Interpreter {
 }
 
 fn warm_backend() -> LinuxBackend {
-    LinuxBackend::new(LinuxConfig {
+    support::linux(LinuxConfig {
         warm: scriptorium_sandbox::linux::WarmMode::Lazy,
         ..LinuxConfig::default()
     })
@@ -763,7 +762,7 @@ async fn a_host_unix_socket_outside_tmp_is_not_there() {
 #[tokio::test]
 async fn a_run_cannot_touch_a_concurrent_runs_directory() {
     let runs = Runs::new();
-    let backend = LinuxBackend::new(LinuxConfig::default());
+    let backend = support::linux(LinuxConfig::default());
     let interp = python();
     let a_dir = runs.path().join("1");
     // A waits until B is done with its attack, then writes its result.

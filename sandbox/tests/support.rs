@@ -157,3 +157,14 @@ print("key", os.environ.get("OPENROUTER_API_KEY"))
     let connected = listener.accept().is_ok();
     (text, escaped, connected)
 }
+
+/// The linux backend as the server makes it: sandboxes forked by the zygote.
+#[cfg(target_os = "linux")]
+pub fn linux(
+    config: scriptorium_sandbox::linux::LinuxConfig,
+) -> scriptorium_sandbox::linux::LinuxBackend {
+    scriptorium_sandbox::linux::LinuxBackend::with_zygote(
+        config,
+        std::path::Path::new(env!("CARGO_BIN_EXE_scriptorium-sandbox-zygote")),
+    )
+}

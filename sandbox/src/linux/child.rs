@@ -25,6 +25,7 @@ pub const SETUP_FAILED: i32 = 125;
 /// The uid and gid the script has inside its user namespace.
 pub const INNER_ID: u32 = 1000;
 
+#[derive(serde::Serialize, serde::Deserialize, Default)]
 pub struct Plan {
     /// The run's `cgroup.procs` files: the intermediate writes itself into each before
     /// anything else, so every process of the sandbox is counted by the run's cgroup.
@@ -39,6 +40,8 @@ pub struct Plan {
     /// The minimal root to build and pivot into.
     pub root: super::rootfs::Root,
     /// The seccomp filters, installed last (None: not available on this architecture).
+    /// Not sent to a zygote, which compiles its own once.
+    #[serde(skip)]
     pub seccomp: Option<std::sync::Arc<super::seccomp::Filters>>,
     /// The server's command line and environment in memory (start, end): init blanks
     /// its copy, so `/proc/1/cmdline` shows nothing of the server.
@@ -105,7 +108,7 @@ fn errno() -> i32 {
 }
 
 /// Writes `step: errno N\n` to the report pipe and exits.
-fn fail(plan: &Plan, step: &[u8]) -> ! {
+pub(super) fn fail(plan: &Plan, step: &[u8]) -> ! {
     let e = errno();
     let mut buf = [0u8; 160];
     let mut n = 0;
@@ -157,7 +160,7 @@ fn write_file(plan: &Plan, path: &[u8], data: &[u8], step: &[u8]) {
 }
 
 /// Closes every descriptor from 3 up except those in `keep` (at most 4).
-fn close_except(keep: &[RawFd]) {
+pub(super) fn close_except(keep: &[RawFd]) {
     let mut k = [i32::MAX; 4];
     for (i, fd) in keep.iter().take(4).enumerate() {
         k[i] = *fd;

@@ -17,6 +17,7 @@ pub const NEW_ROOT: &str = "/newroot";
 pub const OLD_ROOT: &str = "/oldroot";
 
 /// One host path bound into the new root at the same path.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Bind {
     /// `/oldroot/<path>`.
     pub src: CString,
@@ -30,6 +31,7 @@ pub struct Bind {
 }
 
 /// What the child builds, all paths as seen after the first `pivot_root`.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
 pub struct Root {
     /// Mount options of `/tmp`.
     pub tmp_options: CString,

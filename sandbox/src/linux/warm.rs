@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::{Launch, RemoveDir, Sandbox, Started, chown_tree};
+use super::Sandbox;
+use super::launch::{Launch, RemoveDir, Started, chown_tree};
 use crate::{Interpreter, Limits, RunSpec, WarmState};
 
 /// The spare's runner, passed with `-c`.
@@ -336,8 +337,8 @@ impl Spare {
     /// gets the arguments. On error nothing of the run directory is lost and the run can
     /// start cold.
     pub(super) async fn claim(mut self, spec: &RunSpec, root: bool) -> Result<Started, String> {
-        if let Ok(Some(status)) = self.started.child.try_wait() {
-            return Err(format!("the spare had ended ({status})"));
+        if self.started.child.has_ended() {
+            return Err("the spare had ended".into());
         }
         adopt(&self.dir.0, &spec.workdir)
             .map_err(|e| format!("cannot move the run directory into the spare: {e}"))?;

@@ -1,0 +1,16 @@
+//! The sandbox zygote as a program of its own, for this crate's tests and bench (the
+//! server binary runs the same function as `scriptorium __sandbox-zygote`).
+
+fn main() {
+    let zygote = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == scriptorium_sandbox::linux::ZYGOTE_SUBCOMMAND);
+    if !zygote {
+        eprintln!(
+            "usage: {} (started by the linux backend)",
+            scriptorium_sandbox::linux::ZYGOTE_SUBCOMMAND
+        );
+        std::process::exit(2);
+    }
+    std::process::exit(scriptorium_sandbox::linux::zygote_main());
+}
