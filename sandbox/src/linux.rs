@@ -275,4 +275,57 @@ impl LinuxBackend {
         }
         report
     }
+
+    /// Runs `spec` cold, as [`Backend::run`] does, with the child marking each setup
+    /// phase: how long each took (the server's preparation first, the program's own run
+    /// from exec to its end last). Every protection is the same as in any run; only
+    /// the benchmark calls this.
+    #[doc(hidden)]
+    pub async fn run_traced(
+        &self,
+        spec: RunSpec,
+    ) -> Result<(RunReport, Vec<(&'static str, std::time::Duration)>), SandboxError> {
+        let mut launch = Launch::for_run(&spec);
+        launch.trace = true;
+        let mut started = self.sandbox.start(launch)?;
+        let trace = started.trace.take().expect("a traced launch");
+        let quota = quota::Quota::new(vec![spec.workdir.clone()], &spec.limits);
+        let sink: Arc<dyn OutputSink> = Arc::new(crate::Collect::default());
+        let report = supervise::supervise(
+            started,
+            &spec.limits,
+            quota,
+            sink,
+            CancellationToken::new(),
+            false,
+        )
+        .await?;
+        let ended = launch::monotonic_ns();
+        let mut marks = Vec::new();
+        let mut file = std::fs::File::from(trace.marks);
+        std::io::Read::read_to_end(&mut file, &mut marks)?;
+        let mut phases = vec![(
+            "server: uid, cgroup, Landlock rules, root plan",
+            trace.began,
+            trace.prepared,
+        )];
+        let mut last = trace.prepared;
+        for rec in marks.chunks_exact(9) {
+            let at = u64::from_ne_bytes(rec[1..].try_into().expect("8 bytes"));
+            let name = child::PHASES.get(rec[0] as usize).copied().unwrap_or("?");
+            phases.push((name, last, at));
+            last = at;
+        }
+        phases.push(("exec, the program's run, its end seen", last, ended));
+        let phases = phases
+            .into_iter()
+            .map(|(name, from, to)| {
+                (
+                    name,
+                    std::time::Duration::from_nanos(to.saturating_sub(from)),
+                )
+            })
+            .collect();
+        Ok((report, phases))
+    }
 }

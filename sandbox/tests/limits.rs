@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scriptorium_sandbox::linux::{LinuxBackend, LinuxConfig};
+use scriptorium_sandbox::linux::LinuxConfig;
 use scriptorium_sandbox::{Backend, Collect, Limit, Limits, Outcome, Registry, RunReport, Stream};
 use support::Sandbox;
 use tokio_util::sync::CancellationToken;

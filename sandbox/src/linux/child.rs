@@ -59,6 +59,10 @@ pub struct Plan {
     /// Init writes the script's raw wait status here the moment it exits, so the server
     /// need not wait for the namespaces to be torn down.
     pub status_w: RawFd,
+    /// Where each step of the setup writes when it is done (9 bytes: the index in
+    /// [`PHASES`], CLOCK_MONOTONIC ns), or -1. Only the benchmark asks for it; it
+    /// changes nothing else.
+    pub trace_w: RawFd,
 }
 
 const SLASH: &[u8] = b"/\0";
@@ -196,13 +200,76 @@ fn write_id_maps(plan: &Plan) {
     );
 }
 
+/// The phases [`enter`] marks on the plan's trace pipe (see [`Plan::trace_w`]), in order.
+pub const PHASES: [&str; 12] = [
+    "fork (intermediate runs)",
+    "join the run's cgroup",
+    "namespaces (unshare, id maps)",
+    "minimal root (tmpfs, /dev, bind mounts)",
+    "fork init",
+    "/proc, pivot_root",
+    "fork the worker",
+    "uid switch, user namespace",
+    "session keyring",
+    "rlimits, no_new_privs",
+    "Landlock",
+    "seccomp",
+];
+
+/// Writes (phase, CLOCK_MONOTONIC ns) to the trace pipe, if the plan has one.
+fn mark(plan: &Plan, phase: u8) {
+    if plan.trace_w < 0 {
+        return;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: raw syscalls on a timespec on the stack and the plan's descriptor.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let mut rec = [0u8; 9];
+        rec[0] = phase;
+        rec[1..].copy_from_slice(&ns.to_ne_bytes());
+        libc::write(plan.trace_w, rec.as_ptr().cast(), rec.len());
+    }
+}
+
 /// The `pre_exec` hook. Returns only in the worker, which std then execs.
 ///
 /// # Safety
 /// Must run in the child between `fork` and `exec`, with `plan` prepared before the fork.
 pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
+    // SAFETY: the caller's contract: each step makes raw syscalls on the plan only.
     unsafe {
-        // --- intermediate ---
+        mark(plan, 0);
+        enter_namespaces(plan);
+        let status_pipe = make_pipe(plan, b"status pipe");
+        // Init's parent is outside its pid namespace (getppid() says 0), so it learns
+        // whether the intermediate still lives from this pipe's write end.
+        let lifeline = make_pipe(plan, b"lifeline pipe");
+        let init = libc::fork();
+        check(plan, init, b"fork init");
+        if init > 0 {
+            wait_for_init(init, status_pipe[0], lifeline[1]);
+        }
+        mark(plan, 4);
+        start_init(plan, lifeline, status_pipe[0]);
+        let worker = libc::fork();
+        check(plan, worker, b"fork the worker");
+        if worker > 0 {
+            reap_as_init(plan, worker, status_pipe[1]);
+        }
+        restrict_worker(plan);
+    }
+    Ok(())
+}
+
+/// In the intermediate: the run's cgroup, the new namespaces and the minimal root.
+unsafe fn enter_namespaces(plan: &Plan) {
+    // SAFETY: raw syscalls on the plan's prepared strings and constants.
+    unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::getppid() != plan.server_pid {
             libc::_exit(SETUP_FAILED);
@@ -216,6 +283,7 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
                 b"join the run's cgroup",
             );
         }
+        mark(plan, 1);
         let no_core = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -248,62 +316,70 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             ),
             b"make mounts private",
         );
+        mark(plan, 2);
         build_root(plan);
         libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len());
+        mark(plan, 3);
+    }
+}
 
-        let mut status_pipe = [0 as RawFd; 2];
-        check(
-            plan,
-            libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC),
-            b"status pipe",
-        );
-        // Init's parent is outside its pid namespace (getppid() says 0), so it learns
-        // whether the intermediate still lives from this pipe's write end.
-        let mut lifeline = [0 as RawFd; 2];
-        check(
-            plan,
-            libc::pipe2(lifeline.as_mut_ptr(), libc::O_CLOEXEC),
-            b"lifeline pipe",
-        );
-        let init = libc::fork();
-        check(plan, init, b"fork init");
-        if init > 0 {
-            // The intermediate waits for init and passes the script's status on. It lets
-            // go of the output pipes, so their end means the sandbox's processes are gone.
-            close_except(&[status_pipe[0], lifeline[1]]);
-            for fd in 0..3 {
-                libc::close(fd);
-            }
-            let mut st = 0;
-            while libc::waitpid(init, &mut st, 0) < 0 && errno() == libc::EINTR {}
-            let mut raw = [0u8; 4];
-            let got = libc::read(status_pipe[0], raw.as_mut_ptr().cast(), 4);
-            let st = if got == 4 {
-                i32::from_ne_bytes(raw)
-            } else {
-                st
-            };
-            if got != 4 && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SETUP_FAILED {
-                libc::_exit(SETUP_FAILED);
-            }
-            if libc::WIFSIGNALED(st) {
-                let sig = libc::WTERMSIG(st);
-                libc::signal(sig, libc::SIG_DFL);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, sig);
-                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                libc::kill(libc::getpid(), sig);
-                libc::_exit(128 + sig);
-            }
-            libc::_exit(if libc::WIFEXITED(st) {
-                libc::WEXITSTATUS(st)
-            } else {
-                1
-            });
+/// A close-on-exec pipe, or the setup fails.
+fn make_pipe(plan: &Plan, step: &[u8]) -> [RawFd; 2] {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    check(
+        plan,
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        step,
+    );
+    fds
+}
+
+/// The intermediate, after forking init: waits for it and passes the script's status
+/// on. It lets go of the output pipes, so their end means the sandbox's processes are
+/// gone.
+unsafe fn wait_for_init(init: libc::pid_t, status_r: RawFd, lifeline_w: RawFd) -> ! {
+    // SAFETY: raw syscalls on this process's own descriptors and child.
+    unsafe {
+        close_except(&[status_r, lifeline_w]);
+        for fd in 0..3 {
+            libc::close(fd);
         }
+        let mut st = 0;
+        while libc::waitpid(init, &mut st, 0) < 0 && errno() == libc::EINTR {}
+        let mut raw = [0u8; 4];
+        let got = libc::read(status_r, raw.as_mut_ptr().cast(), 4);
+        let st = if got == 4 {
+            i32::from_ne_bytes(raw)
+        } else {
+            st
+        };
+        if got != 4 && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SETUP_FAILED {
+            libc::_exit(SETUP_FAILED);
+        }
+        if libc::WIFSIGNALED(st) {
+            let sig = libc::WTERMSIG(st);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+            libc::_exit(128 + sig);
+        }
+        libc::_exit(if libc::WIFEXITED(st) {
+            libc::WEXITSTATUS(st)
+        } else {
+            1
+        });
+    }
+}
 
-        // --- init (PID 1) ---
+/// In init (PID 1): dies with the intermediate, shows nothing of the server, and
+/// enters the new root.
+unsafe fn start_init(plan: &Plan, lifeline: [RawFd; 2], status_r: RawFd) {
+    // SAFETY: raw syscalls on this process's own descriptors and the plan.
+    unsafe {
         libc::close(lifeline[1]);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         let mut pfd = libc::pollfd {
@@ -316,79 +392,70 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             libc::_exit(SETUP_FAILED);
         }
         libc::close(lifeline[0]);
-        libc::close(status_pipe[0]);
+        libc::close(status_r);
         blank(plan.server_args);
         blank(plan.server_env);
         libc::prctl(libc::PR_SET_NAME, c(INIT_NAME), 0, 0, 0);
         enter_root(plan);
-        let worker = libc::fork();
-        check(plan, worker, b"fork the worker");
-        if worker > 0 {
-            close_except(&[status_pipe[1], plan.report_w, plan.status_w]);
-            for fd in 0..3 {
-                libc::close(fd);
+        mark(plan, 5);
+    }
+}
+
+/// Init, after forking the worker: reaps every process, reports the worker's status,
+/// and exits with it, which ends the pid namespace.
+unsafe fn reap_as_init(plan: &Plan, worker: libc::pid_t, status_w: RawFd) -> ! {
+    // SAFETY: raw syscalls on this process's own descriptors and children.
+    unsafe {
+        close_except(&[status_w, plan.report_w, plan.status_w]);
+        for fd in 0..3 {
+            libc::close(fd);
+        }
+        drop_capabilities(plan);
+        loop {
+            let mut st = 0;
+            let pid = libc::waitpid(-1, &mut st, 0);
+            if pid == worker {
+                let raw = st.to_ne_bytes();
+                libc::write(plan.status_w, raw.as_ptr().cast(), 4);
+                libc::write(status_w, raw.as_ptr().cast(), 4);
+                // Exiting ends the pid namespace: the kernel kills what is left.
+                libc::_exit(0);
             }
-            drop_capabilities(plan);
-            loop {
-                let mut st = 0;
-                let pid = libc::waitpid(-1, &mut st, 0);
-                if pid == worker {
-                    let raw = st.to_ne_bytes();
-                    libc::write(plan.status_w, raw.as_ptr().cast(), 4);
-                    libc::write(status_pipe[1], raw.as_ptr().cast(), 4);
-                    // Exiting ends the pid namespace: the kernel kills what is left.
-                    libc::_exit(0);
-                }
-                if pid < 0 && errno() == libc::ECHILD {
-                    libc::_exit(SETUP_FAILED);
-                }
+            if pid < 0 && errno() == libc::ECHILD {
+                libc::_exit(SETUP_FAILED);
             }
         }
+    }
+}
 
-        // --- worker (PID 2) ---
+/// In the worker (PID 2): the unprivileged uid, a private keyring, rlimits, Landlock
+/// and, last, seccomp. Then std (or the zygote) execs the program.
+unsafe fn restrict_worker(plan: &Plan) {
+    // SAFETY: raw syscalls on the plan's prepared data.
+    unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::getppid() != 1 {
             libc::_exit(SETUP_FAILED);
         }
+        mark(plan, 6);
         // Nothing the server had open reaches the script (stdio stays).
-        close_except(&[plan.ruleset_fd, plan.report_w]);
+        close_except(&[plan.ruleset_fd, plan.report_w, plan.trace_w]);
         check(
             plan,
             libc::chdir(plan.root.workdir.as_ptr()),
             b"enter the working directory",
         );
         if plan.switch_user {
-            check(
-                plan,
-                libc::setgroups(0, std::ptr::null()),
-                b"drop supplementary groups",
-            );
-            check(
-                plan,
-                libc::setresgid(plan.gid, plan.gid, plan.gid),
-                b"setgid to the sandbox group",
-            );
-            check(
-                plan,
-                libc::setresuid(plan.uid, plan.uid, plan.uid),
-                b"setuid to the sandbox user",
-            );
-            // Changing credentials made us undumpable; our /proc files must be ours to
-            // write the id maps.
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            check(
-                plan,
-                libc::unshare(libc::CLONE_NEWUSER),
-                b"create the user namespace",
-            );
-            write_id_maps(plan);
+            switch_user(plan);
         }
+        mark(plan, 7);
         // A session keyring of its own: nothing of the server's keys is in reach.
         check(
             plan,
             libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0) as libc::c_int,
             b"join a new session keyring",
         );
+        mark(plan, 8);
         for &(res, soft, hard) in &plan.rlimits {
             let lim = libc::rlimit {
                 rlim_cur: soft,
@@ -401,6 +468,7 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
             b"set no_new_privs",
         );
+        mark(plan, 9);
         if plan.ruleset_fd >= 0 {
             allow_proc(plan);
             let r =
@@ -408,6 +476,7 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
             check(plan, r, b"landlock_restrict_self");
             libc::close(plan.ruleset_fd);
         }
+        mark(plan, 10);
         if let Some(filters) = &plan.seccomp {
             // Last: from here on the calls the script may make are fixed.
             check(
@@ -421,7 +490,38 @@ pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
                 b"install the clone3 filter",
             );
         }
-        Ok(())
+        mark(plan, 11);
+    }
+}
+
+/// A root server's worker: the run's own uid and gid, then a user namespace of its own.
+unsafe fn switch_user(plan: &Plan) {
+    // SAFETY: raw syscalls on the plan's ids.
+    unsafe {
+        check(
+            plan,
+            libc::setgroups(0, std::ptr::null()),
+            b"drop supplementary groups",
+        );
+        check(
+            plan,
+            libc::setresgid(plan.gid, plan.gid, plan.gid),
+            b"setgid to the sandbox group",
+        );
+        check(
+            plan,
+            libc::setresuid(plan.uid, plan.uid, plan.uid),
+            b"setuid to the sandbox user",
+        );
+        // Changing credentials made us undumpable; our /proc files must be ours to
+        // write the id maps.
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        check(
+            plan,
+            libc::unshare(libc::CLONE_NEWUSER),
+            b"create the user namespace",
+        );
+        write_id_maps(plan);
     }
 }
 

@@ -41,6 +41,8 @@ pub(super) struct Launch<'a> {
     pub(super) extra_cpu: u64,
     /// Keep a pipe to stdin (a spare reads its request there); else /dev/null.
     pub(super) stdin: bool,
+    /// Have the child mark each setup phase (the benchmark's per-phase table).
+    pub(super) trace: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -60,6 +62,7 @@ impl<'a> Launch<'a> {
             address_space_mib: None,
             extra_cpu: 0,
             stdin: false,
+            trace: false,
         }
     }
 }
@@ -77,6 +80,27 @@ pub(super) struct Started {
     pub(super) _lease: Option<Lease>,
     /// The run's cgroup: removed when the sandbox is dropped.
     pub(super) cgroup: Option<cgroup::RunCgroup>,
+    /// The phase marks of a traced launch.
+    pub(super) trace: Option<Trace>,
+}
+
+/// Where a traced launch's phase marks arrive, and when the server began and had
+/// prepared it (CLOCK_MONOTONIC ns).
+pub(super) struct Trace {
+    pub(super) marks: OwnedFd,
+    pub(super) began: u64,
+    pub(super) prepared: u64,
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of [`child::PHASES`]' marks.
+pub(super) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the current time into a timespec on the stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The sandbox's outermost process (the *intermediate* of [`child`]). Dropping it
@@ -140,6 +164,7 @@ pub(super) struct Prepared {
     ruleset: Option<OwnedFd>,
     report: (OwnedFd, OwnedFd),
     status: (OwnedFd, OwnedFd),
+    trace: Option<((OwnedFd, OwnedFd), u64)>,
     protections: Protections,
     lease: Option<Lease>,
     cgroup: Option<cgroup::RunCgroup>,
@@ -216,7 +241,11 @@ impl Sandbox {
     /// there is one, else (or when it fails) forked by the server. `protections.launcher`
     /// says which.
     pub(super) fn start(&self, launch: Launch<'_>) -> Result<Started, SandboxError> {
+        let began = monotonic_ns();
         let mut prepared = self.prepare(&launch)?;
+        if let Some((_, at)) = &mut prepared.trace {
+            *at = began;
+        }
         let launcher = match &self.zygote {
             None => "direct".to_string(),
             Some(zygote) => match zygote.launch(&mut prepared) {
@@ -278,6 +307,7 @@ impl Sandbox {
         );
         let report = pipe()?;
         let status = pipe()?;
+        let trace = launch.trace.then(pipe).transpose()?.map(|p| (p, 0));
         let rlimits = rlimits(launch, protections.cgroup.as_ref().is_some_and(|c| c.pids));
         let plan = child::Plan {
             cgroup_procs: cgroup
@@ -299,6 +329,7 @@ impl Sandbox {
             report_w: report.1.as_raw_fd(),
             server_pid: std::process::id() as libc::pid_t,
             status_w: status.1.as_raw_fd(),
+            trace_w: trace.as_ref().map_or(-1, |((_, w), _)| w.as_raw_fd()),
         };
         let cstring = |b: &[u8]| {
             CString::new(b).map_err(|_| {
@@ -318,6 +349,7 @@ impl Sandbox {
             ruleset,
             report,
             status,
+            trace,
             protections,
             lease,
             cgroup,
@@ -473,8 +505,13 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 impl Prepared {
     /// The descriptors the intermediate needs besides stdio: the status and report
     /// pipes' write ends, the Landlock ruleset.
-    pub(super) fn child_fds(&self) -> (&OwnedFd, &OwnedFd, Option<&OwnedFd>) {
-        (&self.status.1, &self.report.1, self.ruleset.as_ref())
+    pub(super) fn child_fds(&self) -> (&OwnedFd, &OwnedFd, Option<&OwnedFd>, Option<&OwnedFd>) {
+        (
+            &self.status.1,
+            &self.report.1,
+            self.ruleset.as_ref(),
+            self.trace.as_ref().map(|((_, w), _)| w),
+        )
     }
 
     /// Forks the sandbox from the server itself (std's spawn, with [`child::enter`]
@@ -523,12 +560,22 @@ impl Prepared {
             ruleset,
             report,
             status,
+            trace,
             mut protections,
             lease,
             cgroup,
             ..
         } = self;
         drop((ruleset, report.1, status.1));
+        let prepared = monotonic_ns();
+        let trace = trace.map(|((marks, w), began)| {
+            drop(w);
+            Trace {
+                marks,
+                began,
+                prepared,
+            }
+        });
         protections.launcher = Some(launcher.to_string());
         Started {
             child,
@@ -540,6 +587,7 @@ impl Prepared {
             protections,
             _lease: lease,
             cgroup,
+            trace,
         }
     }
 }

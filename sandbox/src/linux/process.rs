@@ -148,6 +148,7 @@ impl LinuxBackend {
             address_space_mib: spec.address_space_mib,
             extra_cpu: 0,
             stdin: true,
+            trace: false,
         })?;
         let Started {
             child,
@@ -159,6 +160,7 @@ impl LinuxBackend {
             protections,
             _lease,
             cgroup,
+            trace: _,
         } = started;
         Ok(SandboxedProcess {
             stdin: stdin.expect("stdin is piped"),

@@ -32,6 +32,7 @@ pub(super) async fn supervise(
         mut protections,
         _lease,
         cgroup,
+        trace: _,
     } = started;
     protections.disk_quota = true;
     drop(stdin);

@@ -280,6 +280,7 @@ async fn make(
             address_space_mib: None,
             extra_cpu: IMPORT_CPU,
             stdin: true,
+            trace: false,
         })
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(READY_TIMEOUT, wait_ready(&mut started.stdout)).await {

@@ -49,13 +49,16 @@ const MAX_MESSAGE: usize = 1 << 20;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One sandbox to fork. The descriptors travel beside it, in this order: stdin,
-/// stdout, stderr, status pipe, report pipe, exit pipe, then the ruleset if any.
+/// stdout, stderr, status pipe, report pipe, exit pipe, then the ruleset and the trace
+/// pipe if any.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Request {
     plan: child::Plan,
     /// Install the seccomp filters (the zygote compiles its own, once).
     seccomp: bool,
     ruleset: bool,
+    /// The benchmark's phase marks ([`child::Plan::trace_w`]).
+    trace: bool,
     program: CString,
     argv: Vec<CString>,
     /// `KEY=VALUE`.
@@ -186,18 +189,21 @@ impl Conn {
         let (stdout_r, stdout_w) = pipe().map_err(io)?;
         let (stderr_r, stderr_w) = pipe().map_err(io)?;
         let (exit_r, exit_w) = pipe().map_err(io)?;
-        let (status_w, report_w, ruleset) = prepared.child_fds();
+        let (status_w, report_w, ruleset, trace) = prepared.child_fds();
         let mut fds: Vec<RawFd> = [&stdin_r, &stdout_w, &stderr_w, status_w, report_w, &exit_w]
             .iter()
             .map(|f| f.as_raw_fd())
             .collect();
         let ruleset = ruleset.map(|r| r.as_raw_fd());
+        let trace = trace.map(|t| t.as_raw_fd());
         fds.extend(ruleset);
+        fds.extend(trace);
         let seccomp = prepared.plan.seccomp.is_some();
         let request = Request {
             plan: std::mem::take(&mut prepared.plan),
             seccomp,
             ruleset: ruleset.is_some(),
+            trace: trace.is_some(),
             program: prepared.program.clone(),
             argv: prepared.argv.clone(),
             envp: prepared

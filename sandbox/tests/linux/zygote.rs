@@ -125,3 +125,36 @@ async fn a_setup_failure_in_a_zygote_child_is_reported() {
     let e = r.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("exec the program"), "{e}");
 }
+
+#[tokio::test]
+async fn a_traced_run_marks_every_setup_phase_in_order_either_way() {
+    for backend in [
+        support::linux(LinuxConfig::default()),
+        LinuxBackend::new(LinuxConfig::default()),
+    ] {
+        let sb = Sandbox::new();
+        let (report, phases) = backend
+            .run_traced(sb.spec(&python(), "pass\n", "", limits()))
+            .await
+            .unwrap();
+        assert!(report.outcome.success(), "{:?}", report.outcome);
+        let names: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
+        // The server's preparation, the child's twelve phases, the program's run.
+        assert_eq!(names.len(), 14, "{names:?}");
+        assert!(names[0].starts_with("server"), "{names:?}");
+        assert_eq!(names[1], "fork (intermediate runs)");
+        assert_eq!(names[12], "seccomp");
+        assert!(names[13].starts_with("exec"), "{names:?}");
+        // Every protection of a plain run is in force in a traced one.
+        let p = &report.protections;
+        assert!(
+            p.seccomp.is_some() && p.minimal_root && p.landlock_filesystem,
+            "{p:?}"
+        );
+        let total: Duration = phases.iter().map(|(_, d)| *d).sum();
+        assert!(
+            total > Duration::ZERO && total < Duration::from_secs(20),
+            "{phases:?}"
+        );
+    }
+}

@@ -128,7 +128,7 @@ fn reap(kid: Kid) {
 fn fork(message: &[u8], fds: Vec<OwnedFd>, shared: &Shared) -> Result<Kid, String> {
     let request: Request =
         serde_json::from_slice(message).map_err(|e| format!("a garbled request: {e}"))?;
-    let want = 6 + usize::from(request.ruleset);
+    let want = 6 + usize::from(request.ruleset) + usize::from(request.trace);
     if fds.len() != want {
         return Err(format!("{} descriptors came, {want} were due", fds.len()));
     }
@@ -142,7 +142,17 @@ fn fork(message: &[u8], fds: Vec<OwnedFd>, shared: &Shared) -> Result<Kid, Strin
     plan.server_pid = std::process::id() as libc::pid_t;
     plan.status_w = fds[3].as_raw_fd();
     plan.report_w = fds[4].as_raw_fd();
-    plan.ruleset_fd = fds.get(6).map_or(-1, |f| f.as_raw_fd());
+    let mut extra = fds[6..].iter().map(|f| f.as_raw_fd());
+    plan.ruleset_fd = if request.ruleset {
+        extra.next().unwrap_or(-1)
+    } else {
+        -1
+    };
+    plan.trace_w = if request.trace {
+        extra.next().unwrap_or(-1)
+    } else {
+        -1
+    };
     let argv = pointers(&request.argv);
     let envp = pointers(&request.envp);
     // SAFETY: this process has one thread, so the child may do anything; it only
@@ -211,7 +221,7 @@ unsafe fn start(
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         // The socket, the other sandboxes' pidfds and exit pipes: all closed.
-        child::close_except(&[plan.status_w, plan.report_w, plan.ruleset_fd]);
+        child::close_except(&[plan.status_w, plan.report_w, plan.ruleset_fd, plan.trace_w]);
         if child::enter(plan).is_err() {
             libc::_exit(child::SETUP_FAILED);
         }
