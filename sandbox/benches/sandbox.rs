@@ -10,6 +10,9 @@
 //!
 //! `cargo bench -p scriptorium-sandbox --bench sandbox` (or `make bench`).
 
+// A test, bench or helper binary links every dependency of the package and uses few.
+#![allow(unused_crate_dependencies)]
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;

@@ -25,6 +25,10 @@ pub mod wasi;
 #[cfg(windows)]
 pub mod windows;
 
+// Without the linux and wasi backends (the Windows type-check) nothing logs.
+#[cfg(not(any(target_os = "linux", feature = "wasi")))]
+use tracing as _;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -34,7 +34,7 @@ use self::launch::Launch;
 pub use self::launch::interpreter_paths;
 pub use self::process::{ProcessSpec, SandboxHandle, SandboxedProcess};
 pub use self::zygote::SUBCOMMAND as ZYGOTE_SUBCOMMAND;
-pub use self::zygote::serve::main as zygote_main;
+pub use self::zygote::main as zygote_main;
 use crate::run::{OutputSink, Protections, RunReport, RunSpec, SandboxError};
 use crate::{Backend, BackendKind, BoxFuture, Interpreter, WarmState};
 
@@ -97,6 +97,7 @@ pub struct Support {
 impl Support {
     pub fn probe() -> Support {
         // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+        // SAFETY: with a NULL attribute and this flag the call only returns the ABI.
         let abi = unsafe {
             libc::syscall(
                 libc::SYS_landlock_create_ruleset,
@@ -105,6 +106,7 @@ impl Support {
                 1u32,
             )
         } as i32;
+        // SAFETY: a getter without side effects.
         let root = unsafe { libc::geteuid() } == 0;
         Support {
             landlock_abi: abi.max(0),
@@ -116,7 +118,8 @@ impl Support {
 
 /// Can this process's children create a user namespace? (Ubuntu's AppArmor may say no.)
 fn probe_userns() -> bool {
-    // A fork that only calls unshare and _exit is safe in a multi-threaded process.
+    // SAFETY: a fork that only calls unshare and _exit is safe in a multi-threaded
+    // process; the parent only waits for that child.
     unsafe {
         let pid = libc::fork();
         if pid == 0 {

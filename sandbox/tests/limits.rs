@@ -4,6 +4,8 @@
 //! kill, pids limit, read-only file system outside the run directory, full tmpfs,
 //! sparse-file and symlink bombs, shared memory, segfault), written as our own scripts.
 
+// A test, bench or helper binary links every dependency of the package and uses few.
+#![allow(unused_crate_dependencies)]
 #![cfg(target_os = "linux")]
 
 #[path = "support.rs"]
@@ -61,6 +63,7 @@ fn limit_of(report: &RunReport) -> Option<Limit> {
 /// v1 hierarchies writable as root, or v2 with both controllers). Elsewhere the run
 /// must say they were missing, and these tests check that instead.
 fn cgroups_expected() -> bool {
+    // SAFETY: a getter without side effects.
     (unsafe { libc::geteuid() }) == 0
 }
 

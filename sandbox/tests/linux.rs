@@ -1,5 +1,7 @@
 //! The `linux` backend, for real: namespaces, Landlock, rlimits, streaming, limits.
 
+// A test, bench or helper binary links every dependency of the package and uses few.
+#![allow(unused_crate_dependencies)]
 #![cfg(target_os = "linux")]
 
 #[path = "support.rs"]
@@ -278,6 +280,7 @@ async fn the_script_runs_as_an_unprivileged_user() {
     .await;
     assert!(report.outcome.success(), "{}", out.text(Stream::Stderr));
     assert_eq!(out.text(Stream::Stdout), "1000 2\n");
+    // SAFETY: a getter without side effects.
     if unsafe { libc::geteuid() } == 0 {
         use std::os::unix::fs::MetadataExt;
         let owner = std::fs::metadata(sb.run_dir().join("f")).unwrap().uid();
@@ -495,6 +498,7 @@ async fn a_warm_run_gets_its_own_cpu_budget_and_sees_no_other_run() {
     std::fs::write(&secret, "another run's result").unwrap();
     // A root server shows a spare only its own run directory: the sibling is not even
     // there to stat (without root, the runs directory is shown and Landlock guards it).
+    // SAFETY: a getter without side effects.
     let root = unsafe { libc::geteuid() } == 0;
     let see = if root {
         format!(", ('see', lambda: os.stat({secret:?}))")
@@ -643,6 +647,7 @@ async fn a_key_in_the_servers_session_keyring_is_out_of_reach() {
     // The test process joins a session keyring of its own and puts a secret in it, as
     // a server might hold a credential there.
     let desc = format!("scriptorium-test-{}", std::process::id());
+    // SAFETY: add_key with NUL-terminated strings and a buffer that outlive the call.
     let serial = unsafe {
         assert!(
             libc::syscall(libc::SYS_keyctl, 1, c"scriptorium-test-session".as_ptr()) >= 0,
@@ -818,6 +823,7 @@ open("done", "w").close()
         "A ok"
     );
     assert!(!a_dir.join("evil").exists());
+    // SAFETY: a getter without side effects.
     if unsafe { libc::geteuid() } == 0 {
         use std::os::unix::fs::MetadataExt;
         assert_ne!(

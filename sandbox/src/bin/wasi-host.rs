@@ -1,6 +1,9 @@
 //! The WASI host as a program of its own, for this crate's tests and bench (the server
 //! binary runs the same function as `scriptorium __wasi-host`).
 
+// A test, bench or helper binary links every dependency of the package and uses few.
+#![allow(unused_crate_dependencies)]
+
 fn main() {
     // The same program is the linux backend's zygote when the wasi backend uses it.
     #[cfg(target_os = "linux")]

@@ -20,49 +20,49 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 
 /// Exit code of a sandbox process whose setup failed (the report pipe says why).
-pub const SETUP_FAILED: i32 = 125;
+pub(crate) const SETUP_FAILED: i32 = 125;
 
 /// The uid and gid the script has inside its user namespace.
-pub const INNER_ID: u32 = 1000;
+pub(crate) const INNER_ID: u32 = 1000;
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The run's `cgroup.procs` files: the intermediate writes itself into each before
     /// anything else, so every process of the sandbox is counted by the run's cgroup.
-    pub cgroup_procs: Vec<CString>,
+    pub(crate) cgroup_procs: Vec<CString>,
     /// The server runs as root: switch to `uid`/`gid` in the worker.
-    pub switch_user: bool,
-    pub uid: u32,
-    pub gid: u32,
+    pub(crate) switch_user: bool,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     /// `1000 <uid> 1`, `1000 <gid> 1`.
-    pub uid_map: CString,
-    pub gid_map: CString,
+    pub(crate) uid_map: CString,
+    pub(crate) gid_map: CString,
     /// The minimal root to build and pivot into.
-    pub root: super::rootfs::Root,
+    pub(crate) root: super::rootfs::Root,
     /// The seccomp filters, installed last (None: not available on this architecture).
     /// Not sent to a zygote, which compiles its own once.
     #[serde(skip)]
-    pub seccomp: Option<std::sync::Arc<super::seccomp::Filters>>,
+    pub(crate) seccomp: Option<std::sync::Arc<super::seccomp::Filters>>,
     /// The server's command line and environment in memory (start, end): init blanks
     /// its copy, so `/proc/1/cmdline` shows nothing of the server.
-    pub server_args: (usize, usize),
-    pub server_env: (usize, usize),
+    pub(crate) server_args: (usize, usize),
+    pub(crate) server_env: (usize, usize),
     /// Every Landlock file-system right the ruleset handles: the fresh `/tmp` gets them.
-    pub tmp_access: u64,
+    pub(crate) tmp_access: u64,
     /// (resource, soft, hard)
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     /// The Landlock ruleset built by the parent, or -1.
-    pub ruleset_fd: RawFd,
-    pub report_w: RawFd,
+    pub(crate) ruleset_fd: RawFd,
+    pub(crate) report_w: RawFd,
     /// The server's pid: the intermediate dies with it (no run outlives the server).
-    pub server_pid: libc::pid_t,
+    pub(crate) server_pid: libc::pid_t,
     /// Init writes the script's raw wait status here the moment it exits, so the server
     /// need not wait for the namespaces to be torn down.
-    pub status_w: RawFd,
+    pub(crate) status_w: RawFd,
     /// Where each step of the setup writes when it is done (9 bytes: the index in
     /// [`PHASES`], CLOCK_MONOTONIC ns), or -1. Only the benchmark asks for it; it
     /// changes nothing else.
-    pub trace_w: RawFd,
+    pub(crate) trace_w: RawFd,
 }
 
 const SLASH: &[u8] = b"/\0";
@@ -140,6 +140,7 @@ pub(super) fn fail(plan: &Plan, step: &[u8]) -> ! {
     }
     buf[n] = b'\n';
     n += 1;
+    // SAFETY: writes a buffer on the stack to the plan's report pipe, then exits.
     unsafe {
         libc::write(plan.report_w, buf.as_ptr().cast(), n);
         libc::_exit(SETUP_FAILED)
@@ -153,6 +154,7 @@ fn check(plan: &Plan, r: libc::c_int, step: &[u8]) {
 }
 
 fn write_file(plan: &Plan, path: &[u8], data: &[u8], step: &[u8]) {
+    // SAFETY: `path` is a NUL-terminated constant or plan string; `data` outlives the write.
     unsafe {
         let fd = libc::open(c(path), libc::O_WRONLY | libc::O_CLOEXEC);
         check(plan, fd, step);
@@ -177,10 +179,12 @@ pub(super) fn close_except(keep: &[RawFd]) {
         }
         let fd = fd as u32;
         if fd > from {
+            // SAFETY: closes descriptors of this process only; none is in use by Rust code.
             unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
         }
         from = fd + 1;
     }
+    // SAFETY: as above: closes this process's descriptors above the kept ones.
     unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
 }
 
@@ -201,7 +205,7 @@ fn write_id_maps(plan: &Plan) {
 }
 
 /// The phases [`enter`] marks on the plan's trace pipe (see [`Plan::trace_w`]), in order.
-pub const PHASES: [&str; 12] = [
+pub(crate) const PHASES: [&str; 12] = [
     "fork (intermediate runs)",
     "join the run's cgroup",
     "namespaces (unshare, id maps)",
@@ -240,7 +244,7 @@ fn mark(plan: &Plan, phase: u8) {
 ///
 /// # Safety
 /// Must run in the child between `fork` and `exec`, with `plan` prepared before the fork.
-pub unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
+pub(crate) unsafe fn enter(plan: &Plan) -> std::io::Result<()> {
     // SAFETY: the caller's contract: each step makes raw syscalls on the plan only.
     unsafe {
         mark(plan, 0);
@@ -534,6 +538,7 @@ struct PathBeneathAttr {
 
 /// The fresh `/proc` exists only inside the namespace, so its read rule is added here.
 unsafe fn allow_proc(plan: &Plan) {
+    // SAFETY: raw syscalls on NUL-terminated constants and a rule struct on the stack.
     unsafe {
         let fd = libc::open(c(PROC), libc::O_PATH | libc::O_CLOEXEC);
         check(plan, fd, b"open /proc for Landlock");
@@ -634,6 +639,7 @@ unsafe fn read_only(plan: &Plan, path: *const libc::c_char, extra: libc::c_ulong
 /// Binds host path `b.src` at `b.dst`, with everything mounted below it, read-only
 /// unless writable, never set-uid or device-bearing.
 unsafe fn bind(plan: &Plan, b: &super::rootfs::Bind) {
+    // SAFETY: raw syscalls on the bind's NUL-terminated strings from the plan.
     unsafe {
         if !b.nested {
             if b.file {
@@ -676,6 +682,7 @@ unsafe fn bind(plan: &Plan, b: &super::rootfs::Bind) {
 /// new root is laid out at `/newroot`; init mounts `/proc` there and pivots in.
 unsafe fn build_root(plan: &Plan) {
     let root = &plan.root;
+    // SAFETY: raw mount syscalls on NUL-terminated constants and plan strings.
     unsafe {
         tmpfs(
             plan,
@@ -773,6 +780,7 @@ unsafe fn build_root(plan: &Plan) {
 /// In init: mounts the fresh `/proc` (only the sandbox's processes, and of those only
 /// what the reader may ptrace), lets go of the host's root and pivots into the new one.
 unsafe fn enter_root(plan: &Plan) {
+    // SAFETY: raw mount syscalls on NUL-terminated constants.
     unsafe {
         check(
             plan,
@@ -845,6 +853,7 @@ unsafe fn drop_capabilities(plan: &Plan) {
         permitted: 0,
         inheritable: 0,
     }; 2];
+    // SAFETY: capset with a header and data on the stack, in the kernel's layout.
     unsafe {
         check(
             plan,
@@ -879,7 +888,7 @@ fn set_tree_attrs(tree: libc::c_int, set: u64) -> libc::c_int {
     }
 }
 
-pub fn cpath(p: &std::path::Path) -> CString {
+pub(crate) fn cpath(p: &std::path::Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL bytes")
 }
@@ -889,7 +898,7 @@ pub fn cpath(p: &std::path::Path) -> CString {
 /// CAP_SYS_ADMIN over the host's mounts for `open_tree`). A forked helper enters the
 /// sandbox's mount namespace, makes the mount point on the (briefly writable) root and
 /// moves a clone of `dir` there. Blocking: call it off the async executor.
-pub fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn inject(sandbox_pid: u32, dir: &std::path::Path) -> std::io::Result<()> {
     let err = std::io::Error::last_os_error;
     let ns = CString::new(format!("/proc/{sandbox_pid}/ns/mnt")).expect("no NUL");
     let target = cpath(dir);

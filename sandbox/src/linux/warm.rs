@@ -215,9 +215,11 @@ impl Pool {
             };
             let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
             // Only the leftovers of servers that are gone (the directory names their pid).
-            if pid.is_some_and(|pid| {
-                pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } != 0
-            }) {
+            let gone = |pid: i32| {
+                // SAFETY: kill with signal 0 only asks whether the process exists.
+                (unsafe { libc::kill(pid, 0) }) != 0
+            };
+            if pid.is_some_and(|pid| pid != std::process::id() as i32 && gone(pid)) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

@@ -19,7 +19,9 @@
 //! while the server lives, the next launch restarts it; if that fails too, the server
 //! forks the sandbox itself and the run record's `protections.launcher` says so.
 
-pub mod serve;
+mod serve;
+
+pub use self::serve::main;
 
 use std::ffi::CString;
 use std::io::{IoSlice, IoSliceMut};

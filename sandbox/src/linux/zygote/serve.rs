@@ -37,7 +37,7 @@ pub fn main() -> i32 {
             return 1;
         }
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 && null != 0 {
+        if null > 0 {
             libc::dup2(null, 0);
             libc::close(null);
         }
