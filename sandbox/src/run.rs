@@ -231,6 +231,11 @@ pub struct CgroupProtection {
     pub swap: bool,
     /// `pids.max`: the processes and threads of the whole run.
     pub pids: bool,
+    /// Processes of the run the memory cgroup's OOM killer ended, even when the run
+    /// went on and succeeded.
+    pub oom_kills: u64,
+    /// Forks refused at `pids.max`, even when the run went on and succeeded.
+    pub pids_refused: u64,
 }
 
 /// What a backend reports after a run.

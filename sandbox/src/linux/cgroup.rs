@@ -368,6 +368,8 @@ impl RunCgroup {
             memory: true,
             swap: self.swap,
             pids: self.pids.is_some(),
+            oom_kills: 0,
+            pids_refused: 0,
         }
     }
 

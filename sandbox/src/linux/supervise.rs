@@ -123,6 +123,11 @@ pub(super) async fn supervise(
             || (matches!(stop, Stop::Exited(_)) && quota.is_over(&quota.measure_async().await)),
     };
     drop(cgroup);
+    // What the cgroup did is on the record even when the run went on and succeeded.
+    if let Some(c) = &mut protections.cgroup {
+        c.oom_kills = evidence.oom_kills;
+        c.pids_refused = evidence.pids_refused;
+    }
     let outcome = match (stop, status) {
         (Stop::Cancelled, _) => Outcome::Cancelled,
         (Stop::WallTime, _) => Outcome::limit(Limit::WallTime, limits),

@@ -43,6 +43,10 @@ pub fn main() -> i32 {
         }
         OwnedFd::from_raw_fd(fd)
     };
+    // Not dumpable: no process of the server's uid (a sandbox, when the server is not
+    // root) may ptrace the zygote or read its memory.
+    // SAFETY: a prctl on this process only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if nix::unistd::write(&sock, HELLO).is_err() {
         return 1;
     }
@@ -220,6 +224,9 @@ unsafe fn start(
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // Dumpable again, as after a direct fork: the intermediate writes its own id
+        // maps, which needs /proc/self to belong to it (it turns this off itself after).
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         // The socket, the other sandboxes' pidfds and exit pipes: all closed.
         child::close_except(&[plan.status_w, plan.report_w, plan.ruleset_fd, plan.trace_w]);
         if child::enter(plan).is_err() {
