@@ -159,11 +159,13 @@ impl LinuxBackend {
     }
 
     /// A backend whose sandboxes a zygote forks: `helper __sandbox-zygote` (the server
-    /// binary, or this crate's `scriptorium-sandbox-zygote`), started on first use and
+    /// binary, or this crate's `scriptorium-sandbox-zygote`), started now and
     /// restarted when it dies. Every protection is the same as with [`LinuxBackend::new`];
     /// each run's `protections.launcher` says which way it was started.
     pub fn with_zygote(config: LinuxConfig, helper: &Path) -> LinuxBackend {
-        LinuxBackend::build(config, Some(zygote::Zygote::new(helper)))
+        let zygote = zygote::Zygote::new(helper);
+        zygote.start();
+        LinuxBackend::build(config, Some(zygote))
     }
 
     /// The zygote's pid once it runs (for tests that kill it).

@@ -74,7 +74,7 @@ enum Reply {
     Failed { error: String },
 }
 
-/// The server's handle on its zygote, started on first use.
+/// The server's handle on its zygote, started with the backend (or at the next launch).
 pub(super) struct Zygote {
     program: PathBuf,
     conn: Mutex<Option<Conn>>,
@@ -106,6 +106,18 @@ impl Zygote {
         Zygote {
             program: program.to_path_buf(),
             conn: Mutex::new(None),
+        }
+    }
+
+    /// Starts the zygote now, so the first run does not wait for it; a failure is
+    /// logged and retried at the first launch.
+    pub(super) fn start(&self) {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.is_none() {
+            match Conn::spawn(&self.program) {
+                Ok(c) => *conn = Some(c),
+                Err(e) => tracing::warn!(error = %e, "the sandbox zygote did not start"),
+            }
         }
     }
 
