@@ -77,6 +77,14 @@ fn main() -> anyhow::Result<()> {
             std::env::args_os().skip(1),
         ));
     }
+    // The linux backend's zygote, which forks sandboxes for the server: started by
+    // the server itself, before anything else of it runs.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == scriptorium_sandbox::linux::ZYGOTE_SUBCOMMAND)
+    {
+        std::process::exit(scriptorium_sandbox::linux::zygote_main());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             EnvFilter::new("info,scriptorium=info,scriptorium_actors=info,tower_http=info")

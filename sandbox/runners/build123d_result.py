@@ -8,7 +8,9 @@ Compound(children=[...]) are kept). Files the script writes itself stay as they 
 """
 
 import sys
-import traceback
+
+# Nothing else at start-up: `traceback` alone (linecache, tokenize, re) costs more than
+# a bare interpreter start, and is needed only when the script fails.
 
 
 def fail(message: str, code: int = 3) -> None:
@@ -31,6 +33,8 @@ def main() -> None:
             raise
     except BaseException:
         # The script's own error, shown without this runner's frames.
+        import traceback
+
         etype, value, tb = sys.exc_info()
         traceback.print_exception(etype, value, tb.tb_next if tb else None)
         sys.exit(1)

@@ -25,6 +25,10 @@ pub mod wasi;
 #[cfg(windows)]
 pub mod windows;
 
+// Without the linux and wasi backends (the Windows type-check) nothing logs.
+#[cfg(not(any(target_os = "linux", feature = "wasi")))]
+use tracing as _;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -90,8 +94,9 @@ pub enum WarmState {
 pub struct SandboxConfig {
     #[cfg(target_os = "linux")]
     pub linux: linux::LinuxConfig,
-    /// The program the wasi backend starts as its host (`PROGRAM __wasi-host …`);
-    /// default: the running executable (the server binary has that subcommand).
+    /// The program the wasi backend starts as its host (`PROGRAM __wasi-host …`) and the
+    /// linux backend as its zygote (`PROGRAM __sandbox-zygote`); default: the running
+    /// executable (the server binary has both subcommands).
     pub wasi_host: Option<std::path::PathBuf>,
 }
 
@@ -105,26 +110,34 @@ impl Backends {
     /// Every backend this platform supports.
     pub fn for_this_machine(config: &SandboxConfig) -> Backends {
         let mut b = Backends::default();
+        // The helper program: the wasi backend's host and the linux backend's zygote.
+        let helper = config
+            .wasi_host
+            .clone()
+            .map(Ok)
+            .unwrap_or_else(std::env::current_exe);
         #[cfg(target_os = "linux")]
-        b.insert(Arc::new(linux::LinuxBackend::new(config.linux.clone())));
+        b.insert(Arc::new(match &helper {
+            Ok(helper) => linux::LinuxBackend::with_zygote(config.linux.clone(), helper),
+            Err(e) => {
+                tracing::warn!(error = %e, "no sandbox zygote: the server forks each sandbox itself");
+                linux::LinuxBackend::new(config.linux.clone())
+            }
+        }));
         #[cfg(windows)]
         b.insert(Arc::new(windows::WindowsBackend));
         #[cfg(feature = "wasi")]
         {
-            let host = config
-                .wasi_host
-                .clone()
-                .map(Ok)
-                .unwrap_or_else(std::env::current_exe);
-            match host
-                .map_err(SandboxError::Io)
+            match helper
+                .as_ref()
+                .map_err(|e| SandboxError::Io(std::io::Error::new(e.kind(), e.to_string())))
                 .and_then(|host| wasi::WasiBackend::new(host, config))
             {
                 Ok(w) => b.insert(Arc::new(w)),
                 Err(e) => tracing::warn!(error = %e, "the wasi backend is not available"),
             }
         }
-        let _ = config;
+        let _ = (config, helper);
         b
     }
 

@@ -211,6 +211,9 @@ pub struct Protections {
     pub cgroup: Option<CgroupProtection>,
     /// The run directory and /tmp were held to `disk_mib` / `disk_files`.
     pub disk_quota: bool,
+    /// What forked the sandbox (linux): `zygote`, or `direct` (the server itself; with
+    /// the reason when a zygote was configured but failed). The protections are the same.
+    pub launcher: Option<String>,
     /// Protections that were wanted but not available: with `allow_degraded` for the
     /// required ones; always listed for the optional ones (cgroups).
     pub missing: Vec<String>,
@@ -228,6 +231,11 @@ pub struct CgroupProtection {
     pub swap: bool,
     /// `pids.max`: the processes and threads of the whole run.
     pub pids: bool,
+    /// Processes of the run the memory cgroup's OOM killer ended, even when the run
+    /// went on and succeeded.
+    pub oom_kills: u64,
+    /// Forks refused at `pids.max`, even when the run went on and succeeded.
+    pub pids_refused: u64,
 }
 
 /// What a backend reports after a run.
@@ -257,7 +265,7 @@ impl RunReport {
 }
 
 mod duration_secs {
-    pub fn serialize<S: serde::Serializer>(
+    pub(super) fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {

@@ -89,12 +89,14 @@ impl WasiBackend {
                 ))
             })?;
         let _ = config;
+        #[cfg(target_os = "linux")]
+        let sandbox = crate::linux::LinuxBackend::with_zygote(config.linux.clone(), &host_program);
         Ok(WasiBackend {
             inner: Arc::new(Inner {
                 engine: engine()?,
                 host_program,
                 #[cfg(target_os = "linux")]
-                sandbox: crate::linux::LinuxBackend::new(config.linux.clone()),
+                sandbox,
                 prepared: Mutex::new(HashMap::new()),
             }),
         })

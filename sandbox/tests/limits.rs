@@ -4,6 +4,8 @@
 //! kill, pids limit, read-only file system outside the run directory, full tmpfs,
 //! sparse-file and symlink bombs, shared memory, segfault), written as our own scripts.
 
+// A test, bench or helper binary links every dependency of the package and uses few.
+#![allow(unused_crate_dependencies)]
 #![cfg(target_os = "linux")]
 
 #[path = "support.rs"]
@@ -13,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scriptorium_sandbox::linux::{LinuxBackend, LinuxConfig};
+use scriptorium_sandbox::linux::LinuxConfig;
 use scriptorium_sandbox::{Backend, Collect, Limit, Limits, Outcome, Registry, RunReport, Stream};
 use support::Sandbox;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +40,7 @@ fn limits() -> Limits {
 
 async fn run(sb: &Sandbox, script: &str, limits: Limits) -> (RunReport, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
-    let backend = LinuxBackend::new(LinuxConfig::default());
+    let backend = support::linux(LinuxConfig::default());
     let report = backend
         .run(
             sb.spec(&python(), script, "", limits),
@@ -61,6 +63,7 @@ fn limit_of(report: &RunReport) -> Option<Limit> {
 /// v1 hierarchies writable as root, or v2 with both controllers). Elsewhere the run
 /// must say they were missing, and these tests check that instead.
 fn cgroups_expected() -> bool {
+    // SAFETY: a getter without side effects.
     (unsafe { libc::geteuid() }) == 0
 }
 
@@ -545,4 +548,87 @@ async fn the_run_record_names_the_cgroup_that_applied() {
         ),
     }
     assert!(report.protections.disk_quota);
+}
+
+/// A script whose child is OOM-killed and that exits 0 anyway succeeds (the bound held,
+/// the script went on), but its record still says what the cgroup did.
+#[tokio::test]
+async fn an_oom_kill_the_script_survives_is_on_the_record() {
+    if !cgroups_expected() {
+        return;
+    }
+    let sb = Sandbox::new();
+    // Three children of 150 MiB each (each under RLIMIT_AS) in a 256 MiB cgroup: the
+    // OOM killer ends at least one; the script ignores that and exits 0.
+    let script = r#"
+import os, time
+kids = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(150 * 1024 * 1024)
+        for j in range(0, len(block), 4096):
+            block[j] = 1
+        time.sleep(2)
+        os._exit(0)
+    kids.append(pid)
+killed = sum(1 for pid in kids if os.waitpid(pid, 0)[1] != 0)
+print("killed", killed, flush=True)
+"#;
+    let l = Limits {
+        memory_mib: 256,
+        ..limits()
+    };
+    let (report, out) = run(&sb, script, l).await;
+    assert!(
+        report.outcome.success(),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
+    assert!(
+        !out.text(Stream::Stdout).contains("killed 0"),
+        "{}",
+        text(&out)
+    );
+    let cgroup = report.protections.cgroup.clone().expect("a cgroup");
+    assert!(cgroup.oom_kills >= 1, "{cgroup:?}");
+}
+
+/// Refused forks a script survives are on the record too.
+#[tokio::test]
+async fn refused_forks_the_script_survives_are_on_the_record() {
+    if !cgroups_expected() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let script = r#"
+import os, time
+kids = []
+try:
+    for _ in range(64):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(2)
+            os._exit(0)
+        kids.append(pid)
+except OSError:
+    pass
+for pid in kids:
+    os.waitpid(pid, 0)
+print("forked", len(kids), flush=True)
+"#;
+    let l = Limits {
+        processes: 8,
+        ..limits()
+    };
+    let (report, out) = run(&sb, script, l).await;
+    assert!(
+        report.outcome.success(),
+        "{:?}\n{}",
+        report.outcome,
+        text(&out)
+    );
+    let cgroup = report.protections.cgroup.clone().expect("a cgroup");
+    assert!(cgroup.pids_refused >= 1, "{cgroup:?}");
 }

@@ -10,24 +10,24 @@ use std::time::{Duration, Instant};
 use scriptorium_sandbox::{Backend, Interpreter, Limits, OutputSink, RunSpec, Stream};
 use tokio_util::sync::CancellationToken;
 
-pub struct Sandbox {
-    pub dir: tempfile::TempDir,
+pub(crate) struct Sandbox {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    pub fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("in")).unwrap();
         std::fs::create_dir(dir.path().join("run")).unwrap();
         Sandbox { dir }
     }
 
-    pub fn run_dir(&self) -> PathBuf {
+    pub(crate) fn run_dir(&self) -> PathBuf {
         self.dir.path().join("run")
     }
 
     /// The script and its input live outside the run directory, as the runner's do.
-    pub fn spec(
+    pub(crate) fn spec(
         &self,
         interpreter: &Interpreter,
         script: &str,
@@ -51,7 +51,7 @@ impl Sandbox {
 
 /// Lines with the time they arrived.
 #[derive(Default)]
-pub struct Timed(pub Mutex<Vec<(Instant, Stream, String)>>);
+pub(crate) struct Timed(pub Mutex<Vec<(Instant, Stream, String)>>);
 
 impl OutputSink for Timed {
     fn line(&self, stream: Stream, line: &str) {
@@ -64,7 +64,7 @@ impl OutputSink for Timed {
 
 /// A script that prints, sleeps 1 s and prints: the first line must arrive well before
 /// the run ends.
-pub async fn assert_streams_line_by_line(
+pub(crate) async fn assert_streams_line_by_line(
     backend: &dyn Backend,
     interpreter: &Interpreter,
     limits: Limits,
@@ -99,7 +99,7 @@ pub async fn assert_streams_line_by_line(
 /// directory (like the server's database), `$HOME`, writing outside, a TCP listener on
 /// 127.0.0.1, signalling the test process, and the parent's API key. Returns what the
 /// script printed and whether the listener saw a connection.
-pub async fn probe_containment(
+pub(crate) async fn probe_containment(
     backend: &dyn Backend,
     interpreter: &Interpreter,
     limits: Limits,
@@ -133,6 +133,8 @@ print("key", os.environ.get("OPENROUTER_API_KEY"))
         pid = std::process::id()
     );
     // The test process has a key in its environment; the script must not see it.
+    // SAFETY: the variable is set before the run starts and only read by the child
+    // process; no other test of this binary reads or writes it.
     unsafe { std::env::set_var("OPENROUTER_API_KEY", "sk-or-test-secret") };
     let sink = Arc::new(scriptorium_sandbox::Collect::default());
     let report = backend
@@ -156,4 +158,15 @@ print("key", os.environ.get("OPENROUTER_API_KEY"))
     let escaped = outside.exists();
     let connected = listener.accept().is_ok();
     (text, escaped, connected)
+}
+
+/// The linux backend as the server makes it: sandboxes forked by the zygote.
+#[cfg(target_os = "linux")]
+pub(crate) fn linux(
+    config: scriptorium_sandbox::linux::LinuxConfig,
+) -> scriptorium_sandbox::linux::LinuxBackend {
+    scriptorium_sandbox::linux::LinuxBackend::with_zygote(
+        config,
+        std::path::Path::new(env!("CARGO_BIN_EXE_scriptorium-sandbox-zygote")),
+    )
 }

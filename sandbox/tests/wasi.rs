@@ -1,6 +1,8 @@
 //! The `wasi` backend, for real: CPython 3.14 for WASI in wasmtime.
 //! Needs the component built by `make wasi` (the test command builds it).
 
+// A test, bench or helper binary links every dependency of the package and uses few.
+#![allow(unused_crate_dependencies)]
 #![cfg(feature = "wasi")]
 
 #[path = "support.rs"]

@@ -332,10 +332,11 @@ fn sweep(parent: &Path) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let pid: Option<i32> = name.split('-').next().and_then(|p| p.parse().ok());
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        if pid.is_some_and(|pid| {
-            pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } != 0
-        }) {
+        let gone = |pid: i32| {
+            // SAFETY: kill with signal 0 only asks whether the process exists.
+            (unsafe { libc::kill(pid, 0) }) != 0
+        };
+        if pid.is_some_and(|pid| pid != std::process::id() as i32 && gone(pid)) {
             let _ = std::fs::remove_dir(e.path());
         }
     }
@@ -367,6 +368,8 @@ impl RunCgroup {
             memory: true,
             swap: self.swap,
             pids: self.pids.is_some(),
+            oom_kills: 0,
+            pids_refused: 0,
         }
     }
 

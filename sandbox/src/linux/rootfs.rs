@@ -13,41 +13,43 @@ use super::child::cpath;
 
 /// Where the child builds the new root and keeps the host's while it does (its
 /// `/dev` nodes and the other fixed paths are in `child.rs`).
-pub const NEW_ROOT: &str = "/newroot";
-pub const OLD_ROOT: &str = "/oldroot";
+pub(crate) const NEW_ROOT: &str = "/newroot";
+pub(crate) const OLD_ROOT: &str = "/oldroot";
 
 /// One host path bound into the new root at the same path.
-pub struct Bind {
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Bind {
     /// `/oldroot/<path>`.
-    pub src: CString,
+    pub(crate) src: CString,
     /// `/newroot/<path>`.
-    pub dst: CString,
-    pub writable: bool,
+    pub(crate) dst: CString,
+    pub(crate) writable: bool,
     /// A file (its mount point is an empty file), else a directory.
-    pub file: bool,
+    pub(crate) file: bool,
     /// It lies below another bind: its mount point exists already.
-    pub nested: bool,
+    pub(crate) nested: bool,
 }
 
 /// What the child builds, all paths as seen after the first `pivot_root`.
-pub struct Root {
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub(crate) struct Root {
     /// Mount options of `/tmp`.
-    pub tmp_options: CString,
+    pub(crate) tmp_options: CString,
     /// Small read-only tmpfs skeletons below `/tmp` that hold exposed paths there, so
     /// their parent directories cannot be written (`/newroot/tmp/<name>`).
-    pub skeletons: Vec<CString>,
+    pub(crate) skeletons: Vec<CString>,
     /// Directories to create, parents first (`/newroot/...`).
-    pub dirs: Vec<CString>,
+    pub(crate) dirs: Vec<CString>,
     /// (target, link path `/newroot/...`): the host's symbolic links on exposed paths.
-    pub symlinks: Vec<(CString, CString)>,
-    pub binds: Vec<Bind>,
+    pub(crate) symlinks: Vec<(CString, CString)>,
+    pub(crate) binds: Vec<Bind>,
     /// The working directory inside the sandbox.
-    pub workdir: CString,
+    pub(crate) workdir: CString,
 }
 
 /// Collects the paths to expose, then lays them out.
 #[derive(Default)]
-pub struct Planner {
+pub(crate) struct Planner {
     /// path → writable, is a file
     binds: BTreeMap<PathBuf, (bool, bool)>,
     symlinks: BTreeMap<PathBuf, PathBuf>,
@@ -62,7 +64,7 @@ fn reserved(p: &Path) -> bool {
 
 impl Planner {
     /// Shows host path `p` at the same path inside (with every symbolic link on the way).
-    pub fn expose(&mut self, p: &Path, writable: bool) {
+    pub(crate) fn expose(&mut self, p: &Path, writable: bool) {
         self.add(p, writable, 0);
     }
 
@@ -109,7 +111,7 @@ impl Planner {
     /// Lays the exposed paths out for the child; `workdir` is the working directory.
     /// `tmp_mib` and `tmp_inodes` bound the sandbox's `/tmp` (a tmpfs): the run's disk
     /// quota (`disk_mib`, `disk_files`); its pages also count against the memory cgroup.
-    pub fn finish(self, workdir: &Path, tmp_mib: u64, tmp_inodes: u64) -> Root {
+    pub(crate) fn finish(self, workdir: &Path, tmp_mib: u64, tmp_inodes: u64) -> Root {
         let mut kept: Vec<(PathBuf, bool, bool, bool)> = Vec::new();
         for (path, (writable, file)) in self.binds {
             // The deepest bind above this one decides whether it is needed.

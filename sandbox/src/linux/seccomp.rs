@@ -16,7 +16,7 @@ use seccompiler::{
 };
 
 /// What the run record says of the filter.
-pub const PROFILE: &str = "docker-default-like";
+pub(crate) const PROFILE: &str = "docker-default-like";
 
 /// Calls refused outright: the key management calls (the host's keyrings), kernel
 /// attack surface a script never needs (io_uring, userfaultfd, bpf, perf), everything
@@ -111,16 +111,16 @@ const CLONE_NEWTIME: libc::c_int = 0x80;
 const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
 /// The compiled filters: the deny list (EPERM) and `clone3` (ENOSYS).
-pub struct Filters {
-    pub deny: BpfProgram,
-    pub clone3: BpfProgram,
+pub(crate) struct Filters {
+    pub(crate) deny: BpfProgram,
+    pub(crate) clone3: BpfProgram,
     /// How many calls the filters refuse (whole or with some arguments).
-    pub denied: usize,
+    pub(crate) denied: usize,
 }
 
 impl Filters {
     /// What `protections` says.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{PROFILE}, {} syscalls denied", self.denied)
     }
 }
@@ -150,13 +150,13 @@ fn any_flag(arg: u8, flags: impl Iterator<Item = libc::c_int>) -> Result<Vec<Sec
 }
 
 /// The filters, compiled once per process.
-pub fn compiled() -> Result<Arc<Filters>, String> {
+pub(crate) fn compiled() -> Result<Arc<Filters>, String> {
     static FILTERS: OnceLock<Result<Arc<Filters>, String>> = OnceLock::new();
     FILTERS.get_or_init(|| compile().map(Arc::new)).clone()
 }
 
 /// Compiles both filters for this machine's architecture.
-pub fn compile() -> Result<Filters, String> {
+pub(crate) fn compile() -> Result<Filters, String> {
     let arch = arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
         .iter()
@@ -215,7 +215,7 @@ pub fn compile() -> Result<Filters, String> {
 ///
 /// # Safety
 /// `program` must be a valid BPF program that outlives the call.
-pub unsafe fn install(program: &BpfProgram) -> libc::c_int {
+pub(crate) unsafe fn install(program: &BpfProgram) -> libc::c_int {
     let prog = libc::sock_fprog {
         len: program.len() as libc::c_ushort,
         filter: program.as_ptr() as *mut libc::sock_filter,

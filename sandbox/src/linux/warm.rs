@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::{Launch, RemoveDir, Sandbox, Started, chown_tree};
+use super::Sandbox;
+use super::launch::{Launch, RemoveDir, Started, chown_tree};
 use crate::{Interpreter, Limits, RunSpec, WarmState};
 
 /// The spare's runner, passed with `-c`.
@@ -214,9 +215,11 @@ impl Pool {
             };
             let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
             // Only the leftovers of servers that are gone (the directory names their pid).
-            if pid.is_some_and(|pid| {
-                pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } != 0
-            }) {
+            let gone = |pid: i32| {
+                // SAFETY: kill with signal 0 only asks whether the process exists.
+                (unsafe { libc::kill(pid, 0) }) != 0
+            };
+            if pid.is_some_and(|pid| pid != std::process::id() as i32 && gone(pid)) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -279,6 +282,7 @@ async fn make(
             address_space_mib: None,
             extra_cpu: IMPORT_CPU,
             stdin: true,
+            trace: false,
         })
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(READY_TIMEOUT, wait_ready(&mut started.stdout)).await {
@@ -336,8 +340,8 @@ impl Spare {
     /// gets the arguments. On error nothing of the run directory is lost and the run can
     /// start cold.
     pub(super) async fn claim(mut self, spec: &RunSpec, root: bool) -> Result<Started, String> {
-        if let Ok(Some(status)) = self.started.child.try_wait() {
-            return Err(format!("the spare had ended ({status})"));
+        if self.started.child.has_ended() {
+            return Err("the spare had ended".into());
         }
         adopt(&self.dir.0, &spec.workdir)
             .map_err(|e| format!("cannot move the run directory into the spare: {e}"))?;

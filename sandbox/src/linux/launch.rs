@@ -1,0 +1,667 @@
+//! Starting a sandbox: the [`Launch`] request, the [`child::Plan`] its processes carry
+//! out, and the fork that starts them: by the zygote ([`super::zygote`]), a small
+//! process that carries none of the server's memory, or, without one, by the server.
+
+use std::collections::BTreeSet;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use landlock::{Access, AccessFs};
+
+use super::ids::Lease;
+use super::{Sandbox, cgroup, child, landlock as rules, rootfs, seccomp, zygote};
+use crate::run::{Protections, RunSpec, SandboxError};
+use crate::{BackendKind, Interpreter};
+
+/// One sandboxed process to start.
+pub(super) struct Launch<'a> {
+    /// The program to exec (for a run, the interpreter).
+    pub(super) program: &'a Path,
+    /// An interpreter whose installation (prefix, venv, `sys.path`) the process may read.
+    pub(super) interpreter: Option<&'a Interpreter>,
+    pub(super) args: Vec<OsString>,
+    /// Environment variables on top of the sandbox's clean set.
+    pub(super) env: Vec<(OsString, OsString)>,
+    /// Files and directories the process may read besides the interpreter's.
+    pub(super) read: Vec<PathBuf>,
+    /// The only writable place (with the private /tmp), the working directory.
+    pub(super) workdir: &'a Path,
+    /// What is shown inside when the workdir lies below a cover (a spare shows the runs
+    /// directory, so the run directory it is renamed to is visible at the same path).
+    pub(super) expose: &'a Path,
+    pub(super) home: &'a Path,
+    pub(super) limits: &'a crate::Limits,
+    /// RLIMIT_AS in MiB, when not `limits.memory_mib` (see [`super::ProcessSpec`]).
+    pub(super) address_space_mib: Option<u64>,
+    /// CPU seconds allowed on top of the limit (a spare's import; its runner takes them
+    /// back before the script starts).
+    pub(super) extra_cpu: u64,
+    /// Keep a pipe to stdin (a spare reads its request there); else /dev/null.
+    pub(super) stdin: bool,
+    /// Have the child mark each setup phase (the benchmark's per-phase table).
+    pub(super) trace: bool,
+}
+
+impl<'a> Launch<'a> {
+    pub(super) fn for_run(spec: &'a RunSpec) -> Launch<'a> {
+        let mut read = vec![spec.script.clone()];
+        read.extend(spec.input.clone());
+        Launch {
+            program: &spec.interpreter.path,
+            interpreter: Some(&spec.interpreter),
+            args: spec.python_args(),
+            env: Vec::new(),
+            read,
+            workdir: &spec.workdir,
+            expose: &spec.workdir,
+            home: &spec.workdir,
+            limits: &spec.limits,
+            address_space_mib: None,
+            extra_cpu: 0,
+            stdin: false,
+            trace: false,
+        }
+    }
+}
+
+/// A started sandbox: its outermost process and the pipes to watch.
+pub(super) struct Started {
+    pub(super) child: Intermediate,
+    pub(super) stdin: Option<tokio::process::ChildStdin>,
+    pub(super) stdout: tokio::process::ChildStdout,
+    pub(super) stderr: tokio::process::ChildStderr,
+    pub(super) status_r: OwnedFd,
+    pub(super) report_r: OwnedFd,
+    pub(super) protections: Protections,
+    /// The host uid this sandbox holds (root server).
+    pub(super) _lease: Option<Lease>,
+    /// The run's cgroup: removed when the sandbox is dropped.
+    pub(super) cgroup: Option<cgroup::RunCgroup>,
+    /// The phase marks of a traced launch.
+    pub(super) trace: Option<Trace>,
+}
+
+/// Where a traced launch's phase marks arrive, and when the server began and had
+/// prepared it (CLOCK_MONOTONIC ns).
+pub(super) struct Trace {
+    pub(super) marks: OwnedFd,
+    pub(super) began: u64,
+    pub(super) prepared: u64,
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of [`child::PHASES`]' marks.
+pub(super) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the current time into a timespec on the stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The sandbox's outermost process (the *intermediate* of [`child`]). Dropping it
+/// kills it, and with it the whole sandbox.
+pub(super) enum Intermediate {
+    /// Forked by the server.
+    Direct(tokio::process::Child),
+    /// Forked by the zygote.
+    Zygote(zygote::Forked),
+}
+
+impl Intermediate {
+    pub(super) fn id(&self) -> Option<u32> {
+        match self {
+            Intermediate::Direct(c) => c.id(),
+            Intermediate::Zygote(f) => Some(f.pid()),
+        }
+    }
+
+    pub(super) fn start_kill(&mut self) {
+        match self {
+            Intermediate::Direct(c) => {
+                let _ = c.start_kill();
+            }
+            Intermediate::Zygote(f) => f.kill(),
+        }
+    }
+
+    /// Waits until it ends: (exit code, signal).
+    pub(super) async fn wait(&mut self) -> std::io::Result<(Option<i32>, Option<i32>)> {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Intermediate::Direct(c) => c.wait().await.map(|s| (s.code(), s.signal())),
+            Intermediate::Zygote(f) => f.wait().await,
+        }
+    }
+
+    /// Kills it and waits until it has ended.
+    pub(super) async fn kill(&mut self) {
+        self.start_kill();
+        let _ = self.wait().await;
+    }
+
+    /// Whether it has ended already.
+    pub(super) fn has_ended(&mut self) -> bool {
+        match self {
+            Intermediate::Direct(c) => !matches!(c.try_wait(), Ok(None)),
+            Intermediate::Zygote(f) => f.has_ended(),
+        }
+    }
+}
+
+/// Everything about a sandbox that is decided before the fork.
+pub(super) struct Prepared {
+    pub(super) plan: child::Plan,
+    pub(super) program: CString,
+    pub(super) argv: Vec<CString>,
+    pub(super) env: Vec<(OsString, OsString)>,
+    pub(super) workdir: PathBuf,
+    pub(super) stdin: bool,
+    ruleset: Option<OwnedFd>,
+    report: (OwnedFd, OwnedFd),
+    status: (OwnedFd, OwnedFd),
+    trace: Option<((OwnedFd, OwnedFd), u64)>,
+    protections: Protections,
+    lease: Option<Lease>,
+    cgroup: Option<cgroup::RunCgroup>,
+}
+
+/// The sandbox's pipes, the server's ends.
+pub(super) struct Pipes {
+    pub(super) stdin: Option<tokio::process::ChildStdin>,
+    pub(super) stdout: tokio::process::ChildStdout,
+    pub(super) stderr: tokio::process::ChildStderr,
+}
+
+/// What a sandbox may read, besides what every sandbox may.
+struct Readable {
+    read: BTreeSet<PathBuf>,
+    system: Vec<PathBuf>,
+}
+
+/// Libraries and the few files of `/etc` every program needs.
+const SYSTEM: [&str; 8] = [
+    "/usr/lib",
+    "/lib",
+    "/lib64",
+    "/usr/lib64",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/usr/share/zoneinfo",
+    "/etc/os-release",
+];
+const DEVICES: [&str; 5] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/urandom",
+    "/dev/random",
+];
+
+impl Sandbox {
+    /// The host ids the sandbox runs as: a leased uid of its own when the server is
+    /// root, else the server's (mapped to an unprivileged id inside).
+    fn ids(&self) -> Result<(u32, u32, Option<Lease>), SandboxError> {
+        if self.support.root {
+            let lease = self.ids.lease(self.config.uid_range)?;
+            Ok((lease.uid, lease.uid, Some(lease)))
+        } else {
+            // SAFETY: getters without side effects.
+            Ok(unsafe { (libc::geteuid(), libc::getegid(), None) })
+        }
+    }
+
+    /// Refuses (unless allowed) when a protection is missing; lists what is missing.
+    fn missing(&self) -> Result<Vec<String>, SandboxError> {
+        let mut missing = Vec::new();
+        if !self.support.user_namespaces {
+            missing.push(("user namespaces", "the kernel or a security module (e.g. Ubuntu's AppArmor `kernel.apparmor_restrict_unprivileged_userns`) does not allow them"));
+        }
+        if self.support.landlock_abi < 1 {
+            missing.push(("Landlock", "the kernel does not offer it (needs Linux 5.13+ with Landlock enabled in the `lsm=` boot parameter)"));
+        }
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.config.allow_degraded {
+            let (what, why): (Vec<_>, Vec<_>) = missing.into_iter().unzip();
+            return Err(SandboxError::Unavailable {
+                missing: what.join(" and "),
+                why: why.join("; "),
+            });
+        }
+        Ok(missing.into_iter().map(|(w, _)| w.to_string()).collect())
+    }
+
+    /// Starts `launch` in a fresh sandbox and returns at once: through the zygote when
+    /// there is one, else (or when it fails) forked by the server. `protections.launcher`
+    /// says which.
+    pub(super) fn start(&self, launch: Launch<'_>) -> Result<Started, SandboxError> {
+        let began = monotonic_ns();
+        let mut prepared = self.prepare(&launch)?;
+        if let Some((_, at)) = &mut prepared.trace {
+            *at = began;
+        }
+        let launcher = match &self.zygote {
+            None => "direct".to_string(),
+            Some(zygote) => match zygote.launch(&mut prepared) {
+                Ok((forked, pipes)) => {
+                    return Ok(prepared.started(Intermediate::Zygote(forked), pipes, "zygote"));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the sandbox zygote failed; the server forks this sandbox itself");
+                    format!("direct (the zygote failed: {e})")
+                }
+            },
+        };
+        let (child, pipes) = prepared.spawn_direct()?;
+        Ok(prepared.started(Intermediate::Direct(child), pipes, &launcher))
+    }
+
+    /// Decides everything about the sandbox: its uid, cgroup, Landlock rules, root,
+    /// rlimits, environment; makes its status and report pipes.
+    fn prepare(&self, launch: &Launch<'_>) -> Result<Prepared, SandboxError> {
+        let missing = self.missing()?;
+        let (uid, gid, lease) = self.ids()?;
+        let program = launch.program;
+        if !program.is_file() {
+            return Err(SandboxError::Setup(format!(
+                "the program {} does not exist",
+                program.display()
+            )));
+        }
+        if self.support.root {
+            // The run directory is its sandbox's uid's alone (a spare, which sees the
+            // runs directory, finds the others closed even without Landlock).
+            chown_tree(launch.workdir, uid, gid)?;
+            std::fs::set_permissions(
+                launch.workdir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )?;
+        }
+        let access = access(launch);
+        let mut protections = self.protections(uid, missing);
+        let cgroup = match &self.cgroups {
+            Ok(cgroups) => Some(cgroups.create(launch.limits).map_err(SandboxError::Setup)?),
+            Err(why) => {
+                protections.missing.push(format!("cgroups: {why}"));
+                None
+            }
+        };
+        protections.cgroup = cgroup.as_ref().map(cgroup::RunCgroup::protection);
+        let ruleset = self.ruleset(launch, &access, &mut protections)?;
+        let seccomp = self.seccomp(&mut protections)?;
+        let mut planner = rootfs::Planner::default();
+        for p in access.read.iter().chain(&access.system) {
+            planner.expose(p, false);
+        }
+        planner.expose(launch.expose, true);
+        let root = planner.finish(
+            launch.workdir,
+            launch.limits.disk_mib,
+            launch.limits.disk_files,
+        );
+        let report = pipe()?;
+        let status = pipe()?;
+        let trace = launch.trace.then(pipe).transpose()?.map(|p| (p, 0));
+        let rlimits = rlimits(launch, protections.cgroup.as_ref().is_some_and(|c| c.pids));
+        let plan = child::Plan {
+            cgroup_procs: cgroup
+                .as_ref()
+                .map(cgroup::RunCgroup::procs_files)
+                .unwrap_or_default(),
+            switch_user: self.support.root,
+            uid,
+            gid,
+            uid_map: CString::new(format!("{} {uid} 1", child::INNER_ID)).expect("no NUL"),
+            gid_map: CString::new(format!("{} {gid} 1", child::INNER_ID)).expect("no NUL"),
+            root,
+            seccomp,
+            server_args: server_memory().0,
+            server_env: server_memory().1,
+            tmp_access: AccessFs::from_all(rules::abi(self.support.landlock_abi.max(1))).bits(),
+            rlimits,
+            ruleset_fd: ruleset.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
+            report_w: report.1.as_raw_fd(),
+            server_pid: std::process::id() as libc::pid_t,
+            status_w: status.1.as_raw_fd(),
+            trace_w: trace.as_ref().map_or(-1, |((_, w), _)| w.as_raw_fd()),
+        };
+        let cstring = |b: &[u8]| {
+            CString::new(b).map_err(|_| {
+                SandboxError::Setup("an argument of the program holds a NUL byte; remove it".into())
+            })
+        };
+        Ok(Prepared {
+            plan,
+            program: cstring(program.as_os_str().as_bytes())?,
+            argv: std::iter::once(program.as_os_str())
+                .chain(launch.args.iter().map(OsString::as_os_str))
+                .map(|a| cstring(a.as_bytes()))
+                .collect::<Result<_, _>>()?,
+            env: environment(launch),
+            workdir: launch.workdir.to_path_buf(),
+            stdin: launch.stdin,
+            ruleset,
+            report,
+            status,
+            trace,
+            protections,
+            lease,
+            cgroup,
+        })
+    }
+
+    fn protections(&self, uid: u32, missing: Vec<String>) -> Protections {
+        let support = self.support;
+        Protections {
+            backend: Some(BackendKind::Linux),
+            namespaces: if support.user_namespaces || support.root {
+                vec!["user", "mount", "pid", "net", "ipc", "uts"]
+            } else {
+                vec![]
+            },
+            rlimits: true,
+            no_new_privs: true,
+            uid: Some(uid),
+            missing,
+            minimal_root: true,
+            private_keyring: true,
+            ..Default::default()
+        }
+    }
+
+    /// The Landlock ruleset (none when the kernel has no Landlock).
+    fn ruleset(
+        &self,
+        launch: &Launch<'_>,
+        access: &Readable,
+        protections: &mut Protections,
+    ) -> Result<Option<OwnedFd>, SandboxError> {
+        let support = self.support;
+        if !support.root && !support.user_namespaces {
+            return Err(SandboxError::Setup(
+                "without root or user namespaces no namespaces can be made; degraded runs need at least one".into(),
+            ));
+        }
+        if support.landlock_abi < 1 {
+            return Ok(None);
+        }
+        let devices: Vec<PathBuf> = DEVICES.iter().map(PathBuf::from).collect();
+        let writable = [launch.workdir.to_path_buf()];
+        let (fd, abi) = rules::ruleset(
+            support.landlock_abi,
+            &access.read,
+            &access.system,
+            &devices,
+            &writable,
+        )
+        .map_err(|e| SandboxError::Setup(format!("Landlock rules: {e}")))?;
+        protections.landlock_abi = abi as u32;
+        protections.landlock_filesystem = true;
+        protections.landlock_network = abi >= 4;
+        protections.landlock_scopes = abi >= 6;
+        Ok(Some(fd))
+    }
+
+    /// The seccomp filters (compiled once per process); refused without them unless
+    /// degraded runs are allowed.
+    fn seccomp(
+        &self,
+        protections: &mut Protections,
+    ) -> Result<Option<Arc<seccomp::Filters>>, SandboxError> {
+        match seccomp::compiled() {
+            Ok(f) => {
+                protections.seccomp = Some(f.describe());
+                Ok(Some(f))
+            }
+            Err(e) if self.config.allow_degraded => {
+                protections.missing.push(format!("seccomp ({e})"));
+                Ok(None)
+            }
+            Err(e) => Err(SandboxError::Setup(format!(
+                "{e}; set `allow_degraded = true` to run without it"
+            ))),
+        }
+    }
+}
+
+/// What the process may read: the program, its interpreter's installation, the
+/// launch's extra paths, and the system's libraries.
+fn access(launch: &Launch<'_>) -> Readable {
+    let mut read: BTreeSet<PathBuf> = BTreeSet::new();
+    read.insert(launch.program.to_path_buf());
+    if let Some(interp) = launch.interpreter {
+        read.extend(interpreter_paths(interp));
+    }
+    read.extend(launch.read.iter().cloned());
+    let system = SYSTEM
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+    Readable { read, system }
+}
+
+/// (resource, soft, hard) for the worker.
+fn rlimits(launch: &Launch<'_>, pids_cgroup: bool) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
+    let limits = launch.limits;
+    let mib = |m: u64| m.saturating_mul(1024 * 1024);
+    let cpu = limits.cpu_seconds + launch.extra_cpu;
+    let address_space = mib(launch.address_space_mib.unwrap_or(limits.memory_mib));
+    let mut rlimits = vec![
+        (libc::RLIMIT_CPU, cpu, cpu + 1),
+        // A second layer under the memory cgroup: one huge allocation fails with a
+        // MemoryError the script can see, not a kill.
+        (libc::RLIMIT_AS, address_space, address_space),
+        (
+            libc::RLIMIT_FSIZE,
+            mib(limits.file_size_mib),
+            mib(limits.file_size_mib),
+        ),
+        (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
+        (libc::RLIMIT_CORE, 0, 0),
+    ];
+    if !pids_cgroup {
+        // No pids cgroup: the per-process-tree rlimit is what is left.
+        rlimits.push((libc::RLIMIT_NPROC, limits.processes, limits.processes));
+    }
+    rlimits
+}
+
+/// The program's whole environment: nothing of the server's reaches it, API keys above
+/// all.
+fn environment(launch: &Launch<'_>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("PYTHONUNBUFFERED", "1"),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+        ("PYTHONIOENCODING", "utf-8"),
+        ("TMPDIR", "/tmp"),
+        // Libraries' caches go to the private /tmp, not among the artifacts.
+        ("XDG_CACHE_HOME", "/tmp/.cache"),
+    ]
+    .iter()
+    .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+    .collect();
+    env.push(("HOME".into(), launch.home.as_os_str().to_owned()));
+    for (k, v) in &launch.env {
+        env.retain(|(key, _)| key != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+impl Prepared {
+    /// The descriptors the intermediate needs besides stdio: the status and report
+    /// pipes' write ends, the Landlock ruleset.
+    pub(super) fn child_fds(&self) -> (&OwnedFd, &OwnedFd, Option<&OwnedFd>, Option<&OwnedFd>) {
+        (
+            &self.status.1,
+            &self.report.1,
+            self.ruleset.as_ref(),
+            self.trace.as_ref().map(|((_, w), _)| w),
+        )
+    }
+
+    /// Forks the sandbox from the server itself (std's spawn, with [`child::enter`]
+    /// as the `pre_exec` hook).
+    fn spawn_direct(&mut self) -> Result<(tokio::process::Child, Pipes), SandboxError> {
+        let program = std::ffi::OsStr::from_bytes(self.program.as_bytes());
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(
+            self.argv[1..]
+                .iter()
+                .map(|a| std::ffi::OsStr::from_bytes(a.as_bytes())),
+        );
+        cmd.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.workdir)
+            .stdin(if self.stdin {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let plan = Arc::new(std::mem::take(&mut self.plan));
+        let child_plan = plan.clone();
+        // SAFETY: `enter` makes only raw syscalls on the plan, which was prepared before
+        // the fork and is not touched by the parent until the child has exec'd.
+        unsafe {
+            cmd.pre_exec(move || child::enter(&child_plan));
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            SandboxError::Setup(format!("cannot start {}: {e}", program.to_string_lossy()))
+        })?;
+        let pipes = Pipes {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().expect("piped"),
+            stderr: child.stderr.take().expect("piped"),
+        };
+        Ok((child, pipes))
+    }
+
+    /// The started sandbox, once its intermediate runs: the server lets go of the
+    /// child's ends of the pipes.
+    fn started(self, child: Intermediate, pipes: Pipes, launcher: &str) -> Started {
+        let Prepared {
+            ruleset,
+            report,
+            status,
+            trace,
+            mut protections,
+            lease,
+            cgroup,
+            ..
+        } = self;
+        drop((ruleset, report.1, status.1));
+        let prepared = monotonic_ns();
+        let trace = trace.map(|((marks, w), began)| {
+            drop(w);
+            Trace {
+                marks,
+                began,
+                prepared,
+            }
+        });
+        protections.launcher = Some(launcher.to_string());
+        Started {
+            child,
+            stdin: pipes.stdin,
+            stdout: pipes.stdout,
+            stderr: pipes.stderr,
+            status_r: status.0,
+            report_r: report.0,
+            protections,
+            _lease: lease,
+            cgroup,
+            trace,
+        }
+    }
+}
+
+/// What a process may read of an interpreter's installation: the executable, its prefix
+/// and venv (unless that is the whole system), `sys.path`, extra read paths, its wrapper.
+pub fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
+    let mut read = vec![interp.path.clone()];
+    for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
+        if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
+            read.push(p.clone());
+        }
+    }
+    read.extend(
+        interp
+            .sys_path
+            .iter()
+            .chain(interp.read_paths.iter())
+            .filter(|p| p.exists())
+            .cloned(),
+    );
+    read.extend(interp.wrapper.iter().cloned());
+    read
+}
+
+/// Where this process's command line and environment lie in its memory (fields 48–51
+/// of `/proc/self/stat`), read once: a sandbox's init blanks its copies of them.
+pub(super) fn server_memory() -> ((usize, usize), (usize, usize)) {
+    static SPANS: std::sync::OnceLock<((usize, usize), (usize, usize))> =
+        std::sync::OnceLock::new();
+    *SPANS.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let f: Vec<usize> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        // `rest` starts at field 3.
+        let at = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+        ((at(48), at(49)), (at(50), at(51)))
+    })
+}
+
+pub(super) fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                chown_tree(&e.path(), uid, gid)?;
+            } else {
+                std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) struct RemoveDir(pub(super) PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_command_line_span_is_found() {
+        let ((a, b), (c, d)) = server_memory();
+        assert!(a > 0 && b > a && c >= b && d > c, "{a} {b} {c} {d}");
+    }
+}
