@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::llm::llm_broker::{self, LlmBroker, LlmBrokerArgs};
-use crate::runs::run_scheduler::{self, RunScheduler, RunSchedulerArgs};
+use crate::runs::request::RunSchedulerArgs;
+use crate::runs::run_scheduler::{self, RunScheduler};
 use crate::scripts::script_repo::{self, ScriptRepo};
 use crate::scripts::script_store::StoreConfig;
 

@@ -16,8 +16,8 @@ use serde_json::json;
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::llm::LlmError;
-use scriptorium_actors::llm::llm_broker::{self, ExchangeRecord, LlmEvent, PromptRequest};
+use scriptorium_actors::LlmError;
+use scriptorium_actors::{ExchangeRecord, LlmEvent, PromptRequest};
 
 /// The longest a prompt may take end to end (tool rounds and retries included).
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -123,9 +123,5 @@ pub async fn exchanges(
     PathId(id): PathId,
 ) -> Result<Json<Vec<ExchangeRecord>>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
-    Ok(Json(
-        state
-            .read(move |c| c.with_conn(|conn| Ok(llm_broker::exchanges(conn, id)?)))
-            .await?,
-    ))
+    Ok(Json(state.exchanges.of_script(id).await?))
 }

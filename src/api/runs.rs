@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::runs::events::{Event, EventLog};
-use scriptorium_actors::runs::run_scheduler::{Mode, OnFailure, RunRequest};
-use scriptorium_actors::runs::run_store::{self, Log, PassRecord, RunRecord};
-use scriptorium_actors::runs::runner::content_type;
+use scriptorium_actors::content_type;
+use scriptorium_actors::{Event, EventLog};
+use scriptorium_actors::{Log, PassRecord, RunRecord};
+use scriptorium_actors::{Mode, OnFailure, RunRequest};
 use scriptorium_actors::{RepoError, Version};
 
 #[derive(Deserialize)]
@@ -85,16 +85,13 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
-    Ok(Json(
-        state
-            .read(move |c| c.with_conn(|conn| run_store::runs(conn, q.script_id, limit)))
-            .await?,
-    ))
+    Ok(Json(state.run_reader.runs(q.script_id, limit).await?))
 }
 
 async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| run_store::run(conn, id)))
+        .run_reader
+        .run(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
@@ -111,9 +108,7 @@ pub async fn log(
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     record(&state, id).await?;
-    let lines = state
-        .read(move |c| c.with_conn(|conn| run_store::output(conn, id)))
-        .await?;
+    let lines = state.run_reader.output(id).await?;
     Ok(Json(json!(
         lines
             .into_iter()
@@ -153,7 +148,8 @@ pub async fn artifacts(
 ) -> Result<Json<Value>, ApiError> {
     let (offset, limit) = page(&query.0)?;
     let collected = state
-        .read(move |c| c.with_conn(|conn| run_store::artifacts(conn, id)))
+        .run_reader
+        .artifacts(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     let total = collected.files.len();
@@ -176,7 +172,7 @@ pub async fn artifacts(
 /// `offset` and `limit` from a query string, checked.
 fn page(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
     let mut offset = 0usize;
-    let mut limit = run_store::ARTIFACT_PAGE;
+    let mut limit = scriptorium_actors::ARTIFACT_PAGE;
     for (key, value) in query {
         let n = || {
             value.parse::<usize>().map_err(|_| {
@@ -225,7 +221,8 @@ pub async fn artifact(
     let listed = {
         let name = name.clone();
         state
-            .read(move |c| c.with_conn(|conn| run_store::artifacts(conn, id)))
+            .run_reader
+            .artifacts(id)
             .await?
             .is_some_and(|all| all.files.iter().any(|a| a.name == name))
     };
@@ -387,7 +384,8 @@ pub async fn pass_get(
     PathId(id): PathId,
 ) -> Result<Json<PassRecord>, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
+        .run_reader
+        .pass(id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("pass {id} does not exist")))
@@ -395,7 +393,8 @@ pub async fn pass_get(
 
 pub async fn pass_latest(State(state): State<AppState>) -> Result<Json<PassRecord>, ApiError> {
     state
-        .read(|c| c.with_conn(run_store::latest_full_pass))
+        .run_reader
+        .latest_full_pass()
         .await?
         .map(Json)
         .ok_or_else(|| {
@@ -417,7 +416,8 @@ pub async fn pass_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
+        .run_reader
+        .pass(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("pass {id} does not exist")))?;
     let live = state.live.pass(id);
@@ -432,13 +432,12 @@ pub async fn last_success(
 ) -> Result<Json<Value>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     let run = state
-        .read(move |c| c.with_conn(|conn| run_store::last_success(conn, id)))
+        .run_reader
+        .last_success(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("script {id} has no successful run yet")))?;
     let run_id = run.id;
-    let output = state
-        .read(move |c| c.with_conn(|conn| run_store::output(conn, run_id)))
-        .await?;
+    let output = state.run_reader.output(run_id).await?;
     Ok(Json(json!({
         "run": run,
         "output": output.into_iter().map(|(stream, line)| json!({ "stream": stream, "line": line })).collect::<Vec<_>>(),
@@ -451,7 +450,8 @@ pub async fn production_data_get(
 ) -> Result<Response, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     let data = state
-        .read(move |c| c.with_conn(|conn| run_store::production_data(conn, id)))
+        .run_reader
+        .production_data(id)
         .await?
         .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
@@ -464,11 +464,11 @@ pub async fn production_data_put(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    if body.len() > scriptorium_actors::scripts::script_store::MAX_TEST_DATA_BYTES {
+    if body.len() > scriptorium_actors::MAX_TEST_DATA_BYTES {
         return Err(RepoError::TooLarge {
             what: "the production data",
             size: body.len(),
-            limit: scriptorium_actors::scripts::script_store::MAX_TEST_DATA_BYTES,
+            limit: scriptorium_actors::MAX_TEST_DATA_BYTES,
         }
         .into());
     }
@@ -528,7 +528,8 @@ fn sse(
             }
         }
         let stored = state
-            .read(move |c| c.with_conn(|conn| run_store::events(conn, log, cursor)))
+            .run_reader
+            .events(log, cursor)
             .await
             .unwrap_or_default();
         let mut complete = false;
@@ -541,17 +542,11 @@ fn sse(
         }
         if !complete {
             let (st, message) = match log {
-                Log::Run(id) => match state
-                    .read(move |c| c.with_conn(|conn| run_store::run(conn, id)))
-                    .await
-                {
+                Log::Run(id) => match state.run_reader.run(id).await {
                     Ok(Some(r)) => (r.status, r.message),
                     _ => return,
                 },
-                Log::Pass(id) => match state
-                    .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
-                    .await
-                {
+                Log::Pass(id) => match state.run_reader.pass(id).await {
                     Ok(Some(p)) => (p.status, p.message),
                     _ => return,
                 },

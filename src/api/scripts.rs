@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::scripts::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
-use scriptorium_actors::scripts::examples;
+use scriptorium_actors::examples;
 use scriptorium_actors::{CallError, Ordering, RepoError, Version};
+use scriptorium_actors::{ScriptDetail, ScriptSummary, VersionInfo};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -46,9 +46,7 @@ fn parse_version(s: &str, field: &str) -> Result<Version, ApiError> {
 
 fn parse_ordering(s: &str) -> Result<Ordering, ApiError> {
     s.parse()
-        .map_err(|e: scriptorium_actors::domain::ordering::BadOrdering| {
-            ApiError::BadRequest(e.to_string())
-        })
+        .map_err(|e: scriptorium_actors::BadOrdering| ApiError::BadRequest(e.to_string()))
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ScriptSummary>>, ApiError> {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::clock::{self, Centis};
+use crate::domain::status::RunStatus;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 use crate::runs::events::Event;
@@ -75,7 +76,7 @@ pub struct RunRecord {
     pub interpreter_version: String,
     pub backend: String,
     pub protections: Option<Value>,
-    pub status: String,
+    pub status: RunStatus,
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
@@ -180,7 +181,7 @@ pub fn mark_running(c: &Connection, id: i64, at: Centis) -> Result<()> {
 
 /// How a run ended, for its row.
 pub struct Finished<'a> {
-    pub status: &'a str,
+    pub status: RunStatus,
     pub started_at: Option<Centis>,
     pub ended_at: Centis,
     pub exit_code: Option<i32>,
@@ -348,7 +349,7 @@ pub struct PassRecord {
     pub mode: String,
     pub on_failure: String,
     pub requested_by: String,
-    pub status: String,
+    pub status: RunStatus,
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
@@ -377,7 +378,7 @@ pub fn insert_pass(c: &Connection, mode: &str, on_failure: &str, by: &str) -> Re
     Ok(id)
 }
 
-pub fn finish_pass(c: &Connection, id: i64, status: &str, message: &str) -> Result<()> {
+pub fn finish_pass(c: &Connection, id: i64, status: RunStatus, message: &str) -> Result<()> {
     c.execute(
         "UPDATE passes SET status = ?2, ended_at = ?3, message = ?4 WHERE id = ?1",
         params![id, status, clock::now(), message],

@@ -18,7 +18,7 @@ use scriptorium_sandbox::{
 };
 
 use crate::domain::clock;
-use crate::domain::status;
+use crate::domain::status::RunStatus;
 use crate::domain::version::Version;
 use crate::runs::events::{EventLog, LiveLogs};
 use crate::runs::run_store::{self, ARTIFACT_PAGE, Artifact, Collected, Finished, Log, Skipped};
@@ -78,10 +78,7 @@ impl Runner {
     ) -> crate::error::Result<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db.lock().unwrap_or_else(|p| p.into_inner())))
-            .await
-            .map_err(|e| {
-                crate::error::RepoError::BadInput(format!("background task failed: {e}"))
-            })?
+            .await?
     }
 
     /// Writes the events not yet in SQLite.
@@ -98,7 +95,7 @@ impl Runner {
 
     /// Executes `job` to its end and returns its final status.
     #[tracing::instrument(skip_all, fields(run_id = job.run_id, script = job.script_id))]
-    pub async fn execute(&self, job: RunJob, cancel: CancellationToken) -> &'static str {
+    pub async fn execute(&self, job: RunJob, cancel: CancellationToken) -> RunStatus {
         let log = self.live.add_run(job.run_id);
         // Wait for a worker, unless cancelled first.
         let permit = tokio::select! {
@@ -111,7 +108,7 @@ impl Runner {
                     &job,
                     &log,
                     Ending::without_run(
-                        status::CANCELLED,
+                        RunStatus::Cancelled,
                         "the run was cancelled before it started",
                     ),
                 )
@@ -127,10 +124,10 @@ impl Runner {
         }
         log.push(
             "status",
-            json!({ "status": status::RUNNING, "started_at": clock::format(started) }),
+            json!({ "status": RunStatus::Running, "started_at": clock::format(started) }),
         );
         if let Some(p) = &job.pass_log {
-            p.push("run", json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": status::RUNNING }));
+            p.push("run", json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": RunStatus::Running }));
         }
 
         let flusher = {
@@ -170,9 +167,9 @@ impl Runner {
         let ending = match result {
             Ok(report) => Ending {
                 status: match &report.outcome {
-                    o if o.success() => status::SUCCEEDED,
-                    Outcome::Cancelled => status::CANCELLED,
-                    _ => status::FAILED,
+                    o if o.success() => RunStatus::Succeeded,
+                    Outcome::Cancelled => RunStatus::Cancelled,
+                    _ => RunStatus::Failed,
                 },
                 exit_code: match &report.outcome {
                     Outcome::Exited { code } => Some(*code),
@@ -201,7 +198,7 @@ impl Runner {
             Err(e) => Ending {
                 started: Some(started),
                 artifacts,
-                ..Ending::without_run(status::ERROR, &e.to_string())
+                ..Ending::without_run(RunStatus::Error, &e.to_string())
             },
         };
         self.end(&job, &log, ending).await
@@ -237,7 +234,7 @@ impl Runner {
     }
 
     /// Records the end of a run, emits `complete`, and retires its live log.
-    pub async fn end(&self, job: &RunJob, log: &Arc<EventLog>, e: Ending) -> &'static str {
+    pub async fn end(&self, job: &RunJob, log: &Arc<EventLog>, e: Ending) -> RunStatus {
         let ended = clock::now();
         let id = job.run_id;
         let st = e.status;
@@ -283,14 +280,14 @@ impl Runner {
                 json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": st, "duration": duration }),
             );
         }
-        tracing::info!(status = st, "run ended");
+        tracing::info!(status = %st, "run ended");
         st
     }
 }
 
 /// How a run ended.
 pub struct Ending {
-    pub status: &'static str,
+    pub status: RunStatus,
     pub started: Option<clock::Centis>,
     pub exit_code: Option<i32>,
     pub message: String,
@@ -303,7 +300,7 @@ pub struct Ending {
 
 impl Ending {
     /// A run that ends without having run (cancelled while queued, skipped, …).
-    pub fn without_run(status: &'static str, message: &str) -> Ending {
+    pub fn without_run(status: RunStatus, message: &str) -> Ending {
         Ending {
             status,
             started: None,
@@ -406,6 +403,26 @@ pub fn content_type(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_background_task_is_the_servers_fault_not_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        let runner = Runner {
+            runs_dir: d.path().join("runs"),
+            backends: Backends::default(),
+            db: Arc::new(Mutex::new(crate::db::open(&d.path().join("db")).unwrap())),
+            live: Arc::default(),
+            workers: Arc::new(Semaphore::new(1)),
+        };
+        let err = runner
+            .db(|_| -> crate::error::Result<()> { panic!("a bug in a database task") })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::error::RepoError::Background(_)),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn artifacts_skip_input_side_files_and_links() {

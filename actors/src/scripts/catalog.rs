@@ -119,7 +119,7 @@ impl Catalog {
     }
 
     /// Runs `f` with a pooled read connection.
-    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.pool.lock().expect("pool lock").pop();
         let conn = match conn {
             Some(c) => c,

@@ -244,29 +244,6 @@ impl GitStore {
             .unwrap_or("")
             .to_string())
     }
-
-    /// Commits on `branch` from the tip back to (not including) the first one `known`
-    /// accepts, oldest first.
-    pub fn unknown_commits(
-        &self,
-        branch: &str,
-        mut known: impl FnMut(Oid) -> bool,
-    ) -> Result<Vec<(Oid, String)>, git2::Error> {
-        let mut walk = self.repo.revwalk()?;
-        walk.push(self.tip(branch)?)?;
-        walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
-        let mut out = Vec::new();
-        for id in walk {
-            let id = id?;
-            if known(id) {
-                break;
-            }
-            let commit = self.repo.find_commit(id)?;
-            out.push((id, commit.message().unwrap_or("").to_string()));
-        }
-        out.reverse();
-        Ok(out)
-    }
 }
 
 /// The `Key: value` trailers at the end of a commit message.
@@ -339,8 +316,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(git.blob_at("ed1", "scripts/a.py").unwrap(), None);
-        let unknown = git.unknown_commits("ed1", |_| false).unwrap();
-        let messages: Vec<&str> = unknown.iter().map(|(_, m)| m.as_str()).collect();
+        let mut history = git.history("ed1").unwrap();
+        history.reverse();
+        let messages: Vec<String> = history
+            .into_iter()
+            .map(|c| git.message(c).unwrap())
+            .collect();
         assert_eq!(&messages[1..], ["one", "two", "three"]);
     }
 }
