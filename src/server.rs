@@ -78,9 +78,9 @@ impl App {
             health: health.clone(),
         };
         let db_path = store.db_path();
-        std::fs::create_dir_all(&config.data_dir)?;
+        tokio::fs::create_dir_all(&config.data_dir).await?;
         let runs_dir = config.data_dir.join("runs");
-        std::fs::create_dir_all(&runs_dir)?;
+        tokio::fs::create_dir_all(&runs_dir).await?;
         let live = Arc::new(LiveLogs::default());
         let interpreters = Arc::new(interpreters);
         let catalog = Arc::new(Catalog::new(&config.data_dir));

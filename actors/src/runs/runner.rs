@@ -211,12 +211,17 @@ impl Runner {
         cancel: CancellationToken,
     ) -> Result<scriptorium_sandbox::RunReport, scriptorium_sandbox::SandboxError> {
         let dir = self.runs_dir.join(job.run_id.to_string());
-        let side = dir.join(SIDE_DIR);
-        std::fs::create_dir_all(&side)?;
         let input = dir.join(INPUT_FILE);
-        std::fs::write(&input, &job.input)?;
-        let script = side.join("script.py");
-        std::fs::write(&script, &job.content)?;
+        let script = dir.join(SIDE_DIR).join("script.py");
+        let (i, s, data, content) = (
+            input.clone(),
+            script.clone(),
+            job.input.clone(),
+            job.content.clone(),
+        );
+        tokio::task::spawn_blocking(move || write_run_files(&i, &data, &s, &content))
+            .await
+            .map_err(std::io::Error::other)??;
         let spec = RunSpec {
             interpreter: job.interpreter.clone(),
             script,
@@ -313,6 +318,15 @@ impl Ending {
             warm_start: None,
         }
     }
+}
+
+/// The run directory with its input file and, beside it, the script.
+fn write_run_files(input: &Path, data: &[u8], script: &Path, content: &str) -> std::io::Result<()> {
+    if let Some(side) = script.parent() {
+        std::fs::create_dir_all(side)?;
+    }
+    std::fs::write(input, data)?;
+    std::fs::write(script, content)
 }
 
 /// The most artifacts, and skipped entries, listed for one run; a run that left more
