@@ -47,7 +47,7 @@ pub enum RepoError {
     Internal(String),
 }
 
-pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = RepoError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the Python syntax checker ({python}) failed: {message}")]

@@ -24,7 +24,7 @@ const PROMPT_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PromptBody {
+pub(super) struct PromptBody {
     instruction: String,
     code: Option<String>,
     interpreter: Option<String>,
@@ -51,7 +51,7 @@ impl From<LlmError> for ApiError {
     }
 }
 
-pub async fn prompt(
+pub(super) async fn prompt(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
@@ -118,7 +118,7 @@ pub async fn prompt(
         .into_response())
 }
 
-pub async fn exchanges(
+pub(super) async fn exchanges(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Vec<ExchangeRecord>>, ApiError> {

@@ -36,7 +36,7 @@ pub struct LspSessions {
     per_user: Mutex<HashMap<String, usize>>,
 }
 
-pub struct SessionGuard {
+pub(super) struct SessionGuard {
     sessions: Arc<LspSessions>,
     user: String,
 }
@@ -98,11 +98,11 @@ impl LspSessions {
 }
 
 #[derive(Deserialize)]
-pub struct LspQuery {
+pub(super) struct LspQuery {
     interpreter: Option<String>,
 }
 
-pub async fn connect(
+pub(super) async fn connect(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     Query(q): Query<LspQuery>,

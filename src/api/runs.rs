@@ -26,7 +26,7 @@ use scriptorium_actors::{RepoError, Version};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StartRunBody {
+pub(super) struct StartRunBody {
     script_id: i64,
     version: Option<String>,
     interpreter: Option<String>,
@@ -34,7 +34,7 @@ pub struct StartRunBody {
     mode: Option<Mode>,
 }
 
-pub async fn start(
+pub(super) async fn start(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     ApiJson(body): ApiJson<StartRunBody>,
@@ -75,12 +75,12 @@ pub async fn start(
 }
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     script_id: Option<i64>,
     limit: Option<u32>,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
@@ -96,14 +96,14 @@ async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<RunRecord>, ApiError> {
     Ok(Json(record(&state, id).await?))
 }
 
-pub async fn log(
+pub(super) async fn log(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
@@ -117,7 +117,7 @@ pub async fn log(
     )))
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
@@ -125,7 +125,7 @@ pub async fn cancel(
     Ok(Json(json!({ "run_id": id, "cancelled": cancelled })))
 }
 
-pub async fn events(
+pub(super) async fn events(
     State(state): State<AppState>,
     PathId(id): PathId,
     headers: HeaderMap,
@@ -141,7 +141,7 @@ const MAX_PAGE: usize = 1000;
 /// `GET /api/runs/{id}/artifacts?offset=&limit=`: one page of a run's artifacts in name
 /// order (`limit` 1–1000, default 100), the total, the link to the next page, and what
 /// the run left that is not served (links, FIFOs, sockets, devices).
-pub async fn artifacts(
+pub(super) async fn artifacts(
     State(state): State<AppState>,
     PathId(id): PathId,
     query: Query<Vec<(String, String)>>,
@@ -199,7 +199,7 @@ fn page(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
 
 /// `GET /api/runs/{id}/artifacts/{*name}`: a file the run wrote, confined to its run
 /// directory (no `..`, no absolute paths, no symbolic links).
-pub async fn artifact(
+pub(super) async fn artifact(
     State(state): State<AppState>,
     axum::extract::Path((id, name)): axum::extract::Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -297,7 +297,7 @@ pub async fn artifact(
 }
 
 /// The policy of every artifact response.
-pub const ARTIFACT_POLICY: &str = "sandbox; default-src 'none'";
+pub(super) const ARTIFACT_POLICY: &str = "sandbox; default-src 'none'";
 
 /// Types that cannot run anything, which the UI shows itself: served as what they are.
 const PASSIVE_TYPES: [&str; 8] = [
@@ -352,12 +352,12 @@ fn disposition_filename(file: &str) -> String {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct StartPassBody {
+pub(super) struct StartPassBody {
     mode: Option<Mode>,
     on_failure: Option<OnFailure>,
 }
 
-pub async fn pass_start(
+pub(super) async fn pass_start(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -379,7 +379,7 @@ pub async fn pass_start(
         .into_response())
 }
 
-pub async fn pass_get(
+pub(super) async fn pass_get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<PassRecord>, ApiError> {
@@ -391,7 +391,9 @@ pub async fn pass_get(
         .ok_or_else(|| ApiError::NotFound(format!("pass {id} does not exist")))
 }
 
-pub async fn pass_latest(State(state): State<AppState>) -> Result<Json<PassRecord>, ApiError> {
+pub(super) async fn pass_latest(
+    State(state): State<AppState>,
+) -> Result<Json<PassRecord>, ApiError> {
     state
         .run_reader
         .latest_full_pass()
@@ -402,7 +404,7 @@ pub async fn pass_latest(State(state): State<AppState>) -> Result<Json<PassRecor
         })
 }
 
-pub async fn pass_cancel(
+pub(super) async fn pass_cancel(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
@@ -410,7 +412,7 @@ pub async fn pass_cancel(
     Ok(Json(json!({ "pass_id": id, "cancelled": cancelled })))
 }
 
-pub async fn pass_events(
+pub(super) async fn pass_events(
     State(state): State<AppState>,
     PathId(id): PathId,
     headers: HeaderMap,
@@ -426,7 +428,7 @@ pub async fn pass_events(
 
 // ---- per script ----
 
-pub async fn last_success(
+pub(super) async fn last_success(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
@@ -444,7 +446,7 @@ pub async fn last_success(
     })))
 }
 
-pub async fn production_data_get(
+pub(super) async fn production_data_get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
@@ -457,7 +459,7 @@ pub async fn production_data_get(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
 }
 
-pub async fn production_data_put(
+pub(super) async fn production_data_put(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     name: String,
 }
 
@@ -28,7 +28,7 @@ fn session_only(user: &CurrentUser) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
 ) -> Result<Json<Vec<ApiToken>>, ApiError> {
@@ -38,7 +38,7 @@ pub async fn list(
     ))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     ApiJson(body): ApiJson<CreateBody>,
@@ -56,7 +56,7 @@ pub async fn create(
         .into_response())
 }
 
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,

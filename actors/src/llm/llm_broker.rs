@@ -30,7 +30,7 @@ use crate::scripts::python::interpreter_directive;
 use crate::scripts::python::{Checked, PythonChecker};
 use crate::scripts::script_store::MAX_CONTENT_BYTES;
 
-pub fn name(instance: &str) -> String {
+pub(crate) fn name(instance: &str) -> String {
     format!("{instance}/llm_broker")
 }
 
@@ -41,7 +41,7 @@ outside the standard library, check with the tools that it is installed. Names s
 anon_str_7 stand for names that must not leave the user's machine: keep them exactly as they are.";
 
 /// Longest instruction accepted.
-pub const MAX_INSTRUCTION: usize = 4000;
+pub(crate) const MAX_INSTRUCTION: usize = 4000;
 
 pub struct PromptRequest {
     pub script_id: i64,
@@ -91,14 +91,14 @@ pub struct LlmBrokerArgs {
     pub catalog: Arc<Catalog>,
 }
 
-pub struct Core {
+pub(crate) struct Core {
     args: LlmBrokerArgs,
     provider: Box<dyn Provider>,
 }
 
-pub struct LlmBroker;
+pub(crate) struct LlmBroker;
 
-pub enum LlmBrokerMessage {
+pub(crate) enum LlmBrokerMessage {
     Prompt {
         request: PromptRequest,
         events: Option<mpsc::Sender<LlmEvent>>,
@@ -192,7 +192,7 @@ impl Actor for LlmBroker {
 }
 
 /// Splits an answer into its code block and the explanation around it.
-pub fn split_answer(text: &str) -> Option<(String, String)> {
+pub(crate) fn split_answer(text: &str) -> Option<(String, String)> {
     let (start, fence) = [("```python\n", 10usize), ("```py\n", 6), ("```\n", 4)]
         .iter()
         .find_map(|(f, n)| text.find(f).map(|i| (i, *n)))?;

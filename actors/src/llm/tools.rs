@@ -53,7 +53,7 @@ elif op == "doc":
     print(json.dumps({"name": request["name"], "signature": sig, "doc": trim(inspect.getdoc(obj), 2000)}))
 "#;
 
-pub struct Tools {
+pub(crate) struct Tools {
     pub interpreter: Interpreter,
     pub backends: Backends,
     /// Where the introspection runs get their run directories.
@@ -67,7 +67,7 @@ fn function(name: &str, description: &str, parameters: Value) -> Value {
 
 impl Tools {
     /// The tool definitions sent with each request.
-    pub fn definitions(&self) -> Vec<Value> {
+    pub(crate) fn definitions(&self) -> Vec<Value> {
         let none = json!({ "type": "object", "properties": {} });
         let mut tools = vec![
             function(
@@ -107,7 +107,7 @@ impl Tools {
     }
 
     /// Runs one tool call; errors become the result text the model sees.
-    pub async fn call(&self, name: &str, arguments: &str) -> String {
+    pub(crate) async fn call(&self, name: &str, arguments: &str) -> String {
         let args: Value = serde_json::from_str(if arguments.trim().is_empty() {
             "{}"
         } else {

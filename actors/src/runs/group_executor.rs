@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::status::RunStatus;
 use crate::runs::runner::{RunJob, Runner};
 
-pub struct GroupExecutor;
+pub(crate) struct GroupExecutor;
 
-pub enum GroupExecutorMessage {
+pub(crate) enum GroupExecutorMessage {
     /// Runs the jobs concurrently; replies `(run id, final status)` for each.
     ExecuteGroup {
         jobs: Vec<(RunJob, CancellationToken)>,

@@ -22,19 +22,19 @@ use crate::runs::request::{Mode, OnFailure, RunRequest, RunSchedulerArgs, choose
 use crate::runs::run_store::{self, NewRun};
 use crate::runs::runner::RunJob;
 
-pub fn name(instance: &str) -> String {
+pub(crate) fn name(instance: &str) -> String {
     format!("{instance}/run_scheduler")
 }
 
-pub struct RunScheduler;
+pub(crate) struct RunScheduler;
 
-pub struct RunSchedulerState {
+pub(crate) struct RunSchedulerState {
     args: Arc<RunSchedulerArgs>,
     /// Runs and passes in flight.
     jobs: Jobs,
 }
 
-pub enum RunSchedulerMessage {
+pub(crate) enum RunSchedulerMessage {
     StartRun {
         request: RunRequest,
         reply: RpcReplyPort<Result<i64>>,

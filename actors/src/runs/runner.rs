@@ -24,9 +24,9 @@ use crate::runs::events::{EventLog, LiveLogs};
 use crate::runs::run_store::{self, ARTIFACT_PAGE, Artifact, Collected, Finished, Log, Skipped};
 
 /// The name of the input file in a run directory (passed as `argv[1]`).
-pub const INPUT_FILE: &str = "input";
+pub(crate) const INPUT_FILE: &str = "input";
 /// The runner's own files in a run directory.
-pub const SIDE_DIR: &str = ".scriptorium";
+pub(crate) const SIDE_DIR: &str = ".scriptorium";
 
 /// One run, ready to execute.
 pub struct RunJob {
@@ -331,12 +331,12 @@ fn write_run_files(input: &Path, data: &[u8], script: &Path, content: &str) -> s
 
 /// The most artifacts, and skipped entries, listed for one run; a run that left more
 /// is listed as truncated (the disk quota keeps runs well below this).
-pub const MAX_LISTED: usize = 20_000;
+pub(crate) const MAX_LISTED: usize = 20_000;
 
 /// What the script left: everything in the run directory but the input and the runner's
 /// own files. Regular files are artifacts; symbolic links are never followed and FIFOs,
 /// sockets and devices never opened: they are listed as skipped. No file is read.
-pub fn collect_artifacts(dir: &Path) -> Collected {
+pub(crate) fn collect_artifacts(dir: &Path) -> Collected {
     use scriptorium_sandbox::fswalk::{self, Flow, Kind};
     let mut out = Collected::default();
     let options = fswalk::Options {

@@ -345,7 +345,7 @@ impl Catalog {
 }
 
 /// The latest run of each script: for the script list.
-pub fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
+pub(crate) fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
     let mut stmt = c.prepare_cached(
         "SELECT r.script_id, r.id, r.status, r.ended_at, r.started_at FROM runs r
          JOIN (SELECT script_id, MAX(id) AS id FROM runs GROUP BY script_id) m ON m.id = r.id",

@@ -14,23 +14,23 @@ use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Time, TreeBuilder}
 use crate::domain::clock::Centis;
 
 /// The branch that holds the published scripts.
-pub const PROD: &str = "prod";
+pub(crate) const PROD: &str = "prod";
 
 /// Where undone commits are kept (see [`GitStore::undo`]).
 const UNDONE: &str = "refs/scriptorium/undone/";
 
-pub struct GitStore {
+pub(crate) struct GitStore {
     repo: Repository,
 }
 
 /// One change to a path of the tree.
-pub enum Edit<'a> {
+pub(crate) enum Edit<'a> {
     Put { path: &'a str, blob: Oid },
     Remove { path: &'a str },
 }
 
 /// Who made a commit, and when.
-pub struct Author<'a> {
+pub(crate) struct Author<'a> {
     pub name: &'a str,
     pub email: &'a str,
     pub at: Centis,
@@ -39,7 +39,7 @@ pub struct Author<'a> {
 impl GitStore {
     /// Opens the repository at `path`, creating it (with an initial commit on `prod`) if
     /// needed, and makes sure every editor has a branch.
-    pub fn open_or_init(path: &Path, editors: &[&str]) -> Result<GitStore, git2::Error> {
+    pub(crate) fn open_or_init(path: &Path, editors: &[&str]) -> Result<GitStore, git2::Error> {
         let repo = match Repository::open_bare(path) {
             Ok(r) => r,
             Err(e) if e.code() == ErrorCode::NotFound => {
@@ -70,7 +70,7 @@ impl GitStore {
     }
 
     /// Creates `branch` from `prod`'s tip if it does not exist.
-    pub fn ensure_branch(&self, branch: &str) -> Result<(), git2::Error> {
+    pub(crate) fn ensure_branch(&self, branch: &str) -> Result<(), git2::Error> {
         if self
             .repo
             .find_branch(branch, git2::BranchType::Local)
@@ -85,15 +85,15 @@ impl GitStore {
     }
 
     /// The repository's directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.repo.path()
     }
 
-    pub fn tip(&self, branch: &str) -> Result<Oid, git2::Error> {
+    pub(crate) fn tip(&self, branch: &str) -> Result<Oid, git2::Error> {
         self.repo.refname_to_id(&format!("refs/heads/{branch}"))
     }
 
-    pub fn branches(&self) -> Result<Vec<String>, git2::Error> {
+    pub(crate) fn branches(&self) -> Result<Vec<String>, git2::Error> {
         let mut out = Vec::new();
         for b in self.repo.branches(Some(git2::BranchType::Local))? {
             let (b, _) = b?;
@@ -104,16 +104,16 @@ impl GitStore {
         Ok(out)
     }
 
-    pub fn write_blob(&self, content: &[u8]) -> Result<Oid, git2::Error> {
+    pub(crate) fn write_blob(&self, content: &[u8]) -> Result<Oid, git2::Error> {
         self.repo.blob(content)
     }
 
-    pub fn read_blob(&self, id: Oid) -> Result<Vec<u8>, git2::Error> {
+    pub(crate) fn read_blob(&self, id: Oid) -> Result<Vec<u8>, git2::Error> {
         Ok(self.repo.find_blob(id)?.content().to_vec())
     }
 
     /// The blob at `path` in the tip of `branch`, if any.
-    pub fn blob_at(&self, branch: &str, path: &str) -> Result<Option<Oid>, git2::Error> {
+    pub(crate) fn blob_at(&self, branch: &str, path: &str) -> Result<Option<Oid>, git2::Error> {
         let commit = self.repo.find_commit(self.tip(branch)?)?;
         match commit.tree()?.get_path(Path::new(path)) {
             Ok(entry) => Ok(Some(entry.id())),
@@ -124,7 +124,7 @@ impl GitStore {
 
     /// Applies `edits` to the tip of `branch` and commits the result (even when the tree
     /// does not change: a Major bump is a commit of its own).
-    pub fn commit(
+    pub(crate) fn commit(
         &self,
         branch: &str,
         edits: &[Edit<'_>],
@@ -194,7 +194,7 @@ impl GitStore {
     /// the branch points at `parent` again (only if its tip is still `commit`), and the
     /// commit stays reachable as `refs/scriptorium/undone/<id>` for inspection and so
     /// its script id is never handed out again.
-    pub fn undo(&self, branch: &str, commit: Oid, parent: Oid) -> Result<(), git2::Error> {
+    pub(crate) fn undo(&self, branch: &str, commit: Oid, parent: Oid) -> Result<(), git2::Error> {
         self.repo.reference(
             &format!("{UNDONE}{commit}"),
             commit,
@@ -212,7 +212,7 @@ impl GitStore {
     }
 
     /// The messages of the commits kept by [`GitStore::undo`].
-    pub fn undone(&self) -> Result<Vec<String>, git2::Error> {
+    pub(crate) fn undone(&self) -> Result<Vec<String>, git2::Error> {
         let mut out = Vec::new();
         for r in self.repo.references_glob(&format!("{UNDONE}*"))? {
             if let Some(id) = r?.target() {
@@ -229,14 +229,14 @@ impl GitStore {
     }
 
     /// Every commit of `branch`, newest first.
-    pub fn history(&self, branch: &str) -> Result<Vec<Oid>, git2::Error> {
+    pub(crate) fn history(&self, branch: &str) -> Result<Vec<Oid>, git2::Error> {
         let mut walk = self.repo.revwalk()?;
         walk.push(self.tip(branch)?)?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
         walk.collect()
     }
 
-    pub fn message(&self, commit: Oid) -> Result<String, git2::Error> {
+    pub(crate) fn message(&self, commit: Oid) -> Result<String, git2::Error> {
         Ok(self
             .repo
             .find_commit(commit)?
@@ -247,7 +247,7 @@ impl GitStore {
 }
 
 /// The `Key: value` trailers at the end of a commit message.
-pub fn trailers(message: &str) -> BTreeMap<String, String> {
+pub(crate) fn trailers(message: &str) -> BTreeMap<String, String> {
     let last = message.trim_end().rsplit("\n\n").next().unwrap_or("");
     last.lines()
         .filter_map(|l| l.split_once(": "))

@@ -16,7 +16,7 @@ use crate::scripts::gitlock;
 
 /// Below this much free space a save is refused by health (SQLite and git need room
 /// for their journals and objects).
-pub const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A lock file younger than this may belong to a write in progress.
 const LOCK_GRACE: Duration = Duration::from_secs(2);

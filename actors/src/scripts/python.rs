@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::domain::syntax::SyntaxProblem;
-pub use crate::error::CheckerError;
+pub(crate) use crate::domain::syntax::SyntaxProblem;
+pub(crate) use crate::error::CheckerError;
 
 const WORKER: &str = r#"
 import ast, json, sys
@@ -38,7 +38,7 @@ while True:
 
 /// What a check found.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Checked {
+pub(crate) enum Checked {
     Valid { docstring: Option<String> },
     Invalid(SyntaxProblem),
 }
@@ -73,14 +73,14 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest answer line read from the worker.
 const MAX_ANSWER: u64 = 4 * 1024 * 1024;
 
-pub struct PythonChecker {
+pub(crate) struct PythonChecker {
     python: PathBuf,
     worker: Option<Worker>,
     timeout: Duration,
 }
 
 impl PythonChecker {
-    pub fn new(python: &Path) -> PythonChecker {
+    pub(crate) fn new(python: &Path) -> PythonChecker {
         PythonChecker {
             python: python.to_path_buf(),
             worker: None,
@@ -90,7 +90,7 @@ impl PythonChecker {
 
     /// The same checker with another time limit per check.
     #[cfg(test)]
-    pub fn with_timeout(mut self, timeout: Duration) -> PythonChecker {
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> PythonChecker {
         self.timeout = timeout;
         self
     }
@@ -124,7 +124,7 @@ impl PythonChecker {
     }
 
     /// Compiles `source`; restarts the worker once if it has died.
-    pub fn check(&mut self, source: &str) -> Result<Checked, CheckerError> {
+    pub(crate) fn check(&mut self, source: &str) -> Result<Checked, CheckerError> {
         match self.try_check(source) {
             Ok(c) => Ok(c),
             Err(first) => {
@@ -231,14 +231,14 @@ fn kill(pid: u32) {
 }
 
 /// The descriptive name: the docstring's first non-empty line.
-pub fn name_from_docstring(doc: Option<&str>) -> String {
+pub(crate) fn name_from_docstring(doc: Option<&str>) -> String {
     doc.and_then(|d| d.lines().map(str::trim).find(|l| !l.is_empty()))
         .unwrap_or("")
         .to_string()
 }
 
 /// The interpreter a script asks for with a `# interpreter: ID` line near its top.
-pub fn interpreter_directive(content: &str) -> Option<&str> {
+pub(crate) fn interpreter_directive(content: &str) -> Option<&str> {
     content.lines().take(40).find_map(|l| {
         let rest = l.trim().strip_prefix('#')?.trim();
         let id = rest.strip_prefix("interpreter:")?.trim();

@@ -17,17 +17,17 @@ use crate::scripts::script_store::{Committer, RepairReport, Saved, ScriptStore, 
 
 /// The registered name of the actor of one server instance (several may share a
 /// process, e.g. in tests; ractor's registry is process-wide).
-pub fn name(instance: &str) -> String {
+pub(crate) fn name(instance: &str) -> String {
     format!("{instance}/script_repo")
 }
 
-pub struct ScriptRepo;
+pub(crate) struct ScriptRepo;
 
-pub struct ScriptRepoState {
+pub(crate) struct ScriptRepoState {
     store: Arc<Mutex<ScriptStore>>,
 }
 
-pub enum ScriptRepoMessage {
+pub(crate) enum ScriptRepoMessage {
     Create {
         who: Committer,
         content: Option<String>,

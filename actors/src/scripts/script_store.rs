@@ -108,7 +108,7 @@ pub struct Saved {
     pub changed: bool,
 }
 
-pub struct ScriptStore {
+pub(crate) struct ScriptStore {
     conn: Connection,
     git: GitStore,
     checker: PythonChecker,
@@ -127,7 +127,7 @@ pub struct ScriptStore {
 impl ScriptStore {
     /// Opens the repository and database, repairs any disagreement, and seeds the
     /// examples on first start.
-    pub fn open(cfg: &StoreConfig) -> Result<(ScriptStore, RepairReport)> {
+    pub(crate) fn open(cfg: &StoreConfig) -> Result<(ScriptStore, RepairReport)> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
             RepoError::BadInput(format!(
                 "cannot create data directory {}: {e}",
@@ -255,7 +255,7 @@ impl ScriptStore {
     }
 
     /// The template of a new script: docstring, `argv[1]` handling, and the interpreters.
-    pub fn template(&self) -> String {
+    pub(crate) fn template(&self) -> String {
         let mut t = String::from(
             "\"\"\"New script\n\nDescribe what this script does. The first line above is its name in the list.\n\"\"\"\n",
         );
@@ -290,7 +290,7 @@ impl ScriptStore {
     }
 
     /// Creates a script (the first save: version 0.1, a commit on the editor's branch).
-    pub fn create(
+    pub(crate) fn create(
         &mut self,
         who: &Committer,
         content: Option<String>,
@@ -350,7 +350,7 @@ impl ScriptStore {
     }
 
     /// Saves new content: Minor + 1, unless `base` is stale (→ [`RepoError::Stale`]).
-    pub fn save(
+    pub(crate) fn save(
         &mut self,
         who: &Committer,
         id: i64,
@@ -392,7 +392,7 @@ impl ScriptStore {
     }
 
     /// Major + 1, Minor 0 (0.7 → 1.0): a commit of its own with the same content.
-    pub fn bump_major(&mut self, who: &Committer, id: i64) -> Result<Version> {
+    pub(crate) fn bump_major(&mut self, who: &Committer, id: i64) -> Result<Version> {
         let cur = self.current(id)?;
         let version = cur.version.next_major();
         let mut change = Change::new(Action::Bump, id, who);
@@ -414,7 +414,7 @@ impl ScriptStore {
     }
 
     /// A new script on the editor's branch with the current content and test data of `id`.
-    pub fn fork(&mut self, who: &Committer, id: i64) -> Result<i64> {
+    pub(crate) fn fork(&mut self, who: &Committer, id: i64) -> Result<i64> {
         let cur = self.current(id)?;
         let new_id = self.next_id()?;
         let file = format!("script_{new_id:04}.py");
@@ -444,7 +444,7 @@ impl ScriptStore {
     }
 
     /// Replaces the test data (a commit on the editor's branch).
-    pub fn put_test_data(&mut self, who: &Committer, id: i64, data: &[u8]) -> Result<bool> {
+    pub(crate) fn put_test_data(&mut self, who: &Committer, id: i64, data: &[u8]) -> Result<bool> {
         if data.len() > MAX_TEST_DATA_BYTES {
             return Err(RepoError::TooLarge {
                 what: "the test data",
@@ -471,7 +471,7 @@ impl ScriptStore {
     }
 
     /// Puts the current version (and test data) on `prod`. Returns false if it was there.
-    pub fn publish(&mut self, who: &Committer, id: i64) -> Result<(Version, bool)> {
+    pub(crate) fn publish(&mut self, who: &Committer, id: i64) -> Result<(Version, bool)> {
         let cur = self.current(id)?;
         let script_path = format!("scripts/{}", cur.filename);
         let data_path = format!("testdata/{}", stem(&cur.filename));
@@ -509,7 +509,7 @@ impl ScriptStore {
     }
 
     /// Moves a script to another ordering number (metadata only).
-    pub fn set_ordering(&mut self, id: i64, ordering: &Ordering) -> Result<()> {
+    pub(crate) fn set_ordering(&mut self, id: i64, ordering: &Ordering) -> Result<()> {
         self.current(id)?;
         match self.ordering_taken(ordering)? {
             Some(other) if other != id => Err(RepoError::Conflict(format!(
@@ -560,12 +560,12 @@ pub(super) fn parse_oid(s: &str) -> Result<Oid> {
 }
 
 /// A script's file name without `.py`: the name of its test-data file.
-pub fn stem(filename: &str) -> &str {
+pub(crate) fn stem(filename: &str) -> &str {
     filename.strip_suffix(".py").unwrap_or(filename)
 }
 
 /// A file name is one path component: letters, digits, `_`, `-`, ending in `.py`.
-pub fn validate_filename(name: &str) -> Result<()> {
+pub(crate) fn validate_filename(name: &str) -> Result<()> {
     if name.contains('/') || name.contains('\\') {
         return Err(RepoError::BadInput(format!(
             "file name `{name}` contains a path separator; give a plain name such as `load_sales.py`"

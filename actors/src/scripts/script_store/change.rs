@@ -17,7 +17,7 @@ use crate::scripts::gitstore::{PROD, trailers};
 use crate::scripts::python::name_from_docstring;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     Fork,
     Save,
@@ -52,7 +52,7 @@ impl Action {
 
 /// One change, as written in a commit's trailers.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub(crate) struct Change {
     pub action: Action,
     pub script: i64,
     pub user: String,
@@ -121,7 +121,7 @@ impl Change {
     }
 
     /// Reads a change back from a commit message; `None` if it is not one of ours.
-    pub fn from_message(message: &str) -> Option<Change> {
+    pub(crate) fn from_message(message: &str) -> Option<Change> {
         let t = trailers(message);
         let get = |k: &str| t.get(&format!("Scriptorium-{k}"));
         let oid = |k: &str| get(k).and_then(|v| Oid::from_str(v).ok());

@@ -17,7 +17,7 @@ use crate::scripts::python::Checked;
 
 /// What start-up repair did.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RepairReport {
+pub(crate) struct RepairReport {
     /// Commits whose metadata was missing and has been recorded.
     pub recovered: Vec<String>,
     /// Commits not made by Scriptorium (e.g. with the git CLI), left alone.
@@ -33,7 +33,7 @@ impl ScriptStore {
     /// Records commits that SQLite does not know about, oldest first. An unknown commit
     /// below a recorded one that changes the same script is an orphan of a failed
     /// request (history went on without it): it is marked, not applied.
-    pub fn repair(&mut self) -> Result<RepairReport> {
+    pub(crate) fn repair(&mut self) -> Result<RepairReport> {
         let mut report = RepairReport::default();
         // `prod` last: a publish refers to versions made on editor branches.
         let mut branches = self.git.branches()?;
