@@ -16,7 +16,9 @@ use crate::frontend;
 use scriptorium_actors::LiveLogs;
 use scriptorium_actors::Runner;
 use scriptorium_actors::WriteHealth;
-use scriptorium_actors::{Catalog, ExchangeReader, RunReader, ScriptRepoHandle, StoreConfig};
+use scriptorium_actors::{
+    Catalog, DataDir, ExchangeReader, RunReader, ScriptRepoHandle, StoreConfig,
+};
 use scriptorium_actors::{LlmBrokerArgs, LlmBrokerHandle};
 use scriptorium_actors::{RunSchedulerArgs, RunSchedulerHandle};
 use scriptorium_actors::{SupervisorArgs, SupervisorMessage, start_supervisor};
@@ -79,7 +81,8 @@ impl App {
         };
         let db_path = store.db_path();
         tokio::fs::create_dir_all(&config.data_dir).await?;
-        let runs_dir = config.data_dir.join("runs");
+        let layout = DataDir::new(&config.data_dir);
+        let runs_dir = layout.runs();
         tokio::fs::create_dir_all(&runs_dir).await?;
         let live = Arc::new(LiveLogs::default());
         let interpreters = Arc::new(interpreters);
@@ -110,7 +113,7 @@ impl App {
             python: python.clone(),
             registry: interpreters.clone(),
             backends: Backends::for_this_machine(&tool_sandbox),
-            scratch: config.data_dir.join("llm-tools"),
+            scratch: layout.llm_scratch(),
             db: Arc::new(Mutex::new(scriptorium_actors::open_for_logs(&db_path)?)),
             catalog: catalog.clone(),
         };
@@ -149,7 +152,7 @@ impl App {
             interpreters,
             lsp: Arc::new(LspSessions::new(
                 config.lsp.clone(),
-                config.data_dir.join("lsp"),
+                layout.lsp_sessions(),
                 Arc::new(LinuxBackend::new(lsp_sandbox)),
             )),
             origins: Arc::new(crate::origin::Origins::new(

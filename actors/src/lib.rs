@@ -1,9 +1,10 @@
 //! Scriptorium's supervised actors, grouped by capability. Imports flow one way:
-//! `domain` ← `error`/`db` ← `scripts` ← `runs` ← `llm`; `lsp` stands alone and the
+//! `domain` ← `error`/`db`/`handle` ← `scripts` ← `runs` ← `llm`; `lsp` stands alone and the
 //! `supervisor` starts them all.
 //!
 //! - `domain`: `Major.Minor` versions, exact ordering numbers, 0.01 s time, states.
-//! - `error`: the crate's error; `db`: SQLite and its migrations.
+//! - `error`: the crate's error; `db`: SQLite and its migrations; `data_dir`: where each
+//!   part of the data directory lives; `handle`: calling an actor with a timeout.
 //! - `scripts`: `ScriptRepo`, the only writer of git and the script metadata, and the
 //!   read-side catalog.
 //! - `runs`: `RunScheduler` and `GroupExecutor`, single runs and run-all passes.
@@ -16,6 +17,7 @@
 //! `RunSchedulerHandle`, `LlmBrokerHandle`) and reads through `Catalog`, `RunReader` and
 //! `ExchangeReader`; no SQL of the actors is visible outside this crate.
 
+mod data_dir;
 mod db;
 mod domain;
 mod error;
@@ -27,6 +29,7 @@ mod scripts;
 mod supervisor;
 
 // Shared pieces.
+pub use data_dir::DataDir;
 pub use db::{open_existing, open_for_logs};
 pub use domain::clock;
 pub use domain::ordering::{BadOrdering, Ordering};
@@ -44,7 +47,7 @@ pub use scripts::script_repo::ScriptRepoHandle;
 pub use scripts::script_store::{Committer, MAX_CONTENT_BYTES, MAX_TEST_DATA_BYTES, StoreConfig};
 
 // Runs.
-pub use runs::events::{Event, EventLog, LiveLogs};
+pub use runs::events::{Event, EventKind, EventLog, LiveLogs};
 pub use runs::request::{Mode, OnFailure, RunRequest, RunSchedulerArgs};
 pub use runs::run_reader::RunReader;
 pub use runs::run_scheduler::RunSchedulerHandle;

@@ -19,7 +19,7 @@ use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use scriptorium_actors::content_type;
-use scriptorium_actors::{Event, EventLog};
+use scriptorium_actors::{Event, EventKind, EventLog};
 use scriptorium_actors::{Log, PassRecord, RunRecord};
 use scriptorium_actors::{Mode, OnFailure, RunRequest};
 use scriptorium_actors::{RepoError, Version};
@@ -495,7 +495,7 @@ fn last_event_id(headers: &HeaderMap) -> u64 {
 fn sse_event(e: &Event) -> SseEvent {
     SseEvent::default()
         .id(e.seq.to_string())
-        .event(e.kind.clone())
+        .event(e.kind.as_str())
         .data(e.data.to_string())
 }
 
@@ -536,7 +536,7 @@ fn sse(
             .unwrap_or_default();
         let mut complete = false;
         for e in &stored {
-            complete |= e.kind == "complete";
+            complete |= e.kind == EventKind::Complete;
             cursor = e.seq;
             if tx.send(sse_event(e)).await.is_err() {
                 return;
@@ -555,7 +555,7 @@ fn sse(
             };
             let e = Event {
                 seq: cursor + 1,
-                kind: "complete".into(),
+                kind: EventKind::Complete,
                 data: json!({ "status": st, "message": message }),
             };
             let _ = tx.send(sse_event(&e)).await;

@@ -15,6 +15,7 @@ use scriptorium_sandbox::BackendKind;
 
 use crate::domain::status::RunStatus;
 use crate::error::{RepoError, Result};
+use crate::runs::events::EventKind;
 use crate::runs::events::EventLog;
 use crate::runs::group_executor::{GroupExecutor, GroupExecutorMessage};
 use crate::runs::jobs::{Job, Jobs, Tracked};
@@ -95,7 +96,7 @@ pub(super) async fn start(
         }
     }
     pass_log.push(
-        "status",
+        EventKind::Status,
         json!({ "status": RunStatus::Running, "mode": mode, "on_failure": on_failure, "runs": shape }),
     );
     let tracked = jobs.track(Job::Pass(pass_id), pass_token.clone());
@@ -167,7 +168,7 @@ async fn plan_run(
         .await?;
     let entry = json!({ "run_id": run_id, "script_id": script_id, "ordering": ordering, "group": source.ordering.group() });
     let log = args.runner.live.add_run(run_id);
-    log.push("status", json!({ "status": RunStatus::Queued }));
+    log.push(EventKind::Status, json!({ "status": RunStatus::Queued }));
     let mut job = RunJob {
         run_id,
         script_id,
@@ -224,7 +225,10 @@ async fn finish(
     {
         tracing::error!(error = %e, pass_id, "cannot record the end of the pass");
     }
-    pass_log.push("complete", json!({ "status": st, "message": message }));
+    pass_log.push(
+        EventKind::Complete,
+        json!({ "status": st, "message": message }),
+    );
     pass_log.finish();
     args.runner.flush(pass_log, Log::Pass(pass_id)).await;
     args.runner.live.remove_pass(pass_id);
@@ -298,7 +302,7 @@ async fn run_group(
 ) -> Vec<(i64, RunStatus)> {
     let ids: Vec<i64> = runs.iter().map(|r| r.job.run_id).collect();
     pass_log.push(
-        "group",
+        EventKind::Group,
         json!({ "group": group, "status": RunStatus::Running, "runs": ids }),
     );
     let mut tracked = Vec::with_capacity(runs.len());
@@ -318,6 +322,6 @@ async fn run_group(
         Ok(CallResult::Success(r)) => r,
         _ => ids.iter().map(|id| (*id, RunStatus::Error)).collect(),
     };
-    pass_log.push("group", json!({ "group": group, "status": "done", "results": results.iter().map(|(id, st)| json!({"run_id": id, "status": st})).collect::<Vec<_>>() }));
+    pass_log.push(EventKind::Group, json!({ "group": group, "status": "done", "results": results.iter().map(|(id, st)| json!({"run_id": id, "status": st})).collect::<Vec<_>>() }));
     results
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::status::RunStatus;
 use crate::error::{RepoError, Result};
 use crate::handle::{ActorHandle, CallError};
+use crate::runs::events::EventKind;
 use crate::runs::jobs::{Job, Jobs};
 use crate::runs::pass;
 use crate::runs::request::{Mode, OnFailure, RunRequest, RunSchedulerArgs, choose, input_for};
@@ -207,7 +208,7 @@ async fn start_run(state: &mut RunSchedulerState, req: RunRequest) -> Result<i64
         })
         .await?;
     let log = args.runner.live.add_run(run_id);
-    log.push("status", json!({ "status": RunStatus::Queued }));
+    log.push(EventKind::Status, json!({ "status": RunStatus::Queued }));
     let token = CancellationToken::new();
     let tracked = state.jobs.track(Job::Run(run_id), token.clone());
     let job = RunJob {

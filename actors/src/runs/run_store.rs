@@ -12,7 +12,7 @@ use crate::domain::clock::{self, Centis};
 use crate::domain::status::RunStatus;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
-use crate::runs::events::Event;
+use crate::runs::events::{Event, EventKind};
 
 /// Run states. `queued` and `running` are live; the rest are final.
 
@@ -315,7 +315,7 @@ pub(crate) fn last_success(c: &Connection, script_id: i64) -> Result<Option<RunR
 pub(crate) fn output(c: &Connection, run_id: i64) -> Result<Vec<(String, String)>> {
     Ok(events(c, Log::Run(run_id), 0)?
         .into_iter()
-        .filter(|e| e.kind == "log")
+        .filter(|e| e.kind == EventKind::Log)
         .map(|e| {
             (
                 e.data["stream"].as_str().unwrap_or("stdout").to_string(),

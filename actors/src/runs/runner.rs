@@ -20,6 +20,7 @@ use scriptorium_sandbox::{
 use crate::domain::clock;
 use crate::domain::status::RunStatus;
 use crate::domain::version::Version;
+use crate::runs::events::EventKind;
 use crate::runs::events::{EventLog, LiveLogs};
 use crate::runs::run_store::{self, ARTIFACT_PAGE, Artifact, Collected, Finished, Log, Skipped};
 
@@ -60,10 +61,10 @@ struct LogSink {
 impl OutputSink for LogSink {
     fn line(&self, stream: Stream, line: &str) {
         self.run
-            .push("log", json!({ "stream": stream, "line": line }));
+            .push(EventKind::Log, json!({ "stream": stream, "line": line }));
         if let Some((pass, run_id)) = &self.pass {
             pass.push(
-                "log",
+                EventKind::Log,
                 json!({ "run_id": run_id, "stream": stream, "line": line }),
             );
         }
@@ -123,11 +124,11 @@ impl Runner {
             tracing::error!(error = %e, "cannot mark the run running");
         }
         log.push(
-            "status",
+            EventKind::Status,
             json!({ "status": RunStatus::Running, "started_at": clock::format(started) }),
         );
         if let Some(p) = &job.pass_log {
-            p.push("run", json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": RunStatus::Running }));
+            p.push(EventKind::Run, json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": RunStatus::Running }));
         }
 
         let flusher = {
@@ -275,13 +276,13 @@ impl Runner {
         if let Err(err) = stored {
             tracing::error!(error = %err, "cannot record the end of the run");
         }
-        log.push("complete", complete);
+        log.push(EventKind::Complete, complete);
         log.finish();
         self.flush(log, Log::Run(id)).await;
         self.live.remove_run(id);
         if let Some(p) = &job.pass_log {
             p.push(
-                "run",
+                EventKind::Run,
                 json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": st, "duration": duration }),
             );
         }

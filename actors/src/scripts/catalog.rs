@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::data_dir::DataDir;
 use crate::db;
 use crate::domain::clock::{self, Centis};
 use crate::domain::ordering::Ordering;
@@ -112,8 +113,8 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<ScriptSummary> {
 impl Catalog {
     pub fn new(data_dir: &Path) -> Catalog {
         Catalog {
-            db_path: data_dir.join("scriptorium.db"),
-            repo_path: data_dir.join("repo"),
+            db_path: DataDir::new(data_dir).database(),
+            repo_path: DataDir::new(data_dir).repo(),
             pool: Mutex::new(Vec::new()),
         }
     }

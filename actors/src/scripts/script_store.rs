@@ -23,6 +23,7 @@ use std::sync::Arc;
 use git2::{ObjectType, Oid};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::data_dir::DataDir;
 use crate::db;
 use crate::domain::ordering::Ordering;
 use crate::domain::version::Version;
@@ -83,10 +84,10 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn repo_path(&self) -> PathBuf {
-        self.data_dir.join("repo")
+        DataDir::new(&self.data_dir).repo()
     }
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("scriptorium.db")
+        DataDir::new(&self.data_dir).database()
     }
 }
 
