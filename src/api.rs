@@ -1,6 +1,7 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+mod artifacts;
 mod llm;
 mod lsp;
 mod runs;
@@ -148,8 +149,8 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/log", get(runs::log))
-        .route("/runs/{id}/artifacts", get(runs::artifacts))
-        .route("/runs/{id}/artifacts/{*name}", get(runs::artifact))
+        .route("/runs/{id}/artifacts", get(artifacts::artifacts))
+        .route("/runs/{id}/artifacts/{*name}", get(artifacts::artifact))
         .route("/passes", post(runs::pass_start))
         .route("/passes/latest", get(runs::pass_latest))
         .route("/passes/{id}", get(runs::pass_get))

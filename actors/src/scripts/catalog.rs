@@ -196,7 +196,7 @@ impl Catalog {
             .map(|(id, filename, group, frac, major, minor, blob)| {
                 let test_data = match prod.get_path(std::path::Path::new(&format!(
                     "testdata/{}",
-                    crate::scripts::script_store::stem(&filename)
+                    crate::scripts::gitstore::stem(&filename)
                 ))) {
                     Ok(entry) => repo.find_blob(entry.id())?.content().to_vec(),
                     Err(_) => Vec::new(),

@@ -12,6 +12,7 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Time, TreeBuilder};
 
 use crate::domain::clock::Centis;
+use crate::error::RepoError;
 
 /// The branch that holds the published scripts.
 pub(crate) const PROD: &str = "prod";
@@ -254,6 +255,38 @@ pub(crate) fn trailers(message: &str) -> BTreeMap<String, String> {
         .filter(|(k, _)| k.starts_with("Scriptorium-"))
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
+}
+
+/// A script's file name without `.py`: the name of its test-data file.
+pub(crate) fn stem(filename: &str) -> &str {
+    filename.strip_suffix(".py").unwrap_or(filename)
+}
+
+/// A file name is one path component: letters, digits, `_`, `-`, ending in `.py`.
+pub(crate) fn validate_filename(name: &str) -> crate::error::Result<()> {
+    if name.contains('/') || name.contains('\\') {
+        return Err(RepoError::BadInput(format!(
+            "file name `{name}` contains a path separator; give a plain name such as `load_sales.py`"
+        )));
+    }
+    let stem = name
+        .strip_suffix(".py")
+        .ok_or_else(|| RepoError::BadInput(format!("file name `{name}` must end in `.py`")))?;
+    let ok = !stem.is_empty()
+        && stem.len() <= 64
+        && stem
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        return Err(RepoError::BadInput(format!(
+            "file name `{name}` is not allowed; use 1–64 letters, digits, `_` or `-` (starting with a letter or digit) and `.py`"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

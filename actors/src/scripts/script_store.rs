@@ -29,7 +29,7 @@ use crate::domain::ordering::Ordering;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 use crate::scripts::gitlock;
-use crate::scripts::gitstore::{Edit, GitStore, PROD};
+use crate::scripts::gitstore::{Edit, GitStore, PROD, stem, validate_filename};
 use crate::scripts::health::WriteHealth;
 use crate::scripts::python::{Checked, PythonChecker};
 
@@ -558,38 +558,6 @@ impl ScriptStore {
 
 pub(super) fn parse_oid(s: &str) -> Result<Oid> {
     Ok(Oid::from_str(s)?)
-}
-
-/// A script's file name without `.py`: the name of its test-data file.
-pub(crate) fn stem(filename: &str) -> &str {
-    filename.strip_suffix(".py").unwrap_or(filename)
-}
-
-/// A file name is one path component: letters, digits, `_`, `-`, ending in `.py`.
-pub(crate) fn validate_filename(name: &str) -> Result<()> {
-    if name.contains('/') || name.contains('\\') {
-        return Err(RepoError::BadInput(format!(
-            "file name `{name}` contains a path separator; give a plain name such as `load_sales.py`"
-        )));
-    }
-    let stem = name
-        .strip_suffix(".py")
-        .ok_or_else(|| RepoError::BadInput(format!("file name `{name}` must end in `.py`")))?;
-    let ok = !stem.is_empty()
-        && stem.len() <= 64
-        && stem
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && stem
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !ok {
-        return Err(RepoError::BadInput(format!(
-            "file name `{name}` is not allowed; use 1–64 letters, digits, `_` or `-` (starting with a letter or digit) and `.py`"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
