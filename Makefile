@@ -32,6 +32,7 @@ build123d: setup
 
 ## Install what the tests need and run every test.
 test: setup-test wasi lsp frontend build123d
+	$(MAKE) check
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) check-windows
 	cd frontend && npm test && npm run e2e
@@ -62,9 +63,14 @@ setup:
 setup-test:
 	@scripts/setup.sh --test
 
+## Formatting, lints and import layering: rustfmt, clippy with warnings as errors, no
+## import circle inside `actors`, and the frontend's lint when it has one.
 check:
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	cd frontend && npm run lint
+	scripts/check-imports.py actors/src
+	@if node -e "process.exit(require('./frontend/package.json').scripts?.lint ? 0 : 1)"; \
+	then cd frontend && npm run lint; else echo "frontend: no lint script"; fi
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,10 @@
 //!
 //! `cargo bench --bench lsp` (or `make bench`).
 
+// The binary and the test and bench targets use the library; the package's other
+// dependencies are the library's (rustc checks each target against all of them).
+#![allow(unused_crate_dependencies)]
+
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -164,7 +168,7 @@ async fn main() {
     let mut direct = spawn_direct(&program, dir.path());
 
     let settings = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration",
-        "params": { "settings": scriptorium_actors::lsp::lsp_session::LspSession::settings(&config.lsp, &python) } });
+        "params": { "settings": scriptorium_actors::LspSession::settings(&config.lsp, &python) } });
     let initialized = json!({ "jsonrpc": "2.0", "method": "initialized", "params": {} });
     ws_call(&mut ws, &init(1, &root)).await;
     ws.send(Message::Text(initialized.to_string().into()))

@@ -1,6 +1,6 @@
 //! What the server benchmarks share: an app on a temporary data directory, signed in.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use axum::body::Body;
 use axum::http::{Method, Request, header};

@@ -6,7 +6,7 @@ resolved to the module file it names; the check fails when
 
 - two files import each other, directly or through others (a circle), or
 - a capability imports one above it. Imports flow one way:
-  domain ← error/db ← scripts ← runs ← llm; lsp stands alone; supervisor and lib.rs
+  domain ← error/db/handle ← scripts ← runs ← llm; lsp stands alone; supervisor and lib.rs
   sit on top.
 
 Usage: scripts/check-imports.py [actors/src]   (exit status 1 on a finding)
@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-LAYER = {"domain": 0, "error": 1, "db": 1, "scripts": 2, "runs": 3, "llm": 4,
+LAYER = {"domain": 0, "error": 1, "db": 1, "handle": 1, "data_dir": 1, "scripts": 2, "runs": 3, "llm": 4,
          "lsp": 2, "supervisor": 9, "lib": 9}
 
 

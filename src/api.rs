@@ -1,6 +1,7 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+mod artifacts;
 #[cfg(test)]
 mod bindings;
 mod llm;
@@ -22,10 +23,10 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Auth};
 use crate::error::ApiError;
-use scriptorium_actors::llm::llm_broker::LlmBrokerHandle;
-use scriptorium_actors::runs::events::LiveLogs;
-use scriptorium_actors::runs::run_scheduler::RunSchedulerHandle;
-use scriptorium_actors::{Catalog, ScriptRepoHandle};
+use scriptorium_actors::LiveLogs;
+use scriptorium_actors::LlmBrokerHandle;
+use scriptorium_actors::RunSchedulerHandle;
+use scriptorium_actors::{Catalog, ExchangeReader, RunReader, ScriptRepoHandle};
 use scriptorium_sandbox::Registry;
 
 /// The largest request body: scripts are limited to 1 MiB, test data to 8 MiB.
@@ -37,6 +38,10 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub repo: ScriptRepoHandle,
     pub runs: RunSchedulerHandle,
+    /// Runs, passes and their events as stored.
+    pub run_reader: RunReader,
+    /// The LLM log.
+    pub exchanges: ExchangeReader,
     pub llm: LlmBrokerHandle,
     pub live: Arc<LiveLogs>,
     pub runs_dir: PathBuf,
@@ -47,7 +52,7 @@ pub struct AppState {
     /// This server's origins, for the CSRF guard and the WebSocket upgrade.
     pub origins: Arc<crate::origin::Origins>,
     /// Whether a write can succeed now (for `/api/health`).
-    pub health: Arc<scriptorium_actors::scripts::health::WriteHealth>,
+    pub health: Arc<scriptorium_actors::WriteHealth>,
 }
 
 pub use lsp::LspSessions;
@@ -146,8 +151,8 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/log", get(runs::log))
-        .route("/runs/{id}/artifacts", get(runs::artifacts))
-        .route("/runs/{id}/artifacts/{*name}", get(runs::artifact))
+        .route("/runs/{id}/artifacts", get(artifacts::artifacts))
+        .route("/runs/{id}/artifacts/{*name}", get(artifacts::artifact))
         .route("/passes", post(runs::pass_start))
         .route("/passes/latest", get(runs::pass_latest))
         .route("/passes/{id}", get(runs::pass_get))

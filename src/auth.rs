@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::config::UserConfig;
 use crate::error::ApiError;
 use scriptorium_actors::Committer;
-use scriptorium_actors::domain::clock;
+use scriptorium_actors::clock;
 
 pub const COOKIE: &str = "scriptorium_session";
 /// Personal API tokens start with this, so they are easy to recognise (and to scan for).
@@ -104,7 +104,7 @@ impl Auth {
         db_path: &Path,
         session_hours: u64,
     ) -> Result<Auth, rusqlite::Error> {
-        let conn = scriptorium_actors::db::open_existing(db_path)?;
+        let conn = scriptorium_actors::open_existing(db_path)?;
         Ok(Auth {
             users: users
                 .iter()

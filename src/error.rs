@@ -125,7 +125,11 @@ impl From<RepoError> for ApiError {
             RepoError::Git(ref g) if g.code() == git2::ErrorCode::Locked => ApiError::Unavailable(format!(
                 "a git lock file is held by another running process; nothing was changed, try again in a moment ({g})"
             )),
-            RepoError::Git(_) | RepoError::Db(_) | RepoError::Checker(_) => ApiError::Internal(e.to_string()),
+            RepoError::Git(_)
+            | RepoError::Db(_)
+            | RepoError::Checker(_)
+            | RepoError::Background(_)
+            | RepoError::Internal(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -189,5 +193,25 @@ impl From<rusqlite::Error> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::Internal(format!("background task: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_background_task_is_a_500_that_leaks_nothing() {
+        let join = tokio::task::spawn_blocking(|| panic!("secret detail"))
+            .await
+            .unwrap_err();
+        let res = ApiError::from(RepoError::from(join)).into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("went wrong on the server"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
     }
 }

@@ -11,6 +11,13 @@
 //! - [`exec`]: `scriptorium exec`, one sandboxed run from the terminal.
 //! - [`memory`]: allocator settings so memory returns after a burst.
 
+// Used only by the binary (`main.rs`) and, in tests, by the integration tests: named
+// here so that `unused_crate_dependencies` checks the library's own dependencies.
+use clap as _;
+use tracing_subscriber as _;
+#[cfg(test)]
+use {http_body_util as _, reqwest as _, tempfile as _, tokio_tungstenite as _};
+
 pub mod api;
 pub mod auth;
 pub mod config;

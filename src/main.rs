@@ -1,5 +1,9 @@
 //! `scriptorium`: the server and its terminal entry points.
 
+// The binary and the test and bench targets use the library; the package's other
+// dependencies are the library's (rustc checks each target against all of them).
+#![allow(unused_crate_dependencies)]
+
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -13,13 +13,15 @@ use crate::api::{self, AppState, LspSessions};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::frontend;
-use scriptorium_actors::llm::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
-use scriptorium_actors::runs::events::LiveLogs;
-use scriptorium_actors::runs::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
-use scriptorium_actors::runs::runner::Runner;
-use scriptorium_actors::scripts::health::WriteHealth;
-use scriptorium_actors::supervisor::{self, SupervisorArgs, SupervisorMessage};
-use scriptorium_actors::{Catalog, ScriptRepoHandle, StoreConfig};
+use scriptorium_actors::LiveLogs;
+use scriptorium_actors::Runner;
+use scriptorium_actors::WriteHealth;
+use scriptorium_actors::{
+    Catalog, DataDir, ExchangeReader, RunReader, ScriptRepoHandle, StoreConfig,
+};
+use scriptorium_actors::{LlmBrokerArgs, LlmBrokerHandle};
+use scriptorium_actors::{RunSchedulerArgs, RunSchedulerHandle};
+use scriptorium_actors::{SupervisorArgs, SupervisorMessage, start_supervisor};
 use scriptorium_sandbox::linux::LinuxBackend;
 use scriptorium_sandbox::{Backends, Registry};
 use tokio::sync::Semaphore;
@@ -78,9 +80,10 @@ impl App {
             health: health.clone(),
         };
         let db_path = store.db_path();
-        std::fs::create_dir_all(&config.data_dir)?;
-        let runs_dir = config.data_dir.join("runs");
-        std::fs::create_dir_all(&runs_dir)?;
+        tokio::fs::create_dir_all(&config.data_dir).await?;
+        let layout = DataDir::new(&config.data_dir);
+        let runs_dir = layout.runs();
+        tokio::fs::create_dir_all(&runs_dir).await?;
         let live = Arc::new(LiveLogs::default());
         let interpreters = Arc::new(interpreters);
         let catalog = Arc::new(Catalog::new(&config.data_dir));
@@ -101,7 +104,7 @@ impl App {
         let runner = Arc::new(Runner {
             runs_dir: runs_dir.clone(),
             backends: backends.clone(),
-            db: Arc::new(Mutex::new(scriptorium_actors::db::open_for_logs(&db_path)?)),
+            db: Arc::new(Mutex::new(scriptorium_actors::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
         });
@@ -110,8 +113,8 @@ impl App {
             python: python.clone(),
             registry: interpreters.clone(),
             backends: Backends::for_this_machine(&tool_sandbox),
-            scratch: config.data_dir.join("llm-tools"),
-            db: Arc::new(Mutex::new(scriptorium_actors::db::open_for_logs(&db_path)?)),
+            scratch: layout.llm_scratch(),
+            db: Arc::new(Mutex::new(scriptorium_actors::open_for_logs(&db_path)?)),
             catalog: catalog.clone(),
         };
         let runs = Arc::new(RunSchedulerArgs {
@@ -126,7 +129,7 @@ impl App {
             "scriptorium-{}",
             INSTANCES.fetch_add(1, AtomicOrdering::Relaxed)
         );
-        let (supervisor, supervisor_done) = supervisor::start(SupervisorArgs {
+        let (supervisor, supervisor_done) = start_supervisor(SupervisorArgs {
             instance: instance.clone(),
             store,
             runs,
@@ -137,6 +140,8 @@ impl App {
         let auth = Arc::new(Auth::new(&config.users, &db_path, config.session_hours)?);
         let state = AppState {
             auth,
+            run_reader: RunReader::new(catalog.clone()),
+            exchanges: ExchangeReader::new(catalog.clone()),
             catalog,
             repo: ScriptRepoHandle::new(&instance),
             runs: RunSchedulerHandle::new(&instance),
@@ -147,7 +152,7 @@ impl App {
             interpreters,
             lsp: Arc::new(LspSessions::new(
                 config.lsp.clone(),
-                config.data_dir.join("lsp"),
+                layout.lsp_sessions(),
                 Arc::new(LinuxBackend::new(lsp_sandbox)),
             )),
             origins: Arc::new(crate::origin::Origins::new(

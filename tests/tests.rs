@@ -1,5 +1,11 @@
 //! Whole-server tests: the real app (git, SQLite, Python) driven over HTTP.
 
+// The binary and the test and bench targets use the library; the package's other
+// dependencies are the library's (rustc checks each target against all of them).
+#![allow(unused_crate_dependencies)]
+// Helpers shared between the test modules of this one binary.
+#![allow(unreachable_pub)]
+
 mod util;
 
 mod access;

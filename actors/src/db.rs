@@ -31,7 +31,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
 
 /// How long a statement waits for another connection's write lock before it gives up
 /// with "database is locked".
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `f` inside a write transaction that takes SQLite's write lock at `BEGIN`
 /// (`BEGIN IMMEDIATE`), and commits it if `f` succeeds.
@@ -41,7 +41,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// when another connection wrote in between: in WAL mode that fails at once with
 /// "database is locked" and ignores the busy timeout. `BEGIN IMMEDIATE` waits for the
 /// lock (up to [`BUSY_TIMEOUT`]) before anything is read.
-pub fn write<T, E: From<rusqlite::Error>>(
+pub(crate) fn write<T, E: From<rusqlite::Error>>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
@@ -62,12 +62,12 @@ pub fn write<T, E: From<rusqlite::Error>>(
 }
 
 /// A write transaction on a connection owned mutably (see [`write`] for why IMMEDIATE).
-pub fn immediate(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+pub(crate) fn immediate(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 /// Opens (creating if needed) the database in WAL mode and brings its schema up to date.
-pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
     let mut conn = open_existing(path)?;
     migrate(&mut conn)?;
     Ok(conn)

@@ -3,7 +3,7 @@
 //! imports another module of the crate.
 
 pub mod clock;
-pub mod ordering;
-pub mod status;
-pub mod syntax;
-pub mod version;
+pub(crate) mod ordering;
+pub(crate) mod status;
+pub(crate) mod syntax;
+pub(crate) mod version;

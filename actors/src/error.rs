@@ -39,9 +39,15 @@ pub enum RepoError {
     Db(#[from] rusqlite::Error),
     #[error(transparent)]
     Checker(#[from] CheckerError),
+    /// A background task panicked or was cancelled: the server's fault, not the input's.
+    #[error("a background task of the server failed ({0}); nothing was changed, try again")]
+    Background(#[from] tokio::task::JoinError),
+    /// An actor the request needed could not be started.
+    #[error("{0}")]
+    Internal(String),
 }
 
-pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = RepoError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the Python syntax checker ({python}) failed: {message}")]

@@ -1,28 +1,68 @@
 //! Scriptorium's supervised actors, grouped by capability. Imports flow one way:
-//! `domain` ← `error`/`db` ← `scripts` ← `runs` ← `llm`; `lsp` stands alone and the
+//! `domain` ← `error`/`db`/`handle` ← `scripts` ← `runs` ← `llm`; `lsp` stands alone and the
 //! `supervisor` starts them all.
 //!
-//! - [`domain`]: `Major.Minor` versions, exact ordering numbers, 0.01 s time, states.
-//! - [`error`]: the crate's error; [`db`]: SQLite and its migrations.
-//! - [`scripts`]: `ScriptRepo`, the only writer of git and the script metadata, and the
+//! - `domain`: `Major.Minor` versions, exact ordering numbers, 0.01 s time, states.
+//! - `error`: the crate's error; `db`: SQLite and its migrations; `data_dir`: where each
+//!   part of the data directory lives; `handle`: calling an actor with a timeout.
+//! - `scripts`: `ScriptRepo`, the only writer of git and the script metadata, and the
 //!   read-side catalog.
-//! - [`runs`]: `RunScheduler` and `GroupExecutor`, single runs and run-all passes.
-//! - [`llm`]: `LlmBroker`, prompt-to-code with guardrails and a logged exchange.
-//! - [`lsp`]: `LspSession`, one language server per editor WebSocket.
-//! - [`supervisor`]: the root supervisor that starts and restarts the actors.
+//! - `runs`: `RunScheduler` and `GroupExecutor`, single runs and run-all passes.
+//! - `llm`: `LlmBroker`, prompt-to-code with guardrails and a logged exchange.
+//! - `lsp`: `LspSession`, one language server per editor WebSocket.
+//! - `supervisor`: the root supervisor that starts and restarts the actors.
+//!
+//! Every module is private: what the server may use is re-exported below, by
+//! capability. It reaches the actors through their handles (`ScriptRepoHandle`,
+//! `RunSchedulerHandle`, `LlmBrokerHandle`) and reads through `Catalog`, `RunReader` and
+//! `ExchangeReader`; no SQL of the actors is visible outside this crate.
 
-pub mod db;
-pub mod domain;
-pub mod error;
-pub mod llm;
-pub mod lsp;
-pub mod runs;
-pub mod scripts;
-pub mod supervisor;
+mod data_dir;
+mod db;
+mod domain;
+mod error;
+mod handle;
+mod llm;
+mod lsp;
+mod runs;
+mod scripts;
+mod supervisor;
 
-pub use domain::ordering::Ordering;
-pub use domain::version::Version;
-pub use error::RepoError;
-pub use scripts::catalog::Catalog;
-pub use scripts::script_repo::{CallError, ScriptRepoHandle};
-pub use scripts::script_store::{Committer, StoreConfig};
+// Shared pieces.
+pub use data_dir::DataDir;
+pub use db::{open_existing, open_for_logs};
+pub use domain::clock;
+pub use domain::ordering::{BadOrdering, Ordering};
+pub use domain::syntax::SyntaxProblem;
+pub use domain::version::{BadVersion, Version};
+pub use error::{CheckerError, RepoError};
+pub use supervisor::{SupervisorArgs, SupervisorMessage, start as start_supervisor};
+
+// Scripts.
+pub use handle::CallError;
+pub use scripts::catalog::{Catalog, Parent, ScriptDetail, ScriptSummary, VersionInfo};
+pub use scripts::examples;
+pub use scripts::health::WriteHealth;
+pub use scripts::script_repo::ScriptRepoHandle;
+pub use scripts::script_store::{Committer, MAX_CONTENT_BYTES, MAX_TEST_DATA_BYTES, StoreConfig};
+
+// Runs.
+pub use runs::events::{Event, EventKind, EventLog, LiveLogs};
+pub use runs::request::{Mode, OnFailure, RunRequest, RunSchedulerArgs};
+pub use runs::run_reader::RunReader;
+pub use runs::run_scheduler::RunSchedulerHandle;
+pub use runs::run_store::{
+    ARTIFACT_PAGE, Artifact, Collected, Log, PassRecord, RunRecord, Skipped,
+};
+pub use runs::runner::{Runner, content_type};
+
+// The LLM.
+pub use llm::exchanges::{ExchangeReader, ExchangeRecord};
+pub use llm::llm_broker::{LlmBrokerArgs, LlmBrokerHandle, LlmEvent, PromptRequest, Proposal};
+pub use llm::{LlmConfig, LlmError};
+
+// The language server.
+pub use lsp::lsp_session::{
+    LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound,
+    ServerProgram, start_server,
+};

@@ -9,10 +9,11 @@
 //!   modules, a module's signatures and docstrings (introspected in the sandbox), and —
 //!   only when configured — files in one read-only directory.
 
-pub mod guard;
-pub mod llm_broker;
-pub mod provider;
-pub mod tools;
+pub(crate) mod exchanges;
+pub(crate) mod guard;
+pub(crate) mod llm_broker;
+pub(crate) mod provider;
+pub(crate) mod tools;
 
 use std::path::PathBuf;
 

@@ -10,11 +10,11 @@
 //! - [`python`]: the syntax checker and the `# interpreter:` directive.
 //! - [`examples`]: the example scripts shipped with the app.
 
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod examples;
-pub mod gitlock;
-pub mod gitstore;
-pub mod health;
-pub mod python;
-pub mod script_repo;
-pub mod script_store;
+pub(crate) mod gitlock;
+pub(crate) mod gitstore;
+pub(crate) mod health;
+pub(crate) mod python;
+pub(crate) mod script_repo;
+pub(crate) mod script_store;

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::llm::llm_broker::{self, LlmBroker, LlmBrokerArgs};
-use crate::runs::run_scheduler::{self, RunScheduler, RunSchedulerArgs};
+use crate::runs::request::RunSchedulerArgs;
+use crate::runs::run_scheduler::{self, RunScheduler};
 use crate::scripts::script_repo::{self, ScriptRepo};
 use crate::scripts::script_store::StoreConfig;
 
-pub struct Supervisor;
+pub(crate) struct Supervisor;
 
 pub struct SupervisorArgs {
     /// Names this server's actors apart from others in the same process.
@@ -21,7 +22,7 @@ pub struct SupervisorArgs {
     pub llm: LlmBrokerArgs,
 }
 
-pub struct SupervisorState {
+pub(crate) struct SupervisorState {
     args: SupervisorArgs,
     /// Recent restarts, to stop restarting an actor that fails at once every time.
     restarts: Vec<Instant>,

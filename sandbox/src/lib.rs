@@ -19,6 +19,7 @@ pub mod limits;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod output;
+mod remove_dir;
 pub mod run;
 #[cfg(feature = "wasi")]
 pub mod wasi;
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use interpreters::{BackendKind, Interpreter, InterpreterError, InterpreterKind, Registry};
 pub use limits::Limits;
+pub use remove_dir::RemoveDir;
 pub use run::{
     CgroupProtection, Collect, Limit, Outcome, OutputSink, Protections, RunReport, RunSpec,
     SandboxError, Stream,

@@ -30,8 +30,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use self::ids::Ids;
-use self::launch::Launch;
 pub use self::launch::interpreter_paths;
+use self::launch::{Launch, Started};
 pub use self::process::{ProcessSpec, SandboxHandle, SandboxedProcess};
 pub use self::zygote::SUBCOMMAND as ZYGOTE_SUBCOMMAND;
 pub use self::zygote::main as zygote_main;
@@ -225,7 +225,28 @@ impl Backend for LinuxBackend {
     }
 }
 
+/// How long setting up a cold sandbox may take (it takes milliseconds; a stuck setup
+/// must not hold a run, or a thread, forever).
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl LinuxBackend {
+    /// Starts a cold sandbox for `spec`. Setting one up forks (or asks the zygote to),
+    /// writes cgroup files and waits for the child's set-up: blocking work, so it runs on
+    /// the blocking pool, never on the async executor, and within [`START_TIMEOUT`].
+    async fn start_cold(&self, spec: &RunSpec) -> Result<Started, SandboxError> {
+        let (sandbox, spec) = (self.sandbox.clone(), spec.clone());
+        let start = tokio::task::spawn_blocking(move || sandbox.start(Launch::for_run(&spec)));
+        match tokio::time::timeout(START_TIMEOUT, start).await {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => Err(SandboxError::Setup(format!(
+                "the start-up task failed: {e}"
+            ))),
+            Err(_) => Err(SandboxError::Setup(format!(
+                "the sandbox was not set up within {START_TIMEOUT:?}; the machine may be overloaded, try again"
+            ))),
+        }
+    }
+
     /// Warm starts need the full sandbox: a spare's rules are fixed before its run is known.
     fn warm_capable(&self, interpreter: &Interpreter) -> bool {
         self.sandbox.config.warm != WarmMode::Off
@@ -267,7 +288,7 @@ impl LinuxBackend {
         let warm_start = started.is_some();
         let started = match started {
             Some(s) => s,
-            None => self.sandbox.start(Launch::for_run(&spec))?,
+            None => self.start_cold(&spec).await?,
         };
         // The disk quota covers the run directory and the private /tmp together.
         let quota = quota::Quota::new(vec![spec.workdir.clone()], &spec.limits);

@@ -382,13 +382,7 @@ fn remove_stale_compilations(component: &Path, keep: &Path) {
     }
 }
 
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::RemoveDir;
 
 #[cfg(all(test, unix))]
 mod tests {

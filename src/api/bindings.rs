@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use ts_rs::{Config, TS};
 
-use scriptorium_actors::llm::llm_broker::{ExchangeRecord, LlmEvent, Proposal};
-use scriptorium_actors::runs::run_scheduler::{Mode, OnFailure};
-use scriptorium_actors::runs::run_store::{PassRecord, RunRecord};
-use scriptorium_actors::scripts::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
+use scriptorium_actors::{
+    ExchangeRecord, LlmEvent, Mode, OnFailure, PassRecord, Proposal, RunRecord, ScriptDetail,
+    ScriptSummary, VersionInfo,
+};
 
 /// Set to rewrite the committed files instead of comparing with them.
 const WRITE_VAR: &str = "SCRIPTORIUM_WRITE_TS";

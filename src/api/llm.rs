@@ -16,8 +16,8 @@ use serde_json::json;
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::llm::LlmError;
-use scriptorium_actors::llm::llm_broker::{self, ExchangeRecord, LlmEvent, PromptRequest};
+use scriptorium_actors::LlmError;
+use scriptorium_actors::{ExchangeRecord, LlmEvent, PromptRequest};
 
 /// The longest a prompt may take end to end (tool rounds and retries included).
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -25,7 +25,7 @@ const PROMPT_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "PromptRequest", optional_fields)]
-pub struct PromptBody {
+pub(super) struct PromptBody {
     instruction: String,
     code: Option<String>,
     interpreter: Option<String>,
@@ -52,7 +52,7 @@ impl From<LlmError> for ApiError {
     }
 }
 
-pub async fn prompt(
+pub(super) async fn prompt(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
@@ -119,14 +119,10 @@ pub async fn prompt(
         .into_response())
 }
 
-pub async fn exchanges(
+pub(super) async fn exchanges(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Vec<ExchangeRecord>>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
-    Ok(Json(
-        state
-            .read(move |c| c.with_conn(|conn| Ok(llm_broker::exchanges(conn, id)?)))
-            .await?,
-    ))
+    Ok(Json(state.exchanges.of_script(id).await?))
 }

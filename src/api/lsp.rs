@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::AppState;
 use crate::auth::{CurrentUser, Role};
 use crate::error::ApiError;
-use scriptorium_actors::lsp::lsp_session::{
+use scriptorium_actors::{
     LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound,
     ServerProgram, start_server,
 };
@@ -36,7 +36,7 @@ pub struct LspSessions {
     per_user: Mutex<HashMap<String, usize>>,
 }
 
-pub struct SessionGuard {
+pub(super) struct SessionGuard {
     sessions: Arc<LspSessions>,
     user: String,
 }
@@ -98,11 +98,11 @@ impl LspSessions {
 }
 
 #[derive(Deserialize)]
-pub struct LspQuery {
+pub(super) struct LspQuery {
     interpreter: Option<String>,
 }
 
-pub async fn connect(
+pub(super) async fn connect(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     Query(q): Query<LspQuery>,

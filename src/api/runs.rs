@@ -1,7 +1,7 @@
-//! Runs and run-all passes: start, read, cancel, live events (SSE), artifacts.
+//! Runs and run-all passes: start, read, cancel, live events (SSE). Artifacts are in
+//! `artifacts.rs`.
 
 use std::convert::Infallible;
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Extension;
@@ -18,16 +18,15 @@ use serde_json::{Value, json};
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::runs::events::{Event, EventLog};
-use scriptorium_actors::runs::run_scheduler::{Mode, OnFailure, RunRequest};
-use scriptorium_actors::runs::run_store::{self, Log, PassRecord, RunRecord};
-use scriptorium_actors::runs::runner::content_type;
+use scriptorium_actors::{Event, EventKind, EventLog};
+use scriptorium_actors::{Log, PassRecord, RunRecord};
+use scriptorium_actors::{Mode, OnFailure, RunRequest};
 use scriptorium_actors::{RepoError, Version};
 
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "StartRunRequest", optional_fields)]
-pub struct StartRunBody {
+pub(super) struct StartRunBody {
     script_id: i64,
     version: Option<String>,
     interpreter: Option<String>,
@@ -35,7 +34,7 @@ pub struct StartRunBody {
     mode: Option<Mode>,
 }
 
-pub async fn start(
+pub(super) async fn start(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     ApiJson(body): ApiJson<StartRunBody>,
@@ -76,45 +75,40 @@ pub async fn start(
 }
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     script_id: Option<i64>,
     limit: Option<u32>,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
-    Ok(Json(
-        state
-            .read(move |c| c.with_conn(|conn| run_store::runs(conn, q.script_id, limit)))
-            .await?,
-    ))
+    Ok(Json(state.run_reader.runs(q.script_id, limit).await?))
 }
 
-async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
+pub(super) async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| run_store::run(conn, id)))
+        .run_reader
+        .run(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<RunRecord>, ApiError> {
     Ok(Json(record(&state, id).await?))
 }
 
-pub async fn log(
+pub(super) async fn log(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     record(&state, id).await?;
-    let lines = state
-        .read(move |c| c.with_conn(|conn| run_store::output(conn, id)))
-        .await?;
+    let lines = state.run_reader.output(id).await?;
     Ok(Json(json!(
         lines
             .into_iter()
@@ -123,7 +117,7 @@ pub async fn log(
     )))
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
@@ -131,7 +125,7 @@ pub async fn cancel(
     Ok(Json(json!({ "run_id": id, "cancelled": cancelled })))
 }
 
-pub async fn events(
+pub(super) async fn events(
     State(state): State<AppState>,
     PathId(id): PathId,
     headers: HeaderMap,
@@ -141,228 +135,17 @@ pub async fn events(
     Ok(sse(state, Log::Run(id), live, last_event_id(&headers)).into_response())
 }
 
-/// The most artifacts one page lists.
-const MAX_PAGE: usize = 1000;
-
-/// `GET /api/runs/{id}/artifacts?offset=&limit=`: one page of a run's artifacts in name
-/// order (`limit` 1–1000, default 100), the total, the link to the next page, and what
-/// the run left that is not served (links, FIFOs, sockets, devices).
-pub async fn artifacts(
-    State(state): State<AppState>,
-    PathId(id): PathId,
-    query: Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
-    let (offset, limit) = page(&query.0)?;
-    let collected = state
-        .read(move |c| c.with_conn(|conn| run_store::artifacts(conn, id)))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    let total = collected.files.len();
-    let files: Vec<_> = collected
-        .files
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .collect();
-    let end = offset.saturating_add(files.len());
-    let next =
-        (end < total).then(|| format!("/api/runs/{id}/artifacts?offset={end}&limit={limit}"));
-    let skipped: Vec<_> = collected.skipped.into_iter().take(MAX_PAGE).collect();
-    Ok(Json(json!({
-        "run_id": id, "total": total, "offset": offset, "limit": limit, "artifacts": files, "next": next,
-        "skipped": skipped, "truncated": collected.truncated,
-    })))
-}
-
-/// `offset` and `limit` from a query string, checked.
-fn page(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
-    let mut offset = 0usize;
-    let mut limit = run_store::ARTIFACT_PAGE;
-    for (key, value) in query {
-        let n = || {
-            value.parse::<usize>().map_err(|_| {
-                ApiError::BadRequest(format!("`{key}` must be a whole number, not `{value}`"))
-            })
-        };
-        match key.as_str() {
-            "offset" => offset = n()?,
-            "limit" => limit = n()?,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown parameter `{key}`; use `offset` and `limit`"
-                )));
-            }
-        }
-    }
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "`limit` must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    Ok((offset, limit))
-}
-
-/// `GET /api/runs/{id}/artifacts/{*name}`: a file the run wrote, confined to its run
-/// directory (no `..`, no absolute paths, no symbolic links).
-pub async fn artifact(
-    State(state): State<AppState>,
-    axum::extract::Path((id, name)): axum::extract::Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("run id `{id}` is not a number")))?;
-    record(&state, id).await?;
-    let clean = !name.is_empty()
-        && !name.contains('\\')
-        && !name.contains('\0')
-        && Path::new(&name)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
-    if !clean {
-        return Err(ApiError::BadRequest(format!(
-            "`{name}` is not an artifact name; use a path inside the run directory"
-        )));
-    }
-    let listed = {
-        let name = name.clone();
-        state
-            .read(move |c| c.with_conn(|conn| run_store::artifacts(conn, id)))
-            .await?
-            .is_some_and(|all| all.files.iter().any(|a| a.name == name))
-    };
-    if !listed {
-        return Err(ApiError::NotFound(format!(
-            "run {id} has no artifact `{name}`; GET /api/runs/{id}/artifacts lists them"
-        )));
-    }
-    let dir = state.runs_dir.join(id.to_string());
-    let path = tokio::task::spawn_blocking(move || -> Result<PathBuf, ApiError> {
-        let mut p = dir;
-        for c in Path::new(&name).components() {
-            p.push(c);
-            let meta = std::fs::symlink_metadata(&p)
-                .map_err(|_| ApiError::NotFound(format!("artifact `{name}` is gone")))?;
-            if meta.file_type().is_symlink() {
-                return Err(ApiError::NotFound(format!(
-                    "artifact `{name}` is a link and is not served"
-                )));
-            }
-        }
-        Ok(p)
-    })
-    .await??;
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Streamed, never read whole: a 256 MiB artifact downloaded by many viewers at once
-    // must not take the server's memory. Opened without following a link and without
-    // blocking on a FIFO, and served only if it is a regular file.
-    let (file, len) =
-        tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), ApiError> {
-            let gone = || ApiError::NotFound("the artifact could not be read".into());
-            let mut open = std::fs::OpenOptions::new();
-            open.read(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                open.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-            }
-            let file = open.open(&path).map_err(|_| gone())?;
-            let meta = file.metadata().map_err(|_| gone())?;
-            if !meta.is_file() {
-                return Err(ApiError::NotFound(
-                    "the artifact is not a regular file and is not served".into(),
-                ));
-            }
-            Ok((file, meta.len()))
-        })
-        .await??;
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
-        tokio::fs::File::from_std(file),
-    ));
-    let (kind, disposition) = artifact_presentation(&file_name);
-    Ok((
-        [
-            (header::CONTENT_TYPE, kind.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("{disposition}; {}", disposition_filename(&file_name)),
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
-            // Even opened directly, an artifact is a document of its own with no rights:
-            // no script, no requests, a unique origin.
-            (header::CONTENT_SECURITY_POLICY, ARTIFACT_POLICY.to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-        ],
-        body,
-    )
-        .into_response())
-}
-
-/// The policy of every artifact response.
-pub const ARTIFACT_POLICY: &str = "sandbox; default-src 'none'";
-
-/// Types that cannot run anything, which the UI shows itself: served as what they are.
-const PASSIVE_TYPES: [&str; 8] = [
-    "model/stl",
-    "model/gltf-binary",
-    "model/gltf+json",
-    "image/png",
-    "image/jpeg",
-    "text/plain; charset=utf-8",
-    "text/csv; charset=utf-8",
-    "application/json",
-];
-
-/// The content type and disposition of an artifact: passive types inline, everything
-/// else (HTML, SVG, PDF, unknown) a download of opaque bytes, never a page of this origin.
-fn artifact_presentation(file: &str) -> (&'static str, &'static str) {
-    let kind = content_type(file);
-    if PASSIVE_TYPES.contains(&kind) {
-        (kind, "inline")
-    } else {
-        ("application/octet-stream", "attachment")
-    }
-}
-
-/// `filename="…"` in plain ASCII (anything else becomes `_`) and `filename*=` with the
-/// exact UTF-8 name (RFC 6266).
-fn disposition_filename(file: &str) -> String {
-    let ascii: String = file
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%') || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = file
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
 // ---- passes ----
 
 #[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "StartPassRequest", optional_fields)]
-pub struct StartPassBody {
+pub(super) struct StartPassBody {
     mode: Option<Mode>,
     on_failure: Option<OnFailure>,
 }
 
-pub async fn pass_start(
+pub(super) async fn pass_start(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -384,20 +167,24 @@ pub async fn pass_start(
         .into_response())
 }
 
-pub async fn pass_get(
+pub(super) async fn pass_get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<PassRecord>, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
+        .run_reader
+        .pass(id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("pass {id} does not exist")))
 }
 
-pub async fn pass_latest(State(state): State<AppState>) -> Result<Json<PassRecord>, ApiError> {
+pub(super) async fn pass_latest(
+    State(state): State<AppState>,
+) -> Result<Json<PassRecord>, ApiError> {
     state
-        .read(|c| c.with_conn(run_store::latest_full_pass))
+        .run_reader
+        .latest_full_pass()
         .await?
         .map(Json)
         .ok_or_else(|| {
@@ -405,7 +192,7 @@ pub async fn pass_latest(State(state): State<AppState>) -> Result<Json<PassRecor
         })
 }
 
-pub async fn pass_cancel(
+pub(super) async fn pass_cancel(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
@@ -413,13 +200,14 @@ pub async fn pass_cancel(
     Ok(Json(json!({ "pass_id": id, "cancelled": cancelled })))
 }
 
-pub async fn pass_events(
+pub(super) async fn pass_events(
     State(state): State<AppState>,
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
+        .run_reader
+        .pass(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("pass {id} does not exist")))?;
     let live = state.live.pass(id);
@@ -428,49 +216,49 @@ pub async fn pass_events(
 
 // ---- per script ----
 
-pub async fn last_success(
+pub(super) async fn last_success(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     let run = state
-        .read(move |c| c.with_conn(|conn| run_store::last_success(conn, id)))
+        .run_reader
+        .last_success(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("script {id} has no successful run yet")))?;
     let run_id = run.id;
-    let output = state
-        .read(move |c| c.with_conn(|conn| run_store::output(conn, run_id)))
-        .await?;
+    let output = state.run_reader.output(run_id).await?;
     Ok(Json(json!({
         "run": run,
         "output": output.into_iter().map(|(stream, line)| json!({ "stream": stream, "line": line })).collect::<Vec<_>>(),
     })))
 }
 
-pub async fn production_data_get(
+pub(super) async fn production_data_get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     let data = state
-        .read(move |c| c.with_conn(|conn| run_store::production_data(conn, id)))
+        .run_reader
+        .production_data(id)
         .await?
         .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
 }
 
-pub async fn production_data_put(
+pub(super) async fn production_data_put(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    if body.len() > scriptorium_actors::scripts::script_store::MAX_TEST_DATA_BYTES {
+    if body.len() > scriptorium_actors::MAX_TEST_DATA_BYTES {
         return Err(RepoError::TooLarge {
             what: "the production data",
             size: body.len(),
-            limit: scriptorium_actors::scripts::script_store::MAX_TEST_DATA_BYTES,
+            limit: scriptorium_actors::MAX_TEST_DATA_BYTES,
         }
         .into());
     }
@@ -495,7 +283,7 @@ fn last_event_id(headers: &HeaderMap) -> u64 {
 fn sse_event(e: &Event) -> SseEvent {
     SseEvent::default()
         .id(e.seq.to_string())
-        .event(e.kind.clone())
+        .event(e.kind.as_str())
         .data(e.data.to_string())
 }
 
@@ -530,12 +318,13 @@ fn sse(
             }
         }
         let stored = state
-            .read(move |c| c.with_conn(|conn| run_store::events(conn, log, cursor)))
+            .run_reader
+            .events(log, cursor)
             .await
             .unwrap_or_default();
         let mut complete = false;
         for e in &stored {
-            complete |= e.kind == "complete";
+            complete |= e.kind == EventKind::Complete;
             cursor = e.seq;
             if tx.send(sse_event(e)).await.is_err() {
                 return;
@@ -543,24 +332,18 @@ fn sse(
         }
         if !complete {
             let (st, message) = match log {
-                Log::Run(id) => match state
-                    .read(move |c| c.with_conn(|conn| run_store::run(conn, id)))
-                    .await
-                {
+                Log::Run(id) => match state.run_reader.run(id).await {
                     Ok(Some(r)) => (r.status, r.message),
                     _ => return,
                 },
-                Log::Pass(id) => match state
-                    .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
-                    .await
-                {
+                Log::Pass(id) => match state.run_reader.pass(id).await {
                     Ok(Some(p)) => (p.status, p.message),
                     _ => return,
                 },
             };
             let e = Event {
                 seq: cursor + 1,
-                kind: "complete".into(),
+                kind: EventKind::Complete,
                 data: json!({ "status": st, "message": message }),
             };
             let _ = tx.send(sse_event(&e)).await;
@@ -572,40 +355,4 @@ fn sse(
             |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
         );
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_passive_types_are_inline() {
-        for name in [
-            "a.html", "a.HTM", "b.svg", "c.xhtml", "d.pdf", "e.js", "f", "g.step",
-        ] {
-            assert_eq!(
-                artifact_presentation(name),
-                ("application/octet-stream", "attachment"),
-                "{name}"
-            );
-        }
-        assert_eq!(
-            artifact_presentation("r.glb"),
-            ("model/gltf-binary", "inline")
-        );
-        assert_eq!(
-            artifact_presentation("out.txt"),
-            ("text/plain; charset=utf-8", "inline")
-        );
-    }
-
-    #[test]
-    fn filenames_cannot_break_the_header() {
-        let f = disposition_filename("a\"; b\\ é.txt");
-        assert_eq!(
-            f,
-            "filename=\"a__ b_ _.txt\"; filename*=UTF-8''a%22%3B%20b%5C%20%C3%A9.txt"
-        );
-        assert!(axum::http::HeaderValue::from_str(&f).is_ok());
-    }
 }

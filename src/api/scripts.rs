@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::scripts::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
-use scriptorium_actors::scripts::examples;
+use scriptorium_actors::examples;
 use scriptorium_actors::{CallError, Ordering, RepoError, Version};
+use scriptorium_actors::{ScriptDetail, ScriptSummary, VersionInfo};
 
 #[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "CreateScriptRequest", optional_fields)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     content: Option<String>,
     filename: Option<String>,
     ordering: Option<String>,
@@ -28,7 +28,7 @@ pub struct CreateBody {
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "SaveRequest", optional_fields)]
-pub struct SaveBody {
+pub(super) struct SaveBody {
     content: String,
     base_version: String,
     /// The LLM exchange whose proposal this save accepts.
@@ -38,7 +38,7 @@ pub struct SaveBody {
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "OrderingRequest", optional_fields)]
-pub struct OrderingBody {
+pub(super) struct OrderingBody {
     ordering: String,
 }
 
@@ -49,21 +49,21 @@ fn parse_version(s: &str, field: &str) -> Result<Version, ApiError> {
 
 fn parse_ordering(s: &str) -> Result<Ordering, ApiError> {
     s.parse()
-        .map_err(|e: scriptorium_actors::domain::ordering::BadOrdering| {
-            ApiError::BadRequest(e.to_string())
-        })
+        .map_err(|e: scriptorium_actors::BadOrdering| ApiError::BadRequest(e.to_string()))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ScriptSummary>>, ApiError> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ScriptSummary>>, ApiError> {
     Ok(Json(state.read(|c| c.list()).await?))
 }
 
-pub async fn template(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn template(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "content": state.repo.template().await? })))
 }
 
 /// `POST /api/scripts`: the body is optional; without content the template is used.
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -86,7 +86,7 @@ pub async fn create(
 /// One shipped example as `GET /api/examples` lists it.
 #[derive(serde::Serialize, ts_rs::TS)]
 #[ts(rename = "Example")]
-pub struct ExampleInfo {
+pub(super) struct ExampleInfo {
     /// Stable id, e.g. `bracket`.
     id: &'static str,
     name: &'static str,
@@ -101,7 +101,7 @@ pub struct ExampleInfo {
 
 /// `GET /api/examples`: the example scripts shipped with the app, and whether the
 /// interpreter each asks for is available here.
-pub async fn examples(State(state): State<AppState>) -> Json<Vec<ExampleInfo>> {
+pub(super) async fn examples(State(state): State<AppState>) -> Json<Vec<ExampleInfo>> {
     let list = examples::EXAMPLES
         .iter()
         .map(|e| {
@@ -130,7 +130,7 @@ pub async fn examples(State(state): State<AppState>) -> Json<Vec<ExampleInfo>> {
 
 /// `POST /api/examples/{id}`: a new script (on the caller's branch) from a shipped
 /// example, with its test data. It keeps the example's file name unless that is taken.
-pub async fn from_example(
+pub(super) async fn from_example(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     Path(example): Path<String>,
@@ -173,14 +173,14 @@ pub async fn from_example(
         .into_response())
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<ScriptDetail>, ApiError> {
     Ok(Json(state.read(move |c| c.detail(id)).await?))
 }
 
-pub async fn save(
+pub(super) async fn save(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
@@ -200,7 +200,7 @@ pub async fn save(
     ))
 }
 
-pub async fn bump_major(
+pub(super) async fn bump_major(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
@@ -209,7 +209,7 @@ pub async fn bump_major(
     Ok(Json(json!({ "version": version })))
 }
 
-pub async fn fork(
+pub(super) async fn fork(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
@@ -224,14 +224,14 @@ pub async fn fork(
         .into_response())
 }
 
-pub async fn versions(
+pub(super) async fn versions(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<Vec<VersionInfo>>, ApiError> {
     Ok(Json(state.read(move |c| c.versions(id)).await?))
 }
 
-pub async fn version(
+pub(super) async fn version(
     State(state): State<AppState>,
     PathId(id): PathId,
     Path((_, version)): Path<(String, String)>,
@@ -241,7 +241,7 @@ pub async fn version(
     Ok(Json(json!({ "id": id, "version": v, "content": content })))
 }
 
-pub async fn test_data_get(
+pub(super) async fn test_data_get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
@@ -254,7 +254,7 @@ pub async fn test_data_get(
     Ok(([(header::CONTENT_TYPE, kind)], data).into_response())
 }
 
-pub async fn test_data_put(
+pub(super) async fn test_data_put(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
@@ -267,7 +267,7 @@ pub async fn test_data_put(
     Ok(Json(json!({ "changed": changed })))
 }
 
-pub async fn publish(
+pub(super) async fn publish(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
@@ -278,7 +278,7 @@ pub async fn publish(
     ))
 }
 
-pub async fn set_ordering(
+pub(super) async fn set_ordering(
     State(state): State<AppState>,
     PathId(id): PathId,
     ApiJson(body): ApiJson<OrderingBody>,

@@ -20,14 +20,14 @@ pub const LOGIN_BODY_LIMIT: usize = 4096;
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "LoginRequest", optional_fields)]
-pub struct LoginBody {
+pub(super) struct LoginBody {
     username: String,
     password: String,
 }
 
 /// `POST /api/login`, throttled: a locked user name or address is refused before any
 /// password is hashed, and hashes run in a bounded number of slots (see `throttle`).
-pub async fn login(
+pub(super) async fn login(
     State(state): State<AppState>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(body): ApiJson<LoginBody>,
@@ -64,7 +64,7 @@ pub async fn login(
         .into_response())
 }
 
-pub async fn logout(
+pub(super) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -79,6 +79,6 @@ pub async fn logout(
         .into_response())
 }
 
-pub async fn me(Extension(user): Extension<CurrentUser>) -> Json<CurrentUser> {
+pub(super) async fn me(Extension(user): Extension<CurrentUser>) -> Json<CurrentUser> {
     Json(user)
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "CreateTokenRequest", optional_fields)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     name: String,
 }
 
@@ -29,7 +29,7 @@ fn session_only(user: &CurrentUser) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
 ) -> Result<Json<Vec<ApiToken>>, ApiError> {
@@ -39,7 +39,7 @@ pub async fn list(
     ))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     ApiJson(body): ApiJson<CreateBody>,
@@ -57,7 +57,7 @@ pub async fn create(
         .into_response())
 }
 
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,

@@ -11,9 +11,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The largest integer part accepted.
-pub const MAX_GROUP: u64 = 999_999;
+pub(crate) const MAX_GROUP: u64 = 999_999;
 /// The most fractional digits accepted.
-pub const MAX_FRACTION_DIGITS: usize = 6;
+pub(crate) const MAX_FRACTION_DIGITS: usize = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, ts_rs::TS)]
 #[ts(type = "string")]

@@ -12,7 +12,7 @@ use super::LlmError;
 const HELPER: &str = include_str!("helper.py");
 
 /// The first stop word the text contains (case-insensitive), if any.
-pub fn stop_word<'a>(text: &str, words: &'a [String]) -> Option<&'a str> {
+pub(crate) fn stop_word<'a>(text: &str, words: &'a [String]) -> Option<&'a str> {
     let lower = text.to_lowercase();
     words
         .iter()
@@ -21,7 +21,7 @@ pub fn stop_word<'a>(text: &str, words: &'a [String]) -> Option<&'a str> {
 }
 
 /// Runs the helper (`helper.py`) with one request. It only parses and rewrites code.
-pub fn helper(python: &Path, request: &Value) -> Result<Value, LlmError> {
+pub(crate) fn helper(python: &Path, request: &Value) -> Result<Value, LlmError> {
     use std::io::Write;
     let mut child = std::process::Command::new(python)
         .args(["-I", "-S", "-c", HELPER])
@@ -71,7 +71,7 @@ pub fn helper(python: &Path, request: &Value) -> Result<Value, LlmError> {
 
 /// One replaced name or string.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub placeholder: String,
     pub original: String,
     /// The original source text (a string literal with its quotes).
@@ -80,7 +80,7 @@ pub struct Entry {
 
 /// Code and instruction as they will be sent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pseudonymised {
+pub(crate) struct Pseudonymised {
     /// `ast`, or `text` when the code does not parse.
     pub mode: String,
     pub note: Option<String>,
@@ -89,7 +89,7 @@ pub struct Pseudonymised {
     pub mapping: Vec<Entry>,
 }
 
-pub fn pseudonymise(
+pub(crate) fn pseudonymise(
     python: &Path,
     code: &str,
     instruction: &str,
@@ -126,7 +126,7 @@ fn replace_word(text: &str, from: &str, to: &str) -> String {
 }
 
 /// Puts the originals back into text the model wrote.
-pub fn restore(text: &str, mapping: &[Entry]) -> String {
+pub(crate) fn restore(text: &str, mapping: &[Entry]) -> String {
     let mut out = text.to_string();
     // Longest placeholders first: anon_id_12 before anon_id_1.
     let mut entries: Vec<&Entry> = mapping.iter().collect();
@@ -146,13 +146,13 @@ pub fn restore(text: &str, mapping: &[Entry]) -> String {
 
 /// Restores streamed text piecewise: holds back a possibly cut placeholder.
 #[derive(Default)]
-pub struct StreamRestorer {
+pub(crate) struct StreamRestorer {
     pending: String,
 }
 
 impl StreamRestorer {
     /// Takes a delta; returns what can be shown now.
-    pub fn push(&mut self, delta: &str, mapping: &[Entry]) -> String {
+    pub(crate) fn push(&mut self, delta: &str, mapping: &[Entry]) -> String {
         self.pending.push_str(delta);
         let cut = self
             .pending
@@ -167,7 +167,7 @@ impl StreamRestorer {
         }
     }
 
-    pub fn finish(&mut self, mapping: &[Entry]) -> String {
+    pub(crate) fn finish(&mut self, mapping: &[Entry]) -> String {
         let rest = std::mem::take(&mut self.pending);
         restore(&rest, mapping)
     }

@@ -10,17 +10,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use scriptorium_sandbox::{Backends, Registry};
 
-use crate::domain::clock;
 use crate::domain::version::Version;
+use crate::handle::{ActorHandle, CallError};
+use crate::llm::exchanges::{self, NewExchange, Transcript};
 use crate::llm::guard::{self, Pseudonymised, StreamRestorer};
 use crate::llm::provider::{ChatRequest, Offline, OpenRouter, Provider, Usage};
 use crate::llm::tools::Tools;
@@ -28,8 +28,9 @@ use crate::llm::{LlmConfig, LlmError};
 use crate::scripts::catalog::Catalog;
 use crate::scripts::python::interpreter_directive;
 use crate::scripts::python::{Checked, PythonChecker};
+use crate::scripts::script_store::MAX_CONTENT_BYTES;
 
-pub fn name(instance: &str) -> String {
+pub(crate) fn name(instance: &str) -> String {
     format!("{instance}/llm_broker")
 }
 
@@ -40,7 +41,7 @@ outside the standard library, check with the tools that it is installed. Names s
 anon_str_7 stand for names that must not leave the user's machine: keep them exactly as they are.";
 
 /// Longest instruction accepted.
-pub const MAX_INSTRUCTION: usize = 4000;
+pub(crate) const MAX_INSTRUCTION: usize = 4000;
 
 pub struct PromptRequest {
     pub script_id: i64,
@@ -90,14 +91,14 @@ pub struct LlmBrokerArgs {
     pub catalog: Arc<Catalog>,
 }
 
-pub struct Core {
+pub(crate) struct Core {
     args: LlmBrokerArgs,
     provider: Box<dyn Provider>,
 }
 
-pub struct LlmBroker;
+pub(crate) struct LlmBroker;
 
-pub enum LlmBrokerMessage {
+pub(crate) enum LlmBrokerMessage {
     Prompt {
         request: PromptRequest,
         events: Option<mpsc::Sender<LlmEvent>>,
@@ -179,19 +180,10 @@ impl Actor for LlmBroker {
                 version,
                 reply,
             } => {
-                let db = core.args.db.clone();
-                let linked = tokio::task::spawn_blocking(move || {
-                    db.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .execute(
-                            "UPDATE exchanges SET produced_major = ?3, produced_minor = ?4 WHERE id = ?1 AND script_id = ?2 AND status = 'ok'",
-                            params![exchange_id, script_id, version.major, version.minor],
-                        )
-                        .map(|n| n == 1)
-                        .unwrap_or(false)
-                })
-                .await
-                .unwrap_or(false);
+                let linked = core
+                    .db(move |c| exchanges::link(c, exchange_id, script_id, version))
+                    .await
+                    .unwrap_or(false);
                 let _ = reply.send(linked);
             }
         }
@@ -200,7 +192,7 @@ impl Actor for LlmBroker {
 }
 
 /// Splits an answer into its code block and the explanation around it.
-pub fn split_answer(text: &str) -> Option<(String, String)> {
+pub(crate) fn split_answer(text: &str) -> Option<(String, String)> {
     let (start, fence) = [("```python\n", 10usize), ("```py\n", 6), ("```\n", 4)]
         .iter()
         .find_map(|(f, n)| text.find(f).map(|i| (i, *n)))?;
@@ -235,176 +227,78 @@ impl Core {
                 let _ = tx.try_send(e);
             }
         };
-        let instruction = req.instruction.trim().to_string();
-        if instruction.is_empty() {
-            return Err(LlmError::BadInput(
-                "say what the script should do: the instruction is empty".into(),
-            ));
-        }
-        if instruction.len() > MAX_INSTRUCTION {
-            return Err(LlmError::BadInput(format!(
-                "the instruction is {} characters; at most {MAX_INSTRUCTION}",
-                instruction.len()
-            )));
-        }
-        let code = match req.code {
-            Some(c) if c.len() > crate::scripts::script_store::MAX_CONTENT_BYTES => {
-                return Err(LlmError::BadInput(format!(
-                    "the code is {} bytes; at most {}",
-                    c.len(),
-                    crate::scripts::script_store::MAX_CONTENT_BYTES
-                )));
-            }
-            Some(c) => c,
-            None => {
-                let catalog = self.args.catalog.clone();
-                let id = req.script_id;
-                tokio::task::spawn_blocking(move || catalog.detail(id))
-                    .await
-                    .map_err(|e| LlmError::Helper(e.to_string()))?
-                    .map_err(|e| LlmError::BadInput(e.to_string()))?
-                    .content
-            }
+        let (instruction, code) = self.checked_input(&req).await?;
+        let new = NewExchange {
+            script_id: req.script_id,
+            user: req.user.clone(),
+            provider: self.provider.name().to_string(),
+            model: self.provider.model().to_string(),
+            instruction: instruction.clone(),
         };
-        let (provider, model) = (
-            self.provider.name().to_string(),
-            self.provider.model().to_string(),
-        );
-        let (sid, user, instr) = (req.script_id, req.user.clone(), instruction.clone());
-        if let Some(word) = guard::stop_word(&instruction, &self.args.config.stop_words) {
-            let word = word.to_string();
-            let (p, m, w) = (provider.clone(), model.clone(), word.clone());
-            self.db(move |c| {
-                c.execute(
-                    "INSERT INTO exchanges (script_id, username, created_at, provider, model, instruction, prompt_sent, pseudonymisation, status, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', 'none', 'blocked', ?7)",
-                    params![sid, user, clock::now(), p, m, instr, format!("stop word `{w}`")],
-                )
-            })
-            .await?;
-            tracing::warn!(script = sid, word = %word, "blocked a prompt");
-            return Err(LlmError::Blocked(word));
-        }
-
+        self.refuse_stop_words(&new).await?;
         send(LlmEvent::Status {
             message: "pseudonymising names before anything leaves the machine".into(),
         });
-        let python = self.args.python.clone();
-        let names = self.args.config.sensitive_names.clone();
-        let (c2, i2) = (code.clone(), instruction.clone());
-        let pseudo: Pseudonymised =
-            tokio::task::spawn_blocking(move || guard::pseudonymise(&python, &c2, &i2, &names))
-                .await
-                .map_err(|e| LlmError::Helper(e.to_string()))??;
+        let pseudo = self.pseudonymise(&code, &instruction).await?;
         let mut messages = vec![
             json!({ "role": "system", "content": SYSTEM }),
             json!({ "role": "user", "content": format!("Instruction:\n{}\n\nCurrent code:\n```python\n{}```\n", pseudo.instruction, pseudo.code) }),
         ];
         // Logged before it is sent.
-        let (p, m, sent, mode) = (
-            provider.clone(),
-            model.clone(),
-            json!(messages).to_string(),
-            pseudo.mode.clone(),
-        );
-        let (sid, user, instr) = (req.script_id, req.user.clone(), instruction.clone());
+        let (sent, mode) = (json!(messages).to_string(), pseudo.mode.clone());
+        let logged = new.clone();
         let exchange_id = self
-            .db(move |c| {
-                c.execute(
-                    "INSERT INTO exchanges (script_id, username, created_at, provider, model, instruction, prompt_sent, pseudonymisation, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
-                    params![sid, user, clock::now(), p, m, instr, sent, mode],
-                )?;
-                Ok(c.last_insert_rowid())
-            })
+            .db(move |c| exchanges::insert_pending(c, &logged, &sent, &mode))
             .await?;
 
         let started = Instant::now();
-        let mut usage = Usage::default();
-        let mut raws: Vec<Value> = Vec::new();
-        let mut calls: Vec<Value> = Vec::new();
+        let mut transcript = Transcript::default();
         let outcome = self
             .converse(
                 &req.interpreter,
                 &code,
                 &pseudo,
                 &mut messages,
-                &mut usage,
-                &mut raws,
-                &mut calls,
+                &mut transcript,
                 &send,
             )
             .await;
         let latency_ms = started.elapsed().as_millis() as u64;
+        let sent = json!(messages).to_string();
         let (final_model, content) = match outcome {
             Ok(v) => v,
             Err(e) => {
-                let (msg, sent, raw, tools) = (
-                    e.to_string(),
-                    json!(messages).to_string(),
-                    json!(raws).to_string(),
-                    json!(calls).to_string(),
-                );
-                let u = usage.clone();
+                let (msg, t) = (e.to_string(), transcript.clone());
                 self.db(move |c| {
-                    c.execute(
-                        "UPDATE exchanges SET status = 'error', error = ?2, prompt_sent = ?3, raw_response = ?4, tool_calls = ?5,
-                            prompt_tokens = ?6, completion_tokens = ?7, cost = ?8, latency_ms = ?9 WHERE id = ?1",
-                        params![exchange_id, msg, sent, raw, tools, u.prompt_tokens as i64, u.completion_tokens as i64, u.cost, latency_ms as i64],
-                    )
+                    exchanges::finish_failed(c, exchange_id, &msg, &sent, &t, latency_ms)
                 })
                 .await?;
                 tracing::warn!(exchange_id, error = %e, "LLM exchange failed");
                 return Err(e);
             }
         };
-        let (code_out, explanation) = match split_answer(&content) {
-            Some((c, e)) => (
-                guard::restore(&c, &pseudo.mapping),
-                guard::restore(&e, &pseudo.mapping),
-            ),
-            None => {
-                let raw = json!(raws).to_string();
-                self.db(move |c| {
-                    c.execute("UPDATE exchanges SET status = 'error', error = ?2, raw_response = ?3 WHERE id = ?1", params![exchange_id, LlmError::NoCode.to_string(), raw])
-                })
+        let Some((code_out, explanation)) = split_answer(&content) else {
+            let t = transcript.clone();
+            let msg = LlmError::NoCode.to_string();
+            self.db(move |c| exchanges::finish_without_code(c, exchange_id, &msg, &t))
                 .await?;
-                return Err(LlmError::NoCode);
-            }
+            return Err(LlmError::NoCode);
         };
-        let python = self.args.python.clone();
-        let check_code = code_out.clone();
-        let checked =
-            tokio::task::spawn_blocking(move || PythonChecker::new(&python).check(&check_code))
-                .await
-                .map_err(|e| LlmError::Helper(e.to_string()))?
-                .map_err(|e| LlmError::Helper(e.to_string()))?;
-        let (valid, problem) = match checked {
-            Checked::Valid { .. } => (true, None),
-            Checked::Invalid(p) => (false, Some(p.to_string())),
-        };
-        let (sent, raw, tools, proposed, fm) = (
-            json!(messages).to_string(),
-            json!(raws).to_string(),
-            json!(calls).to_string(),
-            code_out.clone(),
-            final_model.clone(),
-        );
-        let u = usage.clone();
+        let code_out = guard::restore(&code_out, &pseudo.mapping);
+        let explanation = guard::restore(&explanation, &pseudo.mapping);
+        let (valid, problem) = self.compiles(&code_out).await?;
+        let (t, fm, proposed) = (transcript.clone(), final_model.clone(), code_out.clone());
         self.db(move |c| {
-            c.execute(
-                "UPDATE exchanges SET status = 'ok', model = ?2, prompt_sent = ?3, raw_response = ?4, tool_calls = ?5, prompt_tokens = ?6,
-                    completion_tokens = ?7, cost = ?8, latency_ms = ?9, proposed_code = ?10 WHERE id = ?1",
-                params![exchange_id, fm, sent, raw, tools, u.prompt_tokens as i64, u.completion_tokens as i64, u.cost, latency_ms as i64, proposed],
-            )
+            exchanges::finish_ok(c, exchange_id, &fm, &sent, &t, latency_ms, &proposed)
         })
         .await?;
+        let usage = transcript.usage;
         tracing::info!(exchange_id, model = %final_model, tokens = usage.prompt_tokens + usage.completion_tokens, cost = usage.cost, latency_ms, "LLM exchange done");
         Ok(Proposal {
             exchange_id,
             code: code_out,
             explanation,
-            provider,
+            provider: new.provider,
             model: final_model,
             usage,
             latency_ms,
@@ -420,17 +314,89 @@ impl Core {
         })
     }
 
+    /// The instruction (trimmed) and the code to change (the editor's, else the saved
+    /// version), each within its limit.
+    async fn checked_input(&self, req: &PromptRequest) -> Result<(String, String), LlmError> {
+        let instruction = req.instruction.trim().to_string();
+        if instruction.is_empty() {
+            return Err(LlmError::BadInput(
+                "say what the script should do: the instruction is empty".into(),
+            ));
+        }
+        if instruction.len() > MAX_INSTRUCTION {
+            return Err(LlmError::BadInput(format!(
+                "the instruction is {} characters; at most {MAX_INSTRUCTION}",
+                instruction.len()
+            )));
+        }
+        let code = match &req.code {
+            Some(c) if c.len() > MAX_CONTENT_BYTES => {
+                return Err(LlmError::BadInput(format!(
+                    "the code is {} bytes; at most {MAX_CONTENT_BYTES}",
+                    c.len(),
+                )));
+            }
+            Some(c) => c.clone(),
+            None => {
+                let catalog = self.args.catalog.clone();
+                let id = req.script_id;
+                tokio::task::spawn_blocking(move || catalog.detail(id))
+                    .await
+                    .map_err(|e| LlmError::Helper(e.to_string()))?
+                    .map_err(|e| LlmError::BadInput(e.to_string()))?
+                    .content
+            }
+        };
+        Ok((instruction, code))
+    }
+
+    /// Refuses (and logs) a prompt with a stop word in it.
+    async fn refuse_stop_words(&self, new: &NewExchange) -> Result<(), LlmError> {
+        let Some(word) = guard::stop_word(&new.instruction, &self.args.config.stop_words) else {
+            return Ok(());
+        };
+        let (word, logged) = (word.to_string(), new.clone());
+        let w = word.clone();
+        self.db(move |c| exchanges::insert_blocked(c, &logged, &w))
+            .await?;
+        tracing::warn!(script = new.script_id, word = %word, "blocked a prompt");
+        Err(LlmError::Blocked(word))
+    }
+
+    /// Sensitive names in the code and instruction replaced, through the helper.
+    async fn pseudonymise(&self, code: &str, instruction: &str) -> Result<Pseudonymised, LlmError> {
+        let python = self.args.python.clone();
+        let names = self.args.config.sensitive_names.clone();
+        let (code, instruction) = (code.to_string(), instruction.to_string());
+        tokio::task::spawn_blocking(move || {
+            guard::pseudonymise(&python, &code, &instruction, &names)
+        })
+        .await
+        .map_err(|e| LlmError::Helper(e.to_string()))?
+    }
+
+    /// Whether the proposed code compiles, and if not, why.
+    async fn compiles(&self, code: &str) -> Result<(bool, Option<String>), LlmError> {
+        let python = self.args.python.clone();
+        let code = code.to_string();
+        let checked = tokio::task::spawn_blocking(move || PythonChecker::new(&python).check(&code))
+            .await
+            .map_err(|e| LlmError::Helper(e.to_string()))?
+            .map_err(|e| LlmError::Helper(e.to_string()))?;
+        Ok(match checked {
+            Checked::Valid { .. } => (true, None),
+            Checked::Invalid(p) => (false, Some(p.to_string())),
+        })
+    }
+
     /// The request/tool loop. Returns the model and the final answer text.
-    #[allow(clippy::too_many_arguments)]
     async fn converse(
         &self,
         interpreter: &Option<String>,
         code: &str,
         pseudo: &Pseudonymised,
         messages: &mut Vec<Value>,
-        usage: &mut Usage,
-        raws: &mut Vec<Value>,
-        calls: &mut Vec<Value>,
+        transcript: &mut Transcript,
         send: &(dyn Fn(LlmEvent) + Send + Sync),
     ) -> Result<(String, String), LlmError> {
         let interp = self
@@ -478,8 +444,8 @@ impl Core {
             if !rest.is_empty() {
                 send(LlmEvent::Delta { text: rest });
             }
-            usage.add(&resp.usage);
-            raws.push(resp.raw.clone());
+            transcript.usage.add(&resp.usage);
+            transcript.raws.push(resp.raw.clone());
             let tool_calls = resp.message["tool_calls"]
                 .as_array()
                 .cloned()
@@ -505,7 +471,9 @@ impl Core {
                     arguments: arguments.clone(),
                 });
                 let result = tools.call(&name, &arguments).await;
-                calls.push(json!({ "name": name, "arguments": arguments, "result": result }));
+                transcript
+                    .calls
+                    .push(json!({ "name": name, "arguments": arguments, "result": result }));
                 messages
                     .push(json!({ "role": "tool", "tool_call_id": tc["id"], "content": result }));
             }
@@ -514,91 +482,17 @@ impl Core {
     }
 }
 
-/// One row of a script's LLM log.
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct ExchangeRecord {
-    pub id: i64,
-    pub user: String,
-    pub created_at: String,
-    pub provider: String,
-    pub model: String,
-    pub instruction: String,
-    pub status: String,
-    pub error: Option<String>,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost: f64,
-    pub latency_ms: u64,
-    pub pseudonymisation: String,
-    pub tool_calls: Value,
-    pub produced_version: Option<Version>,
-    /// What left the machine (after filtering and pseudonymisation).
-    pub prompt_sent: Value,
-}
-
-pub fn exchanges(c: &Connection, script_id: i64) -> rusqlite::Result<Vec<ExchangeRecord>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, username, created_at, provider, model, instruction, status, error, prompt_tokens, completion_tokens, cost,
-            latency_ms, pseudonymisation, tool_calls, produced_major, produced_minor, prompt_sent
-         FROM exchanges WHERE script_id = ?1 ORDER BY id DESC",
-    )?;
-    let rows = stmt.query_map([script_id], |r| {
-        Ok(ExchangeRecord {
-            id: r.get(0)?,
-            user: r.get(1)?,
-            created_at: clock::format(r.get(2)?),
-            provider: r.get(3)?,
-            model: r.get(4)?,
-            instruction: r.get(5)?,
-            status: r.get(6)?,
-            error: r.get(7)?,
-            prompt_tokens: r.get::<_, i64>(8)? as u64,
-            completion_tokens: r.get::<_, i64>(9)? as u64,
-            cost: r.get(10)?,
-            latency_ms: r.get::<_, i64>(11)? as u64,
-            pseudonymisation: r.get(12)?,
-            tool_calls: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
-            produced_version: r
-                .get::<_, Option<u32>>(14)?
-                .zip(r.get::<_, Option<u32>>(15)?)
-                .map(|(a, b)| Version::new(a, b)),
-            prompt_sent: serde_json::from_str(&r.get::<_, String>(16)?).unwrap_or(Value::Null),
-        })
-    })?;
-    rows.collect()
-}
-
-pub fn exchange_exists(c: &Connection, id: i64, script_id: i64) -> rusqlite::Result<bool> {
-    Ok(c.query_row(
-        "SELECT 1 FROM exchanges WHERE id = ?1 AND script_id = ?2",
-        params![id, script_id],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some())
-}
-
 /// How the HTTP side reaches the broker.
 #[derive(Clone)]
 pub struct LlmBrokerHandle {
-    name: String,
+    actor: ActorHandle<LlmBrokerMessage>,
 }
 
 impl LlmBrokerHandle {
     pub fn new(instance: &str) -> LlmBrokerHandle {
         LlmBrokerHandle {
-            name: name(instance),
+            actor: ActorHandle::new(name(instance), "LLM broker", Duration::from_secs(10)),
         }
-    }
-
-    fn actor(&self) -> Result<ActorRef<LlmBrokerMessage>, LlmError> {
-        ractor::registry::where_is(self.name.clone())
-            .map(Into::into)
-            .ok_or_else(|| {
-                LlmError::Helper(
-                    "the LLM broker is not running (it may be restarting); try again".into(),
-                )
-            })
     }
 
     /// Runs a prompt; `events` receives progress and streamed text.
@@ -608,42 +502,30 @@ impl LlmBrokerHandle {
         events: Option<mpsc::Sender<LlmEvent>>,
         timeout: Duration,
     ) -> Result<Proposal, LlmError> {
-        match self
-            .actor()?
-            .call(
-                |reply| LlmBrokerMessage::Prompt {
-                    request,
-                    events,
-                    reply,
-                },
-                Some(timeout),
-            )
-            .await
-        {
-            Ok(CallResult::Success(r)) => r,
-            Ok(CallResult::Timeout) => Err(LlmError::Timeout(timeout.as_secs())),
-            _ => Err(LlmError::Helper("the LLM broker did not answer".into())),
+        let answer = self
+            .actor
+            .call_within(timeout, |reply| LlmBrokerMessage::Prompt {
+                request,
+                events,
+                reply,
+            })
+            .await;
+        match answer {
+            Ok(r) => r,
+            Err(CallError::Timeout(..)) => Err(LlmError::Timeout(timeout.as_secs())),
+            Err(e) => Err(LlmError::Helper(e.to_string())),
         }
     }
 
+    /// Records the version a saved proposal produced; false when it could not be.
     pub async fn link(&self, exchange_id: i64, script_id: i64, version: Version) -> bool {
-        let Ok(actor) = self.actor() else {
-            return false;
-        };
-        matches!(
-            actor
-                .call(
-                    |reply| LlmBrokerMessage::Link {
-                        exchange_id,
-                        script_id,
-                        version,
-                        reply
-                    },
-                    Some(Duration::from_secs(10))
-                )
-                .await,
-            Ok(CallResult::Success(true))
-        )
+        let linked = self.actor.call(|reply| LlmBrokerMessage::Link {
+            exchange_id,
+            script_id,
+            version,
+            reply,
+        });
+        matches!(linked.await, Ok(true))
     }
 }
 

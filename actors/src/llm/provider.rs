@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{LlmError, guard};
 
 /// One chat-completions request.
-pub struct ChatRequest {
+pub(crate) struct ChatRequest {
     pub model: String,
     pub messages: Vec<Value>,
     pub tools: Vec<Value>,
@@ -35,7 +35,7 @@ impl Usage {
 }
 
 /// The assistant's message (content and/or tool calls) and what it cost.
-pub struct ChatResponse {
+pub(crate) struct ChatResponse {
     pub message: Value,
     pub usage: Usage,
     pub model: String,
@@ -43,9 +43,9 @@ pub struct ChatResponse {
     pub raw: Value,
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-pub trait Provider: Send + Sync {
+pub(crate) trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     fn model(&self) -> &str;
     /// Sends the request; `on_delta` receives answer text as it streams.
@@ -56,7 +56,7 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
 }
 
-pub struct OpenRouter {
+pub(crate) struct OpenRouter {
     pub client: reqwest::Client,
     pub base_url: String,
     pub api_key: String,
@@ -79,7 +79,7 @@ fn usage_of(v: &Value) -> Usage {
 }
 
 impl OpenRouter {
-    pub fn new(
+    pub(crate) fn new(
         base_url: &str,
         api_key: &str,
         model: &str,
@@ -379,14 +379,14 @@ impl Provider for OpenRouter {
 /// The offline provider: deterministic templates keyed on the instruction, so the
 /// whole flow works air-gapped. It reads the instruction and code from the prompt the
 /// broker built and answers in the same shape a model would.
-pub struct Offline {
+pub(crate) struct Offline {
     pub python: PathBuf,
 }
 
-pub const OFFLINE_MODEL: &str = "offline/templates";
+pub(crate) const OFFLINE_MODEL: &str = "offline/templates";
 
 /// The parts of the user prompt the broker builds.
-pub fn split_prompt(prompt: &str) -> (String, String) {
+pub(crate) fn split_prompt(prompt: &str) -> (String, String) {
     let instruction = prompt
         .split("Instruction:\n")
         .nth(1)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use scriptorium_sandbox::{Backends, Collect, Interpreter, Limits, RunSpec, Stream};
+use scriptorium_sandbox::{Backends, Collect, Interpreter, Limits, RemoveDir, RunSpec, Stream};
 
 /// Longest tool answer passed back to the model.
 const MAX_RESULT: usize = 16 * 1024;
@@ -53,7 +53,7 @@ elif op == "doc":
     print(json.dumps({"name": request["name"], "signature": sig, "doc": trim(inspect.getdoc(obj), 2000)}))
 "#;
 
-pub struct Tools {
+pub(crate) struct Tools {
     pub interpreter: Interpreter,
     pub backends: Backends,
     /// Where the introspection runs get their run directories.
@@ -67,7 +67,7 @@ fn function(name: &str, description: &str, parameters: Value) -> Value {
 
 impl Tools {
     /// The tool definitions sent with each request.
-    pub fn definitions(&self) -> Vec<Value> {
+    pub(crate) fn definitions(&self) -> Vec<Value> {
         let none = json!({ "type": "object", "properties": {} });
         let mut tools = vec![
             function(
@@ -107,7 +107,7 @@ impl Tools {
     }
 
     /// Runs one tool call; errors become the result text the model sees.
-    pub async fn call(&self, name: &str, arguments: &str) -> String {
+    pub(crate) async fn call(&self, name: &str, arguments: &str) -> String {
         let args: Value = serde_json::from_str(if arguments.trim().is_empty() {
             "{}"
         } else {
@@ -160,12 +160,18 @@ impl Tools {
     async fn introspect(&self, request: Value) -> Result<String, String> {
         let n: u64 = rand_id();
         let dir = self.scratch.join(format!("tool-{n:016x}"));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let _cleanup = RemoveDir(dir.clone());
         let script = dir.join(".scriptorium-introspect.py");
-        std::fs::write(&script, INTROSPECT).map_err(|e| e.to_string())?;
         let input = dir.join("request.json");
-        std::fs::write(&input, request.to_string()).map_err(|e| e.to_string())?;
+        let (d, s, i) = (dir.clone(), script.clone(), input.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&d)?;
+            std::fs::write(&s, INTROSPECT)?;
+            std::fs::write(&i, request.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         let limits = Limits {
             wall_seconds: 20.0,
             cpu_seconds: 20,
@@ -264,14 +270,6 @@ fn rand_id() -> u64 {
             .as_nanos(),
     );
     h.finish()
-}
-
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

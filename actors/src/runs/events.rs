@@ -13,8 +13,62 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub seq: u64,
-    pub kind: String,
+    pub kind: EventKind,
     pub data: Value,
+}
+
+/// What an event says; its name in SSE (`event:`) and in SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A line of output.
+    Log,
+    /// The run or pass changed state.
+    Status,
+    /// A group of a pass started or ended (pass logs).
+    Group,
+    /// A run of a pass changed state (pass logs).
+    Run,
+    /// The end, with the final status; always the last event.
+    Complete,
+}
+
+impl EventKind {
+    const ALL: [EventKind; 5] = [
+        EventKind::Log,
+        EventKind::Status,
+        EventKind::Group,
+        EventKind::Run,
+        EventKind::Complete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Log => "log",
+            EventKind::Status => "status",
+            EventKind::Group => "group",
+            EventKind::Run => "run",
+            EventKind::Complete => "complete",
+        }
+    }
+}
+
+impl rusqlite::types::ToSql for EventKind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for EventKind {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = value.as_str()?;
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(format!("unknown event kind `{s}`").into())
+            })
+    }
 }
 
 struct State {
@@ -44,15 +98,11 @@ impl Default for EventLog {
 }
 
 impl EventLog {
-    pub fn push(&self, kind: &str, data: Value) -> u64 {
+    pub fn push(&self, kind: EventKind, data: Value) -> u64 {
         let seq = {
             let mut s = self.state.lock().expect("event log lock");
             let seq = s.events.len() as u64 + 1;
-            s.events.push(Event {
-                seq,
-                kind: kind.to_string(),
-                data,
-            });
+            s.events.push(Event { seq, kind, data });
             seq
         };
         self.changed.send_replace(seq);
@@ -147,8 +197,8 @@ mod tests {
     #[tokio::test]
     async fn replays_from_any_point_and_wakes_waiters() {
         let log = Arc::new(EventLog::default());
-        log.push("log", serde_json::json!({"line": "a"}));
-        log.push("log", serde_json::json!({"line": "b"}));
+        log.push(EventKind::Log, serde_json::json!({"line": "a"}));
+        log.push(EventKind::Log, serde_json::json!({"line": "b"}));
         let (after1, done) = log.since(1);
         assert_eq!(after1.len(), 1);
         assert_eq!(after1[0].seq, 2);
@@ -157,7 +207,7 @@ mod tests {
             let log = log.clone();
             tokio::spawn(async move { log.wait(2).await })
         };
-        log.push("complete", serde_json::json!({}));
+        log.push(EventKind::Complete, serde_json::json!({}));
         waiter.await.unwrap();
         log.finish();
         assert!(log.since(3).1);

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::status::RunStatus;
 use crate::runs::runner::{RunJob, Runner};
 
-pub struct GroupExecutor;
+pub(crate) struct GroupExecutor;
 
-pub enum GroupExecutorMessage {
+pub(crate) enum GroupExecutorMessage {
     /// Runs the jobs concurrently; replies `(run id, final status)` for each.
     ExecuteGroup {
         jobs: Vec<(RunJob, CancellationToken)>,
-        reply: RpcReplyPort<Vec<(i64, &'static str)>>,
+        reply: RpcReplyPort<Vec<(i64, RunStatus)>>,
     },
 }
 
@@ -44,12 +45,15 @@ impl Actor for GroupExecutor {
                     let runner = runner.clone();
                     let id = job.run_id;
                     // Each run on its own task, so the group's scripts truly overlap.
-                    tokio::spawn(async move { (id, runner.execute(job, token).await) })
+                    (
+                        id,
+                        tokio::spawn(async move { runner.execute(job, token).await }),
+                    )
                 });
                 let handles: Vec<_> = runs.collect();
                 let mut results = Vec::with_capacity(handles.len());
-                for h in handles {
-                    results.push(h.await.unwrap_or((0, crate::domain::status::ERROR)));
+                for (id, h) in handles {
+                    results.push((id, h.await.unwrap_or(RunStatus::Error)));
                 }
                 let _ = reply.send(results);
             }

@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::clock::{self, Centis};
+use crate::domain::status::RunStatus;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
-use crate::runs::events::Event;
+use crate::runs::events::{Event, EventKind};
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Artifact {
@@ -73,7 +74,7 @@ pub struct RunRecord {
     pub interpreter_version: String,
     pub backend: String,
     pub protections: Option<Value>,
-    pub status: String,
+    pub status: RunStatus,
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
@@ -134,7 +135,7 @@ fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 /// What a new run row holds.
-pub struct NewRun<'a> {
+pub(crate) struct NewRun<'a> {
     pub script_id: i64,
     pub version: Version,
     pub pass_id: Option<i64>,
@@ -146,7 +147,7 @@ pub struct NewRun<'a> {
     pub backend: &'a str,
 }
 
-pub fn insert_run(c: &Connection, r: &NewRun<'_>) -> Result<i64> {
+pub(crate) fn insert_run(c: &Connection, r: &NewRun<'_>) -> Result<i64> {
     c.execute(
         "INSERT INTO runs (script_id, major, minor, pass_id, ordering, mode, requested_by, interpreter,
             interpreter_version, backend, status, created_at)
@@ -168,7 +169,7 @@ pub fn insert_run(c: &Connection, r: &NewRun<'_>) -> Result<i64> {
     Ok(c.last_insert_rowid())
 }
 
-pub fn mark_running(c: &Connection, id: i64, at: Centis) -> Result<()> {
+pub(crate) fn mark_running(c: &Connection, id: i64, at: Centis) -> Result<()> {
     c.execute(
         "UPDATE runs SET status = 'running', started_at = ?2 WHERE id = ?1",
         params![id, at],
@@ -177,8 +178,8 @@ pub fn mark_running(c: &Connection, id: i64, at: Centis) -> Result<()> {
 }
 
 /// How a run ended, for its row.
-pub struct Finished<'a> {
-    pub status: &'a str,
+pub(crate) struct Finished<'a> {
+    pub status: RunStatus,
     pub started_at: Option<Centis>,
     pub ended_at: Centis,
     pub exit_code: Option<i32>,
@@ -190,7 +191,7 @@ pub struct Finished<'a> {
     pub warm_start: Option<bool>,
 }
 
-pub fn finish_run(c: &Connection, id: i64, f: &Finished<'_>) -> Result<()> {
+pub(crate) fn finish_run(c: &Connection, id: i64, f: &Finished<'_>) -> Result<()> {
     c.execute(
         "UPDATE runs SET status = ?2, started_at = COALESCE(started_at, ?3), ended_at = ?4, exit_code = ?5,
             limit_hit = ?6, message = ?7, output_bytes = ?8, artifacts = ?9, protections = ?10,
@@ -219,7 +220,7 @@ pub enum Log {
     Pass(i64),
 }
 
-pub fn append_events(c: &Connection, log: Log, events: &[Event]) -> Result<()> {
+pub(crate) fn append_events(c: &Connection, log: Log, events: &[Event]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -243,7 +244,7 @@ pub fn append_events(c: &Connection, log: Log, events: &[Event]) -> Result<()> {
     })
 }
 
-pub fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {
+pub(crate) fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {
     let (sql, id) = match log {
         Log::Run(id) => (
             "SELECT seq, kind, data FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
@@ -268,7 +269,7 @@ pub fn events(c: &Connection, log: Log, after: u64) -> Result<Vec<Event>> {
 }
 
 /// Everything run `id` left (`None`: no such run).
-pub fn artifacts(c: &Connection, id: i64) -> Result<Option<Collected>> {
+pub(crate) fn artifacts(c: &Connection, id: i64) -> Result<Option<Collected>> {
     let text: Option<String> = c
         .query_row("SELECT artifacts FROM runs WHERE id = ?1", [id], |r| {
             r.get(0)
@@ -277,7 +278,7 @@ pub fn artifacts(c: &Connection, id: i64) -> Result<Option<Collected>> {
     Ok(text.map(|t| Collected::parse(&t)))
 }
 
-pub fn run(c: &Connection, id: i64) -> Result<Option<RunRecord>> {
+pub(crate) fn run(c: &Connection, id: i64) -> Result<Option<RunRecord>> {
     Ok(c.query_row(
         &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
         [id],
@@ -287,7 +288,7 @@ pub fn run(c: &Connection, id: i64) -> Result<Option<RunRecord>> {
 }
 
 /// Newest first, at most `limit`.
-pub fn runs(c: &Connection, script_id: Option<i64>, limit: u32) -> Result<Vec<RunRecord>> {
+pub(crate) fn runs(c: &Connection, script_id: Option<i64>, limit: u32) -> Result<Vec<RunRecord>> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR script_id = ?1) ORDER BY id DESC LIMIT ?2"
     ))?;
@@ -298,7 +299,7 @@ pub fn runs(c: &Connection, script_id: Option<i64>, limit: u32) -> Result<Vec<Ru
 }
 
 /// The last successful run of a script, with its output lines.
-pub fn last_success(c: &Connection, script_id: i64) -> Result<Option<RunRecord>> {
+pub(crate) fn last_success(c: &Connection, script_id: i64) -> Result<Option<RunRecord>> {
     Ok(c
         .query_row(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE script_id = ?1 AND status = 'succeeded' ORDER BY id DESC LIMIT 1"),
@@ -309,10 +310,10 @@ pub fn last_success(c: &Connection, script_id: i64) -> Result<Option<RunRecord>>
 }
 
 /// The output of a run as `(stream, line)` pairs.
-pub fn output(c: &Connection, run_id: i64) -> Result<Vec<(String, String)>> {
+pub(crate) fn output(c: &Connection, run_id: i64) -> Result<Vec<(String, String)>> {
     Ok(events(c, Log::Run(run_id), 0)?
         .into_iter()
-        .filter(|e| e.kind == "log")
+        .filter(|e| e.kind == EventKind::Log)
         .map(|e| {
             (
                 e.data["stream"].as_str().unwrap_or("stdout").to_string(),
@@ -323,7 +324,7 @@ pub fn output(c: &Connection, run_id: i64) -> Result<Vec<(String, String)>> {
 }
 
 /// Marks what was in flight when the server stopped.
-pub fn interrupt_unfinished(c: &Connection) -> Result<(usize, usize)> {
+pub(crate) fn interrupt_unfinished(c: &Connection) -> Result<(usize, usize)> {
     let now = clock::now();
     let runs = c.execute(
         "UPDATE runs SET status = 'interrupted', ended_at = ?1,
@@ -346,7 +347,7 @@ pub struct PassRecord {
     pub mode: String,
     pub on_failure: String,
     pub requested_by: String,
-    pub status: String,
+    pub status: RunStatus,
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
@@ -362,7 +363,7 @@ pub struct PassGroup {
     pub runs: Vec<RunRecord>,
 }
 
-pub fn insert_pass(c: &Connection, mode: &str, on_failure: &str, by: &str) -> Result<i64> {
+pub(crate) fn insert_pass(c: &Connection, mode: &str, on_failure: &str, by: &str) -> Result<i64> {
     c.execute(
         "INSERT INTO passes (mode, on_failure, requested_by, status, created_at) VALUES (?1, ?2, ?3, 'running', ?4)",
         params![mode, on_failure, by, clock::now()],
@@ -375,7 +376,7 @@ pub fn insert_pass(c: &Connection, mode: &str, on_failure: &str, by: &str) -> Re
     Ok(id)
 }
 
-pub fn finish_pass(c: &Connection, id: i64, status: &str, message: &str) -> Result<()> {
+pub(crate) fn finish_pass(c: &Connection, id: i64, status: RunStatus, message: &str) -> Result<()> {
     c.execute(
         "UPDATE passes SET status = ?2, ended_at = ?3, message = ?4 WHERE id = ?1",
         params![id, status, clock::now(), message],
@@ -383,7 +384,7 @@ pub fn finish_pass(c: &Connection, id: i64, status: &str, message: &str) -> Resu
     Ok(())
 }
 
-pub fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
+pub(crate) fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
     let head = c
         .query_row(
             "SELECT id, mode, on_failure, requested_by, status, created_at, started_at, ended_at, message FROM passes WHERE id = ?1",
@@ -435,7 +436,7 @@ pub fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
 }
 
 /// The latest pass that ran to its end (every script run, none cancelled).
-pub fn latest_full_pass(c: &Connection) -> Result<Option<PassRecord>> {
+pub(crate) fn latest_full_pass(c: &Connection) -> Result<Option<PassRecord>> {
     let id: Option<i64> = c
         .query_row("SELECT id FROM passes WHERE status IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
         .optional()?;
@@ -447,7 +448,7 @@ pub fn latest_full_pass(c: &Connection) -> Result<Option<PassRecord>> {
 
 // ---- production data ----
 
-pub fn production_data(c: &Connection, script_id: i64) -> Result<Option<Vec<u8>>> {
+pub(crate) fn production_data(c: &Connection, script_id: i64) -> Result<Option<Vec<u8>>> {
     Ok(c.query_row(
         "SELECT data FROM production_data WHERE script_id = ?1",
         [script_id],
@@ -456,7 +457,12 @@ pub fn production_data(c: &Connection, script_id: i64) -> Result<Option<Vec<u8>>
     .optional()?)
 }
 
-pub fn put_production_data(c: &Connection, script_id: i64, data: &[u8], by: &str) -> Result<()> {
+pub(crate) fn put_production_data(
+    c: &Connection,
+    script_id: i64,
+    data: &[u8],
+    by: &str,
+) -> Result<()> {
     if c.query_row("SELECT 1 FROM scripts WHERE id = ?1", [script_id], |_| {
         Ok(())
     })

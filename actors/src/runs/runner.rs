@@ -18,15 +18,16 @@ use scriptorium_sandbox::{
 };
 
 use crate::domain::clock;
-use crate::domain::status;
+use crate::domain::status::RunStatus;
 use crate::domain::version::Version;
+use crate::runs::events::EventKind;
 use crate::runs::events::{EventLog, LiveLogs};
 use crate::runs::run_store::{self, ARTIFACT_PAGE, Artifact, Collected, Finished, Log, Skipped};
 
 /// The name of the input file in a run directory (passed as `argv[1]`).
-pub const INPUT_FILE: &str = "input";
+pub(crate) const INPUT_FILE: &str = "input";
 /// The runner's own files in a run directory.
-pub const SIDE_DIR: &str = ".scriptorium";
+pub(crate) const SIDE_DIR: &str = ".scriptorium";
 
 /// One run, ready to execute.
 pub struct RunJob {
@@ -60,10 +61,10 @@ struct LogSink {
 impl OutputSink for LogSink {
     fn line(&self, stream: Stream, line: &str) {
         self.run
-            .push("log", json!({ "stream": stream, "line": line }));
+            .push(EventKind::Log, json!({ "stream": stream, "line": line }));
         if let Some((pass, run_id)) = &self.pass {
             pass.push(
-                "log",
+                EventKind::Log,
                 json!({ "run_id": run_id, "stream": stream, "line": line }),
             );
         }
@@ -78,10 +79,7 @@ impl Runner {
     ) -> crate::error::Result<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db.lock().unwrap_or_else(|p| p.into_inner())))
-            .await
-            .map_err(|e| {
-                crate::error::RepoError::BadInput(format!("background task failed: {e}"))
-            })?
+            .await?
     }
 
     /// Writes the events not yet in SQLite.
@@ -98,7 +96,7 @@ impl Runner {
 
     /// Executes `job` to its end and returns its final status.
     #[tracing::instrument(skip_all, fields(run_id = job.run_id, script = job.script_id))]
-    pub async fn execute(&self, job: RunJob, cancel: CancellationToken) -> &'static str {
+    pub async fn execute(&self, job: RunJob, cancel: CancellationToken) -> RunStatus {
         let log = self.live.add_run(job.run_id);
         // Wait for a worker, unless cancelled first.
         let permit = tokio::select! {
@@ -111,7 +109,7 @@ impl Runner {
                     &job,
                     &log,
                     Ending::without_run(
-                        status::CANCELLED,
+                        RunStatus::Cancelled,
                         "the run was cancelled before it started",
                     ),
                 )
@@ -126,11 +124,11 @@ impl Runner {
             tracing::error!(error = %e, "cannot mark the run running");
         }
         log.push(
-            "status",
-            json!({ "status": status::RUNNING, "started_at": clock::format(started) }),
+            EventKind::Status,
+            json!({ "status": RunStatus::Running, "started_at": clock::format(started) }),
         );
         if let Some(p) = &job.pass_log {
-            p.push("run", json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": status::RUNNING }));
+            p.push(EventKind::Run, json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": RunStatus::Running }));
         }
 
         let flusher = {
@@ -170,9 +168,9 @@ impl Runner {
         let ending = match result {
             Ok(report) => Ending {
                 status: match &report.outcome {
-                    o if o.success() => status::SUCCEEDED,
-                    Outcome::Cancelled => status::CANCELLED,
-                    _ => status::FAILED,
+                    o if o.success() => RunStatus::Succeeded,
+                    Outcome::Cancelled => RunStatus::Cancelled,
+                    _ => RunStatus::Failed,
                 },
                 exit_code: match &report.outcome {
                     Outcome::Exited { code } => Some(*code),
@@ -201,7 +199,7 @@ impl Runner {
             Err(e) => Ending {
                 started: Some(started),
                 artifacts,
-                ..Ending::without_run(status::ERROR, &e.to_string())
+                ..Ending::without_run(RunStatus::Error, &e.to_string())
             },
         };
         self.end(&job, &log, ending).await
@@ -214,12 +212,17 @@ impl Runner {
         cancel: CancellationToken,
     ) -> Result<scriptorium_sandbox::RunReport, scriptorium_sandbox::SandboxError> {
         let dir = self.runs_dir.join(job.run_id.to_string());
-        let side = dir.join(SIDE_DIR);
-        std::fs::create_dir_all(&side)?;
         let input = dir.join(INPUT_FILE);
-        std::fs::write(&input, &job.input)?;
-        let script = side.join("script.py");
-        std::fs::write(&script, &job.content)?;
+        let script = dir.join(SIDE_DIR).join("script.py");
+        let (i, s, data, content) = (
+            input.clone(),
+            script.clone(),
+            job.input.clone(),
+            job.content.clone(),
+        );
+        tokio::task::spawn_blocking(move || write_run_files(&i, &data, &s, &content))
+            .await
+            .map_err(std::io::Error::other)??;
         let spec = RunSpec {
             interpreter: job.interpreter.clone(),
             script,
@@ -237,7 +240,7 @@ impl Runner {
     }
 
     /// Records the end of a run, emits `complete`, and retires its live log.
-    pub async fn end(&self, job: &RunJob, log: &Arc<EventLog>, e: Ending) -> &'static str {
+    pub async fn end(&self, job: &RunJob, log: &Arc<EventLog>, e: Ending) -> RunStatus {
         let ended = clock::now();
         let id = job.run_id;
         let st = e.status;
@@ -273,24 +276,24 @@ impl Runner {
         if let Err(err) = stored {
             tracing::error!(error = %err, "cannot record the end of the run");
         }
-        log.push("complete", complete);
+        log.push(EventKind::Complete, complete);
         log.finish();
         self.flush(log, Log::Run(id)).await;
         self.live.remove_run(id);
         if let Some(p) = &job.pass_log {
             p.push(
-                "run",
+                EventKind::Run,
                 json!({ "run_id": id, "script_id": job.script_id, "ordering": job.ordering, "status": st, "duration": duration }),
             );
         }
-        tracing::info!(status = st, "run ended");
+        tracing::info!(status = %st, "run ended");
         st
     }
 }
 
 /// How a run ended.
 pub struct Ending {
-    pub status: &'static str,
+    pub status: RunStatus,
     pub started: Option<clock::Centis>,
     pub exit_code: Option<i32>,
     pub message: String,
@@ -303,7 +306,7 @@ pub struct Ending {
 
 impl Ending {
     /// A run that ends without having run (cancelled while queued, skipped, …).
-    pub fn without_run(status: &'static str, message: &str) -> Ending {
+    pub fn without_run(status: RunStatus, message: &str) -> Ending {
         Ending {
             status,
             started: None,
@@ -318,14 +321,23 @@ impl Ending {
     }
 }
 
+/// The run directory with its input file and, beside it, the script.
+fn write_run_files(input: &Path, data: &[u8], script: &Path, content: &str) -> std::io::Result<()> {
+    if let Some(side) = script.parent() {
+        std::fs::create_dir_all(side)?;
+    }
+    std::fs::write(input, data)?;
+    std::fs::write(script, content)
+}
+
 /// The most artifacts, and skipped entries, listed for one run; a run that left more
 /// is listed as truncated (the disk quota keeps runs well below this).
-pub const MAX_LISTED: usize = 20_000;
+pub(crate) const MAX_LISTED: usize = 20_000;
 
 /// What the script left: everything in the run directory but the input and the runner's
 /// own files. Regular files are artifacts; symbolic links are never followed and FIFOs,
 /// sockets and devices never opened: they are listed as skipped. No file is read.
-pub fn collect_artifacts(dir: &Path) -> Collected {
+pub(crate) fn collect_artifacts(dir: &Path) -> Collected {
     use scriptorium_sandbox::fswalk::{self, Flow, Kind};
     let mut out = Collected::default();
     let options = fswalk::Options {
@@ -406,6 +418,26 @@ pub fn content_type(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_background_task_is_the_servers_fault_not_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        let runner = Runner {
+            runs_dir: d.path().join("runs"),
+            backends: Backends::default(),
+            db: Arc::new(Mutex::new(crate::db::open(&d.path().join("db")).unwrap())),
+            live: Arc::default(),
+            workers: Arc::new(Semaphore::new(1)),
+        };
+        let err = runner
+            .db(|_| -> crate::error::Result<()> { panic!("a bug in a database task") })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::error::RepoError::Background(_)),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn artifacts_skip_input_side_files_and_links() {

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::data_dir::DataDir;
 use crate::db;
 use crate::domain::clock::{self, Centis};
 use crate::domain::ordering::Ordering;
@@ -115,14 +116,14 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<ScriptSummary> {
 impl Catalog {
     pub fn new(data_dir: &Path) -> Catalog {
         Catalog {
-            db_path: data_dir.join("scriptorium.db"),
-            repo_path: data_dir.join("repo"),
+            db_path: DataDir::new(data_dir).database(),
+            repo_path: DataDir::new(data_dir).repo(),
             pool: Mutex::new(Vec::new()),
         }
     }
 
     /// Runs `f` with a pooled read connection.
-    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.pool.lock().expect("pool lock").pop();
         let conn = match conn {
             Some(c) => c,
@@ -198,7 +199,7 @@ impl Catalog {
             .map(|(id, filename, group, frac, major, minor, blob)| {
                 let test_data = match prod.get_path(std::path::Path::new(&format!(
                     "testdata/{}",
-                    crate::scripts::script_store::stem(&filename)
+                    crate::scripts::gitstore::stem(&filename)
                 ))) {
                     Ok(entry) => repo.find_blob(entry.id())?.content().to_vec(),
                     Err(_) => Vec::new(),
@@ -348,7 +349,7 @@ impl Catalog {
 }
 
 /// The latest run of each script: for the script list.
-pub fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
+pub(crate) fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
     let mut stmt = c.prepare_cached(
         "SELECT r.script_id, r.id, r.status, r.ended_at, r.started_at FROM runs r
          JOIN (SELECT script_id, MAX(id) AS id FROM runs GROUP BY script_id) m ON m.id = r.id",

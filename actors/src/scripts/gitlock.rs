@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 /// A lock file found in the repository.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LockFile {
+pub(crate) struct LockFile {
     pub path: PathBuf,
     /// Some live process has it open (a writer at work): it must not be removed.
     pub held: bool,
@@ -27,7 +27,7 @@ pub struct LockFile {
 
 /// Every `*.lock` file of the bare repository at `repo`: at its top level (`HEAD.lock`,
 /// `config.lock`, `packed-refs.lock`, `index.lock`, …) and under `refs/` and `logs/`.
-pub fn find(repo: &Path) -> Vec<LockFile> {
+pub(crate) fn find(repo: &Path) -> Vec<LockFile> {
     // `/proc/PID/fd` links name canonical paths.
     let repo = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
     let repo = repo.as_path();
@@ -58,7 +58,7 @@ pub fn find(repo: &Path) -> Vec<LockFile> {
 
 /// Removes the lock files that no live process holds and returns them. Each removal is
 /// logged.
-pub fn clear_stale(repo: &Path) -> Vec<PathBuf> {
+pub(crate) fn clear_stale(repo: &Path) -> Vec<PathBuf> {
     let mut cleared = Vec::new();
     for lock in find(repo) {
         if lock.held {

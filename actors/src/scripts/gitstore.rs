@@ -12,25 +12,26 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Time, TreeBuilder};
 
 use crate::domain::clock::Centis;
+use crate::error::RepoError;
 
 /// The branch that holds the published scripts.
-pub const PROD: &str = "prod";
+pub(crate) const PROD: &str = "prod";
 
 /// Where undone commits are kept (see [`GitStore::undo`]).
 const UNDONE: &str = "refs/scriptorium/undone/";
 
-pub struct GitStore {
+pub(crate) struct GitStore {
     repo: Repository,
 }
 
 /// One change to a path of the tree.
-pub enum Edit<'a> {
+pub(crate) enum Edit<'a> {
     Put { path: &'a str, blob: Oid },
     Remove { path: &'a str },
 }
 
 /// Who made a commit, and when.
-pub struct Author<'a> {
+pub(crate) struct Author<'a> {
     pub name: &'a str,
     pub email: &'a str,
     pub at: Centis,
@@ -39,7 +40,7 @@ pub struct Author<'a> {
 impl GitStore {
     /// Opens the repository at `path`, creating it (with an initial commit on `prod`) if
     /// needed, and makes sure every editor has a branch.
-    pub fn open_or_init(path: &Path, editors: &[&str]) -> Result<GitStore, git2::Error> {
+    pub(crate) fn open_or_init(path: &Path, editors: &[&str]) -> Result<GitStore, git2::Error> {
         let repo = match Repository::open_bare(path) {
             Ok(r) => r,
             Err(e) if e.code() == ErrorCode::NotFound => {
@@ -70,7 +71,7 @@ impl GitStore {
     }
 
     /// Creates `branch` from `prod`'s tip if it does not exist.
-    pub fn ensure_branch(&self, branch: &str) -> Result<(), git2::Error> {
+    pub(crate) fn ensure_branch(&self, branch: &str) -> Result<(), git2::Error> {
         if self
             .repo
             .find_branch(branch, git2::BranchType::Local)
@@ -85,15 +86,15 @@ impl GitStore {
     }
 
     /// The repository's directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.repo.path()
     }
 
-    pub fn tip(&self, branch: &str) -> Result<Oid, git2::Error> {
+    pub(crate) fn tip(&self, branch: &str) -> Result<Oid, git2::Error> {
         self.repo.refname_to_id(&format!("refs/heads/{branch}"))
     }
 
-    pub fn branches(&self) -> Result<Vec<String>, git2::Error> {
+    pub(crate) fn branches(&self) -> Result<Vec<String>, git2::Error> {
         let mut out = Vec::new();
         for b in self.repo.branches(Some(git2::BranchType::Local))? {
             let (b, _) = b?;
@@ -104,16 +105,16 @@ impl GitStore {
         Ok(out)
     }
 
-    pub fn write_blob(&self, content: &[u8]) -> Result<Oid, git2::Error> {
+    pub(crate) fn write_blob(&self, content: &[u8]) -> Result<Oid, git2::Error> {
         self.repo.blob(content)
     }
 
-    pub fn read_blob(&self, id: Oid) -> Result<Vec<u8>, git2::Error> {
+    pub(crate) fn read_blob(&self, id: Oid) -> Result<Vec<u8>, git2::Error> {
         Ok(self.repo.find_blob(id)?.content().to_vec())
     }
 
     /// The blob at `path` in the tip of `branch`, if any.
-    pub fn blob_at(&self, branch: &str, path: &str) -> Result<Option<Oid>, git2::Error> {
+    pub(crate) fn blob_at(&self, branch: &str, path: &str) -> Result<Option<Oid>, git2::Error> {
         let commit = self.repo.find_commit(self.tip(branch)?)?;
         match commit.tree()?.get_path(Path::new(path)) {
             Ok(entry) => Ok(Some(entry.id())),
@@ -124,7 +125,7 @@ impl GitStore {
 
     /// Applies `edits` to the tip of `branch` and commits the result (even when the tree
     /// does not change: a Major bump is a commit of its own).
-    pub fn commit(
+    pub(crate) fn commit(
         &self,
         branch: &str,
         edits: &[Edit<'_>],
@@ -194,7 +195,7 @@ impl GitStore {
     /// the branch points at `parent` again (only if its tip is still `commit`), and the
     /// commit stays reachable as `refs/scriptorium/undone/<id>` for inspection and so
     /// its script id is never handed out again.
-    pub fn undo(&self, branch: &str, commit: Oid, parent: Oid) -> Result<(), git2::Error> {
+    pub(crate) fn undo(&self, branch: &str, commit: Oid, parent: Oid) -> Result<(), git2::Error> {
         self.repo.reference(
             &format!("{UNDONE}{commit}"),
             commit,
@@ -212,7 +213,7 @@ impl GitStore {
     }
 
     /// The messages of the commits kept by [`GitStore::undo`].
-    pub fn undone(&self) -> Result<Vec<String>, git2::Error> {
+    pub(crate) fn undone(&self) -> Result<Vec<String>, git2::Error> {
         let mut out = Vec::new();
         for r in self.repo.references_glob(&format!("{UNDONE}*"))? {
             if let Some(id) = r?.target() {
@@ -229,14 +230,14 @@ impl GitStore {
     }
 
     /// Every commit of `branch`, newest first.
-    pub fn history(&self, branch: &str) -> Result<Vec<Oid>, git2::Error> {
+    pub(crate) fn history(&self, branch: &str) -> Result<Vec<Oid>, git2::Error> {
         let mut walk = self.repo.revwalk()?;
         walk.push(self.tip(branch)?)?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
         walk.collect()
     }
 
-    pub fn message(&self, commit: Oid) -> Result<String, git2::Error> {
+    pub(crate) fn message(&self, commit: Oid) -> Result<String, git2::Error> {
         Ok(self
             .repo
             .find_commit(commit)?
@@ -244,39 +245,48 @@ impl GitStore {
             .unwrap_or("")
             .to_string())
     }
-
-    /// Commits on `branch` from the tip back to (not including) the first one `known`
-    /// accepts, oldest first.
-    pub fn unknown_commits(
-        &self,
-        branch: &str,
-        mut known: impl FnMut(Oid) -> bool,
-    ) -> Result<Vec<(Oid, String)>, git2::Error> {
-        let mut walk = self.repo.revwalk()?;
-        walk.push(self.tip(branch)?)?;
-        walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
-        let mut out = Vec::new();
-        for id in walk {
-            let id = id?;
-            if known(id) {
-                break;
-            }
-            let commit = self.repo.find_commit(id)?;
-            out.push((id, commit.message().unwrap_or("").to_string()));
-        }
-        out.reverse();
-        Ok(out)
-    }
 }
 
 /// The `Key: value` trailers at the end of a commit message.
-pub fn trailers(message: &str) -> BTreeMap<String, String> {
+pub(crate) fn trailers(message: &str) -> BTreeMap<String, String> {
     let last = message.trim_end().rsplit("\n\n").next().unwrap_or("");
     last.lines()
         .filter_map(|l| l.split_once(": "))
         .filter(|(k, _)| k.starts_with("Scriptorium-"))
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
+}
+
+/// A script's file name without `.py`: the name of its test-data file.
+pub(crate) fn stem(filename: &str) -> &str {
+    filename.strip_suffix(".py").unwrap_or(filename)
+}
+
+/// A file name is one path component: letters, digits, `_`, `-`, ending in `.py`.
+pub(crate) fn validate_filename(name: &str) -> crate::error::Result<()> {
+    if name.contains('/') || name.contains('\\') {
+        return Err(RepoError::BadInput(format!(
+            "file name `{name}` contains a path separator; give a plain name such as `load_sales.py`"
+        )));
+    }
+    let stem = name
+        .strip_suffix(".py")
+        .ok_or_else(|| RepoError::BadInput(format!("file name `{name}` must end in `.py`")))?;
+    let ok = !stem.is_empty()
+        && stem.len() <= 64
+        && stem
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        return Err(RepoError::BadInput(format!(
+            "file name `{name}` is not allowed; use 1–64 letters, digits, `_` or `-` (starting with a letter or digit) and `.py`"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -339,8 +349,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(git.blob_at("ed1", "scripts/a.py").unwrap(), None);
-        let unknown = git.unknown_commits("ed1", |_| false).unwrap();
-        let messages: Vec<&str> = unknown.iter().map(|(_, m)| m.as_str()).collect();
+        let mut history = git.history("ed1").unwrap();
+        history.reverse();
+        let messages: Vec<String> = history
+            .into_iter()
+            .map(|c| git.message(c).unwrap())
+            .collect();
         assert_eq!(&messages[1..], ["one", "two", "three"]);
     }
 }

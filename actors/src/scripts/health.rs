@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::data_dir::DataDir;
 use crate::scripts::gitlock;
 
 /// Below this much free space a save is refused by health (SQLite and git need room
 /// for their journals and objects).
-pub const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A lock file younger than this may belong to a write in progress.
 const LOCK_GRACE: Duration = Duration::from_secs(2);
@@ -85,7 +86,7 @@ impl WriteHealth {
 
     /// Checks the write path (blocking: file-system calls).
     pub fn check(&self) -> Report {
-        let repo = self.data_dir.join("repo");
+        let repo = DataDir::new(&self.data_dir).repo();
         let git = match self.git_problem(&repo) {
             None => Part {
                 ok: true,
@@ -96,8 +97,11 @@ impl WriteHealth {
                 problem: Some(p),
             },
         };
-        let mut db_problem = writable(&self.data_dir.join("scriptorium.db"), "the database file")
-            .or_else(|| writable(&self.data_dir, "the data directory"));
+        let mut db_problem = writable(
+            &DataDir::new(&self.data_dir).database(),
+            "the database file",
+        )
+        .or_else(|| writable(&self.data_dir, "the data directory"));
         if db_problem.is_none() {
             db_problem = self
                 .last_failure

@@ -8,11 +8,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::domain::syntax::SyntaxProblem;
-pub use crate::error::CheckerError;
+pub(crate) use crate::domain::syntax::SyntaxProblem;
+pub(crate) use crate::error::CheckerError;
 
 const WORKER: &str = r#"
 import ast, json, sys
@@ -36,7 +38,7 @@ while True:
 
 /// What a check found.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Checked {
+pub(crate) enum Checked {
     Valid { docstring: Option<String> },
     Invalid(SyntaxProblem),
 }
@@ -64,17 +66,33 @@ impl Drop for Worker {
     }
 }
 
-pub struct PythonChecker {
+/// How long one check may take before the worker is killed: compiling the largest
+/// script accepted (1 MiB) takes well under a second.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest answer line read from the worker.
+const MAX_ANSWER: u64 = 4 * 1024 * 1024;
+
+pub(crate) struct PythonChecker {
     python: PathBuf,
     worker: Option<Worker>,
+    timeout: Duration,
 }
 
 impl PythonChecker {
-    pub fn new(python: &Path) -> PythonChecker {
+    pub(crate) fn new(python: &Path) -> PythonChecker {
         PythonChecker {
             python: python.to_path_buf(),
             worker: None,
+            timeout: CHECK_TIMEOUT,
         }
+    }
+
+    /// The same checker with another time limit per check.
+    #[cfg(test)]
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> PythonChecker {
+        self.timeout = timeout;
+        self
     }
 
     fn error(&self, message: impl Into<String>) -> CheckerError {
@@ -106,7 +124,7 @@ impl PythonChecker {
     }
 
     /// Compiles `source`; restarts the worker once if it has died.
-    pub fn check(&mut self, source: &str) -> Result<Checked, CheckerError> {
+    pub(crate) fn check(&mut self, source: &str) -> Result<Checked, CheckerError> {
         match self.try_check(source) {
             Ok(c) => Ok(c),
             Err(first) => {
@@ -131,11 +149,19 @@ impl PythonChecker {
         w.stdin.write_all(source.as_bytes()).map_err(io)?;
         w.stdin.flush().map_err(io)?;
         let mut line = String::new();
-        // One answer line, bounded so a broken worker cannot make us buffer forever.
-        let n = (&mut w.stdout)
-            .take(4 * 1024 * 1024)
-            .read_line(&mut line)
-            .map_err(io)?;
+        // One answer line, bounded so a broken worker cannot make us buffer forever,
+        // and in time: a worker that does not answer is killed, which ends the read.
+        let watchdog = Watchdog::start(&w.child, self.timeout);
+        let read = (&mut w.stdout).take(MAX_ANSWER).read_line(&mut line);
+        let timed_out = watchdog.stop();
+        let n = read.map_err(io)?;
+        if timed_out {
+            self.worker = None;
+            return Err(self.error(format!(
+                "it gave no answer within {:?} and was stopped; try again",
+                self.timeout
+            )));
+        }
         if n == 0 {
             self.worker = None;
             return Err(self.error("it exited unexpectedly"));
@@ -157,15 +183,62 @@ impl PythonChecker {
     }
 }
 
+/// Kills a worker that has not answered by a deadline, from a thread of its own (the
+/// checker itself is blocked reading the answer).
+struct Watchdog {
+    stop: mpsc::Sender<()>,
+    fired: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn start(child: &Child, timeout: Duration) -> Watchdog {
+        let pid = child.id();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let fired = std::thread::spawn(move || {
+            if stopped.recv_timeout(timeout) != Err(mpsc::RecvTimeoutError::Timeout) {
+                return false;
+            }
+            // The child is not reaped before the worker is dropped, so `pid` is still
+            // the worker's and cannot name another process.
+            kill(pid);
+            true
+        });
+        Watchdog { stop, fired }
+    }
+
+    /// Stops the watchdog; true when it had fired.
+    fn stop(self) -> bool {
+        let _ = self.stop.send(());
+        self.fired.join().unwrap_or(true)
+    }
+}
+
+#[cfg(unix)]
+fn kill(pid: u32) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+#[cfg(not(unix))]
+fn kill(pid: u32) {
+    // `taskkill` ends the process and so the blocked read.
+    let _ = Command::new("taskkill")
+        .args(["/F", "/PID", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// The descriptive name: the docstring's first non-empty line.
-pub fn name_from_docstring(doc: Option<&str>) -> String {
+pub(crate) fn name_from_docstring(doc: Option<&str>) -> String {
     doc.and_then(|d| d.lines().map(str::trim).find(|l| !l.is_empty()))
         .unwrap_or("")
         .to_string()
 }
 
 /// The interpreter a script asks for with a `# interpreter: ID` line near its top.
-pub fn interpreter_directive(content: &str) -> Option<&str> {
+pub(crate) fn interpreter_directive(content: &str) -> Option<&str> {
     content.lines().take(40).find_map(|l| {
         let rest = l.trim().strip_prefix('#')?.trim();
         let id = rest.strip_prefix("interpreter:")?.trim();
@@ -184,6 +257,28 @@ mod tests {
             Some("wasi-cpython-3.14")
         );
         assert_eq!(interpreter_directive("print(1)\n"), None);
+    }
+
+    /// A worker that reads the source and never answers: the check fails after its
+    /// time limit, and the checker still works afterwards with a real interpreter.
+    #[cfg(unix)]
+    #[test]
+    fn a_worker_that_never_answers_is_stopped_in_time() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let mute = d.path().join("python");
+        std::fs::write(&mute, "#!/bin/sh\nexec sleep 600\n").unwrap();
+        std::fs::set_permissions(&mute, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut c = PythonChecker::new(&mute).with_timeout(Duration::from_millis(300));
+            let _ = tx.send(c.check("x = 1\n").map_err(|e| e.to_string()));
+        });
+        let answer = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the check returned");
+        let err = answer.unwrap_err();
+        assert!(err.contains("no answer within"), "{err}");
     }
 
     fn checker() -> PythonChecker {

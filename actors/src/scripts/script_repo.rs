@@ -7,27 +7,27 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::domain::ordering::Ordering;
 use crate::domain::version::Version;
-use crate::error::{RepoError, Result};
+use crate::error::Result;
+use crate::handle::{ActorHandle, CallError};
 use crate::scripts::script_store::{Committer, RepairReport, Saved, ScriptStore, StoreConfig};
 
 /// The registered name of the actor of one server instance (several may share a
 /// process, e.g. in tests; ractor's registry is process-wide).
-pub fn name(instance: &str) -> String {
+pub(crate) fn name(instance: &str) -> String {
     format!("{instance}/script_repo")
 }
 
-pub struct ScriptRepo;
+pub(crate) struct ScriptRepo;
 
-pub struct ScriptRepoState {
+pub(crate) struct ScriptRepoState {
     store: Arc<Mutex<ScriptStore>>,
 }
 
-pub enum ScriptRepoMessage {
+pub(crate) enum ScriptRepoMessage {
     Create {
         who: Committer,
         content: Option<String>,
@@ -164,47 +164,14 @@ impl Actor for ScriptRepo {
 /// restarted actor is found again.
 #[derive(Clone)]
 pub struct ScriptRepoHandle {
-    name: String,
-    timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-    #[error("the script repository is not running (it may be restarting); try again in a moment")]
-    Unavailable,
-    #[error("the script repository did not answer within {0:?}; try again")]
-    Timeout(Duration),
+    actor: ActorHandle<ScriptRepoMessage>,
 }
 
 impl ScriptRepoHandle {
     pub fn new(instance: &str) -> ScriptRepoHandle {
         ScriptRepoHandle {
-            name: name(instance),
-            timeout: Duration::from_secs(30),
+            actor: ActorHandle::new(name(instance), "script repository", Duration::from_secs(30)),
         }
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        build: impl FnOnce(RpcReplyPort<T>) -> ScriptRepoMessage,
-    ) -> Result<T, CallError> {
-        let actor: ActorRef<ScriptRepoMessage> = ractor::registry::where_is(self.name.clone())
-            .ok_or(CallError::Unavailable)?
-            .into();
-        match actor.call(build, Some(self.timeout)).await {
-            Ok(CallResult::Success(v)) => Ok(v),
-            Ok(CallResult::Timeout) => Err(CallError::Timeout(self.timeout)),
-            Ok(CallResult::SenderError) | Err(_) => Err(CallError::Unavailable),
-        }
-    }
-
-    async fn try_call<T: Send + 'static>(
-        &self,
-        build: impl FnOnce(RpcReplyPort<Result<T>>) -> ScriptRepoMessage,
-    ) -> Result<T, CallError> {
-        Ok(self.call(build).await??)
     }
 
     pub async fn create(
@@ -214,14 +181,15 @@ impl ScriptRepoHandle {
         filename: Option<String>,
         ordering: Option<Ordering>,
     ) -> Result<i64, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Create {
-            who,
-            content,
-            filename,
-            ordering,
-            reply,
-        })
-        .await
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::Create {
+                who,
+                content,
+                filename,
+                ordering,
+                reply,
+            })
+            .await
     }
     pub async fn save(
         &self,
@@ -230,21 +198,24 @@ impl ScriptRepoHandle {
         content: String,
         base: Version,
     ) -> Result<Saved, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Save {
-            who,
-            id,
-            content,
-            base,
-            reply,
-        })
-        .await
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::Save {
+                who,
+                id,
+                content,
+                base,
+                reply,
+            })
+            .await
     }
     pub async fn bump_major(&self, who: Committer, id: i64) -> Result<Version, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::BumpMajor { who, id, reply })
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::BumpMajor { who, id, reply })
             .await
     }
     pub async fn fork(&self, who: Committer, id: i64) -> Result<i64, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Fork { who, id, reply })
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::Fork { who, id, reply })
             .await
     }
     pub async fn put_test_data(
@@ -253,28 +224,32 @@ impl ScriptRepoHandle {
         id: i64,
         data: Vec<u8>,
     ) -> Result<bool, CallError> {
-        self.try_call(|reply| ScriptRepoMessage::PutTestData {
-            who,
-            id,
-            data,
-            reply,
-        })
-        .await
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::PutTestData {
+                who,
+                id,
+                data,
+                reply,
+            })
+            .await
     }
     pub async fn publish(&self, who: Committer, id: i64) -> Result<(Version, bool), CallError> {
-        self.try_call(|reply| ScriptRepoMessage::Publish { who, id, reply })
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::Publish { who, id, reply })
             .await
     }
     pub async fn set_ordering(&self, id: i64, ordering: Ordering) -> Result<(), CallError> {
-        self.try_call(|reply| ScriptRepoMessage::SetOrdering {
-            id,
-            ordering,
-            reply,
-        })
-        .await
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::SetOrdering {
+                id,
+                ordering,
+                reply,
+            })
+            .await
     }
     pub async fn template(&self) -> Result<String, CallError> {
-        self.call(|reply| ScriptRepoMessage::Template { reply })
+        self.actor
+            .call(|reply| ScriptRepoMessage::Template { reply })
             .await
     }
 }

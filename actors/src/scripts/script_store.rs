@@ -17,22 +17,28 @@
 //! change. Script ids are never handed out twice: the next id is past every id that
 //! SQLite, any commit or any undone commit has used.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use git2::{ObjectType, Oid};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::data_dir::DataDir;
 use crate::db;
-use crate::domain::clock::{self, Centis};
 use crate::domain::ordering::Ordering;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 use crate::scripts::gitlock;
-use crate::scripts::gitstore::{Author, Edit, GitStore, PROD, trailers};
+use crate::scripts::gitstore::{Edit, GitStore, PROD, stem, validate_filename};
 use crate::scripts::health::WriteHealth;
-use crate::scripts::python::{Checked, PythonChecker, name_from_docstring};
+use crate::scripts::python::{Checked, PythonChecker};
+
+mod change;
+mod repair;
+
+use change::record;
+pub(crate) use change::{Action, Change};
+pub(crate) use repair::RepairReport;
 
 /// The largest script accepted.
 pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
@@ -78,138 +84,10 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn repo_path(&self) -> PathBuf {
-        self.data_dir.join("repo")
+        DataDir::new(&self.data_dir).repo()
     }
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("scriptorium.db")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Fork,
-    Save,
-    Bump,
-    TestData,
-    Publish,
-}
-
-impl Action {
-    fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Fork => "fork",
-            Action::Save => "save",
-            Action::Bump => "bump",
-            Action::TestData => "test-data",
-            Action::Publish => "publish",
-        }
-    }
-    fn parse(s: &str) -> Option<Action> {
-        Some(match s {
-            "create" => Action::Create,
-            "fork" => Action::Fork,
-            "save" => Action::Save,
-            "bump" => Action::Bump,
-            "test-data" => Action::TestData,
-            "publish" => Action::Publish,
-            _ => return None,
-        })
-    }
-}
-
-/// One change, as written in a commit's trailers.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub action: Action,
-    pub script: i64,
-    pub user: String,
-    pub branch: String,
-    pub at: Centis,
-    /// The script's version after the change (the published version for `publish`).
-    pub version: Option<Version>,
-    /// The script blob (or the test-data blob for `test-data`; `None` there clears it).
-    pub blob: Option<Oid>,
-    pub file: Option<String>,
-    pub ordering: Option<Ordering>,
-    pub parent: Option<(i64, Version)>,
-    /// Test data carried along (fork, publish).
-    pub test_data: Option<Oid>,
-}
-
-impl Change {
-    fn new(action: Action, script: i64, who: &Committer) -> Change {
-        Change {
-            action,
-            script,
-            user: who.username.clone(),
-            branch: if action == Action::Publish {
-                PROD.to_string()
-            } else {
-                who.branch.clone()
-            },
-            at: clock::now(),
-            version: None,
-            blob: None,
-            file: None,
-            ordering: None,
-            parent: None,
-            test_data: None,
-        }
-    }
-
-    fn message(&self, subject: &str) -> String {
-        let mut m = format!(
-            "{subject}\n\nScriptorium-Action: {}\nScriptorium-Script: {}\n",
-            self.action.as_str(),
-            self.script
-        );
-        let mut add = |k: &str, v: String| m.push_str(&format!("Scriptorium-{k}: {v}\n"));
-        if let Some(v) = self.version {
-            add("Version", v.to_string());
-        }
-        if let Some(b) = self.blob {
-            add("Blob", b.to_string());
-        }
-        if let Some(f) = &self.file {
-            add("File", f.clone());
-        }
-        if let Some(o) = &self.ordering {
-            add("Ordering", o.to_string());
-        }
-        if let Some((id, v)) = self.parent {
-            add("Parent", format!("{id}@{v}"));
-        }
-        if let Some(t) = self.test_data {
-            add("Test-Data", t.to_string());
-        }
-        add("User", self.user.clone());
-        add("Time", self.at.to_string());
-        m
-    }
-
-    /// Reads a change back from a commit message; `None` if it is not one of ours.
-    pub fn from_message(message: &str) -> Option<Change> {
-        let t = trailers(message);
-        let get = |k: &str| t.get(&format!("Scriptorium-{k}"));
-        let oid = |k: &str| get(k).and_then(|v| Oid::from_str(v).ok());
-        Some(Change {
-            action: Action::parse(get("Action")?)?,
-            script: get("Script")?.parse().ok()?,
-            user: get("User")?.clone(),
-            branch: String::new(),
-            at: get("Time")?.parse().ok()?,
-            version: get("Version").and_then(|v| v.parse().ok()),
-            blob: oid("Blob"),
-            file: get("File").cloned(),
-            ordering: get("Ordering").and_then(|v| v.parse().ok()),
-            parent: get("Parent").and_then(|p| {
-                let (id, v) = p.split_once('@')?;
-                Some((id.parse().ok()?, v.parse().ok()?))
-            }),
-            test_data: oid("Test-Data"),
-        })
+        DataDir::new(&self.data_dir).database()
     }
 }
 
@@ -231,21 +109,7 @@ pub struct Saved {
     pub changed: bool,
 }
 
-/// What start-up repair did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RepairReport {
-    /// Commits whose metadata was missing and has been recorded.
-    pub recovered: Vec<String>,
-    /// Commits not made by Scriptorium (e.g. with the git CLI), left alone.
-    pub foreign: Vec<String>,
-    /// Unrecorded commits of failed requests with later changes of the same script on
-    /// top: marked `orphan` in `commits`, not applied.
-    pub orphans: Vec<String>,
-    /// Stale git lock files removed.
-    pub cleared_locks: Vec<PathBuf>,
-}
-
-pub struct ScriptStore {
+pub(crate) struct ScriptStore {
     conn: Connection,
     git: GitStore,
     checker: PythonChecker,
@@ -264,7 +128,7 @@ pub struct ScriptStore {
 impl ScriptStore {
     /// Opens the repository and database, repairs any disagreement, and seeds the
     /// examples on first start.
-    pub fn open(cfg: &StoreConfig) -> Result<(ScriptStore, RepairReport)> {
+    pub(crate) fn open(cfg: &StoreConfig) -> Result<(ScriptStore, RepairReport)> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
             RepoError::BadInput(format!(
                 "cannot create data directory {}: {e}",
@@ -392,7 +256,7 @@ impl ScriptStore {
     }
 
     /// The template of a new script: docstring, `argv[1]` handling, and the interpreters.
-    pub fn template(&self) -> String {
+    pub(crate) fn template(&self) -> String {
         let mut t = String::from(
             "\"\"\"New script\n\nDescribe what this script does. The first line above is its name in the list.\n\"\"\"\n",
         );
@@ -427,7 +291,7 @@ impl ScriptStore {
     }
 
     /// Creates a script (the first save: version 0.1, a commit on the editor's branch).
-    pub fn create(
+    pub(crate) fn create(
         &mut self,
         who: &Committer,
         content: Option<String>,
@@ -487,7 +351,7 @@ impl ScriptStore {
     }
 
     /// Saves new content: Minor + 1, unless `base` is stale (→ [`RepoError::Stale`]).
-    pub fn save(
+    pub(crate) fn save(
         &mut self,
         who: &Committer,
         id: i64,
@@ -529,7 +393,7 @@ impl ScriptStore {
     }
 
     /// Major + 1, Minor 0 (0.7 → 1.0): a commit of its own with the same content.
-    pub fn bump_major(&mut self, who: &Committer, id: i64) -> Result<Version> {
+    pub(crate) fn bump_major(&mut self, who: &Committer, id: i64) -> Result<Version> {
         let cur = self.current(id)?;
         let version = cur.version.next_major();
         let mut change = Change::new(Action::Bump, id, who);
@@ -551,7 +415,7 @@ impl ScriptStore {
     }
 
     /// A new script on the editor's branch with the current content and test data of `id`.
-    pub fn fork(&mut self, who: &Committer, id: i64) -> Result<i64> {
+    pub(crate) fn fork(&mut self, who: &Committer, id: i64) -> Result<i64> {
         let cur = self.current(id)?;
         let new_id = self.next_id()?;
         let file = format!("script_{new_id:04}.py");
@@ -581,7 +445,7 @@ impl ScriptStore {
     }
 
     /// Replaces the test data (a commit on the editor's branch).
-    pub fn put_test_data(&mut self, who: &Committer, id: i64, data: &[u8]) -> Result<bool> {
+    pub(crate) fn put_test_data(&mut self, who: &Committer, id: i64, data: &[u8]) -> Result<bool> {
         if data.len() > MAX_TEST_DATA_BYTES {
             return Err(RepoError::TooLarge {
                 what: "the test data",
@@ -608,7 +472,7 @@ impl ScriptStore {
     }
 
     /// Puts the current version (and test data) on `prod`. Returns false if it was there.
-    pub fn publish(&mut self, who: &Committer, id: i64) -> Result<(Version, bool)> {
+    pub(crate) fn publish(&mut self, who: &Committer, id: i64) -> Result<(Version, bool)> {
         let cur = self.current(id)?;
         let script_path = format!("scripts/{}", cur.filename);
         let data_path = format!("testdata/{}", stem(&cur.filename));
@@ -646,7 +510,7 @@ impl ScriptStore {
     }
 
     /// Moves a script to another ordering number (metadata only).
-    pub fn set_ordering(&mut self, id: i64, ordering: &Ordering) -> Result<()> {
+    pub(crate) fn set_ordering(&mut self, id: i64, ordering: &Ordering) -> Result<()> {
         self.current(id)?;
         match self.ordering_taken(ordering)? {
             Some(other) if other != id => Err(RepoError::Conflict(format!(
@@ -671,208 +535,6 @@ impl ScriptStore {
         })
     }
 
-    /// Takes the write lock, commits `change` to git, records it in SQLite (see the
-    /// module comment for why in this order). On failure nothing is left changed.
-    fn apply(
-        &mut self,
-        change: &Change,
-        edits: &[Edit<'_>],
-        email: &str,
-        subject: &str,
-        doc: Option<&str>,
-    ) -> Result<Oid> {
-        let out = self.apply_once(change, edits, email, subject, doc);
-        match &out {
-            Ok(_) => self.health.write_succeeded(),
-            Err(e) => {
-                tracing::error!(action = change.action.as_str(), script = change.script, error = %e, "a change could not be made");
-                self.health.write_failed(e.to_string());
-            }
-        }
-        out
-    }
-
-    fn apply_once(
-        &mut self,
-        change: &Change,
-        edits: &[Edit<'_>],
-        email: &str,
-        subject: &str,
-        doc: Option<&str>,
-    ) -> Result<Oid> {
-        let branch = change.branch.as_str();
-        let tx = db::immediate(&mut self.conn)?;
-        let author = Author {
-            name: &change.user,
-            email,
-            at: change.at,
-        };
-        let message = change.message(subject);
-        let commit_on = |git: &GitStore| -> Result<(Oid, Oid), git2::Error> {
-            git.ensure_branch(branch)?;
-            let parent = git.tip(branch)?;
-            Ok((git.commit(branch, edits, &author, &message)?, parent))
-        };
-        let (commit, parent) = match commit_on(&self.git) {
-            Ok(c) => c,
-            // A lock file left by a process that died stops every update of its ref:
-            // remove it if nobody holds it, and try once more.
-            Err(e) if !gitlock::clear_stale(self.git.path()).is_empty() => {
-                tracing::warn!(error = %e, "git write failed on a stale lock file; removed it and trying again");
-                commit_on(&self.git)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if self.crash_after_commit {
-            tracing::error!(%commit, "SCRIPTORIUM_FAULT=after-git-commit: aborting before the metadata is recorded");
-            std::process::abort();
-        }
-        let recorded = if self.fail_record {
-            Err(RepoError::Db(rusqlite::Error::InvalidQuery))
-        } else {
-            record(&tx, commit, branch, change, doc)
-        };
-        match recorded.and_then(|()| Ok(tx.commit()?)) {
-            Ok(()) => {
-                tracing::info!(action = change.action.as_str(), script = change.script, %commit, branch, "recorded change");
-                Ok(commit)
-            }
-            Err(e) => {
-                self.undone_max_id = self.undone_max_id.max(change.script);
-                match self.git.undo(branch, commit, parent) {
-                    Ok(()) => {
-                        tracing::warn!(%commit, branch, error = %e, "the change could not be recorded; its commit is undone")
-                    }
-                    Err(u) => {
-                        tracing::error!(%commit, branch, error = %e, undo = %u, "the change could not be recorded nor undone; repair records it");
-                        if let Err(r) = self.repair() {
-                            tracing::error!(error = %r, "repair after a failed write failed; it runs again at start-up");
-                        }
-                    }
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Records commits that SQLite does not know about, oldest first. An unknown commit
-    /// below a recorded one that changes the same script is an orphan of a failed
-    /// request (history went on without it): it is marked, not applied.
-    pub fn repair(&mut self) -> Result<RepairReport> {
-        let mut report = RepairReport::default();
-        // `prod` last: a publish refers to versions made on editor branches.
-        let mut branches = self.git.branches()?;
-        branches.sort_by_key(|b| b == PROD);
-        let mut known = self.known_commits()?;
-        for branch in branches {
-            for (commit, message, orphan) in self.unknown_commits(&branch, &known)? {
-                // Branches share history: a commit is recorded once, on the first
-                // branch that shows it.
-                if !known.insert(commit) {
-                    continue;
-                }
-                let tx = db::immediate(&mut self.conn)?;
-                match Change::from_message(&message) {
-                    Some(change) if orphan => {
-                        tx.execute(
-                            "INSERT OR IGNORE INTO commits (commit_id, branch, action, script_id, created_at) VALUES (?1, ?2, 'orphan', ?3, ?4)",
-                            params![commit.to_string(), branch, change.script, change.at],
-                        )?;
-                        tracing::warn!(%commit, branch, action = change.action.as_str(), script = change.script,
-                            "repair: a commit of a failed request, superseded by later changes of its script; marked orphan");
-                        report.orphans.push(commit.to_string());
-                    }
-                    Some(change) => {
-                        let doc = match change.action {
-                            Action::Create | Action::Fork | Action::Save | Action::Bump => {
-                                match change.blob {
-                                    Some(b) => {
-                                        let bytes = self.git.read_blob(b)?;
-                                        match self
-                                            .checker
-                                            .check(&String::from_utf8_lossy(&bytes))?
-                                        {
-                                            Checked::Valid { docstring } => docstring,
-                                            Checked::Invalid(_) => None,
-                                        }
-                                    }
-                                    None => None,
-                                }
-                            }
-                            _ => None,
-                        };
-                        record(&tx, commit, &branch, &change, doc.as_deref())?;
-                        tracing::warn!(%commit, branch, action = change.action.as_str(), script = change.script,
-                            "repair: recorded a commit whose metadata was missing");
-                        report.recovered.push(commit.to_string());
-                    }
-                    None => {
-                        let init = trailers(&message)
-                            .get("Scriptorium-Action")
-                            .map(String::as_str)
-                            == Some("init");
-                        tx.execute(
-                            "INSERT OR IGNORE INTO commits (commit_id, branch, action, script_id, created_at) VALUES (?1, ?2, ?3, NULL, ?4)",
-                            params![commit.to_string(), branch, if init { "init" } else { "foreign" }, clock::now()],
-                        )?;
-                        if !init {
-                            tracing::warn!(%commit, branch, "repair: commit not made by Scriptorium; left as it is");
-                            report.foreign.push(commit.to_string());
-                        }
-                    }
-                }
-                tx.commit()?;
-            }
-        }
-        if !report.recovered.is_empty() {
-            tracing::warn!(
-                count = report.recovered.len(),
-                "start-up repair recovered metadata from git"
-            );
-        }
-        Ok(report)
-    }
-
-    /// The commits of `branch` that SQLite does not know, oldest first, each with
-    /// whether it is an orphan (a recorded commit above it changes the same script).
-    fn unknown_commits(
-        &self,
-        branch: &str,
-        known: &HashSet<Oid>,
-    ) -> Result<Vec<(Oid, String, bool)>> {
-        let history = self.git.history(branch)?;
-        // The usual case, cheaply: every commit is known.
-        if history.iter().all(|c| known.contains(c)) {
-            return Ok(Vec::new());
-        }
-        // Scripts changed by recorded commits newer than the one at hand.
-        let mut changed_later: HashSet<i64> = HashSet::new();
-        let mut out = Vec::new();
-        for commit in history {
-            let message = self.git.message(commit)?;
-            let script = Change::from_message(&message).map(|c| c.script);
-            if known.contains(&commit) {
-                changed_later.extend(script);
-                continue;
-            }
-            let orphan = script.is_some_and(|s| changed_later.contains(&s));
-            out.push((commit, message, orphan));
-        }
-        out.reverse();
-        Ok(out)
-    }
-
-    /// Every commit SQLite has recorded.
-    fn known_commits(&self) -> Result<HashSet<Oid>> {
-        let mut stmt = self.conn.prepare("SELECT commit_id FROM commits")?;
-        let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        let mut known = HashSet::new();
-        for id in ids {
-            known.insert(parse_oid(&id?)?);
-        }
-        Ok(known)
-    }
-
     fn seed_examples(&mut self) -> Result<()> {
         let who = Committer::system(self.editors.first().map(String::as_str).unwrap_or(PROD));
         let seeded: Vec<_> = crate::scripts::examples::EXAMPLES
@@ -894,164 +556,15 @@ impl ScriptStore {
     }
 }
 
-/// Writes one change's metadata. Used by the normal path and by repair alike.
-fn record(
-    tx: &Transaction<'_>,
-    commit: Oid,
-    branch: &str,
-    c: &Change,
-    doc: Option<&str>,
-) -> Result<()> {
-    let missing =
-        |what: &str| RepoError::BadInput(format!("commit {commit} lacks its {what} trailer"));
-    let name = name_from_docstring(doc);
-    let description = doc.unwrap_or("");
-    match c.action {
-        Action::Create | Action::Fork => {
-            let v = c.version.ok_or_else(|| missing("Version"))?;
-            let file = c.file.as_deref().ok_or_else(|| missing("File"))?;
-            let mut ordering = c.ordering.clone().ok_or_else(|| missing("Ordering"))?;
-            let taken: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM scripts WHERE ordering_group = ?1 AND ordering_frac = ?2",
-                    params![ordering.group() as i64, ordering.fraction()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if taken.is_some_and(|t| t != c.script) {
-                let g: i64 = tx.query_row(
-                    "SELECT COALESCE(MAX(ordering_group), 0) + 1 FROM scripts",
-                    [],
-                    |r| r.get(0),
-                )?;
-                ordering = Ordering::whole(g as u64);
-            }
-            tx.execute(
-                "INSERT INTO scripts (id, filename, ordering_group, ordering_frac, name, description, major, minor,
-                    last_modified, created_by, created_at, parent_id, parent_major, parent_minor, test_data_blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?9, ?11, ?12, ?13, ?14)",
-                params![
-                    c.script,
-                    file,
-                    ordering.group() as i64,
-                    ordering.fraction(),
-                    name,
-                    description,
-                    v.major,
-                    v.minor,
-                    c.at,
-                    c.user,
-                    c.parent.map(|p| p.0),
-                    c.parent.map(|p| p.1.major),
-                    c.parent.map(|p| p.1.minor),
-                    c.test_data.map(|t| t.to_string()),
-                ],
-            )?;
-            insert_version(tx, commit, branch, c, v)?;
-        }
-        Action::Save | Action::Bump => {
-            let v = c.version.ok_or_else(|| missing("Version"))?;
-            insert_version(tx, commit, branch, c, v)?;
-            tx.execute(
-                "UPDATE scripts SET major = ?2, minor = ?3, name = ?4, description = ?5, last_modified = ?6 WHERE id = ?1",
-                params![c.script, v.major, v.minor, name, description, c.at],
-            )?;
-        }
-        Action::TestData => {
-            let blob = c.blob.map(|b| b.to_string());
-            tx.execute(
-                "UPDATE scripts SET test_data_blob = ?2 WHERE id = ?1",
-                params![c.script, blob],
-            )?;
-            tx.execute(
-                "INSERT INTO test_data_changes (script_id, blob_id, commit_id, changed_by, changed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![c.script, blob.unwrap_or_default(), commit.to_string(), c.user, c.at],
-            )?;
-        }
-        Action::Publish => {
-            let v = c.version.ok_or_else(|| missing("Version"))?;
-            tx.execute(
-                "UPDATE scripts SET published_major = ?2, published_minor = ?3, published_at = ?4, published_by = ?5 WHERE id = ?1",
-                params![c.script, v.major, v.minor, c.at, c.user],
-            )?;
-            tx.execute(
-                "INSERT INTO publications (script_id, major, minor, commit_id, published_by, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![c.script, v.major, v.minor, commit.to_string(), c.user, c.at],
-            )?;
-        }
-    }
-    tx.execute(
-        "INSERT INTO commits (commit_id, branch, action, script_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![commit.to_string(), branch, c.action.as_str(), c.script, c.at],
-    )?;
-    Ok(())
-}
-
-fn insert_version(
-    tx: &Transaction<'_>,
-    commit: Oid,
-    branch: &str,
-    c: &Change,
-    v: Version,
-) -> Result<()> {
-    let kind = match c.action {
-        Action::Create => "create",
-        Action::Fork => "fork",
-        Action::Bump => "bump",
-        _ => "save",
-    };
-    let blob = c
-        .blob
-        .ok_or_else(|| RepoError::BadInput(format!("commit {commit} lacks its Blob trailer")))?;
-    tx.execute(
-        "INSERT INTO versions (script_id, major, minor, kind, commit_id, blob_id, branch, committer, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![c.script, v.major, v.minor, kind, commit.to_string(), blob.to_string(), branch, c.user, c.at],
-    )?;
-    Ok(())
-}
-
-fn parse_oid(s: &str) -> Result<Oid> {
+pub(super) fn parse_oid(s: &str) -> Result<Oid> {
     Ok(Oid::from_str(s)?)
-}
-
-/// A script's file name without `.py`: the name of its test-data file.
-pub fn stem(filename: &str) -> &str {
-    filename.strip_suffix(".py").unwrap_or(filename)
-}
-
-/// A file name is one path component: letters, digits, `_`, `-`, ending in `.py`.
-pub fn validate_filename(name: &str) -> Result<()> {
-    if name.contains('/') || name.contains('\\') {
-        return Err(RepoError::BadInput(format!(
-            "file name `{name}` contains a path separator; give a plain name such as `load_sales.py`"
-        )));
-    }
-    let stem = name
-        .strip_suffix(".py")
-        .ok_or_else(|| RepoError::BadInput(format!("file name `{name}` must end in `.py`")))?;
-    let ok = !stem.is_empty()
-        && stem.len() <= 64
-        && stem
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && stem
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !ok {
-        return Err(RepoError::BadInput(format!(
-            "file name `{name}` is not allowed; use 1–64 letters, digits, `_` or `-` (starting with a letter or digit) and `.py`"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config(dir: &std::path::Path) -> StoreConfig {
+    pub(super) fn config(dir: &std::path::Path) -> StoreConfig {
         StoreConfig {
             data_dir: dir.to_path_buf(),
             python: PathBuf::from("/usr/bin/python3"),
@@ -1062,7 +575,7 @@ mod tests {
         }
     }
 
-    fn ed1() -> Committer {
+    pub(super) fn ed1() -> Committer {
         Committer {
             username: "ed1".into(),
             email: "ed1@x".into(),
@@ -1070,7 +583,7 @@ mod tests {
         }
     }
 
-    fn git_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    pub(super) fn git_cli(dir: &std::path::Path, args: &[&str]) -> String {
         let out = std::process::Command::new("git")
             .arg("-C")
             .arg(dir.join("repo"))
@@ -1083,180 +596,5 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
-    }
-
-    #[test]
-    fn a_change_that_cannot_be_recorded_is_undone_and_its_id_is_never_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
-        let a = store
-            .create(&ed1(), Some("x = 1\n".into()), None, None)
-            .unwrap();
-        let tip = store.git.tip("ed1").unwrap();
-
-        store.fail_record = true;
-        let err = store
-            .create(&ed1(), Some("x = 2\n".into()), None, None)
-            .unwrap_err();
-        assert!(matches!(err, RepoError::Db(_)), "{err}");
-        // The branch is back where it was; the commit is kept aside.
-        assert_eq!(store.git.tip("ed1").unwrap(), tip);
-        assert_eq!(
-            git_cli(
-                dir.path(),
-                &[
-                    "for-each-ref",
-                    "--format=%(refname)",
-                    "refs/scriptorium/undone/"
-                ]
-            )
-            .lines()
-            .count(),
-            1
-        );
-        assert!(!store.health.check().ok(), "health shows the failed write");
-
-        store.fail_record = false;
-        let c = store
-            .create(&ed1(), Some("x = 3\n".into()), None, None)
-            .unwrap();
-        assert_eq!(
-            (a, c),
-            (1, 3),
-            "the undone create's id 2 is not handed out again"
-        );
-        assert!(store.health.check().ok());
-        drop(store);
-        let (mut store, report) = ScriptStore::open(&config(dir.path())).unwrap();
-        assert!(
-            report.recovered.is_empty() && report.orphans.is_empty(),
-            "{report:?}"
-        );
-        assert_eq!(
-            store
-                .create(&ed1(), Some("x = 4\n".into()), None, None)
-                .unwrap(),
-            4,
-            "not after a restart either"
-        );
-        let creates = git_cli(dir.path(), &["log", "ed1", "--format=%s", "--grep=^Create"]);
-        assert_eq!(
-            creates.lines().collect::<Vec<_>>(),
-            [
-                "Create script_0004.py (0.1)",
-                "Create script_0003.py (0.1)",
-                "Create script_0001.py (0.1)"
-            ]
-        );
-    }
-
-    /// What older versions left: a create whose record failed (an orphan commit), then
-    /// a second create of the same id on top. Repair marks the orphan, records nothing
-    /// twice, and the next id is past both.
-    #[test]
-    fn repair_marks_an_orphan_under_later_history_and_skips_its_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
-        store
-            .create(&ed1(), Some("x = 1\n".into()), None, None)
-            .unwrap();
-        // The orphan: a commit for script 2 that SQLite never heard of.
-        let mut change = Change::new(Action::Create, 2, &ed1());
-        let blob = store.git.write_blob(b"lost = 1\n").unwrap();
-        change.version = Some(Version::FIRST);
-        change.blob = Some(blob);
-        change.file = Some("script_0002.py".into());
-        change.ordering = Some(Ordering::whole(2));
-        let author = Author {
-            name: "ed1",
-            email: "ed1@x",
-            at: change.at,
-        };
-        let orphan = store
-            .git
-            .commit(
-                "ed1",
-                &[Edit::Put {
-                    path: "scripts/script_0002.py",
-                    blob,
-                }],
-                &author,
-                &change.message("Create script_0002.py (0.1)"),
-            )
-            .unwrap();
-        // History goes on over it, with the same id (what the old next_id did).
-        let mut again = change.clone();
-        let blob2 = store.git.write_blob(b"kept = 2\n").unwrap();
-        again.blob = Some(blob2);
-        store
-            .apply(
-                &again,
-                &[Edit::Put {
-                    path: "scripts/script_0002.py",
-                    blob: blob2,
-                }],
-                "ed1@x",
-                "Create script_0002.py (0.1)",
-                None,
-            )
-            .unwrap();
-        drop(store);
-
-        let (mut store, report) = ScriptStore::open(&config(dir.path())).unwrap();
-        assert_eq!(report.orphans, [orphan.to_string()]);
-        assert!(report.recovered.is_empty(), "{report:?}");
-        assert_eq!(
-            store.current(2).unwrap().blob,
-            blob2,
-            "the recorded create stays"
-        );
-        assert_eq!(
-            store
-                .create(&ed1(), Some("x = 3\n".into()), None, None)
-                .unwrap(),
-            3
-        );
-        let (_, again) = ScriptStore::open(&config(dir.path())).unwrap();
-        assert!(again.orphans.is_empty(), "marked once: {again:?}");
-    }
-
-    /// A publish the server died before recording, then a start with a new editor,
-    /// whose branch is made from `prod` and so shows that commit too: recorded once.
-    #[test]
-    fn an_unrecorded_commit_on_two_branches_is_recorded_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = ScriptStore::open(&config(dir.path())).unwrap();
-        let id = store
-            .create(&ed1(), Some("x = 1\n".into()), None, None)
-            .unwrap();
-        let cur = store.current(id).unwrap();
-        let mut change = Change::new(Action::Publish, id, &ed1());
-        change.version = Some(cur.version);
-        change.blob = Some(cur.blob);
-        let author = Author {
-            name: "ed1",
-            email: "ed1@x",
-            at: change.at,
-        };
-        let path = format!("scripts/{}", cur.filename);
-        let commit = store
-            .git
-            .commit(
-                PROD,
-                &[Edit::Put {
-                    path: &path,
-                    blob: cur.blob,
-                }],
-                &author,
-                &change.message("Publish"),
-            )
-            .unwrap();
-        drop(store);
-
-        let mut cfg = config(dir.path());
-        cfg.editors.push("ed2".into());
-        let (store, report) = ScriptStore::open(&cfg).unwrap();
-        assert_eq!(report.recovered, [commit.to_string()]);
-        assert_eq!(store.current(id).unwrap().published, Some(Version::FIRST));
     }
 }

@@ -19,6 +19,7 @@ export type * from "./PromptRequest";
 export type * from "./Proposal";
 export type * from "./Role";
 export type * from "./RunRecord";
+export type * from "./RunStatus";
 export type * from "./SaveRequest";
 export type * from "./ScriptDetail";
 export type * from "./ScriptSummary";

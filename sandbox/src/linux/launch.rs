@@ -647,13 +647,8 @@ pub(super) fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> 
     Ok(())
 }
 
-pub(super) struct RemoveDir(pub(super) PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The one shared guard (also used by the warm pool).
+pub(super) use crate::RemoveDir;
 
 #[cfg(test)]
 mod tests {
