@@ -155,6 +155,7 @@ impl App {
                 config.listen,
             )),
             health,
+            notices: Default::default(),
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

@@ -6,4 +6,5 @@ pub mod clock;
 pub mod ordering;
 pub mod status;
 pub mod syntax;
+pub mod team;
 pub mod version;

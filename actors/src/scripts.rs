@@ -15,6 +15,7 @@ pub mod examples;
 pub mod gitlock;
 pub mod gitstore;
 pub mod health;
+pub mod merge;
 pub mod python;
 pub mod script_repo;
 pub mod script_store;

@@ -34,6 +34,9 @@ use crate::scripts::gitstore::{Author, Edit, GitStore, PROD, trailers};
 use crate::scripts::health::WriteHealth;
 use crate::scripts::python::{Checked, PythonChecker, name_from_docstring};
 
+mod team;
+pub use team::{ForkOrderings, MergedFrom, next_in_group};
+
 /// The largest script accepted.
 pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
 /// The largest test data accepted.
@@ -229,6 +232,11 @@ pub struct Saved {
     pub version: Version,
     /// False when the content equalled the current version: nothing was committed.
     pub changed: bool,
+    /// Set when the edit was based on an older version and merged onto the current one.
+    pub merged: Option<MergedFrom>,
+    /// Another script on `prod` with the same executable code: a warning, since
+    /// publishing this version would be refused.
+    pub duplicate_of: Option<crate::domain::team::DuplicateOf>,
 }
 
 /// What start-up repair did.
@@ -345,7 +353,8 @@ impl ScriptStore {
         })
     }
 
-    fn check(&mut self, content: &str) -> Result<Option<String>> {
+    /// Validates `content`: its docstring and its executable-code hash.
+    fn check(&mut self, content: &str) -> Result<(Option<String>, String)> {
         if content.len() > MAX_CONTENT_BYTES {
             return Err(RepoError::TooLarge {
                 what: "the script",
@@ -354,7 +363,10 @@ impl ScriptStore {
             });
         }
         match self.checker.check(content)? {
-            Checked::Valid { docstring } => Ok(docstring),
+            Checked::Valid {
+                docstring,
+                code_hash,
+            } => Ok((docstring, code_hash)),
             Checked::Invalid(p) => Err(RepoError::InvalidPython(p)),
         }
     }
@@ -435,7 +447,7 @@ impl ScriptStore {
         ordering: Option<Ordering>,
     ) -> Result<i64> {
         let content = content.unwrap_or_else(|| self.template());
-        let doc = self.check(&content)?;
+        let (doc, hash) = self.check(&content)?;
         let id = self.next_id()?;
         let file = match filename {
             Some(f) => {
@@ -483,10 +495,13 @@ impl ScriptStore {
             &format!("Create {file} (0.1)"),
             doc.as_deref(),
         )?;
+        self.remember_hash(blob, &hash);
         Ok(id)
     }
 
-    /// Saves new content: Minor + 1, unless `base` is stale (→ [`RepoError::Stale`]).
+    /// Saves new content: Minor + 1. An edit based on an older version `base` is merged
+    /// three-way onto the current one; overlapping edits are refused with the hunks
+    /// ([`RepoError::MergeConflict`]) and nothing is saved.
     pub fn save(
         &mut self,
         who: &Committer,
@@ -495,18 +510,15 @@ impl ScriptStore {
         base: Version,
     ) -> Result<Saved> {
         let cur = self.current(id)?;
-        if cur.version != base {
-            return Err(RepoError::Stale {
-                script: id,
-                base,
-                current: cur.version,
-            });
-        }
-        let doc = self.check(content)?;
+        let (content, merged) = self.rebase_edit(id, &cur, base, content)?;
+        let content = content.as_str();
+        let (doc, hash) = self.check(content)?;
         if Oid::hash_object(ObjectType::Blob, content.as_bytes())? == cur.blob {
             return Ok(Saved {
                 version: cur.version,
                 changed: false,
+                merged,
+                duplicate_of: None,
             });
         }
         let blob = self.git.write_blob(content.as_bytes())?;
@@ -515,16 +527,27 @@ impl ScriptStore {
         change.version = Some(version);
         change.blob = Some(blob);
         let path = format!("scripts/{}", cur.filename);
+        let subject = match merged {
+            Some(m) => format!(
+                "Save {} as {version}, an edit of {} merged with {}",
+                cur.filename, m.base, m.theirs
+            ),
+            None => format!("Save {} as {version}", cur.filename),
+        };
         self.apply(
             &change,
             &[Edit::Put { path: &path, blob }],
             &who.email,
-            &format!("Save {} as {version}", cur.filename),
+            &subject,
             doc.as_deref(),
         )?;
+        self.remember_hash(blob, &hash);
+        let duplicate_of = self.duplicate_on_prod(&cur.filename, &hash)?;
         Ok(Saved {
             version,
             changed: true,
+            merged,
+            duplicate_of,
         })
     }
 
@@ -550,16 +573,32 @@ impl ScriptStore {
         Ok(version)
     }
 
-    /// A new script on the editor's branch with the current content and test data of `id`.
-    pub fn fork(&mut self, who: &Committer, id: i64) -> Result<i64> {
+    /// A new script on the editor's branch with the current content and test data of
+    /// `id`, at `ordering` (default: the next free number in the parent's group, else
+    /// the next whole number).
+    pub fn fork(&mut self, who: &Committer, id: i64, ordering: Option<Ordering>) -> Result<i64> {
         let cur = self.current(id)?;
+        let ordering = match ordering {
+            Some(o) => {
+                if let Some(other) = self.ordering_taken(&o)? {
+                    return Err(RepoError::Conflict(format!(
+                        "ordering number {o} is taken by script {other}; choose another (see /api/scripts/{id}/fork-ordering)"
+                    )));
+                }
+                o
+            }
+            None => {
+                let options = self.fork_orderings(id)?;
+                options.same_group.unwrap_or(options.new_group)
+            }
+        };
         let new_id = self.next_id()?;
         let file = format!("script_{new_id:04}.py");
         let mut change = Change::new(Action::Fork, new_id, who);
         change.version = Some(Version::FIRST);
         change.blob = Some(cur.blob);
         change.file = Some(file.clone());
-        change.ordering = Some(self.next_ordering()?);
+        change.ordering = Some(ordering);
         change.parent = Some((id, cur.version));
         change.test_data = cur.test_data;
         let script_path = format!("scripts/{file}");
@@ -608,8 +647,23 @@ impl ScriptStore {
     }
 
     /// Puts the current version (and test data) on `prod`. Returns false if it was there.
-    pub fn publish(&mut self, who: &Committer, id: i64) -> Result<(Version, bool)> {
+    /// `seen`: the version the editor looked at; if the script moved since, nothing is
+    /// published ([`RepoError::Moved`]). Code already on `prod` as another script is
+    /// refused ([`RepoError::Duplicate`]).
+    pub fn publish(
+        &mut self,
+        who: &Committer,
+        id: i64,
+        seen: Option<Version>,
+    ) -> Result<(Version, bool)> {
         let cur = self.current(id)?;
+        if let Some(seen) = seen.filter(|s| *s != cur.version) {
+            return Err(RepoError::Moved {
+                script: id,
+                seen,
+                current: cur.version,
+            });
+        }
         let script_path = format!("scripts/{}", cur.filename);
         let data_path = format!("testdata/{}", stem(&cur.filename));
         let on_prod = self.git.blob_at(PROD, &script_path)?;
@@ -620,6 +674,7 @@ impl ScriptStore {
         {
             return Ok((cur.version, false));
         }
+        self.refuse_duplicate(id, &cur)?;
         let mut change = Change::new(Action::Publish, id, who);
         change.version = Some(cur.version);
         change.blob = Some(cur.blob);
@@ -666,7 +721,7 @@ impl ScriptStore {
         let bytes = self.git.read_blob(blob)?;
         let text = String::from_utf8_lossy(&bytes);
         Ok(match self.checker.check(&text)? {
-            Checked::Valid { docstring } => docstring,
+            Checked::Valid { docstring, .. } => docstring,
             Checked::Invalid(_) => None,
         })
     }
@@ -792,7 +847,7 @@ impl ScriptStore {
                                             .checker
                                             .check(&String::from_utf8_lossy(&bytes))?
                                         {
-                                            Checked::Valid { docstring } => docstring,
+                                            Checked::Valid { docstring, .. } => docstring,
                                             Checked::Invalid(_) => None,
                                         }
                                     }
@@ -887,7 +942,7 @@ impl ScriptStore {
                 Some(ordering.parse().expect("example ordering")),
             )?;
             self.put_test_data(&who, id, e.test_data.as_bytes())?;
-            self.publish(&who, id)?;
+            self.publish(&who, id, None)?;
         }
         tracing::info!(count = seeded.len(), "seeded example scripts on prod");
         Ok(())
