@@ -92,7 +92,9 @@ impl Drop for Connection {
 pub enum Since {
     Notices(Vec<Notice>),
     /// `after` is older than the ring: some notices are lost to this client.
-    Gap { oldest: u64 },
+    Gap {
+        oldest: u64,
+    },
 }
 
 impl Notices {
@@ -134,7 +136,11 @@ impl Notices {
     /// The notices after `after`, or a gap when the ring no longer holds them all.
     pub fn since(&self, after: u64) -> Since {
         let inner = self.lock();
-        let oldest = inner.ring.front().map(|n| n.id).unwrap_or(inner.last_id + 1);
+        let oldest = inner
+            .ring
+            .front()
+            .map(|n| n.id)
+            .unwrap_or(inner.last_id + 1);
         if after + 1 < oldest && after < inner.last_id {
             return Since::Gap { oldest };
         }
@@ -246,7 +252,7 @@ mod tests {
         let Since::Notices(all) = n.since(0) else {
             panic!()
         };
-        let kinds: Vec<_> = all.iter().map(|x| (x.data["open"].clone())).collect();
+        let kinds: Vec<_> = all.iter().map(|x| x.data["open"].clone()).collect();
         assert_eq!(kinds, [Value::Bool(true), Value::Bool(false)]);
     }
 }

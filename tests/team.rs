@@ -19,7 +19,12 @@ async fn content(app: &TestApp, cookie: &str, id: i64) -> (String, String) {
     )
 }
 
-async fn publish(app: &TestApp, cookie: &str, id: i64, version: Option<&str>) -> crate::util::Reply {
+async fn publish(
+    app: &TestApp,
+    cookie: &str,
+    id: i64,
+    version: Option<&str>,
+) -> crate::util::Reply {
     let body = version.map(|v| json!({ "version": v }));
     app.json(
         Method::POST,
@@ -59,13 +64,15 @@ async fn non_overlapping_edits_of_four_editors_merge_with_nothing_lost() {
         .save(&ed4, id, &FIVE.replace("c = 3", "c = 30"), "0.1")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["merged"], json!({ "base": "0.1", "theirs": "0.3" }));
+    assert_eq!(
+        r.json()["merged"],
+        json!({ "base": "0.1", "theirs": "0.3" })
+    );
 
     let (text, version) = content(&app, &ed1, id).await;
     assert_eq!(version, "0.4", "one new version per save");
     assert_eq!(
-        text,
-        "\"\"\"Five lines\"\"\"\na = 10\nb = 2\nc = 30\nd = 4\ne = 50\n",
+        text, "\"\"\"Five lines\"\"\"\na = 10\nb = 2\nc = 30\nd = 4\ne = 50\n",
         "every editor's change is in"
     );
     let versions = app
@@ -99,16 +106,25 @@ async fn overlapping_edits_are_409_with_the_hunks_and_nothing_is_saved() {
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
     let j = r.json();
     assert!(
-        j["error"].as_str().unwrap().contains("moved from 0.1 to 0.2"),
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("moved from 0.1 to 0.2"),
         "{j}"
     );
     let c = &j["conflict"];
-    assert_eq!((c["base"].as_str(), c["theirs"].as_str()), (Some("0.1"), Some("0.2")));
+    assert_eq!(
+        (c["base"].as_str(), c["theirs"].as_str()),
+        (Some("0.1"), Some("0.2"))
+    );
     assert_eq!(
         c["hunks"],
         json!([{ "line": 4, "base": "c = 3\n", "theirs": "c = 30\n", "ours": "c = 300\n" }])
     );
-    assert_eq!(c["ours_content"], ours, "the edit comes back whole: nothing is lost");
+    assert_eq!(
+        c["ours_content"], ours,
+        "the edit comes back whole: nothing is lost"
+    );
     assert_eq!(c["base_content"], FIVE);
     assert_eq!(app.git(&["rev-parse", "ed3"]), tip, "no commit");
     assert_eq!(content(&app, &ed1, id).await.1, "0.2");
@@ -125,9 +141,7 @@ async fn publishing_a_script_that_moved_is_409_naming_the_newer_version() {
     let app = TestApp::team().await;
     let ed1 = app.as_user("ed1").await;
     let ed2 = app.as_user("ed2").await;
-    let id = app
-        .create(&ed1, "\"\"\"Moves\"\"\"\nvalue = 'ed1'\n")
-        .await;
+    let id = app.create(&ed1, "\"\"\"Moves\"\"\"\nvalue = 'ed1'\n").await;
     assert_eq!(
         app.save(&ed2, id, "\"\"\"Moves\"\"\"\nvalue = 'ed2'\n", "0.1")
             .await
@@ -167,9 +181,15 @@ async fn duplicate_executable_code_is_refused_on_publish_but_comment_and_docstri
     let ed1 = app.as_user("ed1").await;
     let ed2 = app.as_user("ed2").await;
     let a = app
-        .create(&ed1, "\"\"\"Doubles\"\"\"\ndef f(x):\n    return x * 2\n\nprint(f(21))\n")
+        .create(
+            &ed1,
+            "\"\"\"Doubles\"\"\"\ndef f(x):\n    return x * 2\n\nprint(f(21))\n",
+        )
         .await;
-    assert_eq!(publish(&app, &ed1, a, Some("0.1")).await.status, StatusCode::OK);
+    assert_eq!(
+        publish(&app, &ed1, a, Some("0.1")).await.status,
+        StatusCode::OK
+    );
 
     // ed2 writes the same code with other docs, comments and spacing.
     let b = app.create(&ed2, "x = 0\n").await;
@@ -202,15 +222,25 @@ async fn duplicate_executable_code_is_refused_on_publish_but_comment_and_docstri
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json()["duplicate_of"], Value::Null, "its own file does not count");
-    assert_eq!(publish(&app, &ed1, a, Some("0.2")).await.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["duplicate_of"],
+        Value::Null,
+        "its own file does not count"
+    );
+    assert_eq!(
+        publish(&app, &ed1, a, Some("0.2")).await.status,
+        StatusCode::OK
+    );
 
     // ed2's with different code is fine.
     let r = app
         .save(&ed2, b, &same.replace("x * 2", "x * 3"), "0.2")
         .await;
     assert_eq!(r.json()["duplicate_of"], Value::Null);
-    assert_eq!(publish(&app, &ed2, b, Some("0.3")).await.status, StatusCode::OK);
+    assert_eq!(
+        publish(&app, &ed2, b, Some("0.3")).await.status,
+        StatusCode::OK
+    );
     let audit = app.get("/api/audit/duplicates", &ed1).await.json();
     assert_eq!(audit["ok"], true, "{audit}");
 }
@@ -234,7 +264,14 @@ async fn the_audit_lists_a_duplicate_planted_with_the_git_cli() {
     let git = |args: &[&str]| crate::util::git(work.path(), args);
     crate::util::git(
         app.data(),
-        &["clone", "-q", "-b", "prod", repo.to_str().unwrap(), work.path().to_str().unwrap()],
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "prod",
+            repo.to_str().unwrap(),
+            work.path().to_str().unwrap(),
+        ],
     );
     std::fs::write(
         work.path().join("scripts/planted.py"),
@@ -242,7 +279,16 @@ async fn the_audit_lists_a_duplicate_planted_with_the_git_cli() {
     )
     .unwrap();
     git(&["add", "scripts/planted.py"]);
-    git(&["-c", "user.name=cli", "-c", "user.email=cli@x", "commit", "-q", "-m", "plant a copy"]);
+    git(&[
+        "-c",
+        "user.name=cli",
+        "-c",
+        "user.email=cli@x",
+        "commit",
+        "-q",
+        "-m",
+        "plant a copy",
+    ]);
     git(&["push", "-q", "origin", "prod"]);
 
     let audit = app.get("/api/audit/duplicates", &ed1).await.json();
@@ -286,18 +332,40 @@ async fn events_deliver_a_save_by_ed2_to_ed1_within_a_second_and_replay_with_las
     // ed2 opens the script: ed1 sees who is there.
     let ed2_events = app.sse_live("/api/events", &ed2, None).await;
     let r = app
-        .json(Method::POST, "/api/presence", Some(&ed2), Some(json!({ "script_id": id })))
+        .json(
+            Method::POST,
+            "/api/presence",
+            Some(&ed2),
+            Some(json!({ "script_id": id })),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let p = next_event(&mut ed1_events, "presence", Duration::from_secs(1))
         .await
         .expect("presence within 1 s");
-    assert_eq!((p.data["user"].as_str(), p.data["script_id"].as_i64(), p.data["open"].as_bool()), (Some("ed2"), Some(id), Some(true)));
+    assert_eq!(
+        (
+            p.data["user"].as_str(),
+            p.data["script_id"].as_i64(),
+            p.data["open"].as_bool()
+        ),
+        (Some("ed2"), Some(id), Some(true))
+    );
 
     // ed1's own save is not news to ed1; ed2's is, within a second.
-    assert_eq!(app.save(&ed1, id, &FIVE.replace("a = 1", "a = 2"), "0.1").await.status, StatusCode::OK);
+    assert_eq!(
+        app.save(&ed1, id, &FIVE.replace("a = 1", "a = 2"), "0.1")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let sent = std::time::Instant::now();
-    assert_eq!(app.save(&ed2, id, &FIVE.replace("e = 5", "e = 6"), "0.1").await.status, StatusCode::OK);
+    assert_eq!(
+        app.save(&ed2, id, &FIVE.replace("e = 5", "e = 6"), "0.1")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let saved = next_event(&mut ed1_events, "saved", Duration::from_secs(1))
         .await
         .expect("ed2's save reaches ed1 within 1 s");
@@ -305,7 +373,10 @@ async fn events_deliver_a_save_by_ed2_to_ed1_within_a_second_and_replay_with_las
     assert_eq!(saved.data["user"], "ed2");
     assert_eq!(saved.data["script_id"], id);
     assert_eq!(saved.data["version"], "0.3");
-    assert_eq!(saved.data["merged"], json!({ "base": "0.1", "theirs": "0.2" }));
+    assert_eq!(
+        saved.data["merged"],
+        json!({ "base": "0.1", "theirs": "0.2" })
+    );
     assert!(saved.id > before);
 
     // A reconnect from before the save replays what was missed, in order.
@@ -324,7 +395,7 @@ async fn events_deliver_a_save_by_ed2_to_ed1_within_a_second_and_replay_with_las
         // The replay may show the earlier `open` first.
         match gone {
             Some(ref e) if e.data["open"] == true => {
-                break next_event(&mut again, "presence", Duration::from_secs(2)).await
+                break next_event(&mut again, "presence", Duration::from_secs(2)).await;
             }
             other => break other,
         }
@@ -334,9 +405,18 @@ async fn events_deliver_a_save_by_ed2_to_ed1_within_a_second_and_replay_with_las
 
     // A viewer listens but does not announce editing.
     let mut mo1_events = app.sse_live("/api/events", &mo1, None).await;
-    assert!(next_event(&mut mo1_events, "hello", Duration::from_secs(5)).await.is_some());
+    assert!(
+        next_event(&mut mo1_events, "hello", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
     let r = app
-        .json(Method::POST, "/api/presence", Some(&mo1), Some(json!({ "script_id": id })))
+        .json(
+            Method::POST,
+            "/api/presence",
+            Some(&mo1),
+            Some(json!({ "script_id": id })),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
@@ -366,8 +446,13 @@ async fn a_fork_goes_next_to_its_parent_unless_the_editor_chooses() {
         let ed2 = ed2.clone();
         let app = &app;
         async move {
-            app.json(Method::POST, &format!("/api/scripts/{id}/fork"), Some(&ed2), body)
-                .await
+            app.json(
+                Method::POST,
+                &format!("/api/scripts/{id}/fork"),
+                Some(&ed2),
+                body,
+            )
+            .await
         }
     };
     let r = fork(None).await;

@@ -509,12 +509,7 @@ impl TestApp {
     }
 
     /// Opens an SSE stream and hands its events over a channel as they arrive.
-    pub async fn sse_live(
-        &self,
-        path: &str,
-        cookie: &str,
-        last_event_id: Option<u64>,
-    ) -> LiveSse {
+    pub async fn sse_live(&self, path: &str, cookie: &str, last_event_id: Option<u64>) -> LiveSse {
         let mut req = Request::builder()
             .method(Method::GET)
             .uri(path)

@@ -143,12 +143,8 @@ mod tests {
     fn edits_of_different_lines_merge_with_both_changes() {
         let (_d, repo) = repo();
         let base = repo.blob(BASE_TEXT.as_bytes()).unwrap();
-        let theirs = repo
-            .blob(b"a = 10\nb = 2\nc = 3\nd = 4\ne = 5\n")
-            .unwrap();
-        let ours = repo
-            .blob(b"a = 1\nb = 2\nc = 3\nd = 4\ne = 50\n")
-            .unwrap();
+        let theirs = repo.blob(b"a = 10\nb = 2\nc = 3\nd = 4\ne = 5\n").unwrap();
+        let ours = repo.blob(b"a = 1\nb = 2\nc = 3\nd = 4\ne = 50\n").unwrap();
         let got = merge3(&repo, "scripts/x.py", base, theirs, ours).unwrap();
         assert_eq!(
             got,
@@ -160,12 +156,8 @@ mod tests {
     fn edits_of_the_same_line_give_a_hunk_with_all_three_sides() {
         let (_d, repo) = repo();
         let base = repo.blob(BASE_TEXT.as_bytes()).unwrap();
-        let theirs = repo
-            .blob(b"a = 1\nb = 2\nc = 30\nd = 4\ne = 5\n")
-            .unwrap();
-        let ours = repo
-            .blob(b"a = 1\nb = 2\nc = 300\nd = 4\ne = 5\n")
-            .unwrap();
+        let theirs = repo.blob(b"a = 1\nb = 2\nc = 30\nd = 4\ne = 5\n").unwrap();
+        let ours = repo.blob(b"a = 1\nb = 2\nc = 300\nd = 4\ne = 5\n").unwrap();
         let Merged::Conflict { hunks, marked } =
             merge3(&repo, "scripts/x.py", base, theirs, ours).unwrap()
         else {

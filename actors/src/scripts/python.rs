@@ -254,13 +254,19 @@ mod tests {
     #[test]
     fn the_code_hash_ignores_docstrings_comments_and_layout_only() {
         let mut c = checker();
-        let a = hash(&mut c, "\"\"\"Doc A\"\"\"\ndef f(x):\n    \"\"\"inner\"\"\"\n    return x + 1\n");
+        let a = hash(
+            &mut c,
+            "\"\"\"Doc A\"\"\"\ndef f(x):\n    \"\"\"inner\"\"\"\n    return x + 1\n",
+        );
         let b = hash(
             &mut c,
             "# a comment\n\"\"\"Another doc\"\"\"\n\ndef f( x ):  # why\n    return (x + 1)\n",
         );
         assert_eq!(a.len(), 64);
-        assert_eq!(a, b, "docstrings, comments and spacing are not executable code");
+        assert_eq!(
+            a, b,
+            "docstrings, comments and spacing are not executable code"
+        );
         let other = hash(&mut c, "def f(x):\n    return x + 2\n");
         assert_ne!(a, other);
         // A string that is not a docstring is code.

@@ -11,9 +11,9 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::domain::ordering::Ordering;
+use crate::domain::team::DuplicateOf;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
-use crate::domain::team::DuplicateOf;
 use crate::scripts::script_store::{
     Committer, ForkOrderings, RepairReport, Saved, ScriptStore, StoreConfig,
 };
