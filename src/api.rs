@@ -1,6 +1,8 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+#[cfg(test)]
+mod bindings;
 mod events;
 mod llm;
 mod lsp;

@@ -27,7 +27,7 @@ pub const COOKIE: &str = "scriptorium_session";
 pub const TOKEN_PREFIX: &str = "scr_";
 
 /// A personal API token as its owner sees it (never the token itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
@@ -37,7 +37,7 @@ pub struct ApiToken {
     pub revoked_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -45,7 +45,8 @@ pub enum Role {
 }
 
 /// The signed-in user, put into each authorised request's extensions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+#[ts(rename = "Me")]
 pub struct CurrentUser {
     pub username: String,
     pub roles: Vec<Role>,

@@ -26,6 +26,7 @@ pub struct Notice {
     pub user: String,
     /// 0.01 s precision, as everywhere.
     pub at: String,
+    /// The rest, by kind: `script_id`, `version`, `merged`, `open`, `run_id`, `status` ….
     #[serde(flatten)]
     pub data: Value,
 }

@@ -106,8 +106,9 @@ pub async fn stream(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "PresenceRequest", optional_fields)]
 pub struct PresenceBody {
     /// The script the caller has open for editing; `null` when none.
     script_id: Option<i64>,

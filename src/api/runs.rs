@@ -24,8 +24,9 @@ use scriptorium_actors::runs::run_store::{self, Log, PassRecord, RunRecord};
 use scriptorium_actors::runs::runner::content_type;
 use scriptorium_actors::{RepoError, Version};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "StartRunRequest", optional_fields)]
 pub struct StartRunBody {
     script_id: i64,
     version: Option<String>,
@@ -355,8 +356,9 @@ fn disposition_filename(file: &str) -> String {
 
 // ---- passes ----
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "StartPassRequest", optional_fields)]
 pub struct StartPassBody {
     mode: Option<Mode>,
     on_failure: Option<OnFailure>,

@@ -16,16 +16,18 @@ use scriptorium_actors::scripts::catalog::{ScriptDetail, ScriptSummary, VersionI
 use scriptorium_actors::scripts::examples;
 use scriptorium_actors::{CallError, Ordering, RepoError, Version};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "CreateScriptRequest", optional_fields)]
 pub struct CreateBody {
     content: Option<String>,
     filename: Option<String>,
     ordering: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "SaveRequest", optional_fields)]
 pub struct SaveBody {
     content: String,
     base_version: String,
@@ -34,21 +36,24 @@ pub struct SaveBody {
 }
 
 /// `POST /api/scripts/{id}/publish`: the version the editor looked at.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "PublishRequest", optional_fields)]
 pub struct PublishBody {
     version: Option<String>,
 }
 
 /// `POST /api/scripts/{id}/fork`: where the fork goes (default: next to its parent).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "ForkRequest", optional_fields)]
 pub struct ForkBody {
     ordering: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "OrderingRequest", optional_fields)]
 pub struct OrderingBody {
     ordering: String,
 }

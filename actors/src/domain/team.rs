@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::domain::version::Version;
 
 /// One overlapping change: the lines of each side, and where it starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 pub struct Hunk {
     /// 1-based line in the merged text (with diff3 conflict markers) where it starts.
     pub line: usize,
@@ -17,7 +17,7 @@ pub struct Hunk {
 
 /// A save that could not be merged: the versions and the whole texts of the three
 /// sides (for a diff view), and the overlapping hunks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 pub struct MergeConflict {
     pub script: i64,
     /// The version the edit started from.
@@ -31,7 +31,7 @@ pub struct MergeConflict {
 }
 
 /// Another script on `prod` with the same executable code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 pub struct DuplicateOf {
     /// `None` for a file on `prod` that Scriptorium does not know (put there with git).
     pub script_id: Option<i64>,

@@ -52,7 +52,7 @@ pub struct PromptRequest {
 }
 
 /// What the browser sees while the answer comes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LlmEvent {
     Status { message: String },
@@ -60,7 +60,7 @@ pub enum LlmEvent {
     Tool { name: String, arguments: String },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Proposal {
     pub exchange_id: i64,
     pub code: String,
@@ -515,7 +515,7 @@ impl Core {
 }
 
 /// One row of a script's LLM log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ExchangeRecord {
     pub id: i64,
     pub user: String,

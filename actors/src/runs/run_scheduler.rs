@@ -32,7 +32,7 @@ pub fn name(instance: &str) -> String {
 }
 
 /// Which data a run gets as its input file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Test,
@@ -49,7 +49,9 @@ impl Mode {
 }
 
 /// What happens after a script of a pass fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// The failing group finishes; later groups are skipped. The default.

@@ -13,9 +13,7 @@ use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 use crate::runs::events::Event;
 
-/// Run states. `queued` and `running` are live; the rest are final.
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Artifact {
     /// Path relative to the run directory, with `/` separators.
     pub name: String,
@@ -25,7 +23,7 @@ pub struct Artifact {
 
 /// Something a run left in its directory that is not served: a symbolic link (never
 /// followed), a FIFO, socket or device (never opened).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Skipped {
     pub name: String,
     /// `symbolic link`, `FIFO`, `socket`, `character device`, `block device`.
@@ -62,7 +60,7 @@ impl Collected {
 pub const ARTIFACT_PAGE: usize = 100;
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct RunRecord {
     pub id: i64,
     pub script_id: i64,
@@ -342,7 +340,7 @@ pub fn interrupt_unfinished(c: &Connection) -> Result<(usize, usize)> {
 
 // ---- passes ----
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PassRecord {
     pub id: i64,
     pub mode: String,
@@ -358,7 +356,7 @@ pub struct PassRecord {
     pub groups: Vec<PassGroup>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PassGroup {
     pub group: u64,
     pub runs: Vec<RunRecord>,

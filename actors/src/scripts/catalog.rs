@@ -19,7 +19,7 @@ use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 
 /// One row of the script list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ScriptSummary {
     pub id: i64,
     pub ordering: Ordering,
@@ -34,17 +34,20 @@ pub struct ScriptSummary {
     pub parent: Option<Parent>,
     pub has_test_data: bool,
     /// The latest run of the script, once runs exist.
+    #[ts(
+        type = "{ run_id: number, status: string, started_at: string | null, ended_at: string | null } | null"
+    )]
     pub last_run: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ts_rs::TS)]
 pub struct Parent {
     pub id: i64,
     pub version: Version,
 }
 
 /// A script with its current content.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ScriptDetail {
     #[serde(flatten)]
     pub summary: ScriptSummary,
@@ -56,7 +59,7 @@ pub struct ScriptDetail {
 }
 
 /// One entry of a script's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct VersionInfo {
     pub version: Version,
     /// `create`, `save`, `bump` or `fork`.

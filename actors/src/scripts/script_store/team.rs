@@ -20,14 +20,14 @@ const HASH_SCHEME: i64 = 1;
 
 /// The two versions a merged save combined: the one the edit started from and the
 /// one it was merged onto.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
 pub struct MergedFrom {
     pub base: Version,
     pub theirs: Version,
 }
 
 /// Where a fork may go: next to its parent, or a group of its own.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
 pub struct ForkOrderings {
     pub parent: Ordering,
     /// The next free number in the parent's group (2.2 after 2.1), if one is left.
