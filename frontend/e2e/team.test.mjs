@@ -63,6 +63,11 @@ test("ed2 sees ed1 in the script and ed1's save, merges, and both edits are kept
   assert.equal(saved.version, "0.3");
   assert.match(saved.content, /^a = 10$/m, "ed1's edit is in");
   assert.match(saved.content, /^e = 50$/m, "ed2's edit is in");
+
+  // The list follows the team's notices: ed1's new script shows up for ed2 by itself.
+  const fresh = await one.page.request.post(`${env.base}/api/scripts`, { data: { content: '"""Fresh from ed1"""\nx = 1\n' } });
+  assert.equal(fresh.status(), 201);
+  await two.page.getByRole("link", { name: /Fresh from ed1/ }).waitFor({ timeout: 5_000 });
   await one.context.close();
   await two.context.close();
 });

@@ -45,10 +45,34 @@ export function useTeam(scriptId: number, me: string, canEdit: boolean) {
       const n = JSON.parse((e as MessageEvent).data) as Notice;
       if (n.script_id === scriptId) setSaved(n);
     });
-    // Closing the stream ends this user's presence (the server drops it with the last one).
-    return () => events.close();
+    return () => {
+      events.close();
+      // The list's own stream stays open: say that this script is no longer open here.
+      if (canEdit) api.presence(null).catch(() => undefined);
+    };
   }, [scriptId, me, canEdit]);
   return { present, saved, dismiss: () => setSaved(null) };
+}
+
+/** Refreshes what others change (the list, runs) when the server says so, not by polling. */
+export function useRefreshOnNotices(refresh: { scripts: () => void; runs: () => void }) {
+  const latest = useRef(refresh);
+  useEffect(() => {
+    latest.current = refresh;
+  });
+  useEffect(() => {
+    const events = new EventSource(api.eventsUrl);
+    for (const kind of ["saved", "published", "forked", "created", "reset"]) {
+      events.addEventListener(kind, () => latest.current.scripts());
+    }
+    for (const kind of ["run_finished", "pass_ended"]) {
+      events.addEventListener(kind, () => {
+        latest.current.runs();
+        latest.current.scripts();
+      });
+    }
+    return () => events.close();
+  }, []);
 }
 
 /** The other editors of this script, as initials. */
