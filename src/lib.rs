@@ -24,3 +24,4 @@ pub mod notices;
 pub mod origin;
 pub mod server;
 pub mod throttle;
+pub mod users;

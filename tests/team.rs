@@ -471,3 +471,22 @@ async fn a_fork_goes_next_to_its_parent_unless_the_editor_chooses() {
         .json();
     assert_eq!(o["same_group"], "7.3");
 }
+
+#[tokio::test]
+async fn a_disabled_user_cannot_sign_in() {
+    let app = TestApp::start_with(|c| {
+        crate::util::add_team(c);
+        c.users.last_mut().unwrap().disabled = true;
+    })
+    .await;
+    let r = app
+        .json(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(json!({ "username": "ed4", "password": "pw-ed4" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    app.as_user("ed3").await;
+}

@@ -490,6 +490,7 @@ pub fn add_team(c: &mut Config) {
                 scriptorium::auth::Role::Editor,
             ],
             email: Some(format!("ed{n}@scriptorium.local")),
+            disabled: false,
         });
     }
 }
