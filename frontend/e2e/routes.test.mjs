@@ -67,7 +67,7 @@ test("leaving a script with unsaved text asks first; staying keeps the text", { 
   await page.locator("[data-testid=editor] .monaco-editor").click();
   await page.keyboard.press("Control+End");
   await page.keyboard.type("# not saved yet");
-  await page.getByText("unsaved").waitFor();
+  await page.getByText("unsaved", { exact: true }).waitFor();
 
   const asked = [];
   page.once("dialog", (d) => {
@@ -78,7 +78,15 @@ test("leaving a script with unsaved text asks first; staying keeps the text", { 
   await page.waitForTimeout(300);
   assert.deepEqual(asked, ["You have unsaved changes. Leave them?"]);
   assert.equal(new URL(page.url()).pathname, `/scripts/${id}`);
-  assert.match(await page.locator("[data-testid=editor] .view-lines").textContent(), /# not saved yet/);
+  assert.match(await page.locator("[data-testid=editor] .view-lines").textContent(), /#\s+not\s+saved\s+yet/, "the unsaved text is gone");
+
+  // Signing out asks too; staying keeps the text and the session.
+  page.once("dialog", (d) => void d.dismiss());
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForTimeout(300);
+  assert.equal(new URL(page.url()).pathname, `/scripts/${id}`);
+  assert.match(await page.getByTestId("user").textContent(), /ed1/);
+  assert.match(await page.locator("[data-testid=editor] .view-lines").textContent(), /#\s+not\s+saved\s+yet/);
 
   // Agreeing leaves.
   page.once("dialog", (d) => void d.accept());
@@ -108,6 +116,7 @@ test("a run has its own URL: its log and result after a reload, for a viewer too
   const mo = await signIn(env, "mo1", "2viewer", `${env.base}${runUrl}`);
   await mo.page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
   assert.match(await mo.page.getByTestId("run-log").textContent(), /hello from the run/);
+  await mo.page.screenshot({ path: path.join(shots, "route-run.png") });
   await mo.page.getByRole("link", { name: `script ${id}` }).click();
   await mo.page.waitForURL(`**/scripts/${id}`);
   await mo.page.screenshot({ path: path.join(shots, "route-run-viewer.png") });
@@ -119,7 +128,6 @@ test("unknown ids and paths say so instead of showing an empty screen", { timeou
   await page.getByText("Run “abc” does not exist.").waitFor();
   await page.goto(`${env.base}/runs/999999`);
   await page.getByRole("alert").filter({ hasText: /run 999999 does not exist/ }).first().waitFor();
-  await page.goto(`${env.base}/nowhere`);
   assert.equal((await page.request.get(`${env.base}/nowhere`)).status(), 404);
   await context.close();
 });

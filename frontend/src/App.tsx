@@ -51,11 +51,13 @@ function Shell({ me }: { me: Me }) {
   }
 
   async function signOut() {
+    // Leave the screen first: unsaved text asks, and staying keeps it (and the session).
+    await navigate("/scripts");
+    if (window.location.pathname !== "/scripts") return;
     try {
       await api.logout();
     } finally {
       await invalidate.session();
-      navigate("/scripts");
     }
   }
 

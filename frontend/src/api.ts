@@ -7,6 +7,7 @@ import type {
   CreateScriptRequest,
   CreateTokenRequest,
   DuplicateOf,
+  Example,
   ExchangeRecord,
   ForkOrderings,
   ForkRequest,
@@ -45,17 +46,6 @@ export interface Interpreter {
   /** Modules a spare sandbox imports ahead of a run (warm start). */
   warm?: string[];
   warm_state?: { state: "idle" | "warming" | "ready" | "failed"; problem?: string };
-}
-
-/** An example script shipped with the app. */
-export interface Example {
-  id: string;
-  name: string;
-  summary: string;
-  filename: string;
-  interpreter: string | null;
-  available: boolean;
-  problem: string | null;
 }
 
 /** An error the server explained: `message` says what was wrong and what to do. */

@@ -2,7 +2,7 @@
 // per read, and `invalidate` after every change so each screen shows what the server has.
 
 import { useMemo } from "react";
-import { QueryClient, useQuery, useQueryClient } from "@tanstack/react-query";
+import { QueryCache, QueryClient, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, ApiError } from "./api";
 
 export const keys = {
@@ -21,7 +21,14 @@ export const keys = {
 };
 
 export function makeQueryClient(): QueryClient {
-  return new QueryClient({
+  const client: QueryClient = new QueryClient({
+    // A 401 on any read means the session ended (expired, signed out elsewhere): show
+    // the sign-in, which keeps the URL, rather than an error on every screen.
+    queryCache: new QueryCache({
+      onError: (e) => {
+        if (e instanceof ApiError && e.status === 401) client.setQueryData(keys.me, null);
+      },
+    }),
     defaultOptions: {
       queries: {
         // A 4xx answer is the server's word (not found, forbidden): asking again changes nothing.
@@ -30,6 +37,7 @@ export function makeQueryClient(): QueryClient {
       },
     },
   });
+  return client;
 }
 
 /** The signed-in user; `null` when nobody is (401). */

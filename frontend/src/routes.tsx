@@ -5,7 +5,7 @@
 import { useEffect, useState } from "react";
 import { Link, Navigate, useBlocker, useNavigate, useParams, type RouteObject } from "react-router";
 import { App, useSession } from "./App";
-import { useInvalidate, useRun } from "./queries";
+import { useInvalidate, useRun, useScripts } from "./queries";
 import { errorMessage } from "./errors";
 import { ScriptEditor } from "./components/ScriptEditor";
 import { PipelineView } from "./components/PipelineView";
@@ -90,6 +90,7 @@ function RunScreen() {
   const raw = useParams().id;
   const id = idParam(raw);
   const { data: run, error } = useRun(id ?? 0, id !== null);
+  const script = useScripts().data?.find((s) => s.id === run?.script_id);
   if (id === null) return <NotFound what={`Run “${raw}”`} />;
   return (
     <section className="run-page" aria-label={`Run ${id}`}>
@@ -98,7 +99,9 @@ function RunScreen() {
         {error && <p className="error" role="alert">{errorMessage(error)}</p>}
         {run && (
           <p className="run-meta muted">
-            <Link to={paths.script(run.script_id)}>script {run.script_id}</Link>
+            <Link to={paths.script(run.script_id)}>
+              {script?.name ? `${script.name} (script ${run.script_id})` : `script ${run.script_id}`}
+            </Link>
             <span>version {run.version}</span>
             <span>
               {run.interpreter} {run.interpreter_version} · {run.backend}

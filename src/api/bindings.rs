@@ -39,6 +39,7 @@ fn generate(dir: &Path) -> Result<(), ts_rs::ExportError> {
     scriptorium_actors::domain::team::DuplicateOf::export_all(&cfg)?;
     scriptorium_actors::scripts::script_store::MergedFrom::export_all(&cfg)?;
     scriptorium_actors::scripts::script_store::ForkOrderings::export_all(&cfg)?;
+    super::scripts::ExampleInfo::export_all(&cfg)?;
     // Requests.
     super::session::LoginBody::export_all(&cfg)?;
     super::tokens::CreateBody::export_all(&cfg)?;

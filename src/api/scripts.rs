@@ -102,23 +102,49 @@ pub async fn create(
         .into_response())
 }
 
+/// One shipped example as `GET /api/examples` lists it.
+#[derive(serde::Serialize, ts_rs::TS)]
+#[ts(rename = "Example")]
+pub struct ExampleInfo {
+    /// Stable id, e.g. `bracket`.
+    id: &'static str,
+    name: &'static str,
+    summary: String,
+    filename: &'static str,
+    /// The interpreter it asks for (`# interpreter: ID`); none: the default.
+    interpreter: Option<&'static str>,
+    available: bool,
+    /// Why it cannot run here, when it cannot.
+    problem: Option<String>,
+}
+
 /// `GET /api/examples`: the example scripts shipped with the app, and whether the
 /// interpreter each asks for is available here.
-pub async fn examples(State(state): State<AppState>) -> Json<Value> {
-    let list: Vec<Value> = examples::EXAMPLES
+pub async fn examples(State(state): State<AppState>) -> Json<Vec<ExampleInfo>> {
+    let list = examples::EXAMPLES
         .iter()
         .map(|e| {
             let interp = e.interpreter();
             let problem = interp.and_then(|id| match state.interpreters.get(Some(id)) {
                 Ok(i) if i.available => None,
-                Ok(i) => i.problem.clone().or_else(|| Some(format!("the interpreter `{id}` is not available"))),
+                Ok(i) => i
+                    .problem
+                    .clone()
+                    .or_else(|| Some(format!("the interpreter `{id}` is not available"))),
                 Err(err) => Some(err.to_string()),
             });
-            json!({ "id": e.id, "name": e.name(), "summary": e.summary(), "filename": e.filename, "interpreter": interp,
-                "available": problem.is_none(), "problem": problem })
+            ExampleInfo {
+                id: e.id,
+                name: e.name(),
+                summary: e.summary(),
+                filename: e.filename,
+                interpreter: interp,
+                available: problem.is_none(),
+                problem,
+            }
         })
         .collect();
-    Json(json!(list))
+    Json(list)
 }
 
 /// `POST /api/examples/{id}`: a new script (on the caller's branch) from a shipped
