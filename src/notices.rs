@@ -142,7 +142,8 @@ impl Notices {
             .front()
             .map(|n| n.id)
             .unwrap_or(inner.last_id + 1);
-        if after + 1 < oldest && after < inner.last_id {
+        // Past the last id: an id of an earlier server process (ids restart with it).
+        if (after + 1 < oldest && after < inner.last_id) || after > inner.last_id {
             return Since::Gap { oldest };
         }
         Since::Notices(
@@ -229,6 +230,10 @@ mod tests {
             (RING as u64 + 6..=RING as u64 + 10).collect::<Vec<_>>()
         );
         assert!(matches!(n.since(3), Since::Gap { oldest: 11 }));
+        assert!(
+            matches!(n.since(RING as u64 + 500), Since::Gap { .. }),
+            "an id from before a restart is a gap, not silence"
+        );
         let Since::Notices(none) = n.since(n.last_id()) else {
             panic!()
         };
