@@ -315,6 +315,77 @@ async fn the_audit_lists_a_duplicate_planted_with_the_git_cli() {
     assert_eq!(known["version"], "0.1");
 }
 
+/// Plants a copy of `scripts/{file}` (another docstring) on prod with the git CLI.
+fn plant_copy(repo: &std::path::Path, file: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| crate::util::git(work.path(), args);
+    crate::util::git(
+        repo,
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "prod",
+            repo.to_str().unwrap(),
+            work.path().to_str().unwrap(),
+        ],
+    );
+    let original = std::fs::read_to_string(work.path().join("scripts").join(file)).unwrap();
+    std::fs::write(
+        work.path().join("scripts/planted.py"),
+        format!(
+            "# planted\n{}",
+            original.replacen("\"\"\"", "\"\"\"A copy. ", 1)
+        ),
+    )
+    .unwrap();
+    git(&["add", "scripts/planted.py"]);
+    git(&[
+        "-c",
+        "user.name=cli",
+        "-c",
+        "user.email=cli@x",
+        "commit",
+        "-q",
+        "-m",
+        "plant a copy",
+    ]);
+    git(&["push", "-q", "origin", "prod"]);
+}
+
+#[tokio::test]
+async fn the_start_up_check_logs_duplicates_on_prod() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = crate::util::ServerProcess::start(&data, &[]);
+    let client = crate::util::http_client(&server, "ed1", "1editor").await;
+    let list: Vec<Value> = client
+        .get(server.url("/api/scripts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seeded = list[0]["filename"].as_str().unwrap().to_string();
+    let log = server.terminate();
+    assert!(
+        !log.contains("same executable code"),
+        "no duplicates yet: {log}"
+    );
+    plant_copy(&data.join("repo"), &seeded);
+    let server = crate::util::ServerProcess::start(&data, &[]);
+    let log = server.terminate();
+    let line = log
+        .lines()
+        .find(|l| l.contains("prod holds scripts with the same executable code"))
+        .unwrap_or_else(|| panic!("the start-up check names the duplicates: {log}"));
+    assert!(
+        line.contains(&seeded) && line.contains("planted.py"),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn events_deliver_a_save_by_ed2_to_ed1_within_a_second_and_replay_with_last_event_id() {
     let app = TestApp::team().await;
