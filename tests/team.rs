@@ -127,6 +127,12 @@ async fn overlapping_edits_are_409_with_the_hunks_and_nothing_is_saved() {
     );
     assert_eq!(c["base_content"], FIVE);
     assert_eq!(app.git(&["rev-parse", "ed3"]), tip, "no commit");
+    // An oversized edit of an old version is refused before any merging.
+    let big = format!("{FIVE}# {}\n", "x".repeat(2 * 1024 * 1024));
+    assert_eq!(
+        app.save(&ed3, id, &big, "0.1").await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     assert_eq!(content(&app, &ed1, id).await.1, "0.2");
     // Resolved against 0.2, it saves.
     let r = app

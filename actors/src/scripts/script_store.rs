@@ -510,6 +510,14 @@ impl ScriptStore {
         base: Version,
     ) -> Result<Saved> {
         let cur = self.current(id)?;
+        // Before any merging work: an oversized edit is refused as it is.
+        if content.len() > MAX_CONTENT_BYTES {
+            return Err(RepoError::TooLarge {
+                what: "the script",
+                size: content.len(),
+                limit: MAX_CONTENT_BYTES,
+            });
+        }
         let (content, merged) = self.rebase_edit(id, &cur, base, content)?;
         let content = content.as_str();
         let (doc, hash) = self.check(content)?;
