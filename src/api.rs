@@ -4,6 +4,7 @@
 mod artifacts;
 #[cfg(test)]
 mod bindings;
+mod events;
 mod llm;
 mod lsp;
 mod runs;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub lsp: Arc<lsp::LspSessions>,
     /// This server's origins, for the CSRF guard and the WebSocket upgrade.
     pub origins: Arc<crate::origin::Origins>,
+    /// What the team does, for `/api/events`.
+    pub notices: Arc<crate::notices::Notices>,
     /// Whether a write can succeed now (for `/api/health`).
     pub health: Arc<scriptorium_actors::WriteHealth>,
 }
@@ -131,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts/{id}", get(scripts::get).put(scripts::save))
         .route("/scripts/{id}/bump-major", post(scripts::bump_major))
         .route("/scripts/{id}/fork", post(scripts::fork))
+        .route("/scripts/{id}/fork-ordering", get(scripts::fork_ordering))
+        .route("/events", get(events::stream))
+        .route("/presence", post(events::presence))
+        .route("/audit/duplicates", get(events::audit_duplicates))
         .route("/scripts/{id}/versions", get(scripts::versions))
         .route("/scripts/{id}/versions/{version}", get(scripts::version))
         .route(

@@ -106,8 +106,10 @@ impl Auth {
     ) -> Result<Auth, rusqlite::Error> {
         let conn = scriptorium_actors::open_existing(db_path)?;
         Ok(Auth {
+            // A disabled user cannot sign in, and their sessions and tokens no longer work.
             users: users
                 .iter()
+                .filter(|u| !u.disabled)
                 .map(|u| (u.username.clone(), u.clone()))
                 .collect(),
             sessions: Mutex::new(conn),

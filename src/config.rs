@@ -21,6 +21,9 @@ pub struct UserConfig {
     pub password_hash: String,
     pub roles: Vec<Role>,
     pub email: Option<String>,
+    /// Set by `scriptorium users disable`: the user cannot sign in; their branch stays.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// The file as written; every field optional.
@@ -380,6 +383,30 @@ impl Config {
         self.frontend_dir = abs(&self.frontend_dir);
         self
     }
+}
+
+/// The users a configuration file's text gives (the defaults when it has none),
+/// validated as the server would at start-up. `scriptorium users` checks an edit with it
+/// before writing.
+pub fn users_of_file(text: &str, path: &Path) -> Result<(Vec<UserConfig>, bool), ConfigError> {
+    let file = toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let own = !file.users.is_empty();
+    let users = if own {
+        file.users
+    } else {
+        #[derive(Deserialize)]
+        struct Users {
+            users: Vec<UserConfig>,
+        }
+        toml::from_str::<Users>(DEFAULT_USERS)
+            .expect("default users parse")
+            .users
+    };
+    validate_users(&users, &path.display().to_string())?;
+    Ok((users, own))
 }
 
 fn validate_users(users: &[UserConfig], path: &str) -> Result<(), ConfigError> {

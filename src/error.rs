@@ -109,6 +109,18 @@ impl From<RepoError> for ApiError {
                 message: e.to_string(),
                 extra: json!({ "current_version": current.to_string() }),
             },
+            RepoError::MergeConflict(ref c) => ApiError::Conflict {
+                extra: json!({ "current_version": c.theirs.to_string(), "conflict": c }),
+                message: e.to_string(),
+            },
+            RepoError::Moved { current, .. } => ApiError::Conflict {
+                message: e.to_string(),
+                extra: json!({ "current_version": current.to_string() }),
+            },
+            RepoError::Duplicate { ref other, .. } => ApiError::Conflict {
+                extra: json!({ "duplicate_of": other }),
+                message: e.to_string(),
+            },
             RepoError::InvalidPython(ref p) => ApiError::Unprocessable {
                 extra: json!({ "line": p.line, "column": p.column, "text": p.text }),
                 message: e.to_string(),

@@ -27,6 +27,8 @@ pub mod exec;
 pub mod frontend;
 pub mod headers;
 pub mod memory;
+pub mod notices;
 pub mod origin;
 pub mod server;
 pub mod throttle;
+pub mod users;

@@ -63,11 +63,126 @@ enum Command {
         script: PathBuf,
         args: Vec<String>,
     },
+    /// The team in scriptorium.toml: list, add, disable, enable, reset-password. Passwords
+    /// are read from standard input. Restart the server for a change to apply.
+    Users {
+        /// Configuration file (default: DATA/scriptorium.toml, then ./scriptorium.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory, where a new scriptorium.toml goes.
+        #[arg(long = "data")]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UsersAction,
+    },
     /// List the interpreters from interpreters.toml and those detected on this machine.
     Interpreters {
         #[arg(long, default_value = "interpreters.toml")]
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Show each user, their roles and whether they are disabled.
+    List,
+    /// Add a user (password on standard input).
+    Add {
+        username: String,
+        /// `viewer` or `editor`; repeat for both.
+        #[arg(long = "role", required = true, value_parser = ["viewer", "editor"])]
+        roles: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Stop a user from signing in (their sessions and tokens stop working; their branch stays).
+    Disable { username: String },
+    /// Let a disabled user sign in again.
+    Enable { username: String },
+    /// Set a new password (on standard input).
+    ResetPassword { username: String },
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn users_command(
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    action: UsersAction,
+) -> anyhow::Result<()> {
+    use scriptorium::users::{self, Change};
+    let path = users::config_path(config, data);
+    let change_done = |what: String| {
+        println!(
+            "{what} in {}; restart the server for it to apply",
+            path.display()
+        );
+    };
+    match action {
+        UsersAction::List => {
+            for u in users::list(&path)? {
+                let roles: Vec<String> = u
+                    .roles
+                    .iter()
+                    .map(|r| format!("{r:?}").to_lowercase())
+                    .collect();
+                let state = if u.disabled { " (disabled)" } else { "" };
+                println!("{:<32} {}{state}", u.username, roles.join(","));
+            }
+        }
+        UsersAction::Add {
+            username,
+            roles,
+            email,
+        } => {
+            use scriptorium::auth::Role;
+            let roles: Vec<Role> = roles
+                .iter()
+                .map(|r| {
+                    if r == "editor" {
+                        Role::Editor
+                    } else {
+                        Role::Viewer
+                    }
+                })
+                .collect();
+            let password = read_password()?;
+            users::apply(
+                &path,
+                &Change::Add {
+                    username: &username,
+                    password: &password,
+                    roles: &roles,
+                    email: email.as_deref(),
+                },
+            )?;
+            change_done(format!("added {username}"));
+        }
+        UsersAction::Disable { username } => {
+            users::apply(&path, &Change::Disable(&username))?;
+            change_done(format!("disabled {username}"));
+        }
+        UsersAction::Enable { username } => {
+            users::apply(&path, &Change::Enable(&username))?;
+            change_done(format!("enabled {username}"));
+        }
+        UsersAction::ResetPassword { username } => {
+            let password = read_password()?;
+            users::apply(
+                &path,
+                &Change::ResetPassword {
+                    username: &username,
+                    password: &password,
+                },
+            )?;
+            change_done(format!("set a new password for {username}"));
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -159,6 +274,11 @@ fn main() -> anyhow::Result<()> {
             ))?;
             std::process::exit(code);
         }
+        Command::Users {
+            config,
+            data,
+            action,
+        } => users_command(config, data, action),
         Command::Interpreters { file } => {
             let reg = scriptorium_sandbox::Registry::load(&file)?;
             for i in reg.all() {

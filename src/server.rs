@@ -160,6 +160,7 @@ impl App {
                 config.listen,
             )),
             health,
+            notices: Default::default(),
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

@@ -49,6 +49,8 @@ fn routes(id: i64) -> Vec<(Method, String, Option<serde_json::Value>)> {
         ),
         (Method::POST, format!("{s}/bump-major"), None),
         (Method::POST, format!("{s}/fork"), None),
+        (Method::GET, format!("{s}/fork-ordering"), None),
+        (Method::GET, "/api/audit/duplicates".into(), None),
         (Method::PUT, format!("{s}/test-data"), Some(json!(RAW))),
         (Method::POST, format!("{s}/publish"), None),
         (

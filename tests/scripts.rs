@@ -112,7 +112,7 @@ async fn minor_goes_past_nine_and_bump_resets_it() {
 }
 
 #[tokio::test]
-async fn a_stale_save_is_refused_with_the_current_version() {
+async fn an_overlapping_stale_save_is_refused_with_the_current_version() {
     let app = TestApp::start().await;
     let ed1 = app.ed1().await;
     let id = app.create(&ed1, "x = 1\n").await;
@@ -124,7 +124,7 @@ async fn a_stale_save_is_refused_with_the_current_version() {
     let r = app.save(&ed1, id, "x = 3\n", "0.1").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json()["current_version"], "0.2");
-    assert!(r.error().contains("based on 0.1"), "{}", r.error());
+    assert!(r.error().contains("moved from 0.1 to 0.2"), "{}", r.error());
     assert_eq!(
         app.git(&["rev-parse", "ed1"]),
         before,

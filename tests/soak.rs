@@ -616,7 +616,8 @@ async fn soak() {
             let slow = create(
                 &client,
                 &server,
-                "import time\nprint('slow', flush=True)\ntime.sleep(5)\n",
+                // One per round: prod may not hold two scripts with the same code.
+                &format!("import time\nprint('slow', {round}, flush=True)\ntime.sleep(5)\n"),
             )
             .await;
             assert_eq!(

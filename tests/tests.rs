@@ -20,5 +20,6 @@ mod run_limits;
 mod runs;
 mod scripts;
 mod soak;
+mod team;
 mod tokens;
 mod web_boundary;

@@ -477,3 +477,97 @@ impl TestApp {
         r.json()["run_id"].as_i64().unwrap()
     }
 }
+
+/// The team of Phase 2: editors ed1…ed4 (ed2…ed4 with password `pw-edN`) and the
+/// viewer mo1.
+pub fn add_team(c: &mut Config) {
+    for n in 2..=4 {
+        c.users.push(scriptorium::config::UserConfig {
+            username: format!("ed{n}"),
+            password_hash: scriptorium::auth::hash_password(&format!("pw-ed{n}")),
+            roles: vec![
+                scriptorium::auth::Role::Viewer,
+                scriptorium::auth::Role::Editor,
+            ],
+            email: Some(format!("ed{n}@scriptorium.local")),
+            disabled: false,
+        });
+    }
+}
+
+impl TestApp {
+    pub async fn team() -> TestApp {
+        Self::start_with(add_team).await
+    }
+
+    /// Signs in one of the team: `ed1`…`ed4` or `mo1`.
+    pub async fn as_user(&self, user: &str) -> String {
+        match user {
+            "ed1" => self.ed1().await,
+            "mo1" => self.mo1().await,
+            other => self.login(other, &format!("pw-{other}")).await,
+        }
+    }
+
+    /// Opens an SSE stream and hands its events over a channel as they arrive.
+    pub async fn sse_live(&self, path: &str, cookie: &str, last_event_id: Option<u64>) -> LiveSse {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(header::COOKIE, cookie);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let router = self.app.as_ref().unwrap().router.clone();
+        let res = router
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "SSE {path}");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut body = res.into_body();
+        let task = tokio::spawn(async move {
+            let (mut buf, mut out) = (String::new(), Vec::new());
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    buf.push_str(&String::from_utf8_lossy(&data));
+                    parse_sse(&mut buf, &mut out);
+                    for e in out.drain(..) {
+                        if tx.send(e).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        LiveSse { rx, task }
+    }
+}
+
+/// An open SSE stream; dropping it closes the connection.
+pub struct LiveSse {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Sse>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LiveSse {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The next event of `kind` within `within`, skipping others.
+pub async fn next_event(
+    live: &mut LiveSse,
+    kind: &str,
+    within: std::time::Duration,
+) -> Option<Sse> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, live.rx.recv()).await {
+            Ok(Some(e)) if e.event == kind => return Some(e),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}

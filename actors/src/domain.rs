@@ -6,4 +6,5 @@ pub mod clock;
 pub(crate) mod ordering;
 pub(crate) mod status;
 pub(crate) mod syntax;
+pub(crate) mod team;
 pub(crate) mod version;

@@ -2,6 +2,7 @@
 //! the server maps each variant to an HTTP status.
 
 use crate::domain::syntax::SyntaxProblem;
+use crate::domain::team::{DuplicateOf, MergeConflict};
 use crate::domain::version::Version;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,27 @@ pub enum RepoError {
         script: i64,
         base: Version,
         current: Version,
+    },
+    #[error(
+        "script {} moved from {} to {} while you edited it, and your edit overlaps that change in {} place(s); resolve each hunk (base, theirs, ours) and save again with base_version {}",
+        .0.script, .0.base, .0.theirs, .0.hunks.len(), .0.theirs
+    )]
+    MergeConflict(Box<MergeConflict>),
+    #[error(
+        "script {script} is at version {current}, but you asked to publish {seen}; look at {current} and publish it with `version` {current} if it is what should run"
+    )]
+    Moved {
+        script: i64,
+        seen: Version,
+        current: Version,
+    },
+    #[error(
+        "the executable code of script {script} version {version} is the same as that of {other} on prod (comments and docstrings aside); prod must not hold two scripts with the same code: change this one, or update that one instead"
+    )]
+    Duplicate {
+        script: i64,
+        version: Version,
+        other: Box<DuplicateOf>,
     },
     #[error("the script is not valid Python: {0}")]
     InvalidPython(SyntaxProblem),

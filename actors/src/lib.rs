@@ -34,6 +34,7 @@ pub use db::{open_existing, open_for_logs};
 pub use domain::clock;
 pub use domain::ordering::{BadOrdering, Ordering};
 pub use domain::syntax::SyntaxProblem;
+pub use domain::team::{DuplicateOf, Hunk, MergeConflict};
 pub use domain::version::{BadVersion, Version};
 pub use error::{CheckerError, RepoError};
 pub use supervisor::{SupervisorArgs, SupervisorMessage, start as start_supervisor};
@@ -44,7 +45,9 @@ pub use scripts::catalog::{Catalog, Parent, ScriptDetail, ScriptSummary, Version
 pub use scripts::examples;
 pub use scripts::health::WriteHealth;
 pub use scripts::script_repo::ScriptRepoHandle;
-pub use scripts::script_store::{Committer, MAX_CONTENT_BYTES, MAX_TEST_DATA_BYTES, StoreConfig};
+pub use scripts::script_store::{
+    Committer, ForkOrderings, MAX_CONTENT_BYTES, MAX_TEST_DATA_BYTES, MergedFrom, StoreConfig,
+};
 
 // Runs.
 pub use runs::events::{Event, EventKind, EventLog, LiveLogs};

@@ -15,6 +15,7 @@ pub mod examples;
 pub(crate) mod gitlock;
 pub(crate) mod gitstore;
 pub(crate) mod health;
+pub(crate) mod merge;
 pub(crate) mod python;
 pub(crate) mod script_repo;
 pub(crate) mod script_store;

@@ -1,8 +1,8 @@
 // What every browser test needs: the real server (built by cargo) on a fresh data
 // directory, the built frontend, and Debian's chromium driven by playwright-core.
 
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
@@ -11,12 +11,17 @@ export const root = path.resolve(import.meta.dirname, "../..");
 export const shots = path.join(import.meta.dirname, "screenshots");
 mkdirSync(shots, { recursive: true });
 
-/** Starts the server and the browser; `stop()` ends both and removes the data. */
-export async function launch() {
+/**
+ * Starts the server and the browser; `stop()` ends both and removes the data.
+ * `editors`: more editors as `[name, password]` (written to the data directory's
+ * scriptorium.toml beside the default ed1 and mo1).
+ */
+export async function launch({ editors = [] } = {}) {
   const dataDir = mkdtempSync(path.join(tmpdir(), "scriptorium-e2e-"));
   // The binary `cargo test` just built (a shared CARGO_TARGET_DIR is honoured).
   const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, "target");
   const bin = process.env.SCRIPTORIUM_BIN ?? path.join(targetDir, "debug/scriptorium");
+  if (editors.length > 0) writeUsers(bin, dataDir, [["ed1", "1editor", ["viewer", "editor"]], ["mo1", "2viewer", ["viewer"]], ...editors.map(([u, p]) => [u, p, ["viewer", "editor"]])]);
   const env = { ...process.env, RUST_LOG: "info", SCRIPTORIUM_FRONTEND_DIR: path.join(root, "frontend/dist"), SCRIPTORIUM_INTERPRETERS: path.join(root, "interpreters.toml") };
   delete env.OPENROUTER_API_KEY;
   const server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data", dataDir], { cwd: root, env, stdio: ["ignore", "ignore", "pipe"] });
@@ -47,6 +52,17 @@ export async function launch() {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Writes `[[users]]` (name, password, roles) with argon2 hashes from `scriptorium hash-password`. */
+function writeUsers(bin, dataDir, users) {
+  let toml = "";
+  for (const [name, password, roles] of users) {
+    const hash = spawnSync(bin, ["hash-password"], { input: `${password}\n`, encoding: "utf8" });
+    if (hash.status !== 0) throw new Error(`hash-password: ${hash.stderr}`);
+    toml += `[[users]]\nusername = "${name}"\npassword_hash = "${hash.stdout.trim()}"\nroles = ${JSON.stringify(roles)}\n\n`;
+  }
+  writeFileSync(path.join(dataDir, "scriptorium.toml"), toml);
 }
 
 /** A new browser context; `url` (default: the app's root) is opened and signed in on. */

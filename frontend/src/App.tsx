@@ -6,6 +6,7 @@ import { errorMessage } from "./errors";
 import { keys, useExamples, useInvalidate, useMe, useScripts } from "./queries";
 import { Login } from "./components/Login";
 import { ScriptList } from "./components/ScriptList";
+import { useRefreshOnNotices } from "./components/Team";
 
 /** What every screen below the shell gets from it. */
 export interface Session {
@@ -32,6 +33,7 @@ function Shell({ me }: { me: Me }) {
   const [error, setError] = useState<string | null>(null);
   const navigate = useNavigate();
   const invalidate = useInvalidate();
+  useRefreshOnNotices(invalidate);
   const scripts = useScripts();
   const examples = useExamples(canEdit);
   const selected = Number(useMatch("/scripts/:id")?.params.id) || null;

@@ -6,8 +6,14 @@ import type {
   ApiToken,
   CreateScriptRequest,
   CreateTokenRequest,
+  DuplicateOf,
   Example,
   ExchangeRecord,
+  ForkOrderings,
+  ForkRequest,
+  MergedFrom,
+  PresenceRequest,
+  PublishRequest,
   LoginRequest,
   Me,
   PassRecord,
@@ -91,10 +97,19 @@ export const api = {
   script: (id: number) => request<ScriptDetail>("GET", `/api/scripts/${id}`),
   create: (content?: string) => request<ScriptDetail>("POST", "/api/scripts", content === undefined ? undefined : ({ content } satisfies CreateScriptRequest)),
   save: (id: number, content: string, base_version: string, exchange_id?: number) =>
-    request<{ version: string; changed: boolean }>("PUT", `/api/scripts/${id}`, { content, base_version, exchange_id } satisfies SaveRequest),
+    request<{ version: string; changed: boolean; merged: MergedFrom | null; duplicate_of: DuplicateOf | null }>(
+      "PUT", `/api/scripts/${id}`, { content, base_version, exchange_id } satisfies SaveRequest),
   bumpMajor: (id: number) => request<{ version: string }>("POST", `/api/scripts/${id}/bump-major`),
-  fork: (id: number) => request<ScriptDetail>("POST", `/api/scripts/${id}/fork`),
-  publish: (id: number) => request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`),
+  fork: (id: number, ordering?: string) =>
+    request<ScriptDetail>("POST", `/api/scripts/${id}/fork`, ordering === undefined ? undefined : ({ ordering } satisfies ForkRequest)),
+  forkOrdering: (id: number) => request<ForkOrderings & { default: string }>("GET", `/api/scripts/${id}/fork-ordering`),
+  /** Publishes `version`, the one the editor looked at (409 if the script moved since). */
+  publish: (id: number, version: string) =>
+    request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`, { version } satisfies PublishRequest),
+  /** The script this user has open (null: none); lasts while an events stream is open. */
+  presence: (script_id: number | null) =>
+    request<unknown>("POST", "/api/presence", (script_id === null ? {} : { script_id }) satisfies PresenceRequest),
+  eventsUrl: "/api/events",
   versions: (id: number) => request<VersionInfo[]>("GET", `/api/scripts/${id}/versions`),
   version: (id: number, v: string) => request<{ content: string }>("GET", `/api/scripts/${id}/versions/${v}`),
   testData: (id: number) => request<string>("GET", `/api/scripts/${id}/test-data`),

@@ -61,7 +61,7 @@ function NoScript() {
 function ScriptScreen() {
   const raw = useParams().id;
   const id = idParam(raw);
-  const { canEdit } = useSession();
+  const { canEdit, me } = useSession();
   const navigate = useNavigate();
   const invalidate = useInvalidate();
   const [dirty, setDirty] = useState(false);
@@ -80,6 +80,7 @@ function ScriptScreen() {
       onChanged={invalidate.scripts}
       onOpen={(other) => navigate(paths.script(other))}
       onDirty={setDirty}
+      me={me.username}
     />
   );
 }

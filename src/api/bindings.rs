@@ -35,6 +35,10 @@ fn generate(dir: &Path) -> Result<(), ts_rs::ExportError> {
     Proposal::export_all(&cfg)?;
     ExchangeRecord::export_all(&cfg)?;
     LlmEvent::export_all(&cfg)?;
+    scriptorium_actors::MergeConflict::export_all(&cfg)?;
+    scriptorium_actors::DuplicateOf::export_all(&cfg)?;
+    scriptorium_actors::MergedFrom::export_all(&cfg)?;
+    scriptorium_actors::ForkOrderings::export_all(&cfg)?;
     super::scripts::ExampleInfo::export_all(&cfg)?;
     // Requests.
     super::session::LoginBody::export_all(&cfg)?;
@@ -42,6 +46,9 @@ fn generate(dir: &Path) -> Result<(), ts_rs::ExportError> {
     super::scripts::CreateBody::export_all(&cfg)?;
     super::scripts::SaveBody::export_all(&cfg)?;
     super::scripts::OrderingBody::export_all(&cfg)?;
+    super::scripts::PublishBody::export_all(&cfg)?;
+    super::scripts::ForkBody::export_all(&cfg)?;
+    super::events::PresenceBody::export_all(&cfg)?;
     super::runs::StartRunBody::export_all(&cfg)?;
     super::runs::StartPassBody::export_all(&cfg)?;
     super::llm::PromptBody::export_all(&cfg)?;

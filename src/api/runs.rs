@@ -65,7 +65,9 @@ pub(super) async fn start(
         mode: body.mode.unwrap_or(Mode::Test),
         user: user.username.clone(),
     };
+    let script_id = request.script_id;
     let run_id = state.runs.start_run(request).await?;
+    super::events::follow_run(&state, &user.username, run_id, script_id);
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/runs/{run_id}"))],
@@ -159,6 +161,7 @@ pub(super) async fn pass_start(
             user.username.clone(),
         )
         .await?;
+    super::events::follow_pass(&state, &user.username, pass_id);
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/passes/{pass_id}"))],

@@ -35,6 +35,22 @@ pub(super) struct SaveBody {
     exchange_id: Option<i64>,
 }
 
+/// `POST /api/scripts/{id}/publish`: the version the editor looked at.
+#[derive(Deserialize, Default, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+#[ts(rename = "PublishRequest", optional_fields)]
+pub(super) struct PublishBody {
+    version: Option<String>,
+}
+
+/// `POST /api/scripts/{id}/fork`: where the fork goes (default: next to its parent).
+#[derive(Deserialize, Default, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+#[ts(rename = "ForkRequest", optional_fields)]
+pub(super) struct ForkBody {
+    ordering: Option<String>,
+}
+
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "OrderingRequest", optional_fields)]
@@ -75,6 +91,9 @@ pub(super) async fn create(
         .create(user.committer(), body.content, body.filename, ordering)
         .await?;
     let detail = state.read(move |c| c.detail(id)).await?;
+    state
+        .notices
+        .push("created", &user.username, json!({ "script_id": id }));
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/api/scripts/{id}"))],
@@ -195,9 +214,23 @@ pub(super) async fn save(
         Some(x) if saved.changed => state.llm.link(x, id, saved.version).await,
         _ => false,
     };
-    Ok(Json(
-        json!({ "version": saved.version, "changed": saved.changed, "linked_exchange": linked }),
-    ))
+    if saved.changed {
+        state.notices.push(
+            "saved",
+            &user.username,
+            json!({ "script_id": id, "version": saved.version, "merged": saved.merged }),
+        );
+    }
+    Ok(Json(json!({
+        "version": saved.version,
+        "changed": saved.changed,
+        "linked_exchange": linked,
+        // Set when the edit was based on an older version: the versions merged.
+        "merged": saved.merged,
+        // Another script on prod with the same executable code: publishing this
+        // version would be refused.
+        "duplicate_of": saved.duplicate_of,
+    })))
 }
 
 pub(super) async fn bump_major(
@@ -213,9 +246,17 @@ pub(super) async fn fork(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let new_id = state.repo.fork(user.committer(), id).await?;
+    let body: ForkBody = super::optional_json(body)?;
+    let ordering = body.ordering.as_deref().map(parse_ordering).transpose()?;
+    let new_id = state.repo.fork(user.committer(), id, ordering).await?;
     let detail = state.read(move |c| c.detail(new_id)).await?;
+    state.notices.push(
+        "forked",
+        &user.username,
+        json!({ "script_id": new_id, "parent_id": id, "ordering": detail.summary.ordering }),
+    );
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/api/scripts/{new_id}"))],
@@ -267,12 +308,40 @@ pub(super) async fn test_data_put(
     Ok(Json(json!({ "changed": changed })))
 }
 
+/// `GET /api/scripts/{id}/fork-ordering`: where a fork would go, before it is made.
+pub(super) async fn fork_ordering(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let o = state.repo.fork_orderings(id).await?;
+    Ok(Json(json!({
+        "parent": o.parent,
+        "same_group": o.same_group,
+        "new_group": o.new_group,
+        "default": o.same_group.clone().unwrap_or_else(|| o.new_group.clone()),
+    })))
+}
+
 pub(super) async fn publish(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (version, changed) = state.repo.publish(user.committer(), id).await?;
+    let body: PublishBody = super::optional_json(body)?;
+    let seen = body
+        .version
+        .as_deref()
+        .map(|v| parse_version(v, "version"))
+        .transpose()?;
+    let (version, changed) = state.repo.publish(user.committer(), id, seen).await?;
+    if changed {
+        state.notices.push(
+            "published",
+            &user.username,
+            json!({ "script_id": id, "version": version }),
+        );
+    }
     Ok(Json(
         json!({ "published_version": version, "changed": changed }),
     ))

@@ -123,6 +123,33 @@ impl GitStore {
         }
     }
 
+    /// The underlying repository (for git's merge machinery).
+    pub(crate) fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The blobs directly under `dir` in the tip of `branch` (name, blob), without
+    /// following anything: entries that are not regular blobs are left out.
+    pub(crate) fn files_under(
+        &self,
+        branch: &str,
+        dir: &str,
+    ) -> Result<Vec<(String, Oid)>, git2::Error> {
+        let commit = self.repo.find_commit(self.tip(branch)?)?;
+        let entry = match commit.tree()?.get_path(Path::new(dir)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let tree = self.repo.find_tree(entry.id())?;
+        Ok(tree
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Blob) && e.filemode() != 0o120000)
+            .filter_map(|e| Some((e.name()?.to_string(), e.id())))
+            .collect())
+    }
+
     /// Applies `edits` to the tip of `branch` and commits the result (even when the tree
     /// does not change: a Major bump is a commit of its own).
     pub(crate) fn commit(

@@ -17,8 +17,19 @@ pub(crate) use crate::domain::syntax::SyntaxProblem;
 pub(crate) use crate::error::CheckerError;
 
 const WORKER: &str = r#"
-import ast, json, sys
+import ast, hashlib, json, sys
 inp, out = sys.stdin.buffer, sys.stdout
+DOC_HOLDERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+def code_hash(tree):
+    # Executable code: the AST without docstrings (comments never reach it), dumped
+    # without positions, so formatting, comments and docstrings do not count.
+    for node in ast.walk(tree):
+        if isinstance(node, DOC_HOLDERS) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    dump = ast.dump(tree, annotate_fields=True, include_attributes=False)
+    return hashlib.sha256(dump.encode("utf-8")).hexdigest()
 while True:
     header = inp.readline()
     if not header:
@@ -26,8 +37,9 @@ while True:
     src = inp.read(int(header)).decode("utf-8")
     try:
         compile(src, "<script>", "exec", dont_inherit=True)
-        doc = ast.get_docstring(ast.parse(src))
-        res = {"ok": True, "docstring": doc}
+        tree = ast.parse(src)
+        doc = ast.get_docstring(tree)
+        res = {"ok": True, "docstring": doc, "code_hash": code_hash(tree)}
     except SyntaxError as e:
         res = {"ok": False, "message": e.msg, "line": e.lineno, "column": e.offset, "text": (e.text or "").rstrip("\n")}
     except Exception as e:
@@ -39,7 +51,12 @@ while True:
 /// What a check found.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Checked {
-    Valid { docstring: Option<String> },
+    /// `code_hash`: SHA-256 of the executable code (the AST without docstrings and
+    /// comments, positions left out); equal for sources that differ only in those.
+    Valid {
+        docstring: Option<String>,
+        code_hash: String,
+    },
     Invalid(SyntaxProblem),
 }
 
@@ -47,6 +64,7 @@ pub(crate) enum Checked {
 struct Answer {
     ok: bool,
     docstring: Option<String>,
+    code_hash: Option<String>,
     message: Option<String>,
     line: Option<u32>,
     column: Option<u32>,
@@ -171,6 +189,7 @@ impl PythonChecker {
         Ok(if a.ok {
             Checked::Valid {
                 docstring: a.docstring,
+                code_hash: a.code_hash.unwrap_or_default(),
             }
         } else {
             Checked::Invalid(SyntaxProblem {
@@ -289,12 +308,12 @@ mod tests {
     #[test]
     fn reports_docstring_and_errors_with_position() {
         let mut c = checker();
-        assert_eq!(
-            c.check("\"\"\"Sum it\n\nMore.\"\"\"\nx = 1\n").unwrap(),
-            Checked::Valid {
-                docstring: Some("Sum it\n\nMore.".into())
-            }
-        );
+        let Checked::Valid { docstring, .. } =
+            c.check("\"\"\"Sum it\n\nMore.\"\"\"\nx = 1\n").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(docstring.as_deref(), Some("Sum it\n\nMore."));
         let Checked::Invalid(p) = c.check("x = 1\ndef f(:\n    pass\n").unwrap() else {
             panic!()
         };
@@ -318,6 +337,37 @@ mod tests {
         c.check("x = 1\n").unwrap();
         c.worker.as_mut().unwrap().child.kill().unwrap();
         assert!(matches!(c.check("y = 2\n").unwrap(), Checked::Valid { .. }));
+    }
+
+    fn hash(c: &mut PythonChecker, src: &str) -> String {
+        match c.check(src).unwrap() {
+            Checked::Valid { code_hash, .. } => code_hash,
+            Checked::Invalid(p) => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn the_code_hash_ignores_docstrings_comments_and_layout_only() {
+        let mut c = checker();
+        let a = hash(
+            &mut c,
+            "\"\"\"Doc A\"\"\"\ndef f(x):\n    \"\"\"inner\"\"\"\n    return x + 1\n",
+        );
+        let b = hash(
+            &mut c,
+            "# a comment\n\"\"\"Another doc\"\"\"\n\ndef f( x ):  # why\n    return (x + 1)\n",
+        );
+        assert_eq!(a.len(), 64);
+        assert_eq!(
+            a, b,
+            "docstrings, comments and spacing are not executable code"
+        );
+        let other = hash(&mut c, "def f(x):\n    return x + 2\n");
+        assert_ne!(a, other);
+        // A string that is not a docstring is code.
+        let s1 = hash(&mut c, "x = 1\n'not a docstring'\n");
+        let s2 = hash(&mut c, "x = 1\n");
+        assert_ne!(s1, s2);
     }
 
     #[test]

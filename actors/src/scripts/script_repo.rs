@@ -10,10 +10,13 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::domain::ordering::Ordering;
+use crate::domain::team::DuplicateOf;
 use crate::domain::version::Version;
-use crate::error::Result;
+use crate::error::{RepoError, Result};
 use crate::handle::{ActorHandle, CallError};
-use crate::scripts::script_store::{Committer, RepairReport, Saved, ScriptStore, StoreConfig};
+use crate::scripts::script_store::{
+    Committer, ForkOrderings, RepairReport, Saved, ScriptStore, StoreConfig,
+};
 
 /// The registered name of the actor of one server instance (several may share a
 /// process, e.g. in tests; ractor's registry is process-wide).
@@ -50,7 +53,16 @@ pub(crate) enum ScriptRepoMessage {
     Fork {
         who: Committer,
         id: i64,
+        ordering: Option<Ordering>,
         reply: RpcReplyPort<Result<i64>>,
+    },
+    ForkOrderings {
+        id: i64,
+        reply: RpcReplyPort<Result<ForkOrderings>>,
+    },
+    /// Sets of scripts on `prod` with the same executable code.
+    AuditDuplicates {
+        reply: RpcReplyPort<Result<Vec<Vec<DuplicateOf>>>>,
     },
     PutTestData {
         who: Committer,
@@ -61,6 +73,7 @@ pub(crate) enum ScriptRepoMessage {
     Publish {
         who: Committer,
         id: i64,
+        seen: Option<Version>,
         reply: RpcReplyPort<Result<(Version, bool)>>,
     },
     SetOrdering {
@@ -84,7 +97,21 @@ impl Actor for ScriptRepo {
         cfg: StoreConfig,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (store, report): (ScriptStore, RepairReport) =
-            tokio::task::spawn_blocking(move || ScriptStore::open(&cfg)).await??;
+            tokio::task::spawn_blocking(move || {
+                let (mut store, report) = ScriptStore::open(&cfg)?;
+                // The duplicate rule on prod: say at start-up what breaks it already.
+                match store.prod_duplicates() {
+                    Ok(sets) => {
+                        for set in &sets {
+                            let names: Vec<String> = set.iter().map(|d| d.to_string()).collect();
+                            tracing::warn!(scripts = ?names, "prod holds scripts with the same executable code; see GET /api/audit/duplicates");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the duplicate-code audit of prod failed"),
+                }
+                Ok::<_, RepoError>((store, report))
+            })
+            .await??;
         if !report.recovered.is_empty() || !report.foreign.is_empty() {
             tracing::warn!(recovered = ?report.recovered, foreign = ?report.foreign, "script repository repaired at start-up");
         }
@@ -138,8 +165,17 @@ impl Actor for ScriptRepo {
             ScriptRepoMessage::BumpMajor { who, id, reply } => {
                 run(store, reply, move |s| s.bump_major(&who, id)).await
             }
-            ScriptRepoMessage::Fork { who, id, reply } => {
-                run(store, reply, move |s| s.fork(&who, id)).await
+            ScriptRepoMessage::Fork {
+                who,
+                id,
+                ordering,
+                reply,
+            } => run(store, reply, move |s| s.fork(&who, id, ordering)).await,
+            ScriptRepoMessage::ForkOrderings { id, reply } => {
+                run(store, reply, move |s| s.fork_orderings(id)).await
+            }
+            ScriptRepoMessage::AuditDuplicates { reply } => {
+                run(store, reply, |s| s.prod_duplicates()).await
             }
             ScriptRepoMessage::PutTestData {
                 who,
@@ -147,9 +183,12 @@ impl Actor for ScriptRepo {
                 data,
                 reply,
             } => run(store, reply, move |s| s.put_test_data(&who, id, &data)).await,
-            ScriptRepoMessage::Publish { who, id, reply } => {
-                run(store, reply, move |s| s.publish(&who, id)).await
-            }
+            ScriptRepoMessage::Publish {
+                who,
+                id,
+                seen,
+                reply,
+            } => run(store, reply, move |s| s.publish(&who, id, seen)).await,
             ScriptRepoMessage::SetOrdering {
                 id,
                 ordering,
@@ -213,9 +252,29 @@ impl ScriptRepoHandle {
             .try_call(|reply| ScriptRepoMessage::BumpMajor { who, id, reply })
             .await
     }
-    pub async fn fork(&self, who: Committer, id: i64) -> Result<i64, CallError> {
+    pub async fn fork(
+        &self,
+        who: Committer,
+        id: i64,
+        ordering: Option<Ordering>,
+    ) -> Result<i64, CallError> {
         self.actor
-            .try_call(|reply| ScriptRepoMessage::Fork { who, id, reply })
+            .try_call(|reply| ScriptRepoMessage::Fork {
+                who,
+                id,
+                ordering,
+                reply,
+            })
+            .await
+    }
+    pub async fn fork_orderings(&self, id: i64) -> Result<ForkOrderings, CallError> {
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::ForkOrderings { id, reply })
+            .await
+    }
+    pub async fn audit_duplicates(&self) -> Result<Vec<Vec<DuplicateOf>>, CallError> {
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::AuditDuplicates { reply })
             .await
     }
     pub async fn put_test_data(
@@ -233,9 +292,19 @@ impl ScriptRepoHandle {
             })
             .await
     }
-    pub async fn publish(&self, who: Committer, id: i64) -> Result<(Version, bool), CallError> {
+    pub async fn publish(
+        &self,
+        who: Committer,
+        id: i64,
+        seen: Option<Version>,
+    ) -> Result<(Version, bool), CallError> {
         self.actor
-            .try_call(|reply| ScriptRepoMessage::Publish { who, id, reply })
+            .try_call(|reply| ScriptRepoMessage::Publish {
+                who,
+                id,
+                seen,
+                reply,
+            })
             .await
     }
     pub async fn set_ordering(&self, id: i64, ordering: Ordering) -> Result<(), CallError> {

@@ -40,6 +40,9 @@ use change::record;
 pub(crate) use change::{Action, Change};
 pub(crate) use repair::RepairReport;
 
+mod team;
+pub use team::{ForkOrderings, MergedFrom};
+
 /// The largest script accepted.
 pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
 /// The largest test data accepted.
@@ -107,6 +110,11 @@ pub struct Saved {
     pub version: Version,
     /// False when the content equalled the current version: nothing was committed.
     pub changed: bool,
+    /// Set when the edit was based on an older version and merged onto the current one.
+    pub merged: Option<MergedFrom>,
+    /// Another script on `prod` with the same executable code: a warning, since
+    /// publishing this version would be refused.
+    pub duplicate_of: Option<crate::domain::team::DuplicateOf>,
 }
 
 pub(crate) struct ScriptStore {
@@ -209,7 +217,8 @@ impl ScriptStore {
         })
     }
 
-    fn check(&mut self, content: &str) -> Result<Option<String>> {
+    /// Validates `content`: its docstring and its executable-code hash.
+    fn check(&mut self, content: &str) -> Result<(Option<String>, String)> {
         if content.len() > MAX_CONTENT_BYTES {
             return Err(RepoError::TooLarge {
                 what: "the script",
@@ -218,7 +227,10 @@ impl ScriptStore {
             });
         }
         match self.checker.check(content)? {
-            Checked::Valid { docstring } => Ok(docstring),
+            Checked::Valid {
+                docstring,
+                code_hash,
+            } => Ok((docstring, code_hash)),
             Checked::Invalid(p) => Err(RepoError::InvalidPython(p)),
         }
     }
@@ -299,7 +311,7 @@ impl ScriptStore {
         ordering: Option<Ordering>,
     ) -> Result<i64> {
         let content = content.unwrap_or_else(|| self.template());
-        let doc = self.check(&content)?;
+        let (doc, hash) = self.check(&content)?;
         let id = self.next_id()?;
         let file = match filename {
             Some(f) => {
@@ -347,10 +359,13 @@ impl ScriptStore {
             &format!("Create {file} (0.1)"),
             doc.as_deref(),
         )?;
+        self.remember_hash(blob, &hash);
         Ok(id)
     }
 
-    /// Saves new content: Minor + 1, unless `base` is stale (→ [`RepoError::Stale`]).
+    /// Saves new content: Minor + 1. An edit based on an older version `base` is merged
+    /// three-way onto the current one; overlapping edits are refused with the hunks
+    /// ([`RepoError::MergeConflict`]) and nothing is saved.
     pub(crate) fn save(
         &mut self,
         who: &Committer,
@@ -359,18 +374,23 @@ impl ScriptStore {
         base: Version,
     ) -> Result<Saved> {
         let cur = self.current(id)?;
-        if cur.version != base {
-            return Err(RepoError::Stale {
-                script: id,
-                base,
-                current: cur.version,
+        // Before any merging work: an oversized edit is refused as it is.
+        if content.len() > MAX_CONTENT_BYTES {
+            return Err(RepoError::TooLarge {
+                what: "the script",
+                size: content.len(),
+                limit: MAX_CONTENT_BYTES,
             });
         }
-        let doc = self.check(content)?;
+        let (content, merged) = self.rebase_edit(id, &cur, base, content)?;
+        let content = content.as_str();
+        let (doc, hash) = self.check(content)?;
         if Oid::hash_object(ObjectType::Blob, content.as_bytes())? == cur.blob {
             return Ok(Saved {
                 version: cur.version,
                 changed: false,
+                merged,
+                duplicate_of: None,
             });
         }
         let blob = self.git.write_blob(content.as_bytes())?;
@@ -379,16 +399,27 @@ impl ScriptStore {
         change.version = Some(version);
         change.blob = Some(blob);
         let path = format!("scripts/{}", cur.filename);
+        let subject = match merged {
+            Some(m) => format!(
+                "Save {} as {version}, an edit of {} merged with {}",
+                cur.filename, m.base, m.theirs
+            ),
+            None => format!("Save {} as {version}", cur.filename),
+        };
         self.apply(
             &change,
             &[Edit::Put { path: &path, blob }],
             &who.email,
-            &format!("Save {} as {version}", cur.filename),
+            &subject,
             doc.as_deref(),
         )?;
+        self.remember_hash(blob, &hash);
+        let duplicate_of = self.duplicate_on_prod(&cur.filename, &hash)?;
         Ok(Saved {
             version,
             changed: true,
+            merged,
+            duplicate_of,
         })
     }
 
@@ -414,16 +445,37 @@ impl ScriptStore {
         Ok(version)
     }
 
-    /// A new script on the editor's branch with the current content and test data of `id`.
-    pub(crate) fn fork(&mut self, who: &Committer, id: i64) -> Result<i64> {
+    /// A new script on the editor's branch with the current content and test data of
+    /// `id`, at `ordering` (default: the next free number in the parent's group, else
+    /// the next whole number).
+    pub(crate) fn fork(
+        &mut self,
+        who: &Committer,
+        id: i64,
+        ordering: Option<Ordering>,
+    ) -> Result<i64> {
         let cur = self.current(id)?;
+        let ordering = match ordering {
+            Some(o) => {
+                if let Some(other) = self.ordering_taken(&o)? {
+                    return Err(RepoError::Conflict(format!(
+                        "ordering number {o} is taken by script {other}; choose another (see /api/scripts/{id}/fork-ordering)"
+                    )));
+                }
+                o
+            }
+            None => {
+                let options = self.fork_orderings(id)?;
+                options.same_group.unwrap_or(options.new_group)
+            }
+        };
         let new_id = self.next_id()?;
         let file = format!("script_{new_id:04}.py");
         let mut change = Change::new(Action::Fork, new_id, who);
         change.version = Some(Version::FIRST);
         change.blob = Some(cur.blob);
         change.file = Some(file.clone());
-        change.ordering = Some(self.next_ordering()?);
+        change.ordering = Some(ordering);
         change.parent = Some((id, cur.version));
         change.test_data = cur.test_data;
         let script_path = format!("scripts/{file}");
@@ -472,8 +524,23 @@ impl ScriptStore {
     }
 
     /// Puts the current version (and test data) on `prod`. Returns false if it was there.
-    pub(crate) fn publish(&mut self, who: &Committer, id: i64) -> Result<(Version, bool)> {
+    /// `seen`: the version the editor looked at; if the script moved since, nothing is
+    /// published ([`RepoError::Moved`]). Code already on `prod` as another script is
+    /// refused ([`RepoError::Duplicate`]).
+    pub(crate) fn publish(
+        &mut self,
+        who: &Committer,
+        id: i64,
+        seen: Option<Version>,
+    ) -> Result<(Version, bool)> {
         let cur = self.current(id)?;
+        if let Some(seen) = seen.filter(|s| *s != cur.version) {
+            return Err(RepoError::Moved {
+                script: id,
+                seen,
+                current: cur.version,
+            });
+        }
         let script_path = format!("scripts/{}", cur.filename);
         let data_path = format!("testdata/{}", stem(&cur.filename));
         let on_prod = self.git.blob_at(PROD, &script_path)?;
@@ -484,6 +551,7 @@ impl ScriptStore {
         {
             return Ok((cur.version, false));
         }
+        self.refuse_duplicate(id, &cur)?;
         let mut change = Change::new(Action::Publish, id, who);
         change.version = Some(cur.version);
         change.blob = Some(cur.blob);
@@ -530,7 +598,7 @@ impl ScriptStore {
         let bytes = self.git.read_blob(blob)?;
         let text = String::from_utf8_lossy(&bytes);
         Ok(match self.checker.check(&text)? {
-            Checked::Valid { docstring } => docstring,
+            Checked::Valid { docstring, .. } => docstring,
             Checked::Invalid(_) => None,
         })
     }
@@ -549,7 +617,7 @@ impl ScriptStore {
                 Some(ordering.parse().expect("example ordering")),
             )?;
             self.put_test_data(&who, id, e.test_data.as_bytes())?;
-            self.publish(&who, id)?;
+            self.publish(&who, id, None)?;
         }
         tracing::info!(count = seeded.len(), "seeded example scripts on prod");
         Ok(())

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from "react";
-import { api, ApiError, type ScriptDetail } from "../api";
+import { api, ApiError, type DuplicateOf, type MergeConflict, type ScriptDetail } from "../api";
 import { errorMessage } from "../errors";
 import { monaco } from "../monaco";
 import { LspClient, type Diagnostic } from "../lsp";
@@ -8,6 +8,7 @@ import { PromptWindow } from "./PromptWindow";
 import { HistoryPanel } from "./HistoryPanel";
 import { TestDataEditor } from "./TestDataEditor";
 import { VersionBadge } from "./VersionBadge";
+import { ConflictView, DuplicateRefusal, ForkChooser, SavedNotice, TeamInitials, useTeam } from "./Team";
 
 type Tab = "run" | "prompt" | "history" | "data";
 
@@ -17,6 +18,8 @@ export function ScriptEditor(props: {
   onChanged: () => void;
   onOpen: (id: number) => void;
   onDirty: (dirty: boolean) => void;
+  /** The signed-in user (their own presence is not shown). */
+  me?: string;
 }) {
   const host = useRef<HTMLDivElement>(null);
   const editor = useRef<monaco.editor.IStandaloneCodeEditor | null>(null);
@@ -32,6 +35,10 @@ export function ScriptEditor(props: {
   const [runTrigger, setRunTrigger] = useState(0);
   const exchangeRef = useRef<number | undefined>(undefined);
   const saveRef = useRef<() => void>(() => undefined);
+  const team = useTeam(props.scriptId, props.me ?? "", props.canEdit);
+  const [mergeConflict, setMergeConflict] = useState<MergeConflict | null>(null);
+  const [duplicate, setDuplicate] = useState<{ message: string; other: DuplicateOf } | null>(null);
+  const [forking, setForking] = useState(false);
 
   // The editor, once.
   useEffect(() => {
@@ -96,24 +103,80 @@ export function ScriptEditor(props: {
       const content = editor.current.getValue();
       const r = await api.save(detail.id, content, detail.version, exchangeRef.current);
       exchangeRef.current = undefined;
-      setDetail({ ...detail, version: r.version, content });
-      setSaved(content);
+      if (r.merged) {
+        // Someone saved in between: the server merged; show what was saved.
+        const d = await api.script(detail.id);
+        editor.current.setValue(d.content);
+        setDetail(d);
+        setSaved(d.content);
+      } else {
+        setDetail({ ...detail, version: r.version, content });
+        setSaved(content);
+      }
       setDirty(false);
       setConflict(null);
-      setMessage({ text: r.changed ? `Saved as version ${r.version}` : `Nothing changed since ${r.version}`, kind: "info" });
+      setMergeConflict(null);
+      team.dismiss();
+      const merged = r.merged ? ` (your edit of ${r.merged.base} merged with ${r.merged.theirs})` : "";
+      const dup = r.duplicate_of ? `; note: the same code is on prod as script ${r.duplicate_of.script_id ?? r.duplicate_of.filename}, so publishing it would be refused` : "";
+      setMessage({ text: (r.changed ? `Saved as version ${r.version}${merged}` : `Nothing changed since ${r.version}`) + dup, kind: "info" });
       props.onChanged();
     } catch (e) {
-      if (e instanceof ApiError && e.status === 409) {
+      if (e instanceof ApiError && e.status === 409 && e.body.conflict) {
+        setMergeConflict(e.body.conflict as MergeConflict);
+        setMessage({ text: `${e.message}. Your text is kept.`, kind: "error" });
+      } else if (e instanceof ApiError && e.status === 409) {
         setConflict(String(e.body.current_version ?? ""));
         setMessage({ text: `${e.message}. Your text is kept in the editor.`, kind: "error" });
       } else {
         setMessage({ text: errorMessage(e), kind: "error" });
       }
     }
-  }, [detail, props]);
+  }, [detail, props, team]);
   useEffect(() => {
     saveRef.current = save;
   }, [save]);
+
+  // "Merge now": with no edits of mine, load theirs; else save mine (the server merges).
+  async function mergeNow() {
+    team.dismiss();
+    if (!dirty) await reload();
+    else await save();
+  }
+
+  async function resolve(content: string) {
+    if (!mergeConflict || !detail || !editor.current) return;
+    editor.current.setValue(content);
+    setDetail({ ...detail, version: mergeConflict.theirs });
+    setMergeConflict(null);
+    try {
+      const r = await api.save(detail.id, content, mergeConflict.theirs);
+      setDetail({ ...detail, version: r.version, content });
+      setSaved(content);
+      setDirty(false);
+      setMessage({ text: `Saved your resolution as version ${r.version}`, kind: "info" });
+      props.onChanged();
+    } catch (e) {
+      if (e instanceof ApiError && e.body.conflict) setMergeConflict(e.body.conflict as MergeConflict);
+      setMessage({ text: errorMessage(e), kind: "error" });
+    }
+  }
+
+  async function publish() {
+    if (!detail) return;
+    setDuplicate(null);
+    try {
+      const r = await api.publish(detail.id, detail.version);
+      setDetail({ ...detail, published_version: r.published_version });
+      setMessage({ text: "Published to prod", kind: "info" });
+      props.onChanged();
+    } catch (e) {
+      if (e instanceof ApiError && e.body.duplicate_of) {
+        setDuplicate({ message: e.message, other: e.body.duplicate_of as DuplicateOf });
+        setMessage(null);
+      } else setMessage({ text: errorMessage(e), kind: "error" });
+    }
+  }
 
   async function act(what: string, f: () => Promise<unknown>) {
     try {
@@ -132,6 +195,7 @@ export function ScriptEditor(props: {
     editor.current?.setValue(d.content);
     setSaved(d.content);
     setConflict(null);
+    setDirty(false);
     setMessage({ text: `Loaded version ${d.version}`, kind: "info" });
   }
 
@@ -147,14 +211,27 @@ export function ScriptEditor(props: {
               const r = await api.bumpMajor(detail.id);
               setDetail({ ...detail, version: r.version });
             })}>Bump Major</button>
-            <button onClick={() => detail && act("Forked", async () => props.onOpen((await api.fork(detail.id)).id))}>Fork</button>
-            <button onClick={() => detail && act("Published to prod", async () => {
-              const r = await api.publish(detail.id);
-              setDetail({ ...detail, published_version: r.published_version });
-            })}>Publish</button>
+            <button onClick={() => setForking(true)}>Fork</button>
+            <button onClick={publish}>Publish</button>
           </>
         )}
+        <TeamInitials users={team.present} />
       </div>
+      {forking && detail && (
+        <ForkChooser
+          scriptId={detail.id}
+          onCancel={() => setForking(false)}
+          onFork={(ordering) => act("Forked", async () => {
+            setForking(false);
+            props.onOpen((await api.fork(detail.id, ordering)).id);
+          })}
+        />
+      )}
+      {team.saved && props.canEdit && (
+        <SavedNotice notice={team.saved} onMerge={mergeNow} onDismiss={team.dismiss} onDiff={() => setTab("history")} />
+      )}
+      {duplicate && <DuplicateRefusal message={duplicate.message} other={duplicate.other} onOpen={props.onOpen} />}
+      {mergeConflict && <ConflictView conflict={mergeConflict} onResolve={resolve} onCancel={() => setMergeConflict(null)} />}
       {message && <p className={message.kind === "error" ? "error" : "info"} role="status">{message.text}</p>}
       {conflict && (
         <p className="conflict">

@@ -67,7 +67,7 @@ impl ScriptStore {
                                             .checker
                                             .check(&String::from_utf8_lossy(&bytes))?
                                         {
-                                            Checked::Valid { docstring } => docstring,
+                                            Checked::Valid { docstring, .. } => docstring,
                                             Checked::Invalid(_) => None,
                                         }
                                     }
