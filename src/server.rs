@@ -13,6 +13,7 @@ use crate::api::{self, AppState, LspSessions};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::frontend;
+use scriptorium_actors::deps::envs::Envs;
 use scriptorium_actors::llm::llm_broker::{LlmBrokerArgs, LlmBrokerHandle};
 use scriptorium_actors::runs::events::LiveLogs;
 use scriptorium_actors::runs::run_scheduler::{RunSchedulerArgs, RunSchedulerHandle};
@@ -69,6 +70,7 @@ impl App {
             })
             .collect();
         let health = Arc::new(WriteHealth::new(&config.data_dir));
+        let uv = uv_config(&config);
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
             python: python.clone(),
@@ -76,6 +78,10 @@ impl App {
             interpreters_note: note,
             seed_examples: config.seed_examples,
             health: health.clone(),
+            deps: Some(scriptorium_actors::deps::Resolver {
+                uv: uv.clone(),
+                python: python.clone(),
+            }),
         };
         let db_path = store.db_path();
         std::fs::create_dir_all(&config.data_dir)?;
@@ -104,6 +110,7 @@ impl App {
             db: Arc::new(Mutex::new(scriptorium_actors::db::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
+            envs: Arc::new(Envs::new(&config.data_dir, uv.clone())),
         });
         let llm = LlmBrokerArgs {
             config: config.llm.clone(),
@@ -187,4 +194,19 @@ pub async fn run(
     tracing::info!("shutting down");
     app.stop().await;
     Ok(())
+}
+
+/// How uv runs for script dependencies, from `[uv]`.
+fn uv_config(config: &Config) -> scriptorium_actors::deps::lock::UvConfig {
+    let mut uv = scriptorium_actors::deps::lock::UvConfig::for_data_dir(&config.data_dir);
+    if let Some(p) = &config.uv.path {
+        uv.uv = p.clone();
+    }
+    uv.index_url = config.uv.index_url.clone();
+    uv.extra_index_urls = config.uv.extra_index_urls.clone();
+    uv.offline = config.uv.offline;
+    if let Some(t) = config.uv.timeout_secs {
+        uv.timeout = std::time::Duration::from_secs(t);
+    }
+    uv
 }

@@ -12,6 +12,7 @@
 //! - [`supervisor`]: the root supervisor that starts and restarts the actors.
 
 pub mod db;
+pub mod deps;
 pub mod domain;
 pub mod error;
 pub mod llm;

@@ -315,6 +315,7 @@ async fn start_run(state: &mut RunSchedulerState, req: RunRequest) -> Result<i64
         version: source.version,
         ordering,
         content: source.content,
+        lock: source.lock,
         input,
         interpreter,
         backend,
@@ -417,6 +418,7 @@ async fn start_pass(
                     version: v,
                     ordering,
                     content: String::new(),
+                    lock: None,
                     input: Vec::new(),
                     interpreter: args
                         .registry
@@ -448,6 +450,7 @@ async fn start_pass(
             version: v,
             ordering,
             content: source.content,
+            lock: source.lock,
             input,
             interpreter,
             backend,

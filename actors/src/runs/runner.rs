@@ -35,6 +35,8 @@ pub struct RunJob {
     pub version: Version,
     pub ordering: String,
     pub content: String,
+    /// The version's dependency lock: its environment is built (or found) first.
+    pub lock: Option<crate::deps::lock::Lock>,
     pub input: Vec<u8>,
     pub interpreter: Interpreter,
     pub backend: BackendKind,
@@ -49,6 +51,8 @@ pub struct Runner {
     pub db: Arc<Mutex<Connection>>,
     pub live: Arc<LiveLogs>,
     pub workers: Arc<Semaphore>,
+    /// The environments built from dependency locks.
+    pub envs: Arc<crate::deps::envs::Envs>,
 }
 
 /// Streams a run's output into its event log, and its pass's.
@@ -220,8 +224,9 @@ impl Runner {
         std::fs::write(&input, &job.input)?;
         let script = side.join("script.py");
         std::fs::write(&script, &job.content)?;
+        let interpreter = self.interpreter_with_deps(job, &side, &log).await?;
         let spec = RunSpec {
-            interpreter: job.interpreter.clone(),
+            interpreter,
             script,
             input: Some(input),
             args: Vec::new(),
@@ -230,10 +235,54 @@ impl Runner {
         };
         let backend = self.backends.get(job.backend)?;
         let sink = LogSink {
-            run: log,
+            run: log.clone(),
             pass: job.pass_log.clone().map(|p| (p, job.run_id)),
         };
         backend.run(spec, Arc::new(sink), cancel).await
+    }
+
+    /// The interpreter for `job`: as chosen, or, when the version has a lock, with the
+    /// lock's environment (built now if missing) on its path. A failed build fails the
+    /// run with uv's reason. Records the lock's hash on the run.
+    async fn interpreter_with_deps(
+        &self,
+        job: &RunJob,
+        side: &Path,
+        log: &Arc<EventLog>,
+    ) -> Result<Interpreter, scriptorium_sandbox::SandboxError> {
+        let Some(lock) = job.lock.clone() else {
+            return Ok(job.interpreter.clone());
+        };
+        let (id, hash) = (job.run_id, lock.hash.clone());
+        if let Err(e) = self
+            .db(move |c| crate::deps::envs::record_run_lock(c, id, &hash))
+            .await
+        {
+            tracing::error!(error = %e, "cannot record the run's lock");
+        }
+        if job.backend != BackendKind::Linux {
+            return Err(scriptorium_sandbox::SandboxError::Setup(format!(
+                "this script declares dependencies (PEP 723), which run only under the `linux` backend so far, not `{}`; run it with backend linux",
+                job.backend.as_str()
+            )));
+        }
+        let envs = self.envs.clone();
+        let interp = job.interpreter.clone();
+        let started = std::time::Instant::now();
+        let env = tokio::task::spawn_blocking(move || envs.ensure(&interp, &lock))
+            .await
+            .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?
+            .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?;
+        let what = if env.built { "built" } else { "reused" };
+        log.push(
+            "log",
+            json!({ "stream": "stderr", "line": format!(
+                "[scriptorium] dependencies: environment {} {what} ({:.2} s)",
+                env.dir.file_name().unwrap_or_default().to_string_lossy(),
+                started.elapsed().as_secs_f64()
+            ) }),
+        );
+        Ok(crate::deps::envs::with_env(&job.interpreter, &env, side)?)
     }
 
     /// Records the end of a run, emits `complete`, and retires its live log.
