@@ -140,6 +140,11 @@ impl Envs {
             }
         }
         std::fs::create_dir_all(tmp.path().join("site-packages"))?;
+        // The temporary directory is private (0700); the sandbox's uid must read it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
+        }
         let tmp = tmp.keep();
         if let Err(e) = std::fs::rename(&tmp, &dir) {
             let _ = std::fs::remove_dir_all(&tmp);

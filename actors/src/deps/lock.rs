@@ -66,6 +66,11 @@ impl UvConfig {
             .env("HOME", &self.cache_dir)
             .env("UV_NO_CONFIG", "1")
             .env("UV_PYTHON_DOWNLOADS", "never")
+            .envs(
+                NETWORK_VARS
+                    .iter()
+                    .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+            )
             .arg("--cache-dir")
             .arg(&self.cache_dir)
             .args(["--only-binary", ":all:", "--quiet", "--color", "never"]);
@@ -81,6 +86,20 @@ impl UvConfig {
         c
     }
 }
+
+/// What uv needs from the server's environment to reach the index: the certificate
+/// authorities and proxies of this machine (no credentials of the server's own).
+const NETWORK_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
 
 /// A lock: its text and the hex sha256 of that text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +173,12 @@ pub fn uv_reason(stderr: &[u8]) -> String {
     let s = String::from_utf8_lossy(stderr);
     let mut r: String = s
         .lines()
-        .map(|l| l.trim_start_matches(['×', '╰', '─', '▶', '│', ' ']).trim())
+        .map(|l| {
+            let l = l.trim_start_matches(['×', '╰', '─', '▶', '│', ' ']).trim();
+            l.strip_prefix("error: ")
+                .or_else(|| l.strip_prefix("cause: "))
+                .unwrap_or(l)
+        })
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
