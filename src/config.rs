@@ -60,7 +60,8 @@ pub struct UvSection {
     pub extra_index_urls: Vec<String>,
     /// Use only uv's cache (`--offline`).
     pub offline: bool,
-    /// How long one resolution or environment build may take; default 120.
+    /// How long one resolution (during a save) may take; default 25, at most 28 (the
+    /// save itself is given 30 s).
     pub timeout_secs: Option<u64>,
 }
 

@@ -206,7 +206,7 @@ fn uv_config(config: &Config) -> scriptorium_actors::deps::lock::UvConfig {
     uv.extra_index_urls = config.uv.extra_index_urls.clone();
     uv.offline = config.uv.offline;
     if let Some(t) = config.uv.timeout_secs {
-        uv.timeout = std::time::Duration::from_secs(t);
+        uv.timeout = std::time::Duration::from_secs(t.min(28));
     }
     uv
 }

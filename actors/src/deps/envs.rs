@@ -131,12 +131,15 @@ impl Envs {
             .arg(tmp.path().join("site-packages"))
             .arg("-r")
             .arg(tmp.path().join("requirements.lock"));
-        match lock::run(cmd, b"", self.uv.timeout) {
+        match lock::run(cmd, b"", self.uv.build_timeout) {
             Ok(o) if o.success => {}
             Ok(o) => return Err(fail(lock::uv_reason(&o.stderr))),
             Err(RunError::Start(m)) => return Err(fail(format!("uv could not be started: {m}"))),
             Err(RunError::Timeout) => {
-                return Err(fail(format!("uv took longer than {:?}", self.uv.timeout)));
+                return Err(fail(format!(
+                    "uv took longer than {:?}",
+                    self.uv.build_timeout
+                )));
             }
         }
         std::fs::create_dir_all(tmp.path().join("site-packages"))?;

@@ -33,13 +33,16 @@ pub struct UvConfig {
     pub offline: bool,
     /// uv's cache directory (shared by all resolutions and builds: hardlinks).
     pub cache_dir: PathBuf,
-    /// How long one resolution or build may take.
+    /// How long one resolution may take. It runs inside a save, which the HTTP handler
+    /// waits on for 30 s: keep it below that, so a slow index fails the save cleanly.
     pub timeout: Duration,
+    /// How long one environment build may take (before a run, off the save path).
+    pub build_timeout: Duration,
 }
 
 impl UvConfig {
     /// The defaults for a data directory: `build/tools/bin/uv` if present, else `uv` on
-    /// `PATH`; PyPI; cache in `DATA/uv-cache`; 120 s.
+    /// `PATH`; PyPI; cache in `DATA/uv-cache`; 25 s to resolve, 600 s to build.
     pub fn for_data_dir(data_dir: &Path) -> UvConfig {
         let local = PathBuf::from("build/tools/bin/uv");
         UvConfig {
@@ -52,7 +55,8 @@ impl UvConfig {
             extra_index_urls: Vec::new(),
             offline: false,
             cache_dir: data_dir.join("uv-cache"),
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(25),
+            build_timeout: Duration::from_secs(600),
         }
     }
 
