@@ -171,3 +171,62 @@ async fn a_run_cannot_write_into_the_shared_environment() {
     assert!(!site.join("tabulate/planted.py").exists());
     assert!(!site.join("planted.py").exists());
 }
+
+#[tokio::test]
+async fn publishing_carries_the_lock_to_prod_and_run_all_uses_it() {
+    let app = app().await;
+    let ed1 = app.ed1().await;
+    let id = app.published(&ed1, "1.0", TABLE, "").await;
+    let file = format!("script_{id:04}.py");
+    let on_prod = app.git(&["show", &format!("prod:scripts/{file}.lock")]);
+    assert_eq!(
+        on_prod,
+        app.git(&["show", &format!("ed1:scripts/{file}.lock")])
+    );
+    let r = app
+        .json(Method::POST, "/api/passes", Some(&ed1), None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let pass_id = r.json()["pass_id"].as_i64().unwrap();
+    let events = app
+        .sse(&format!("/api/passes/{pass_id}/events"), &ed1, None, 10_000)
+        .await;
+    let lines: Vec<String> = events
+        .iter()
+        .filter(|e| e.event == "log")
+        .map(|e| e.data["line"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let pass = app
+        .get(&format!("/api/passes/{pass_id}"), &ed1)
+        .await
+        .json();
+    assert_eq!(pass["status"], "succeeded", "{pass} {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("----")), "{lines:?}");
+    let run = &pass["groups"][0]["runs"][0];
+    assert_eq!(run["lock_hash"], sha256(&on_prod), "{run}");
+}
+
+#[tokio::test]
+async fn a_script_with_dependencies_under_wasi_is_told_to_use_linux() {
+    let app = app().await;
+    let ed1 = app.ed1().await;
+    let (_, body) = create(&app, &ed1, TABLE).await;
+    let id = body["id"].as_i64().unwrap();
+    let r = app
+        .json(
+            Method::POST,
+            "/api/runs",
+            Some(&ed1),
+            Some(json!({ "script_id": id, "interpreter": "wasi-cpython-3.14", "backend": "wasi" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let run_id = r.json()["run_id"].as_i64().unwrap();
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 1000)
+        .await;
+    let complete = &events.last().unwrap().data;
+    assert_ne!(complete["status"], "succeeded", "{complete}");
+    let m = complete["message"].as_str().unwrap_or_default();
+    assert!(m.contains("linux"), "{m}");
+}
