@@ -75,6 +75,12 @@ async fn a_script_declaring_tabulate_is_locked_in_git_and_prints_a_table() {
         changed.lines().collect::<Vec<_>>(),
         [format!("scripts/{file}"), format!("scripts/{file}.lock")]
     );
+    // The script's detail lists what it declares and what the lock pins.
+    let detail = app.get(&format!("/api/scripts/{id}"), &ed1).await.json();
+    let deps = &detail["dependencies"];
+    assert_eq!(deps["declared"], json!(["tabulate==0.9.0"]), "{deps}");
+    assert_eq!(deps["locked"], json!(["tabulate==0.9.0"]), "{deps}");
+    assert_eq!(deps["lock_hash"], sha256(&lock), "{deps}");
     let (lines, record) = run(&app, &ed1, id).await;
     assert_eq!(record["status"], "succeeded", "{record} {lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("name")), "{lines:?}");
@@ -229,4 +235,31 @@ async fn a_script_with_dependencies_under_wasi_is_told_to_use_linux() {
     assert_ne!(complete["status"], "succeeded", "{complete}");
     let m = complete["message"].as_str().unwrap_or_default();
     assert!(m.contains("linux"), "{m}");
+}
+
+#[tokio::test]
+async fn removing_the_dependencies_removes_the_lock_and_an_unchanged_block_keeps_it() {
+    let app = app().await;
+    let ed1 = app.ed1().await;
+    let (_, body) = create(&app, &ed1, TABLE).await;
+    let id = body["id"].as_i64().unwrap();
+    let lock = format!("ed1:scripts/script_{id:04}.py.lock");
+    let first = app.git(&["rev-parse", &lock]);
+    // Only the code changed: the same lock blob, no second resolution.
+    let r = app
+        .save(&ed1, id, &format!("{TABLE}print('more')\n"), "0.1")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(app.git(&["rev-parse", &lock]), first);
+    let changed = app.git(&["show", "--name-only", "--format=", "ed1"]);
+    assert_eq!(changed.trim(), format!("scripts/script_{id:04}.py"));
+    // No dependencies any more: the lock goes in the same commit.
+    let r = app
+        .save(&ed1, id, "\"\"\"Plain\"\"\"\nprint(1)\n", "0.2")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let files = app.git(&["ls-tree", "--name-only", "ed1", "scripts/"]);
+    assert!(!files.contains(".lock"), "{files}");
+    let detail = app.get(&format!("/api/scripts/{id}"), &ed1).await.json();
+    assert_eq!(detail["dependencies"]["lock_hash"], Value::Null);
 }

@@ -68,3 +68,34 @@ pub fn plan(
         .map(LockChange::Set)
         .map_err(|e| RepoError::Dependencies(e.to_string()))
 }
+
+/// A script version's dependencies as the API shows them (the editor's panel, the LLM).
+#[derive(Debug, Clone, Default, serde::Serialize, ts_rs::TS)]
+pub struct Dependencies {
+    /// `requires-python` of the `# /// script` block.
+    pub requires_python: Option<String>,
+    /// The block's `dependencies`, as written.
+    pub declared: Vec<String>,
+    /// The pinned packages of the version's lock (`name==version`).
+    pub locked: Vec<String>,
+    /// The sha256 of the lock (`scripts/<file>.lock`), if the version has one.
+    pub lock_hash: Option<String>,
+    /// Why the block cannot be read, if it cannot.
+    pub problem: Option<String>,
+}
+
+impl Dependencies {
+    pub fn of(content: &str, lock: Option<&Lock>) -> Dependencies {
+        let (meta, problem) = match pep723::parse(content) {
+            Ok(m) => (m.unwrap_or_default(), None),
+            Err(e) => (pep723::Metadata::default(), Some(e.to_string())),
+        };
+        Dependencies {
+            requires_python: meta.requires_python,
+            declared: meta.dependencies,
+            locked: lock.map(Lock::pins).unwrap_or_default(),
+            lock_hash: lock.map(|l| l.hash.clone()),
+            problem,
+        }
+    }
+}

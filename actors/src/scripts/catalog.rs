@@ -56,6 +56,8 @@ pub struct ScriptDetail {
     pub created_at: String,
     pub published_at: Option<String>,
     pub published_by: Option<String>,
+    /// What the current version declares (PEP 723) and what its lock pins.
+    pub dependencies: crate::deps::Dependencies,
 }
 
 /// One entry of a script's history.
@@ -257,8 +259,11 @@ impl Catalog {
             .ok_or(RepoError::NotFound(id))
         })?;
         let content = self.blob_text(&blob)?;
+        let lock = self.version_lock(id, summary.version)?;
+        let dependencies = crate::deps::Dependencies::of(&content, lock.as_ref());
         Ok(ScriptDetail {
             summary,
+            dependencies,
             content,
             created_by,
             created_at: clock::format(created_at),
