@@ -319,6 +319,20 @@ impl Core {
             })
             .await?;
 
+        // What the code declares (PEP 723) and what the saved version's lock pins.
+        let dependencies = {
+            let (catalog, id, c) = (self.args.catalog.clone(), req.script_id, code.clone());
+            tokio::task::spawn_blocking(move || {
+                let lock = catalog
+                    .summary(id)
+                    .and_then(|s| catalog.version_lock(id, s.version))
+                    .ok()
+                    .flatten();
+                crate::deps::Dependencies::of(&c, lock.as_ref())
+            })
+            .await
+            .unwrap_or_default()
+        };
         let started = Instant::now();
         let mut usage = Usage::default();
         let mut raws: Vec<Value> = Vec::new();
@@ -326,6 +340,7 @@ impl Core {
         let outcome = self
             .converse(
                 &req.interpreter,
+                dependencies,
                 &code,
                 &pseudo,
                 &mut messages,
@@ -425,6 +440,7 @@ impl Core {
     async fn converse(
         &self,
         interpreter: &Option<String>,
+        dependencies: crate::deps::Dependencies,
         code: &str,
         pseudo: &Pseudonymised,
         messages: &mut Vec<Value>,
@@ -449,6 +465,7 @@ impl Core {
             backends: self.args.backends.clone(),
             scratch: self.args.scratch.clone(),
             sandbox_dir: self.args.config.sandbox_dir.clone(),
+            dependencies,
         };
         let definitions = if self.provider.name() == "offline" {
             Vec::new()
