@@ -241,6 +241,27 @@ impl Runner {
         backend.run(spec, Arc::new(sink), cancel).await
     }
 
+    /// Builds the missing dependency environments of `jobs` (linux runs with a lock),
+    /// one at a time. Failures are left for each run to report as its own.
+    pub async fn prepare_envs(&self, jobs: impl Iterator<Item = &RunJob>) {
+        let wanted: Vec<_> = jobs
+            .filter(|j| j.backend == BackendKind::Linux)
+            .filter_map(|j| Some((j.interpreter.clone(), j.lock.clone()?)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let envs = self.envs.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (interp, lock) in wanted {
+                if let Err(e) = envs.ensure(&interp, &lock) {
+                    tracing::warn!(error = %e, "a dependency environment could not be built before its group");
+                }
+            }
+        })
+        .await;
+    }
+
     /// The interpreter for `job`: as chosen, or, when the version has a lock, with the
     /// lock's environment (built now if missing) on its path. A failed build fails the
     /// run with uv's reason. Records the lock's hash on the run.

@@ -237,6 +237,9 @@ struct Current {
     lock: Option<(Oid, String)>,
 }
 
+/// A version's dependency lock: its blob and the sha256 of its text.
+type VersionLock = (Oid, String);
+
 /// How a change edits the script's lock file.
 #[derive(Debug, Clone, Copy)]
 enum LockEdit {
@@ -390,8 +393,8 @@ impl ScriptStore {
         &mut self,
         content: &str,
         old: Option<&str>,
-        lock: Option<&(Oid, String)>,
-    ) -> Result<(Option<(Oid, String)>, Option<LockEdit>)> {
+        lock: Option<&VersionLock>,
+    ) -> Result<(Option<VersionLock>, Option<LockEdit>)> {
         Ok(
             match deps::plan(self.deps.as_ref(), content, old, lock.is_some())? {
                 LockChange::Keep => (lock.cloned(), None),
