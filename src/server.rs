@@ -70,7 +70,7 @@ impl App {
             })
             .collect();
         let health = Arc::new(WriteHealth::new(&config.data_dir));
-        let uv = uv_config(&config);
+        let uv = uv_config(config);
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
             python: python.clone(),
