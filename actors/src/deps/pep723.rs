@@ -138,7 +138,13 @@ fn check_requirement(d: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("a dependency is empty; write a package name such as \"tabulate\"".into());
     }
-    if t.starts_with('-') || t.contains('@') || t.contains('\n') || t.starts_with(['.', '/']) {
+    // A requirements line may carry per-requirement options after the name
+    // (`name --config-settings …`) and continue on the next line (`\`): neither is allowed.
+    if t.starts_with('-')
+        || t.contains(" -")
+        || t.contains(['@', '\n', '\r', '\\'])
+        || t.starts_with(['.', '/'])
+    {
         return Err(format!(
             "dependency `{t}` is not a package requirement; write a name with an optional version, e.g. \"tabulate>=0.9\" (options, URLs and paths are not allowed)"
         ));
@@ -211,6 +217,14 @@ mod tests {
         assert!(parse(&wrap("dependencies = [\"x @ https://e.org/x.whl\"]")).is_err());
         assert!(parse(&wrap("dependencies = [\"--index-url=http://e\"]")).is_err());
         assert!(parse(&wrap("dependencies = [\"./local\"]")).is_err());
+        assert!(parse(&wrap("dependencies = [\"tabulate --config-settings=x=y\"]")).is_err());
+        assert!(parse(&wrap("dependencies = [\"tabulate \\\\\"]")).is_err());
+        assert!(
+            parse(&wrap(
+                "dependencies = [\"tabulate>=0.9; python_version >= '3.8'\"]"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
