@@ -48,6 +48,24 @@ struct FileConfig {
     llm: LlmConfig,
     #[serde(default)]
     server: ServerConfig,
+    #[serde(default)]
+    uv: UvSection,
+}
+
+/// `[uv]`: how script dependencies (PEP 723) are resolved and installed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UvSection {
+    /// The uv executable; default `build/tools/bin/uv` (installed by set-up), else `uv`.
+    pub path: Option<PathBuf>,
+    /// The package index; default PyPI.
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    /// Use only uv's cache (`--offline`).
+    pub offline: bool,
+    /// How long one resolution (during a save) may take; default 25, at most 28 (the
+    /// save itself is given 30 s).
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[runs]`: how much runs at once.
@@ -90,6 +108,8 @@ pub struct Config {
     pub llm: LlmConfig,
     /// `[server]`: allowed origins, connection limits and timeouts.
     pub server: ServerConfig,
+    /// `[uv]`: dependency resolution (`SCRIPTORIUM_UV_OFFLINE=1` sets `offline`).
+    pub uv: UvSection,
     /// The file the configuration was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -287,6 +307,10 @@ impl Config {
                 message: "[runs] workers and max_passes must be at least 1".into(),
             });
         }
+        let mut uv = file.uv;
+        if let Some(v) = env("SCRIPTORIUM_UV_OFFLINE") {
+            uv.offline = matches!(v.as_str(), "1" | "true" | "yes");
+        }
         let mut server = file.server;
         let not_origin = |o: &str| {
             format!(
@@ -356,6 +380,7 @@ impl Config {
             lsp: file.lsp,
             llm,
             server,
+            uv,
             source: path,
         })
     }

@@ -126,6 +126,7 @@ impl From<RepoError> for ApiError {
                 message: e.to_string(),
             },
             RepoError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            RepoError::Dependencies(m) => ApiError::Unprocessable { message: m, extra: json!({}) },
             RepoError::BadInput(m) => ApiError::BadRequest(m),
             RepoError::Missing(m) => ApiError::NotFound(m),
             RepoError::Conflict(m) => ApiError::Conflict { message: m, extra: json!({}) },

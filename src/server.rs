@@ -13,6 +13,7 @@ use crate::api::{self, AppState, LspSessions};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::frontend;
+use scriptorium_actors::Envs;
 use scriptorium_actors::LiveLogs;
 use scriptorium_actors::Runner;
 use scriptorium_actors::WriteHealth;
@@ -71,6 +72,7 @@ impl App {
             })
             .collect();
         let health = Arc::new(WriteHealth::new(&config.data_dir));
+        let uv = uv_config(config);
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
             python: python.clone(),
@@ -78,6 +80,10 @@ impl App {
             interpreters_note: note,
             seed_examples: config.seed_examples,
             health: health.clone(),
+            deps: Some(scriptorium_actors::Resolver {
+                uv: uv.clone(),
+                python: python.clone(),
+            }),
         };
         let db_path = store.db_path();
         tokio::fs::create_dir_all(&config.data_dir).await?;
@@ -107,6 +113,7 @@ impl App {
             db: Arc::new(Mutex::new(scriptorium_actors::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
+            envs: Arc::new(Envs::new(&config.data_dir, uv.clone())),
         });
         let llm = LlmBrokerArgs {
             config: config.llm.clone(),
@@ -193,4 +200,19 @@ pub async fn run(
     tracing::info!("shutting down");
     app.stop().await;
     Ok(())
+}
+
+/// How uv runs for script dependencies, from `[uv]`.
+fn uv_config(config: &Config) -> scriptorium_actors::UvConfig {
+    let mut uv = scriptorium_actors::UvConfig::for_data_dir(&config.data_dir);
+    if let Some(p) = &config.uv.path {
+        uv.uv = p.clone();
+    }
+    uv.index_url = config.uv.index_url.clone();
+    uv.extra_index_urls = config.uv.extra_index_urls.clone();
+    uv.offline = config.uv.offline;
+    if let Some(t) = config.uv.timeout_secs {
+        uv.timeout = std::time::Duration::from_secs(t.min(28));
+    }
+    uv
 }

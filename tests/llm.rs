@@ -552,3 +552,29 @@ async fn the_offline_provider_answers_every_template_with_code_that_compiles() {
     let empty = prompt(&app, &ed1, id, json!({ "instruction": "  " })).await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_model_can_list_the_scripts_declared_and_locked_packages() {
+    let (standin, url) = StandIn::start(vec![
+        Reply::Json(tool_call("script_dependencies", "{}")),
+        Reply::Json(answer("Fine.\n\n```python\nprint(1)\n```\n", 10, 5, 0.0)),
+    ])
+    .await;
+    let app = app_with(&url, |_| {}).await;
+    let ed1 = app.ed1().await;
+    let script = "\"\"\"Table\"\"\"\n# /// script\n# dependencies = [\"tabulate==0.9.0\"]\n# ///\nimport tabulate\n";
+    let id = app.create(&ed1, script).await;
+    let r = prompt(&app, &ed1, id, json!({ "instruction": "tidy up" })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let second = standin.received.lock().unwrap()[1].clone();
+    let tool_msg = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap()
+        .clone();
+    let listed: Value = serde_json::from_str(tool_msg["content"].as_str().unwrap()).unwrap();
+    assert_eq!(listed["declared"], json!(["tabulate==0.9.0"]), "{listed}");
+    assert_eq!(listed["locked"], json!(["tabulate==0.9.0"]), "{listed}");
+}

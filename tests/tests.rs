@@ -11,6 +11,7 @@ mod util;
 mod access;
 mod build123d;
 mod client_routes;
+mod deps;
 mod durability;
 mod exec;
 mod llm;

@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_code_hashes.sql",
         include_str!("../../migrations/0006_code_hashes.sql"),
     ),
+    (
+        "0007_deps.sql",
+        include_str!("../../migrations/0007_deps.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write lock before it gives up

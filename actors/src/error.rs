@@ -50,6 +50,10 @@ pub enum RepoError {
     },
     #[error("{0}")]
     BadInput(String),
+    /// The script's declared dependencies cannot be used (a malformed `# /// script`
+    /// block, or uv cannot resolve them): 422, nothing saved.
+    #[error("{0}")]
+    Dependencies(String),
     /// Something other than a script does not exist (a run, a pass, an artifact).
     #[error("{0}")]
     Missing(String),

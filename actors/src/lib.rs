@@ -19,6 +19,7 @@
 
 mod data_dir;
 mod db;
+mod deps;
 mod domain;
 mod error;
 mod handle;
@@ -31,6 +32,9 @@ mod supervisor;
 // Shared pieces.
 pub use data_dir::DataDir;
 pub use db::{open_existing, open_for_logs};
+pub use deps::Resolver;
+pub use deps::envs::Envs;
+pub use deps::lock::UvConfig;
 pub use domain::clock;
 pub use domain::ordering::{BadOrdering, Ordering};
 pub use domain::syntax::SyntaxProblem;

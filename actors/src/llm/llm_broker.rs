@@ -251,18 +251,29 @@ impl Core {
             .db(move |c| exchanges::insert_pending(c, &logged, &sent, &mode))
             .await?;
 
+        // What the code declares (PEP 723) and what the saved version's lock pins.
+        let dependencies = {
+            let (catalog, id, c) = (self.args.catalog.clone(), req.script_id, code.clone());
+            tokio::task::spawn_blocking(move || {
+                let lock = catalog
+                    .summary(id)
+                    .and_then(|s| catalog.version_lock(id, s.version))
+                    .ok()
+                    .flatten();
+                crate::deps::Dependencies::of(&c, lock.as_ref())
+            })
+            .await
+            .unwrap_or_default()
+        };
         let started = Instant::now();
         let mut transcript = Transcript::default();
-        let outcome = self
-            .converse(
-                &req.interpreter,
-                &code,
-                &pseudo,
-                &mut messages,
-                &mut transcript,
-                &send,
-            )
-            .await;
+        let outcome = match self.tools_for(&req.interpreter, dependencies, &code) {
+            Ok(tools) => {
+                self.converse(tools, &pseudo, &mut messages, &mut transcript, &send)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let latency_ms = started.elapsed().as_millis() as u64;
         let sent = json!(messages).to_string();
         let (final_model, content) = match outcome {
@@ -389,16 +400,14 @@ impl Core {
         })
     }
 
-    /// The request/tool loop. Returns the model and the final answer text.
-    async fn converse(
+    /// The tools the model may call for this script: its interpreter (asked for, else
+    /// the script's directive, else the default) and its declared dependencies.
+    fn tools_for(
         &self,
         interpreter: &Option<String>,
+        dependencies: crate::deps::Dependencies,
         code: &str,
-        pseudo: &Pseudonymised,
-        messages: &mut Vec<Value>,
-        transcript: &mut Transcript,
-        send: &(dyn Fn(LlmEvent) + Send + Sync),
-    ) -> Result<(String, String), LlmError> {
+    ) -> Result<Tools, LlmError> {
         let interp = self
             .args
             .registry
@@ -415,7 +424,20 @@ impl Core {
             backends: self.args.backends.clone(),
             scratch: self.args.scratch.clone(),
             sandbox_dir: self.args.config.sandbox_dir.clone(),
+            dependencies,
         };
+        Ok(tools)
+    }
+
+    /// The request/tool loop. Returns the model and the final answer text.
+    async fn converse(
+        &self,
+        tools: Tools,
+        pseudo: &Pseudonymised,
+        messages: &mut Vec<Value>,
+        transcript: &mut Transcript,
+        send: &(dyn Fn(LlmEvent) + Send + Sync),
+    ) -> Result<(String, String), LlmError> {
         let definitions = if self.provider.name() == "offline" {
             Vec::new()
         } else {

@@ -59,6 +59,8 @@ pub(crate) struct Tools {
     /// Where the introspection runs get their run directories.
     pub scratch: PathBuf,
     pub sandbox_dir: Option<PathBuf>,
+    /// The script's declared (PEP 723) and locked packages.
+    pub dependencies: crate::deps::Dependencies,
 }
 
 fn function(name: &str, description: &str, parameters: Value) -> Value {
@@ -89,6 +91,11 @@ impl Tools {
                 "usage_example",
                 "The signature and docstring (usage, examples) of a module, function or class, e.g. `csv.DictReader`.",
                 json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
+            ),
+            function(
+                "script_dependencies",
+                "The packages this script declares in its `# /// script` block (PEP 723) and the versions its saved lock pins. To use another package, add it to `dependencies` in that block (create the block if missing); saving resolves and installs it.",
+                none.clone(),
             ),
         ];
         if self.sandbox_dir.is_some() {
@@ -136,6 +143,9 @@ impl Tools {
                 Some(n) => self.introspect(json!({ "op": "doc", "name": n })).await,
                 None => Err("give `name` as a dotted name such as `csv.DictReader`".to_string()),
             },
+            "script_dependencies" => {
+                serde_json::to_string(&self.dependencies).map_err(|e| e.to_string())
+            }
             "list_files" | "read_file" => match &self.sandbox_dir {
                 Some(dir) => files(dir, name, args["path"].as_str().unwrap_or("")),
                 None => Err("file access is not enabled".to_string()),

@@ -41,6 +41,9 @@ impl Actor for GroupExecutor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             GroupExecutorMessage::ExecuteGroup { jobs, reply } => {
+                // Dependency environments first, so no script of the group waits on a
+                // build while the others run (a failed build fails that run later).
+                runner.prepare_envs(jobs.iter().map(|(j, _)| j)).await;
                 let runs = jobs.into_iter().map(|(job, token)| {
                     let runner = runner.clone();
                     let id = job.run_id;

@@ -175,6 +175,7 @@ async fn plan_run(
         version,
         ordering,
         content: String::new(),
+        lock: None,
         input: Vec::new(),
         interpreter: match &chosen {
             Ok((i, _)) => i.clone(),
@@ -196,6 +197,7 @@ async fn plan_run(
         }
     };
     job.content = source.content;
+    job.lock = source.lock;
     job.input = input;
     job.backend = backend;
     let token = pass_token.child_token();

@@ -217,6 +217,7 @@ async fn start_run(state: &mut RunSchedulerState, req: RunRequest) -> Result<i64
         version: source.version,
         ordering,
         content: source.content,
+        lock: source.lock,
         input,
         interpreter,
         backend,

@@ -94,11 +94,13 @@ pub struct RunRecord {
     pub skipped_count: usize,
     /// The run used a spare sandbox with its interpreter's modules imported already.
     pub warm_start: Option<bool>,
+    /// The sha256 of the dependency lock the run's environment was built from.
+    pub lock_hash: Option<String>,
 }
 
 const RUN_COLUMNS: &str = "id, script_id, major, minor, pass_id, ordering, mode, requested_by, interpreter,
     interpreter_version, backend, protections, status, created_at, started_at, ended_at, exit_code, limit_hit,
-    message, output_bytes, artifacts, warm_start";
+    message, output_bytes, artifacts, warm_start, lock_hash";
 
 fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let started: Option<Centis> = r.get(14)?;
@@ -131,6 +133,7 @@ fn run_record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         artifacts: collected.files.into_iter().take(ARTIFACT_PAGE).collect(),
         skipped: collected.skipped.into_iter().take(ARTIFACT_PAGE).collect(),
         warm_start: r.get(21)?,
+        lock_hash: r.get(22)?,
     })
 }
 

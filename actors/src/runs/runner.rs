@@ -36,6 +36,8 @@ pub struct RunJob {
     pub version: Version,
     pub ordering: String,
     pub content: String,
+    /// The version's dependency lock: its environment is built (or found) first.
+    pub lock: Option<crate::deps::lock::Lock>,
     pub input: Vec<u8>,
     pub interpreter: Interpreter,
     pub backend: BackendKind,
@@ -50,6 +52,8 @@ pub struct Runner {
     pub db: Arc<Mutex<Connection>>,
     pub live: Arc<LiveLogs>,
     pub workers: Arc<Semaphore>,
+    /// The environments built from dependency locks.
+    pub envs: Arc<crate::deps::envs::Envs>,
 }
 
 /// Streams a run's output into its event log, and its pass's.
@@ -223,8 +227,11 @@ impl Runner {
         tokio::task::spawn_blocking(move || write_run_files(&i, &data, &s, &content))
             .await
             .map_err(std::io::Error::other)??;
+        let interpreter = self
+            .interpreter_with_deps(job, &dir.join(SIDE_DIR), &log)
+            .await?;
         let spec = RunSpec {
-            interpreter: job.interpreter.clone(),
+            interpreter,
             script,
             input: Some(input),
             args: Vec::new(),
@@ -233,10 +240,75 @@ impl Runner {
         };
         let backend = self.backends.get(job.backend)?;
         let sink = LogSink {
-            run: log,
+            run: log.clone(),
             pass: job.pass_log.clone().map(|p| (p, job.run_id)),
         };
         backend.run(spec, Arc::new(sink), cancel).await
+    }
+
+    /// Builds the missing dependency environments of `jobs` (linux runs with a lock),
+    /// one at a time. Failures are left for each run to report as its own.
+    pub async fn prepare_envs(&self, jobs: impl Iterator<Item = &RunJob>) {
+        let wanted: Vec<_> = jobs
+            .filter(|j| j.backend == BackendKind::Linux)
+            .filter_map(|j| Some((j.interpreter.clone(), j.lock.clone()?)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let envs = self.envs.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (interp, lock) in wanted {
+                if let Err(e) = envs.ensure(&interp, &lock) {
+                    tracing::warn!(error = %e, "a dependency environment could not be built before its group");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The interpreter for `job`: as chosen, or, when the version has a lock, with the
+    /// lock's environment (built now if missing) on its path. A failed build fails the
+    /// run with uv's reason. Records the lock's hash on the run.
+    async fn interpreter_with_deps(
+        &self,
+        job: &RunJob,
+        side: &Path,
+        log: &Arc<EventLog>,
+    ) -> Result<Interpreter, scriptorium_sandbox::SandboxError> {
+        let Some(lock) = job.lock.clone() else {
+            return Ok(job.interpreter.clone());
+        };
+        let (id, hash) = (job.run_id, lock.hash.clone());
+        if let Err(e) = self
+            .db(move |c| crate::deps::envs::record_run_lock(c, id, &hash))
+            .await
+        {
+            tracing::error!(error = %e, "cannot record the run's lock");
+        }
+        if job.backend != BackendKind::Linux {
+            return Err(scriptorium_sandbox::SandboxError::Setup(format!(
+                "this script declares dependencies (PEP 723), which run only under the `linux` backend so far, not `{}`; run it with backend linux",
+                job.backend.as_str()
+            )));
+        }
+        let envs = self.envs.clone();
+        let interp = job.interpreter.clone();
+        let started = std::time::Instant::now();
+        let env = tokio::task::spawn_blocking(move || envs.ensure(&interp, &lock))
+            .await
+            .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?
+            .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?;
+        let what = if env.built { "built" } else { "reused" };
+        log.push(
+            EventKind::Log,
+            json!({ "stream": "stderr", "line": format!(
+                "[scriptorium] dependencies: environment {} {what} ({:.2} s)",
+                env.dir.file_name().unwrap_or_default().to_string_lossy(),
+                started.elapsed().as_secs_f64()
+            ) }),
+        );
+        Ok(crate::deps::envs::with_env(&job.interpreter, &env, side)?)
     }
 
     /// Records the end of a run, emits `complete`, and retires its live log.
@@ -428,6 +500,10 @@ mod tests {
             db: Arc::new(Mutex::new(crate::db::open(&d.path().join("db")).unwrap())),
             live: Arc::default(),
             workers: Arc::new(Semaphore::new(1)),
+            envs: Arc::new(crate::deps::envs::Envs::new(
+                d.path(),
+                crate::deps::lock::UvConfig::for_data_dir(d.path()),
+            )),
         };
         let err = runner
             .db(|_| -> crate::error::Result<()> { panic!("a bug in a database task") })

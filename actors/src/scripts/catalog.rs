@@ -57,6 +57,8 @@ pub struct ScriptDetail {
     pub created_at: String,
     pub published_at: Option<String>,
     pub published_by: Option<String>,
+    /// What the current version declares (PEP 723) and what its lock pins.
+    pub dependencies: crate::deps::Dependencies,
 }
 
 /// One entry of a script's history.
@@ -81,6 +83,8 @@ pub struct RunSource {
     pub version: Version,
     pub content: String,
     pub test_data: Vec<u8>,
+    /// The dependency lock committed with this version, if it declares any.
+    pub lock: Option<crate::deps::lock::Lock>,
 }
 
 pub struct Catalog {
@@ -165,6 +169,7 @@ impl Catalog {
         let version = version.unwrap_or(summary.version);
         let content = self.version_content(id, version)?;
         let test_data = self.test_data(id)?;
+        let lock = self.version_lock(id, version)?;
         Ok(RunSource {
             id,
             filename: summary.filename,
@@ -172,6 +177,7 @@ impl Catalog {
             version,
             content,
             test_data,
+            lock,
         })
     }
 
@@ -211,6 +217,7 @@ impl Catalog {
                     version: Version::new(major, minor),
                     content: self.blob_text(&blob)?,
                     test_data,
+                    lock: self.version_lock(id, Version::new(major, minor))?,
                 })
             })
             .collect()
@@ -253,8 +260,11 @@ impl Catalog {
             .ok_or(RepoError::NotFound(id))
         })?;
         let content = self.blob_text(&blob)?;
+        let lock = self.version_lock(id, summary.version)?;
+        let dependencies = crate::deps::Dependencies::of(&content, lock.as_ref());
         Ok(ScriptDetail {
             summary,
+            dependencies,
             content,
             created_by,
             created_at: clock::format(created_at),
@@ -338,6 +348,25 @@ impl Catalog {
                 .to_vec()),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The lock committed with a version (`None` when it declares no dependencies).
+    pub fn version_lock(
+        &self,
+        id: i64,
+        version: Version,
+    ) -> Result<Option<crate::deps::lock::Lock>> {
+        let blob: Option<String> = self.with_conn(|c| {
+            Ok(c.query_row(
+                "SELECT lock_blob FROM versions WHERE script_id = ?1 AND major = ?2 AND minor = ?3",
+                rusqlite::params![id, version.major, version.minor],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+        })?;
+        blob.map(|b| Ok(crate::deps::lock::Lock::new(self.blob_text(&b)?)))
+            .transpose()
     }
 
     fn blob_text(&self, blob: &str) -> Result<String> {

@@ -25,6 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::data_dir::DataDir;
 use crate::db;
+use crate::deps::{self, LockChange};
 use crate::domain::ordering::Ordering;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
@@ -83,6 +84,8 @@ pub struct StoreConfig {
     pub seed_examples: bool,
     /// Where failed and successful writes are reported (for `/api/health`).
     pub health: Arc<WriteHealth>,
+    /// How declared dependencies are resolved on save (`None`: they are refused).
+    pub deps: Option<deps::Resolver>,
 }
 
 impl StoreConfig {
@@ -102,6 +105,26 @@ struct Current {
     blob: Oid,
     test_data: Option<Oid>,
     published: Option<Version>,
+    lock: Option<(Oid, String)>,
+}
+
+/// A version's dependency lock: its blob and the sha256 of its text.
+type VersionLock = (Oid, String);
+
+/// How a change edits the script's lock file.
+#[derive(Debug, Clone, Copy)]
+enum LockEdit {
+    Put(Oid),
+    Remove,
+}
+
+impl LockEdit {
+    fn edit(self, path: &str) -> Edit<'_> {
+        match self {
+            LockEdit::Put(blob) => Edit::Put { path, blob },
+            LockEdit::Remove => Edit::Remove { path },
+        }
+    }
 }
 
 /// What a save did.
@@ -126,6 +149,7 @@ pub(crate) struct ScriptStore {
     health: Arc<WriteHealth>,
     /// The highest script id of an undone commit (ids are never handed out twice).
     undone_max_id: i64,
+    deps: Option<deps::Resolver>,
     /// Test hook: abort the process between the git commit and the SQLite record,
     /// as a crash would (`SCRIPTORIUM_FAULT=after-git-commit`).
     crash_after_commit: bool,
@@ -157,6 +181,7 @@ impl ScriptStore {
             editors: cfg.editors.clone(),
             health: cfg.health.clone(),
             undone_max_id: 0,
+            deps: cfg.deps.clone(),
             crash_after_commit: std::env::var("SCRIPTORIUM_FAULT").as_deref()
                 == Ok("after-git-commit"),
             fail_record: false,
@@ -188,7 +213,8 @@ impl ScriptStore {
         let row = self
             .conn
             .query_row(
-                "SELECT s.filename, s.major, s.minor, v.blob_id, s.test_data_blob, s.published_major, s.published_minor
+                "SELECT s.filename, s.major, s.minor, v.blob_id, s.test_data_blob, s.published_major, s.published_minor,
+                        v.lock_blob, v.lock_hash
                  FROM scripts s JOIN versions v ON v.script_id = s.id AND v.major = s.major AND v.minor = s.minor
                  WHERE s.id = ?1",
                 [id],
@@ -200,6 +226,8 @@ impl ScriptStore {
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, Option<u32>>(5)?,
                         r.get::<_, Option<u32>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 },
             )
@@ -214,7 +242,31 @@ impl ScriptStore {
                 (Some(a), Some(b)) => Some(Version::new(a, b)),
                 _ => None,
             },
+            lock: match (row.6, row.7) {
+                (Some(b), Some(h)) => Some((parse_oid(&b)?, h)),
+                _ => None,
+            },
         })
+    }
+
+    /// Resolves the lock for `content` (replacing `old`, with lock `lock`) and returns
+    /// the lock the new version has, plus the edit of the lock file it needs.
+    fn lock_for(
+        &mut self,
+        content: &str,
+        old: Option<&str>,
+        lock: Option<&VersionLock>,
+    ) -> Result<(Option<VersionLock>, Option<LockEdit>)> {
+        Ok(
+            match deps::plan(self.deps.as_ref(), content, old, lock.is_some())? {
+                LockChange::Keep => (lock.cloned(), None),
+                LockChange::Clear => (None, Some(LockEdit::Remove)),
+                LockChange::Set(l) => {
+                    let blob = self.git.write_blob(l.text.as_bytes())?;
+                    (Some((blob, l.hash)), Some(LockEdit::Put(blob)))
+                }
+            },
+        )
     }
 
     /// Validates `content`: its docstring and its executable-code hash.
@@ -286,6 +338,9 @@ impl ScriptStore {
         for line in &self.interpreters_note {
             t.push_str(&format!("#   {line}\n"));
         }
+        t.push_str("#\n# Packages this script needs, from the package index (PEP 723), e.g.\n");
+        t.push_str("# dependencies = [\"tabulate>=0.9\"]; saving locks them with uv.\n");
+        t.push_str(deps::pep723::TEMPLATE_BLOCK);
         t.push_str(concat!(
             "import sys\n\n\n",
             "def main(argv: list[str]) -> int:\n",
@@ -343,18 +398,24 @@ impl ScriptStore {
             }
             None => self.next_ordering()?,
         };
+        let (lock, lock_edit) = self.lock_for(&content, None, None)?;
         let blob = self.git.write_blob(content.as_bytes())?;
         let mut change = Change::new(Action::Create, id, who);
         change.version = Some(Version::FIRST);
         change.blob = Some(blob);
         change.file = Some(file.clone());
         change.ordering = Some(ordering);
+        change.lock = lock;
+        let lock_path = deps::lock_path(&file);
+        let script_path = format!("scripts/{file}");
+        let mut edits = vec![Edit::Put {
+            path: &script_path,
+            blob,
+        }];
+        edits.extend(lock_edit.map(|e| e.edit(&lock_path)));
         self.apply(
             &change,
-            &[Edit::Put {
-                path: &format!("scripts/{file}"),
-                blob,
-            }],
+            &edits,
             &who.email,
             &format!("Create {file} (0.1)"),
             doc.as_deref(),
@@ -393,12 +454,18 @@ impl ScriptStore {
                 duplicate_of: None,
             });
         }
+        let old = String::from_utf8_lossy(&self.git.read_blob(cur.blob)?).into_owned();
+        let (lock, lock_edit) = self.lock_for(content, Some(&old), cur.lock.as_ref())?;
         let blob = self.git.write_blob(content.as_bytes())?;
         let version = cur.version.next_minor();
         let mut change = Change::new(Action::Save, id, who);
         change.version = Some(version);
         change.blob = Some(blob);
+        change.lock = lock;
         let path = format!("scripts/{}", cur.filename);
+        let lock_path = deps::lock_path(&cur.filename);
+        let mut edits = vec![Edit::Put { path: &path, blob }];
+        edits.extend(lock_edit.map(|e| e.edit(&lock_path)));
         let subject = match merged {
             Some(m) => format!(
                 "Save {} as {version}, an edit of {} merged with {}",
@@ -406,13 +473,7 @@ impl ScriptStore {
             ),
             None => format!("Save {} as {version}", cur.filename),
         };
-        self.apply(
-            &change,
-            &[Edit::Put { path: &path, blob }],
-            &who.email,
-            &subject,
-            doc.as_deref(),
-        )?;
+        self.apply(&change, &edits, &who.email, &subject, doc.as_deref())?;
         self.remember_hash(blob, &hash);
         let duplicate_of = self.duplicate_on_prod(&cur.filename, &hash)?;
         Ok(Saved {
@@ -430,6 +491,7 @@ impl ScriptStore {
         let mut change = Change::new(Action::Bump, id, who);
         change.version = Some(version);
         change.blob = Some(cur.blob);
+        change.lock = cur.lock.clone();
         let doc = self.docstring_of(cur.blob)?;
         let path = format!("scripts/{}", cur.filename);
         self.apply(
@@ -478,12 +540,17 @@ impl ScriptStore {
         change.ordering = Some(ordering);
         change.parent = Some((id, cur.version));
         change.test_data = cur.test_data;
+        change.lock = cur.lock.clone();
         let script_path = format!("scripts/{file}");
         let data_path = format!("testdata/{}", stem(&file));
+        let lock_path = deps::lock_path(&file);
         let mut edits = vec![Edit::Put {
             path: &script_path,
             blob: cur.blob,
         }];
+        if let Some((blob, _)) = cur.lock {
+            edits.push(LockEdit::Put(blob).edit(&lock_path));
+        }
         if let Some(t) = cur.test_data {
             edits.push(Edit::Put {
                 path: &data_path,
@@ -543,11 +610,15 @@ impl ScriptStore {
         }
         let script_path = format!("scripts/{}", cur.filename);
         let data_path = format!("testdata/{}", stem(&cur.filename));
+        let lock_path = deps::lock_path(&cur.filename);
         let on_prod = self.git.blob_at(PROD, &script_path)?;
         let data_on_prod = self.git.blob_at(PROD, &data_path)?;
+        let lock_on_prod = self.git.blob_at(PROD, &lock_path)?;
+        let lock_blob = cur.lock.as_ref().map(|l| l.0);
         if cur.published == Some(cur.version)
             && on_prod == Some(cur.blob)
             && data_on_prod == cur.test_data
+            && lock_on_prod == lock_blob
         {
             return Ok((cur.version, false));
         }
@@ -567,6 +638,13 @@ impl ScriptStore {
             },
             None => Edit::Remove { path: &data_path },
         });
+        edits.push(
+            match lock_blob {
+                Some(b) => LockEdit::Put(b),
+                None => LockEdit::Remove,
+            }
+            .edit(&lock_path),
+        );
         self.apply(
             &change,
             &edits,
@@ -640,6 +718,7 @@ mod tests {
             interpreters_note: Vec::new(),
             seed_examples: false,
             health: Arc::new(WriteHealth::new(dir)),
+            deps: None,
         }
     }
 

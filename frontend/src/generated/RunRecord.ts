@@ -32,4 +32,8 @@ skipped: Array<Skipped>, skipped_count: number,
 /**
  * The run used a spare sandbox with its interpreter's modules imported already.
  */
-warm_start: boolean | null, };
+warm_start: boolean | null, 
+/**
+ * The sha256 of the dependency lock the run's environment was built from.
+ */
+lock_hash: string | null, };

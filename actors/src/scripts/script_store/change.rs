@@ -67,6 +67,8 @@ pub(crate) struct Change {
     pub parent: Option<(i64, Version)>,
     /// Test data carried along (fork, publish).
     pub test_data: Option<Oid>,
+    /// The version's dependency lock: its blob and the sha256 of its text.
+    pub lock: Option<(Oid, String)>,
 }
 
 impl Change {
@@ -87,6 +89,7 @@ impl Change {
             ordering: None,
             parent: None,
             test_data: None,
+            lock: None,
         }
     }
 
@@ -115,6 +118,9 @@ impl Change {
         if let Some(t) = self.test_data {
             add("Test-Data", t.to_string());
         }
+        if let Some((blob, hash)) = &self.lock {
+            add("Lock", format!("{blob} {hash}"));
+        }
         add("User", self.user.clone());
         add("Time", self.at.to_string());
         m
@@ -140,6 +146,10 @@ impl Change {
                 Some((id.parse().ok()?, v.parse().ok()?))
             }),
             test_data: oid("Test-Data"),
+            lock: get("Lock").and_then(|l| {
+                let (b, h) = l.split_once(' ')?;
+                Some((Oid::from_str(b).ok()?, h.to_string()))
+            }),
         })
     }
 }
@@ -254,9 +264,13 @@ fn insert_version(
         .blob
         .ok_or_else(|| RepoError::BadInput(format!("commit {commit} lacks its Blob trailer")))?;
     tx.execute(
-        "INSERT INTO versions (script_id, major, minor, kind, commit_id, blob_id, branch, committer, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![c.script, v.major, v.minor, kind, commit.to_string(), blob.to_string(), branch, c.user, c.at],
+        "INSERT INTO versions (script_id, major, minor, kind, commit_id, blob_id, branch, committer, created_at, lock_blob, lock_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            c.script, v.major, v.minor, kind, commit.to_string(), blob.to_string(), branch, c.user, c.at,
+            c.lock.as_ref().map(|l| l.0.to_string()),
+            c.lock.as_ref().map(|l| l.1.as_str()),
+        ],
     )?;
     Ok(())
 }
