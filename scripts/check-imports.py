@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-LAYER = {"domain": 0, "error": 1, "db": 1, "handle": 1, "data_dir": 1, "scripts": 2, "runs": 3, "llm": 4,
+LAYER = {"domain": 0, "error": 1, "db": 1, "handle": 1, "data_dir": 1, "deps": 1.5, "scripts": 2, "runs": 3, "llm": 4,
          "lsp": 2, "supervisor": 9, "lib": 9}
 
 
