@@ -164,7 +164,8 @@ pub(super) struct Prepared {
     ruleset: Option<OwnedFd>,
     report: (OwnedFd, OwnedFd),
     status: (OwnedFd, OwnedFd),
-    trace: Option<((OwnedFd, OwnedFd), u64)>,
+    /// The trace pipe, and when the server began and had prepared the launch.
+    trace: Option<((OwnedFd, OwnedFd), (u64, u64))>,
     protections: Protections,
     lease: Option<Lease>,
     cgroup: Option<cgroup::RunCgroup>,
@@ -244,7 +245,8 @@ impl Sandbox {
         let began = monotonic_ns();
         let mut prepared = self.prepare(&launch)?;
         if let Some((_, at)) = &mut prepared.trace {
-            *at = began;
+            // Before the fork: the child's marks come after it.
+            *at = (began, monotonic_ns());
         }
         let launcher = match &self.zygote {
             None => "direct".to_string(),
@@ -307,7 +309,7 @@ impl Sandbox {
         );
         let report = pipe()?;
         let status = pipe()?;
-        let trace = launch.trace.then(pipe).transpose()?.map(|p| (p, 0));
+        let trace = launch.trace.then(pipe).transpose()?.map(|p| (p, (0, 0)));
         let rlimits = rlimits(launch, protections.cgroup.as_ref().is_some_and(|c| c.pids));
         let plan = child::Plan {
             cgroup_procs: cgroup
@@ -567,8 +569,7 @@ impl Prepared {
             ..
         } = self;
         drop((ruleset, report.1, status.1));
-        let prepared = monotonic_ns();
-        let trace = trace.map(|((marks, w), began)| {
+        let trace = trace.map(|((marks, w), (began, prepared))| {
             drop(w);
             Trace {
                 marks,
