@@ -191,6 +191,10 @@ async fn main() {
         ms(cw) / ms(cn)
     );
     phases(&zygote, &direct, &spec(&natives[fast], &script), b[fast]).await;
+    // The venv with many packages, whose sandboxed start costs more than the rest.
+    if let Some(v) = natives.iter().position(|n| n.id == "build123d") {
+        phases(&zygote, &direct, &spec(&natives[v], &script), b[v]).await;
+    }
     println!("load average after: {}", load());
 }
 

@@ -13,6 +13,7 @@
 mod cgroup;
 mod child;
 mod ids;
+mod intermediate;
 mod landlock;
 mod launch;
 mod process;

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use landlock::{Access, AccessFs};
 
 use super::ids::Lease;
-use super::{Sandbox, cgroup, child, landlock as rules, rootfs, seccomp, zygote};
+pub(super) use super::intermediate::Intermediate;
+use super::{Sandbox, cgroup, child, landlock as rules, rootfs, seccomp};
 use crate::run::{Protections, RunSpec, SandboxError};
 use crate::{BackendKind, Interpreter};
 
@@ -103,56 +104,6 @@ pub(super) fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The sandbox's outermost process (the *intermediate* of [`child`]). Dropping it
-/// kills it, and with it the whole sandbox.
-pub(super) enum Intermediate {
-    /// Forked by the server.
-    Direct(tokio::process::Child),
-    /// Forked by the zygote.
-    Zygote(zygote::Forked),
-}
-
-impl Intermediate {
-    pub(super) fn id(&self) -> Option<u32> {
-        match self {
-            Intermediate::Direct(c) => c.id(),
-            Intermediate::Zygote(f) => Some(f.pid()),
-        }
-    }
-
-    pub(super) fn start_kill(&mut self) {
-        match self {
-            Intermediate::Direct(c) => {
-                let _ = c.start_kill();
-            }
-            Intermediate::Zygote(f) => f.kill(),
-        }
-    }
-
-    /// Waits until it ends: (exit code, signal).
-    pub(super) async fn wait(&mut self) -> std::io::Result<(Option<i32>, Option<i32>)> {
-        use std::os::unix::process::ExitStatusExt;
-        match self {
-            Intermediate::Direct(c) => c.wait().await.map(|s| (s.code(), s.signal())),
-            Intermediate::Zygote(f) => f.wait().await,
-        }
-    }
-
-    /// Kills it and waits until it has ended.
-    pub(super) async fn kill(&mut self) {
-        self.start_kill();
-        let _ = self.wait().await;
-    }
-
-    /// Whether it has ended already.
-    pub(super) fn has_ended(&mut self) -> bool {
-        match self {
-            Intermediate::Direct(c) => !matches!(c.try_wait(), Ok(None)),
-            Intermediate::Zygote(f) => f.has_ended(),
-        }
-    }
-}
-
 /// Everything about a sandbox that is decided before the fork.
 pub(super) struct Prepared {
     pub(super) plan: child::Plan,
@@ -164,7 +115,8 @@ pub(super) struct Prepared {
     ruleset: Option<OwnedFd>,
     report: (OwnedFd, OwnedFd),
     status: (OwnedFd, OwnedFd),
-    trace: Option<((OwnedFd, OwnedFd), u64)>,
+    /// The trace pipe, and when the server began and had prepared the launch.
+    trace: Option<((OwnedFd, OwnedFd), (u64, u64))>,
     protections: Protections,
     lease: Option<Lease>,
     cgroup: Option<cgroup::RunCgroup>,
@@ -244,7 +196,8 @@ impl Sandbox {
         let began = monotonic_ns();
         let mut prepared = self.prepare(&launch)?;
         if let Some((_, at)) = &mut prepared.trace {
-            *at = began;
+            // Before the fork: the child's marks come after it.
+            *at = (began, monotonic_ns());
         }
         let launcher = match &self.zygote {
             None => "direct".to_string(),
@@ -307,7 +260,7 @@ impl Sandbox {
         );
         let report = pipe()?;
         let status = pipe()?;
-        let trace = launch.trace.then(pipe).transpose()?.map(|p| (p, 0));
+        let trace = launch.trace.then(pipe).transpose()?.map(|p| (p, (0, 0)));
         let rlimits = rlimits(launch, protections.cgroup.as_ref().is_some_and(|c| c.pids));
         let plan = child::Plan {
             cgroup_procs: cgroup
@@ -567,8 +520,7 @@ impl Prepared {
             ..
         } = self;
         drop((ruleset, report.1, status.1));
-        let prepared = monotonic_ns();
-        let trace = trace.map(|((marks, w), began)| {
+        let trace = trace.map(|((marks, w), (began, prepared))| {
             drop(w);
             Trace {
                 marks,
