@@ -390,6 +390,44 @@ async fn completion_sees_the_packages_of_the_chosen_interpreter() {
 }
 
 #[tokio::test]
+async fn a_client_cannot_point_the_type_server_at_another_interpreter() {
+    let extra = tempfile::tempdir().unwrap();
+    let (venv, _site) = venv_with_probe_pkg(extra.path());
+    let toml = interpreters_toml(extra.path(), &venv, true);
+    let app = TestApp::start_with(|c| c.interpreters = toml.clone()).await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let other = venv.join("bin/python").display().to_string();
+    // pyrefly's, basedpyright's and ty's ways of naming an interpreter, all at once.
+    let settings = json!({ "python": { "pythonPath": other, "defaultInterpreterPath": other },
+        "pyrefly": { "pythonInterpreterPath": other }, "ty": { "environment": { "python": other } } });
+    let mut lsp = Lsp::open_with(addr, &ed1, settings.clone()).await;
+    lsp.notify(
+        "workspace/didChangeConfiguration",
+        json!({ "settings": settings }),
+    )
+    .await;
+    let uri = lsp
+        .open_doc(
+            "a.py",
+            "import scriptorium_probe_pkg\nscriptorium_probe_pkg.pro",
+        )
+        .await;
+    let labels = lsp.completion_labels(&uri, 1, 25).await;
+    assert!(
+        !labels.iter().any(|l| l.starts_with("probe_function")),
+        "the client's settings chose the interpreter: {labels:?}"
+    );
+    lsp.diagnostics_until(&uri, |d| d.iter().any(|x| x["code"] == "missing-import"))
+        .await;
+    let root = lsp.root();
+    let dir = root.strip_prefix("file://").unwrap();
+    let config = std::fs::read_to_string(std::path::Path::new(dir).join("pyrefly.toml")).unwrap();
+    assert!(!config.contains(&other), "{config}");
+    assert!(config.starts_with("python-interpreter-path = "), "{config}");
+}
+
+#[tokio::test]
 async fn the_server_process_lives_exactly_as_long_as_the_socket() {
     let app = TestApp::start().await;
     let addr = serve(&app).await;

@@ -41,6 +41,8 @@ export function RunPanel(props: {
   onFinished: () => void;
   /** The interpreter the script names in a `# interpreter: ID` line. */
   preferred?: string;
+  /** Told the chosen interpreter (the editor's language server follows it). */
+  onInterpreter?: (id: string) => void;
 }) {
   const [interpreters, setInterpreters] = useState<Interpreter[]>([]);
   const [interp, setInterp] = useState<string>("");
@@ -61,6 +63,7 @@ export function RunPanel(props: {
       if (d) {
         setInterp(d.id);
         setBackend(d.default_backend);
+        props.onInterpreter?.(d.id);
       }
     });
     return () => source.current?.close();
@@ -138,6 +141,7 @@ export function RunPanel(props: {
           Interpreter
           <select value={interp} onChange={(e) => {
             setInterp(e.target.value);
+            props.onInterpreter?.(e.target.value);
             const i = interpreters.find((x) => x.id === e.target.value);
             if (i) setBackend(i.default_backend);
           }}>
