@@ -38,6 +38,8 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
     try {
       renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
     } catch (e) {
+      // The renderer is the outside system here: only trying it tells whether WebGL works.
+      // eslint-disable-next-line react-hooks/set-state-in-effect
       setError(`3D view unavailable: ${e}`);
       return;
     }
