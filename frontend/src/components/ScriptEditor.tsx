@@ -83,13 +83,14 @@ export function ScriptEditor(props: {
   // The language-server session for this model and interpreter.
   useEffect(() => {
     if (!model) return;
-    setProblems([]);
-    setLspStatus(`connecting to the language server${lspInterpreter ? ` for ${lspInterpreter}` : ""}…`);
     const client = new LspClient(api.lspUrl(lspInterpreter), model, setProblems, setLspStatus);
     lsp.current = client;
     return () => {
       client.dispose();
       if (lsp.current === client) lsp.current = null;
+      // The next session (another interpreter or script) reports its own.
+      setProblems([]);
+      setLspStatus("connecting to the language server…");
     };
   }, [model, lspInterpreter]);
 
