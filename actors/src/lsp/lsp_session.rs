@@ -355,8 +355,10 @@ struct Slot {
     handle: SandboxHandle,
     stdin: ChildStdin,
     workspace: PathBuf,
-    /// Its own settings (initializationOptions, `workspace/configuration`).
+    /// Its own settings (initializationOptions).
     settings: Value,
+    /// What it is told and answered as configuration ([`ServerKind::configuration`]).
+    configuration: Value,
 }
 
 pub struct LspSessionState {
@@ -476,7 +478,7 @@ impl LspSession {
             // Servers that read settings this way (pylsp) get the bridge's.
             for index in 0..state.servers.len() {
                 let config = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration",
-                    "params": { "settings": state.servers[index].settings } });
+                    "params": { "settings": state.servers[index].configuration } });
                 if !Self::to_server(myself, state, index, &config.to_string()).await {
                     return;
                 }
@@ -500,7 +502,7 @@ impl LspSession {
             let request = state.router.server_request_out(index, message);
             match state
                 .policy
-                .from_server(&request, &state.servers[index].settings)
+                .from_server(&request, &state.servers[index].configuration)
             {
                 FromServer::Forward => {
                     let _ = state.outbound.send(Outbound::Text(request)).await;
@@ -552,14 +554,16 @@ impl Actor for LspSession {
                 let _ = me.cast(LspSessionMessage::ServerExited(index));
             });
             tokio::spawn(drain_stderr(stderr, id.clone()));
+            let settings = server
+                .kind
+                .settings(&config, &interpreter.path, lint_beside);
             slots.push(Slot {
                 kind: server.kind,
                 handle,
                 stdin,
                 workspace: server.workspace,
-                settings: server
-                    .kind
-                    .settings(&config, &interpreter.path, lint_beside),
+                configuration: server.kind.configuration(&settings),
+                settings,
             });
         }
         myself.send_interval(Duration::from_secs(30), || LspSessionMessage::Tick);

@@ -68,6 +68,18 @@ impl ServerKind {
         }
     }
 
+    /// What the bridge answers to the server's `workspace/configuration` (by section) and
+    /// sends as `didChangeConfiguration` after `initialized`: its settings, where ruff asks
+    /// for the section `ruff` what it got as `initializationOptions.settings`.
+    pub fn configuration(self, settings: &Value) -> Value {
+        match self {
+            ServerKind::Ruff => {
+                json!({ "ruff": settings.get("settings").cloned().unwrap_or(Value::Null) })
+            }
+            _ => settings.clone(),
+        }
+    }
+
     /// Files the server reads from its workspace to find the interpreter (written by the
     /// bridge before the server starts): `(file name, content)`.
     pub fn workspace_files(self, python: &Path) -> Vec<(&'static str, String)> {
@@ -177,5 +189,7 @@ mod tests {
         let s = ServerKind::Ruff.settings(&c, Path::new("/usr/bin/python3"), false);
         assert_eq!(s["settings"]["configurationPreference"], "editorOnly");
         assert_eq!(s["settings"]["configuration"]["line-length"], 100);
+        let answers = ServerKind::Ruff.configuration(&s);
+        assert_eq!(answers["ruff"]["configurationPreference"], "editorOnly");
     }
 }
