@@ -147,15 +147,35 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// Waits for merged diagnostics of `uri` at `version` that satisfy `done`.
-    async fn diagnostics(&mut self, uri: &str, done: impl Fn(&[Value]) -> bool) {
+    /// Waits until the merged diagnostics of `uri` satisfy `lint` and, when `typed` is
+    /// given, `typed`; the time from `t` at which each first held.
+    async fn diagnostics(
+        &mut self,
+        uri: &str,
+        t: Instant,
+        lint: impl Fn(&[Value]) -> bool,
+        typed: Option<&dyn Fn(&[Value]) -> bool>,
+    ) -> (Duration, Option<Duration>) {
+        let (mut lint_at, mut typed_at) = (None, None);
         loop {
             let v = self.recv().await;
-            if v["method"] == "textDocument/publishDiagnostics"
-                && v["params"]["uri"] == uri
-                && done(v["params"]["diagnostics"].as_array().unwrap())
+            if v["method"] != "textDocument/publishDiagnostics" || v["params"]["uri"] != uri {
+                continue;
+            }
+            let d = v["params"]["diagnostics"].as_array().unwrap();
+            if lint_at.is_none() && lint(d) {
+                lint_at = Some(t.elapsed());
+            }
+            if let Some(typed) = typed
+                && typed_at.is_none()
+                && typed(d)
             {
-                return;
+                typed_at = Some(t.elapsed());
+            }
+            if let Some(l) = lint_at
+                && (typed.is_none() || typed_at.is_some())
+            {
+                return (l, typed_at);
             }
         }
     }
@@ -275,17 +295,21 @@ async fn measure(
         )
         .await;
         let lint = |d: &[Value]| d.iter().any(|x| x["code"] == "F401") == broken;
-        s.diagnostics(&duri, lint).await;
-        lint_diag.push(t.elapsed());
-        if type_errors {
-            let typed = |d: &[Value]| {
-                d.iter()
-                    .any(|x| x["range"]["start"]["line"] == 1 && x["code"] != "F401")
-                    == broken
-            };
-            s.diagnostics(&duri, typed).await;
-            type_diag.push(t.elapsed());
-        }
+        let typed = |d: &[Value]| {
+            d.iter()
+                .any(|x| x["range"]["start"]["line"] == 1 && x["code"] != "F401")
+                == broken
+        };
+        let (l, ty) = s
+            .diagnostics(
+                &duri,
+                t,
+                lint,
+                type_errors.then_some(&typed as &dyn Fn(&[Value]) -> bool),
+            )
+            .await;
+        lint_diag.push(l);
+        type_diag.extend(ty);
     }
     let rss = s.rss_mib();
     let _ = s.ws.close(None).await;
