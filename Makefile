@@ -18,7 +18,7 @@ build: setup
 wasi: setup
 	scripts/build-wasi.sh
 
-## The language server (python-lsp-server + ruff, from PyPI via uv).
+## The language servers (pyrefly, ruff, ty, python-lsp-server; from PyPI via uv).
 lsp: setup
 	scripts/setup-lsp.sh
 

@@ -1,4 +1,5 @@
-//! The language-server bridge with the real pylsp over the real WebSocket endpoint.
+//! The language-server bridge with the real servers (pyrefly and `ruff server` by
+//! default, pylsp as configured) over the real WebSocket endpoint.
 
 use std::time::Duration;
 
@@ -142,6 +143,32 @@ impl Lsp {
         uri
     }
 
+    /// Waits for the merged diagnostics of `uri` until `done` holds for them.
+    async fn diagnostics_until(
+        &mut self,
+        uri: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no such diagnostics for {uri}"
+            );
+            let d = self.notification("textDocument/publishDiagnostics").await;
+            if d["params"]["uri"] != uri {
+                continue;
+            }
+            let list = d["params"]["diagnostics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if done(&list) {
+                return list;
+            }
+        }
+    }
+
     async fn completion_labels(&mut self, uri: &str, line: u32, character: u32) -> Vec<String> {
         let r = self.request("textDocument/completion", json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } })).await;
         let items = if r["result"].is_array() {
@@ -167,8 +194,19 @@ fn pid_alive(pid: u64) -> bool {
             .contains(") Z ")
 }
 
+fn has(d: &[Value], source: &str, code: &str, line: u64) -> bool {
+    d.iter().any(|x| {
+        x["source"]
+            .as_str()
+            .unwrap_or("")
+            .eq_ignore_ascii_case(source)
+            && x["code"].as_str().unwrap_or("") == code
+            && x["range"]["start"]["line"] == line
+    })
+}
+
 #[tokio::test]
-async fn diagnostics_completion_hover_and_formatting_come_from_pylsp() {
+async fn diagnostics_of_both_servers_are_merged_and_each_feature_comes_from_its_server() {
     let app = TestApp::start().await;
     let addr = serve(&app).await;
     let ed1 = app.ed1().await;
@@ -179,41 +217,42 @@ async fn diagnostics_completion_hover_and_formatting_come_from_pylsp() {
         "{}",
         lsp.root()
     );
+    assert_eq!(lsp.session["params"]["servers"], json!(["pyrefly", "ruff"]));
 
-    // ruff reports only syntax errors for a file that does not parse, so the two
-    // problems are in two documents.
-    let uri = lsp
-        .open_doc("undefined.py", "import sys\n\nprint(undefined_name)\n")
-        .await;
-    let diags = lsp.notification("textDocument/publishDiagnostics").await;
-    assert_eq!(diags["params"]["uri"], uri);
-    let d = diags["params"]["diagnostics"].as_array().unwrap().clone();
-    let undefined = d
-        .iter()
-        .find(|x| {
-            x["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("undefined_name")
+    // A lint finding (ruff's F401, unused import) and a type error (pyrefly's, an `int`
+    // has no length) in one document: the client sees both, each with its source and
+    // rule code, whichever server published last.
+    let uri = lsp.open_doc("both.py", "import sys\n\nlen(5)\n").await;
+    let d = lsp
+        .diagnostics_until(&uri, |d| {
+            has(d, "ruff", "F401", 0) && has(d, "pyrefly", "bad-argument-type", 2)
         })
-        .unwrap_or_else(|| panic!("{diags}"));
-    assert_eq!(undefined["range"]["start"]["line"], 2);
-    assert!(
-        d.iter()
-            .any(|x| x["message"].as_str().unwrap_or("").contains("sys")),
-        "unused import: {diags}"
-    );
+        .await;
+    // Nothing twice: each server's set is in the union once.
+    let f401 = d.iter().filter(|x| x["code"] == "F401").count();
+    assert_eq!(f401, 1, "{d:?}");
+    // Fixing the type error takes pyrefly's finding away and keeps ruff's.
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 },
+        "contentChanges": [{ "text": "import sys\n\nlen('abc')\n" }] }),
+    )
+    .await;
+    let d = lsp
+        .diagnostics_until(&uri, |d| {
+            has(d, "ruff", "F401", 0) && !d.iter().any(|x| x["code"] == "bad-argument-type")
+        })
+        .await;
+    assert!(d.iter().all(|x| x["range"]["start"]["line"] == 0), "{d:?}");
+
     let uri = lsp
         .open_doc("broken.py", "x = 1\n\n\n\ndef f(:\n    pass\n")
         .await;
-    let diags = lsp.notification("textDocument/publishDiagnostics").await;
-    assert_eq!(diags["params"]["uri"], uri);
-    let d = diags["params"]["diagnostics"].as_array().unwrap();
-    assert!(
+    lsp.diagnostics_until(&uri, |d| {
         d.iter()
-            .any(|x| x["range"]["start"]["line"] == 4 && x["severity"] == 1),
-        "a syntax error on line 5: {diags}"
-    );
+            .any(|x| x["range"]["start"]["line"] == 4 && x["severity"] == 1)
+    })
+    .await;
 
     let uri = lsp.open_doc("complete.py", "import os\nos.pa").await;
     let labels = lsp.completion_labels(&uri, 1, 5).await;
@@ -234,12 +273,70 @@ async fn diagnostics_completion_hover_and_formatting_come_from_pylsp() {
     let uri = lsp.open_doc("ugly.py", "x=1\nprint( x )\n").await;
     let fmt = lsp.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } })).await;
     let edits = fmt["result"].as_array().unwrap_or_else(|| panic!("{fmt}"));
-    assert!(!edits.is_empty());
+    let formatted: String = edits
+        .iter()
+        .map(|e| e["newText"].as_str().unwrap_or(""))
+        .collect();
     assert!(
-        edits
-            .iter()
-            .any(|e| e["newText"].as_str().unwrap_or("").contains("x = 1")),
+        formatted.contains("x = 1") && formatted.contains("print(x)"),
         "{fmt}"
+    );
+}
+
+#[tokio::test]
+async fn code_actions_of_both_servers_are_offered_and_a_ruff_fix_resolves_to_an_edit() {
+    let app = TestApp::start().await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let mut lsp = Lsp::open(addr, &ed1, None).await;
+    let uri = lsp
+        .open_doc("fix.py", "import os\nimport sys\n\nprint(sys.argv)\n")
+        .await;
+    let d = lsp
+        .diagnostics_until(&uri, |d| has(d, "ruff", "F401", 0))
+        .await;
+    let unused: Vec<Value> = d
+        .into_iter()
+        .filter(|x| x["range"]["start"]["line"] == 0)
+        .collect();
+    let r = lsp
+        .request(
+            "textDocument/codeAction",
+            json!({ "textDocument": { "uri": uri }, "range": unused[0]["range"], "context": { "diagnostics": unused } }),
+        )
+        .await;
+    let actions = r["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .clone();
+    let titles: Vec<&str> = actions
+        .iter()
+        .map(|a| a["title"].as_str().unwrap_or(""))
+        .collect();
+    let ruff_fix = actions
+        .iter()
+        .find(|a| {
+            a["kind"] == "quickfix" && a["title"].as_str().unwrap_or("").starts_with("Ruff (F401)")
+        })
+        .unwrap_or_else(|| panic!("ruff's quick fix: {titles:?}"));
+    assert!(
+        titles.iter().any(|t| t.contains("Ruff")),
+        "ruff's source actions too: {titles:?}"
+    );
+    // Resolve it (ruff computes the edit then) and check it removes line 0.
+    let edit = if ruff_fix.get("edit").is_some_and(|e| {
+        e["changes"].as_object().is_some_and(|c| !c.is_empty())
+            || e.get("documentChanges").is_some()
+    }) {
+        ruff_fix["edit"].clone()
+    } else {
+        let r = lsp.request("codeAction/resolve", ruff_fix.clone()).await;
+        r["result"]["edit"].clone()
+    };
+    let s = edit.to_string();
+    assert!(
+        s.contains("\"line\":0") && s.contains("\"newText\":\"\""),
+        "{edit}"
     );
 }
 
@@ -268,6 +365,66 @@ async fn completion_sees_the_packages_of_the_chosen_interpreter() {
         !labels.iter().any(|l| l.starts_with("probe_function")),
         "{labels:?}"
     );
+    // Without the package its import is unresolved; with it, it is not.
+    let missing = |d: &[Value]| {
+        d.iter()
+            .any(|x| x["code"] == "missing-import" && x["range"]["start"]["line"] == 0)
+    };
+    let uri = without
+        .open_doc("b.py", "import scriptorium_probe_pkg\n")
+        .await;
+    without.diagnostics_until(&uri, missing).await;
+    let uri = with
+        .open_doc(
+            "b.py",
+            "import scriptorium_probe_pkg\nimport no_such_pkg_anywhere\n",
+        )
+        .await;
+    let d = with
+        .diagnostics_until(&uri, |d| d.iter().any(|x| x["code"] == "missing-import"))
+        .await;
+    assert!(
+        !missing(&d) && d.iter().any(|x| x["range"]["start"]["line"] == 1),
+        "only the import no interpreter has is unresolved: {d:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_cannot_point_the_type_server_at_another_interpreter() {
+    let extra = tempfile::tempdir().unwrap();
+    let (venv, _site) = venv_with_probe_pkg(extra.path());
+    let toml = interpreters_toml(extra.path(), &venv, true);
+    let app = TestApp::start_with(|c| c.interpreters = toml.clone()).await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let other = venv.join("bin/python").display().to_string();
+    // pyrefly's, basedpyright's and ty's ways of naming an interpreter, all at once.
+    let settings = json!({ "python": { "pythonPath": other, "defaultInterpreterPath": other },
+        "pyrefly": { "pythonInterpreterPath": other }, "ty": { "environment": { "python": other } } });
+    let mut lsp = Lsp::open_with(addr, &ed1, settings.clone()).await;
+    lsp.notify(
+        "workspace/didChangeConfiguration",
+        json!({ "settings": settings }),
+    )
+    .await;
+    let uri = lsp
+        .open_doc(
+            "a.py",
+            "import scriptorium_probe_pkg\nscriptorium_probe_pkg.pro",
+        )
+        .await;
+    let labels = lsp.completion_labels(&uri, 1, 25).await;
+    assert!(
+        !labels.iter().any(|l| l.starts_with("probe_function")),
+        "the client's settings chose the interpreter: {labels:?}"
+    );
+    lsp.diagnostics_until(&uri, |d| d.iter().any(|x| x["code"] == "missing-import"))
+        .await;
+    let root = lsp.root();
+    let dir = root.strip_prefix("file://").unwrap();
+    let config = std::fs::read_to_string(std::path::Path::new(dir).join("pyrefly.toml")).unwrap();
+    assert!(!config.contains(&other), "{config}");
+    assert!(config.starts_with("python-interpreter-path = "), "{config}");
 }
 
 #[tokio::test]
@@ -276,36 +433,49 @@ async fn the_server_process_lives_exactly_as_long_as_the_socket() {
     let addr = serve(&app).await;
     let ed1 = app.ed1().await;
     let mut lsp = Lsp::open(addr, &ed1, None).await;
-    let pid = lsp.session["params"]["pid"].as_u64().unwrap();
-    assert!(pid_alive(pid));
+    let pids: Vec<u64> = lsp.session["params"]["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "{}", lsp.session);
+    assert!(pids.iter().all(|p| pid_alive(*p)));
     lsp.ws.close(None).await.unwrap();
     let mut gone = false;
     for _ in 0..100 {
-        if !pid_alive(pid) {
+        if !pids.iter().any(|p| pid_alive(*p)) {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(gone, "pylsp {pid} outlived its socket");
+    assert!(gone, "a server of {pids:?} outlived its socket");
 
-    // Killing the server mid-session: the client is told, and the socket closes.
-    let mut lsp = Lsp::open(addr, &ed1, None).await;
-    let pid = lsp.session["params"]["pid"].as_u64().unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    let note = lsp.notification("window/showMessage").await;
-    assert!(
-        note["params"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("language server stopped"),
-        "{note}"
-    );
-    let closed = lsp.recv().await;
-    assert_eq!(closed["closed"][0], 1011, "{closed}");
+    // Killing either server mid-session: the client is told which, and the socket closes.
+    for (index, name) in [(0, "pyrefly"), (1, "ruff")] {
+        let mut lsp = Lsp::open(addr, &ed1, None).await;
+        let pid = lsp.session["params"]["pids"][index].as_u64().unwrap();
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let note = lsp.notification("window/showMessage").await;
+        assert!(
+            note["params"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("language server {name} stopped")),
+            "{note}"
+        );
+        let closed = loop {
+            let v = lsp.recv().await;
+            if v.get("closed").is_some() {
+                break v;
+            }
+        };
+        assert_eq!(closed["closed"][0], 1011, "{closed}");
+    }
 }
 
 #[tokio::test]
@@ -604,7 +774,18 @@ async fn viewers_get_errors_for_editing_requests_and_editors_get_edits() {
         "{r}"
     );
     let r = editor.request("textDocument/rename", rename(&uri)).await;
-    assert!(r["result"].to_string().contains("def g("), "{r}");
+    let edits = r["result"]["changes"][&uri]
+        .as_array()
+        .or_else(|| r["result"]["documentChanges"][0]["edits"].as_array())
+        .unwrap_or_else(|| panic!("{r}"))
+        .clone();
+    let mut lines: Vec<u64> = edits
+        .iter()
+        .filter(|e| e["newText"] == "g")
+        .map(|e| e["range"]["start"]["line"].as_u64().unwrap())
+        .collect();
+    lines.sort();
+    assert_eq!(lines, [0, 3], "the definition and the call renamed: {r}");
 }
 
 /// Host pids of `pid` and all its descendants.
@@ -704,9 +885,9 @@ if "/lsp/" in os.getcwd():
             let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
             String::from_utf8_lossy(&cmdline)
                 .split('\0')
-                .any(|a| a.ends_with("/pylsp"))
+                .any(|a| a.ends_with("/pyrefly"))
         })
-        .expect("a pylsp process under the session");
+        .expect("a pyrefly process under the session");
     let uid: Vec<String> = status_field(server, "Uid")
         .split_whitespace()
         .map(String::from)

@@ -71,5 +71,5 @@ pub use llm::{LlmConfig, LlmError};
 // The language server.
 pub use lsp::lsp_session::{
     LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound,
-    ServerProgram, start_server,
+    ServerKind, ServerProgram, StartedServer, start_server,
 };

@@ -11,6 +11,8 @@ export interface Diagnostic {
   severity: "error" | "warning" | "info";
   message: string;
   source?: string;
+  /** The rule or error code (`F401`, `missing-import`). */
+  code?: string;
 }
 
 const KIND: Record<number, monaco.languages.CompletionItemKind> = {
@@ -34,6 +36,9 @@ export class LspClient {
   private version = 1;
   private disposables: monaco.IDisposable[] = [];
   readOnly = false;
+  /** The servers of this session (type server first), from the bridge. */
+  servers: string[] = [];
+  interpreter = "";
 
   constructor(
     url: string,
@@ -49,6 +54,8 @@ export class LspClient {
         if (msg.method === "scriptorium/session") {
           this.uri = `${msg.params.rootUri}/script.py`;
           this.readOnly = !!msg.params.readOnly;
+          this.servers = (msg.params.servers as string[]) ?? [];
+          this.interpreter = (msg.params.interpreter as string) ?? "";
           this.start().then(resolve, reject);
           return;
         }
@@ -151,7 +158,8 @@ export class LspClient {
         },
       }),
     );
-    this.onStatus("language server ready");
+    const names = this.servers.length ? this.servers.join(" + ") : "language server";
+    this.onStatus(`${names} ready${this.interpreter ? ` · ${this.interpreter}` : ""}`);
   }
 
   private showDiagnostics(list: Json[]) {
@@ -172,6 +180,7 @@ export class LspClient {
         severity: d.severity === 1 ? "error" : d.severity === 2 ? "warning" : "info",
         message: d.message,
         source: d.source,
+        code: d.code === undefined ? undefined : String(d.code),
       })),
     );
   }

@@ -20,7 +20,7 @@ use crate::auth::{CurrentUser, Role};
 use crate::error::ApiError;
 use scriptorium_actors::{
     LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound,
-    ServerProgram, start_server,
+    ServerProgram, StartedServer, start_server,
 };
 use scriptorium_sandbox::linux::LinuxBackend;
 use scriptorium_sandbox::{Interpreter, InterpreterKind};
@@ -29,8 +29,9 @@ use scriptorium_sandbox::{Interpreter, InterpreterKind};
 pub struct LspSessions {
     pub config: LspConfig,
     pub root: std::path::PathBuf,
-    /// The language server as resolved at start-up, or why it cannot run.
-    server: Result<ServerProgram, String>,
+    /// The language servers as resolved at start-up (the type server first), or why
+    /// they cannot run.
+    servers: Result<Vec<ServerProgram>, String>,
     /// The sandbox the language servers run in (no warm spares).
     sandbox: Arc<LinuxBackend>,
     per_user: Mutex<HashMap<String, usize>>,
@@ -56,14 +57,14 @@ impl LspSessions {
         root: std::path::PathBuf,
         sandbox: Arc<LinuxBackend>,
     ) -> LspSessions {
-        let server = config.resolve().map_err(|e| e.to_string());
-        if let Err(e) = &server {
+        let servers = config.resolve().map_err(|e| e.to_string());
+        if let Err(e) = &servers {
             tracing::warn!(error = %e, "language-server sessions will be refused");
         }
         LspSessions {
             config,
             root,
-            server,
+            servers,
             sandbox,
             per_user: Mutex::new(HashMap::new()),
         }
@@ -153,20 +154,44 @@ pub(super) async fn connect(
         }))
 }
 
-/// Starts the language server in its sandbox. This runs on the session's own task, not
-/// in `spawn_blocking`: the sandbox dies with the thread that forked it (its
-/// `PR_SET_PDEATHSIG` follows that thread), and the blocking pool ends idle threads
-/// after 10 s. The fork and the directory set-up take a few milliseconds.
+/// Starts the session's language servers, each in its own sandbox: the type server in
+/// the session's root `workspace` (where the documents live), the others in a sibling
+/// directory of their own (each sandbox gets its own uid, and its directory is that
+/// uid's alone). This runs on the session's own task, not in `spawn_blocking`: a
+/// sandbox dies with the thread that forked it (its `PR_SET_PDEATHSIG` follows that
+/// thread), and the blocking pool ends idle threads after 10 s. The forks and the
+/// directory set-up take a few milliseconds.
 fn start(
     sessions: &LspSessions,
     interpreter: &Interpreter,
     workspace: &std::path::Path,
-) -> Result<scriptorium_sandbox::linux::SandboxedProcess, String> {
-    let program = sessions.server.as_ref().map_err(Clone::clone)?;
-    start_server(&sessions.sandbox, program, interpreter, workspace).map_err(|e| {
-        let _ = std::fs::remove_dir_all(workspace);
-        e.to_string()
-    })
+) -> Result<Vec<StartedServer>, String> {
+    let programs = sessions.servers.as_ref().map_err(Clone::clone)?;
+    let mut started: Vec<StartedServer> = Vec::with_capacity(programs.len());
+    for (i, program) in programs.iter().enumerate() {
+        let dir = if i == 0 {
+            workspace.to_path_buf()
+        } else {
+            let mut name = workspace.as_os_str().to_owned();
+            name.push(format!("-{}", program.kind.name()));
+            std::path::PathBuf::from(name)
+        };
+        match start_server(&sessions.sandbox, program, interpreter, &dir) {
+            Ok(process) => started.push(StartedServer {
+                kind: program.kind,
+                process,
+                workspace: dir,
+            }),
+            Err(e) => {
+                // Dropping a started server kills its sandbox.
+                for s in started.iter().map(|s| s.workspace.clone()).chain([dir]) {
+                    let _ = std::fs::remove_dir_all(s);
+                }
+                return Err(format!("{}: {e}", program.kind.name()));
+            }
+        }
+    }
+    Ok(started)
 }
 
 /// Tells the client why there is no session (a message it shows, and the close reason).
@@ -201,8 +226,8 @@ async fn session(
     let pending = Arc::new(AtomicUsize::new(0));
     let workspace = sessions.root.join(&id);
     let (mut sink, mut stream) = socket.split();
-    let server = match start(&sessions, &interpreter, &workspace) {
-        Ok(server) => server,
+    let servers = match start(&sessions, &interpreter, &workspace) {
+        Ok(servers) => servers,
         Err(why) => {
             tracing::error!(session = %id, %user, error = %why, "language-server session refused");
             refuse(&mut sink, &why).await;
@@ -216,7 +241,7 @@ async fn session(
         read_only,
         config: sessions.config.clone(),
         interpreter,
-        server,
+        servers,
         outbound: out_tx,
         pending: pending.clone(),
     };

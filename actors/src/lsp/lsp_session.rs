@@ -1,24 +1,33 @@
-//! `LspSession`: one per editor WebSocket. It owns a language-server process running in
-//! the linux sandbox (namespaces, Landlock, rlimits, a clean environment, the
-//! unprivileged uid: the same as a script run), bridges JSON-RPC between the socket (one
-//! JSON message per text frame) and the server's stdio (`Content-Length` framing, byte
-//! lengths), and ends the sandbox when the socket closes, after an idle timeout, or at
-//! shutdown.
+//! `LspSession`: one per editor WebSocket. It owns the session's language servers — the
+//! type-aware one (`[lsp] command`, pyrefly by default) and `ruff server` beside it
+//! (`[lsp] lint_command`) — each a process in its own linux sandbox (namespaces,
+//! Landlock, rlimits, a clean environment, an unprivileged uid: the same as a script
+//! run), bridges JSON-RPC between the socket (one JSON message per text frame) and the
+//! servers' stdio (`Content-Length` framing, byte lengths), and ends the sandboxes when
+//! the socket closes, after an idle timeout, or at shutdown.
 //!
 //! The bridge
-//! - starts the server in the sandbox or not at all ([`start_server`]): it may read its
+//! - starts each server in the sandbox or not at all ([`start_server`]): it may read its
 //!   own installation (the program, the interpreter its script names, `[lsp]
 //!   read_paths`) and the chosen interpreter's, and write only its per-session
-//!   workspace directory (`DATA/lsp/<session>/`);
+//!   directory (`DATA/lsp/<session>/` for the type server, with the file that points it
+//!   at the interpreter; `DATA/lsp/<session>-ruff/` for ruff);
 //! - owns the configuration and filters both directions ([`policy`]): client methods
 //!   only from an allow-list, editing ones only for editors, documents only inside the
-//!   workspace, `initialize` rebuilt, the server's own settings as initializationOptions,
-//!   after `initialized` and as the answer to `workspace/configuration`;
+//!   workspace, `initialize` rebuilt, each server's own settings ([`servers`]) as its
+//!   initializationOptions, after `initialized` and as the answer to
+//!   `workspace/configuration`;
+//! - routes requests by capability and merges answers and diagnostics ([`router`]);
 //! - tells the client with a first `scriptorium/session` notification
-//!   `{session, pid, rootUri, readOnly}` (`pid`: the sandbox's outermost process);
+//!   `{session, pid, pids, servers, rootUri, readOnly, interpreter}` (`pid`: the type
+//!   server's sandbox's outermost process; `pids` and `servers`: every server's, type
+//!   server first);
 //! - bounds message size and the queue of messages not yet written.
 
 pub mod policy;
+mod pump;
+pub mod router;
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,11 +39,13 @@ use scriptorium_sandbox::limits::LimitsOverride;
 use scriptorium_sandbox::linux::{LinuxBackend, ProcessSpec, SandboxHandle, SandboxedProcess};
 use scriptorium_sandbox::{Interpreter, Limits, SandboxError};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 
 use policy::{FromClient, FromServer, Policy};
+use pump::{describe_status, drain_stderr, pump_server, write_frame};
+use router::Router;
+pub use servers::ServerKind;
 
 /// The largest message passed either way.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
@@ -55,8 +66,11 @@ pub enum Outbound {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LspConfig {
-    /// The language-server command; relative paths are relative to the working directory.
+    /// The type-aware language server's command (pyrefly, ty, basedpyright or pylsp);
+    /// relative paths are relative to the working directory.
     pub command: Vec<String>,
+    /// The lint server run beside it (`ruff server`); empty: none.
+    pub lint_command: Vec<String>,
     /// Further files and directories the server may read in its sandbox (its program, the
     /// interpreter named by its `#!` line and the chosen interpreter are always readable).
     pub read_paths: Vec<PathBuf>,
@@ -74,7 +88,8 @@ pub struct LspConfig {
 impl Default for LspConfig {
     fn default() -> Self {
         LspConfig {
-            command: vec!["build/lsp/bin/pylsp".into()],
+            command: vec!["build/lsp/bin/pyrefly".into(), "lsp".into()],
+            lint_command: vec!["build/lsp/bin/ruff".into(), "server".into()],
             read_paths: Vec::new(),
             limits: LimitsOverride::default(),
             idle_minutes: 15,
@@ -109,9 +124,18 @@ impl LspConfig {
         Self::DEFAULT_LIMITS.with(&self.limits)
     }
 
-    /// Finds the program and what it needs to read; done once when the server starts.
-    pub fn resolve(&self) -> Result<ServerProgram, LspError> {
-        let (program, args) = self.command.split_first().ok_or(LspError::EmptyCommand)?;
+    /// Finds the programs (the type server first, then the lint server) and what they
+    /// need to read; done once when the server starts.
+    pub fn resolve(&self) -> Result<Vec<ServerProgram>, LspError> {
+        let mut programs = vec![self.resolve_one(&self.command)?];
+        if !self.lint_command.is_empty() {
+            programs.push(self.resolve_one(&self.lint_command)?);
+        }
+        Ok(programs)
+    }
+
+    fn resolve_one(&self, command: &[String]) -> Result<ServerProgram, LspError> {
+        let (program, args) = command.split_first().ok_or(LspError::EmptyCommand)?;
         let program = absolute(Path::new(program)).map_err(|e| LspError::NotInstalled {
             program: program.into(),
             why: e.to_string(),
@@ -136,7 +160,11 @@ impl LspConfig {
             })?;
             read.extend(scriptorium_sandbox::linux::interpreter_paths(&interp));
         }
+        let kind = ServerKind::of(&program).ok_or_else(|| LspError::UnknownKind {
+            program: program.clone(),
+        })?;
         Ok(ServerProgram {
+            kind,
             program,
             args: args.to_vec(),
             read,
@@ -148,6 +176,7 @@ impl LspConfig {
 /// The language server as resolved from `[lsp]`.
 #[derive(Debug, Clone)]
 pub struct ServerProgram {
+    pub kind: ServerKind,
     pub program: PathBuf,
     pub args: Vec<String>,
     /// What it may read besides the chosen interpreter.
@@ -158,9 +187,13 @@ pub struct ServerProgram {
 #[derive(Debug, thiserror::Error)]
 pub enum LspError {
     #[error(
-        "the [lsp] command is empty; set it in scriptorium.toml (e.g. [\"build/lsp/bin/pylsp\"])"
+        "the [lsp] command is empty; set it in scriptorium.toml (e.g. [\"build/lsp/bin/pyrefly\", \"lsp\"])"
     )]
     EmptyCommand,
+    #[error(
+        "the bridge does not know how to configure {program}; [lsp] command names pyrefly, ty, basedpyright-langserver or pylsp, lint_command ruff"
+    )]
+    UnknownKind { program: PathBuf },
     #[error(
         "the language server {program} is not installed ({why}); run `make lsp` or fix [lsp] command"
     )]
@@ -233,7 +266,8 @@ fn require_full_sandbox(support: scriptorium_sandbox::linux::Support) -> Result<
 }
 
 /// Starts `server` in a fresh sandbox with `workspace` as its only writable place,
-/// able to read `interpreter`'s installation. It forks: call it from a thread that
+/// able to read `interpreter`'s installation, with the files that point it at that
+/// interpreter written there first. It forks: call it from a thread that
 /// outlives the session (the sandbox gets SIGKILL when that thread ends), e.g. the
 /// session's async task, not `spawn_blocking`.
 pub fn start_server(
@@ -244,13 +278,17 @@ pub fn start_server(
 ) -> Result<SandboxedProcess, LspError> {
     require_full_sandbox(backend.support())?;
     std::fs::create_dir_all(workspace)?;
+    for (name, content) in server.kind.workspace_files(&interpreter.path) {
+        std::fs::write(workspace.join(name), content)?;
+    }
     let bin_dir = server
         .program
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    // Jedi runs the chosen interpreter inside the same sandbox (and imports compiled
-    // modules there to inspect them): it gets at least the room that interpreter's runs get.
+    // pyrefly asks the chosen interpreter for its paths, Jedi runs it inside the same
+    // sandbox (and imports compiled modules there to inspect them): the server gets at
+    // least the room that interpreter's runs get.
     let mut limits = server.limits.clone();
     limits.memory_mib = limits.memory_mib.max(interpreter.limits.memory_mib);
     let spec = ProcessSpec {
@@ -259,7 +297,7 @@ pub fn start_server(
         interpreter: Some(interpreter.clone()),
         read: server.read.clone(),
         workdir: workspace.to_path_buf(),
-        // Its own bin directory first (ruff beside pylsp); nothing of the server's
+        // Its own bin directory first (pylsp's ruff plugin); nothing of the server's
         // environment: the sandbox's clean set.
         env: vec![(
             "PATH".into(),
@@ -284,6 +322,14 @@ pub fn start_server(
     Ok(process)
 }
 
+/// One server of a session, started in its sandbox ([`start_server`]).
+pub struct StartedServer {
+    pub kind: ServerKind,
+    pub process: SandboxedProcess,
+    /// Its writable directory, removed when the session ends.
+    pub workspace: PathBuf,
+}
+
 pub struct LspSessionArgs {
     pub id: String,
     pub user: String,
@@ -291,9 +337,10 @@ pub struct LspSessionArgs {
     pub config: LspConfig,
     /// The interpreter whose packages completion should know.
     pub interpreter: Interpreter,
+    /// The session's root: the type server's workspace, where the documents live.
     pub workspace: PathBuf,
-    /// The server, already started in its sandbox ([`start_server`]).
-    pub server: SandboxedProcess,
+    /// The servers, the type server first.
+    pub servers: Vec<StartedServer>,
     pub outbound: mpsc::Sender<Outbound>,
     /// Client messages queued for this session (shared with the socket side).
     pub pending: Arc<AtomicUsize>,
@@ -301,27 +348,38 @@ pub struct LspSessionArgs {
 
 pub struct LspSession;
 
+/// A running server as the session holds it.
+struct Slot {
+    kind: ServerKind,
+    /// Keeps the sandbox alive; its pipes went to the pumps and `stdin`.
+    handle: SandboxHandle,
+    stdin: ChildStdin,
+    workspace: PathBuf,
+    /// Its own settings (initializationOptions).
+    settings: Value,
+    /// What it is told and answered as configuration ([`ServerKind::configuration`]).
+    configuration: Value,
+}
+
 pub struct LspSessionState {
     id: String,
     read_only: bool,
     idle_minutes: u64,
-    workspace: PathBuf,
     outbound: mpsc::Sender<Outbound>,
     pending: Arc<AtomicUsize>,
-    /// Keeps the sandbox alive; its pipes went to the pumps and `stdin`.
-    server: SandboxHandle,
-    stdin: ChildStdin,
+    servers: Vec<Slot>,
     policy: Policy,
+    router: Router,
     last_activity: Instant,
 }
 
 pub enum LspSessionMessage {
     /// A JSON-RPC message from the socket.
     FromClient(String),
-    /// A request from the server (responses and notifications go straight to the socket).
-    ServerRequest(String),
-    /// The server's stdout ended.
-    ServerExited,
+    /// A message from server `.0`.
+    FromServer(usize, String),
+    /// Server `.0`'s stdout ended.
+    ServerExited(usize),
     /// Periodic idle check.
     Tick,
 }
@@ -339,157 +397,30 @@ pub fn file_uri(path: &std::path::Path) -> String {
     s
 }
 
-/// Writes one framed message.
-async fn write_frame(stdin: &mut ChildStdin, body: &str) -> std::io::Result<()> {
-    let header = format!("Content-Length: {}\r\n\r\n", body.len());
-    stdin.write_all(header.as_bytes()).await?;
-    stdin.write_all(body.as_bytes()).await?;
-    stdin.flush().await
-}
-
-/// Reads framed messages from the server until EOF: requests go to the session (the
-/// bridge answers some itself), everything else to the socket.
-async fn pump_server(
-    stdout: tokio::process::ChildStdout,
-    out: mpsc::Sender<Outbound>,
-    session: ActorRef<LspSessionMessage>,
-    id: String,
-) {
-    let mut reader = BufReader::new(stdout);
-    loop {
-        let mut length: Option<usize> = None;
-        loop {
-            let mut line = String::new();
-            match (&mut reader)
-                .take(MAX_HEADER_LINE)
-                .read_line(&mut line)
-                .await
-            {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if !line.ends_with('\n') {
-                tracing::warn!(session = %id, "language server header line too long; ending the session");
-                let _ = out
-                    .send(Outbound::Close(
-                        1011,
-                        "the language server sent a malformed header".into(),
-                    ))
-                    .await;
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line
-                .split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v)
-            {
-                length = v.trim().parse().ok();
-            }
-        }
-        let Some(n) = length else { continue };
-        if n > MAX_MESSAGE {
-            tracing::warn!(session = %id, bytes = n, "language server message too large; ending the session");
-            let _ = out
-                .send(Outbound::Close(
-                    1009,
-                    "the language server sent a message over 4 MiB".into(),
-                ))
-                .await;
-            return;
-        }
-        let mut body = vec![0u8; n];
-        if reader.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if policy::is_request(&text) {
-            if session
-                .cast(LspSessionMessage::ServerRequest(text))
-                .is_err()
-            {
-                return;
-            }
-        } else if out.send(Outbound::Text(text)).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Keeps the server's stderr flowing (a full pipe would stall it); logs it at debug.
-async fn drain_stderr(stderr: tokio::process::ChildStderr, id: String) {
-    let mut reader = BufReader::new(stderr);
-    loop {
-        let mut line = String::new();
-        match (&mut reader).take(4096).read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                tracing::debug!(session = %id, line = %line.trim_end(), "language server stderr")
-            }
-        }
-    }
-}
-
-/// Words for a raw wait status.
-fn describe_status(raw: i32) -> String {
-    if libc::WIFSIGNALED(raw) {
-        match libc::WTERMSIG(raw) {
-            libc::SIGXCPU => "its CPU time limit ([lsp.limits] cpu_seconds) was reached".into(),
-            sig => format!("killed by signal {sig}"),
-        }
-    } else {
-        format!("exit status {}", libc::WEXITSTATUS(raw))
-    }
-}
-
 impl LspSession {
-    /// The server's own settings: the one part specific to pylsp. Jedi analyses with the
-    /// chosen interpreter (inside the sandbox its paths are the same as outside), with
-    /// no extra paths; lint and formatting come from ruff (run as
-    /// `python -m ruff` by its plugin) with the project's settings; every plugin that
-    /// runs other programs or reads other configuration is off.
-    pub fn settings(config: &LspConfig, python: &Path) -> Value {
-        json!({ "pylsp": {
-            "configurationSources": [],
-            "plugins": {
-                // No `env_vars`: Jedi's process inherits the sandbox's clean environment.
-                "jedi": { "environment": python, "extra_paths": [] },
-                "ruff": { "enabled": true, "formatEnabled": true, "lineLength": config.line_length, "select": config.select,
-                          "executable": Value::Null, "config": Value::Null },
-                "pycodestyle": { "enabled": false },
-                "pyflakes": { "enabled": false },
-                "mccabe": { "enabled": false },
-                "autopep8": { "enabled": false },
-                "yapf": { "enabled": false },
-                "pylint": { "enabled": false },
-                "flake8": { "enabled": false },
-                "pydocstyle": { "enabled": false },
-                "rope_autoimport": { "enabled": false },
-                "rope_completion": { "enabled": false },
-            }
-        }})
-    }
-
-    /// The language server died (its output ended, or a write to it failed): tell the
-    /// client why, close the socket with 1011, and end the session.
-    async fn server_gone(myself: &ActorRef<LspSessionMessage>, state: &mut LspSessionState) {
+    /// Server `index` died (its output ended, or a write to it failed): tell the client
+    /// which and why, close the socket with 1011, and end the session.
+    async fn server_gone(
+        myself: &ActorRef<LspSessionMessage>,
+        state: &mut LspSessionState,
+        index: usize,
+    ) {
+        let slot = &mut state.servers[index];
+        let name = slot.kind.name();
         // The exit status follows at once when it died.
-        let status = tokio::time::timeout(Duration::from_secs(2), state.server.wait())
+        let status = tokio::time::timeout(Duration::from_secs(2), slot.handle.wait())
             .await
             .ok()
             .and_then(Result::ok)
             .flatten();
         let why = match status {
             Some(raw) => format!(
-                "the language server stopped ({}); reconnect to start a new one",
+                "the language server {name} stopped ({}); reconnect to start a new one",
                 describe_status(raw)
             ),
-            None => {
-                "the language server stopped answering; reconnect to start a new one".to_string()
-            }
+            None => format!(
+                "the language server {name} stopped answering; reconnect to start a new one"
+            ),
         };
         tracing::warn!(session = %state.id, %why, "language server ended");
         let note = json!({ "jsonrpc": "2.0", "method": "window/showMessage", "params": { "type": 1, "message": why } });
@@ -498,17 +429,94 @@ impl LspSession {
         myself.stop(None);
     }
 
-    /// Writes to the server; a failed write ends the session.
+    /// Writes to server `index`; a failed write ends the session.
     async fn to_server(
         myself: &ActorRef<LspSessionMessage>,
         state: &mut LspSessionState,
+        index: usize,
         body: &str,
     ) -> bool {
-        if write_frame(&mut state.stdin, body).await.is_err() {
-            Self::server_gone(myself, state).await;
+        if write_frame(&mut state.servers[index].stdin, body)
+            .await
+            .is_err()
+        {
+            Self::server_gone(myself, state, index).await;
             return false;
         }
         true
+    }
+
+    /// A checked client message, routed to the servers it is for.
+    async fn client_message(
+        myself: &ActorRef<LspSessionMessage>,
+        state: &mut LspSessionState,
+        message: Value,
+        then_configure: bool,
+    ) {
+        let method = message.get("method").and_then(Value::as_str);
+        let frames = match (method, message.get("id")) {
+            (Some(method), Some(id)) => {
+                let settings: Vec<Value> =
+                    state.servers.iter().map(|s| s.settings.clone()).collect();
+                let params = message.get("params").cloned().unwrap_or(Value::Null);
+                state
+                    .router
+                    .client_request(id.clone(), method, params, &settings)
+            }
+            (Some(method), None) => {
+                let params = message.get("params").cloned().unwrap_or(Value::Null);
+                state.router.client_notification(method, params)
+            }
+            (None, _) => state.router.client_response(message).into_iter().collect(),
+        };
+        for (index, frame) in frames {
+            if !Self::to_server(myself, state, index, &frame).await {
+                return;
+            }
+        }
+        if then_configure {
+            // Servers that read settings this way (pylsp) get the bridge's.
+            for index in 0..state.servers.len() {
+                let config = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration",
+                    "params": { "settings": state.servers[index].configuration } });
+                if !Self::to_server(myself, state, index, &config.to_string()).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A message from server `index`: requests are answered by the bridge or forwarded
+    /// under an id naming the server; responses and notifications go through the router.
+    async fn server_message(
+        myself: &ActorRef<LspSessionMessage>,
+        state: &mut LspSessionState,
+        index: usize,
+        text: String,
+    ) {
+        let Ok(message) = serde_json::from_str::<Value>(&text) else {
+            tracing::warn!(session = %state.id, server = state.servers[index].kind.name(), "dropped a message that is not JSON");
+            return;
+        };
+        if message.get("method").is_some() && message.get("id").is_some() {
+            let request = state.router.server_request_out(index, message);
+            match state
+                .policy
+                .from_server(&request, &state.servers[index].configuration)
+            {
+                FromServer::Forward => {
+                    let _ = state.outbound.send(Outbound::Text(request)).await;
+                }
+                FromServer::Answer(answer) => {
+                    let answer = serde_json::from_str(&answer).unwrap_or(Value::Null);
+                    if let Some((to, frame)) = state.router.client_response(answer) {
+                        Self::to_server(myself, state, to, &frame).await;
+                    }
+                }
+            }
+        } else if let Some(out) = state.router.server_message(index, message) {
+            let _ = state.outbound.send(Outbound::Text(out)).await;
+        }
     }
 }
 
@@ -529,40 +537,52 @@ impl Actor for LspSession {
             config,
             interpreter,
             workspace,
-            server,
+            servers,
             outbound,
             pending,
         } = args;
-        let pid = server.id();
-        let (stdin, stdout, stderr, server) = server.into_parts();
-        let me = myself.clone();
-        let (out, session) = (outbound.clone(), id.clone());
-        tokio::spawn(async move {
-            pump_server(stdout, out, me.clone(), session).await;
-            let _ = me.cast(LspSessionMessage::ServerExited);
-        });
-        tokio::spawn(drain_stderr(stderr, id.clone()));
+        let pids: Vec<Option<u32>> = servers.iter().map(|s| s.process.id()).collect();
+        let pid = pids.first().copied().flatten();
+        let lint_beside = servers.len() > 1;
+        let mut slots = Vec::with_capacity(servers.len());
+        for (index, server) in servers.into_iter().enumerate() {
+            let (stdin, stdout, stderr, handle) = server.process.into_parts();
+            let me = myself.clone();
+            let (out, session) = (outbound.clone(), id.clone());
+            tokio::spawn(async move {
+                pump_server(stdout, out, me.clone(), index, session).await;
+                let _ = me.cast(LspSessionMessage::ServerExited(index));
+            });
+            tokio::spawn(drain_stderr(stderr, id.clone()));
+            let settings = server
+                .kind
+                .settings(&config, &interpreter.path, lint_beside);
+            slots.push(Slot {
+                kind: server.kind,
+                handle,
+                stdin,
+                workspace: server.workspace,
+                configuration: server.kind.configuration(&settings),
+                settings,
+            });
+        }
         myself.send_interval(Duration::from_secs(30), || LspSessionMessage::Tick);
         let root_uri = file_uri(&workspace);
+        let names: Vec<&'static str> = slots.iter().map(|s| s.kind.name()).collect();
         let hello = json!({ "jsonrpc": "2.0", "method": "scriptorium/session",
-            "params": { "session": id, "pid": pid, "rootUri": root_uri, "readOnly": read_only } });
+            "params": { "session": id, "pid": pid, "pids": pids, "servers": names, "rootUri": root_uri,
+                        "readOnly": read_only, "interpreter": interpreter.id } });
         outbound.send(Outbound::Text(hello.to_string())).await?;
-        tracing::info!(session = %id, %user, pid, interpreter = %interpreter.id, "language server started in the sandbox");
-        let policy = Policy::new(
-            read_only,
-            root_uri,
-            Self::settings(&config, &interpreter.path),
-        );
+        tracing::info!(session = %id, %user, pid, servers = ?names, interpreter = %interpreter.id, "language servers started in the sandbox");
         Ok(LspSessionState {
             id,
             read_only,
             idle_minutes: config.idle_minutes,
-            workspace,
             outbound,
             pending,
-            server,
-            stdin,
-            policy,
+            servers: slots,
+            policy: Policy::new(read_only, root_uri),
+            router: Router::new(names),
             last_activity: Instant::now(),
         })
     }
@@ -579,19 +599,9 @@ impl Actor for LspSession {
                 state.last_activity = Instant::now();
                 match state.policy.from_client(&text) {
                     FromClient::Forward {
-                        body,
+                        message,
                         then_configure,
-                    } => {
-                        if !Self::to_server(&myself, state, &body).await {
-                            return Ok(());
-                        }
-                        if then_configure {
-                            // Servers that read settings this way (pylsp) get the bridge's.
-                            let config = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration",
-                                "params": { "settings": state.policy.settings() } });
-                            Self::to_server(&myself, state, &config.to_string()).await;
-                        }
-                    }
+                    } => Self::client_message(&myself, state, message, then_configure).await,
                     FromClient::Reply(reply) => {
                         tracing::info!(session = %state.id, read_only = state.read_only, "refused a client request");
                         let _ = state.outbound.send(Outbound::Text(reply)).await;
@@ -601,15 +611,12 @@ impl Actor for LspSession {
                     }
                 }
             }
-            LspSessionMessage::ServerRequest(text) => match state.policy.from_server(&text) {
-                FromServer::Forward => {
-                    let _ = state.outbound.send(Outbound::Text(text)).await;
-                }
-                FromServer::Answer(answer) => {
-                    Self::to_server(&myself, state, &answer).await;
-                }
-            },
-            LspSessionMessage::ServerExited => Self::server_gone(&myself, state).await,
+            LspSessionMessage::FromServer(index, text) => {
+                Self::server_message(&myself, state, index, text).await
+            }
+            LspSessionMessage::ServerExited(index) => {
+                Self::server_gone(&myself, state, index).await
+            }
             LspSessionMessage::Tick => {
                 let idle = Duration::from_secs(state.idle_minutes * 60);
                 if state.last_activity.elapsed() > idle {
@@ -630,9 +637,11 @@ impl Actor for LspSession {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.server.kill().await;
-        let _ = tokio::fs::remove_dir_all(&state.workspace).await;
-        tracing::info!(session = %state.id, "language server ended with its session");
+        for slot in &mut state.servers {
+            slot.handle.kill().await;
+            let _ = tokio::fs::remove_dir_all(&slot.workspace).await;
+        }
+        tracing::info!(session = %state.id, "language servers ended with their session");
         Ok(())
     }
 }

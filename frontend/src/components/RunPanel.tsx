@@ -41,6 +41,8 @@ export function RunPanel(props: {
   onFinished?: () => void;
   /** The interpreter the script names in a `# interpreter: ID` line. */
   preferred?: string;
+  /** Told the chosen interpreter (the editor's language server follows it). */
+  onInterpreter?: (id: string) => void;
 }) {
   const { data } = useInterpreters();
   const client = useQueryClient();
@@ -51,6 +53,11 @@ export function RunPanel(props: {
   const [chosenBackend, setChosenBackend] = useState<string>("");
   const interp = chosen || fallback?.id || "";
   const current = interpreters.find((i) => i.id === interp);
+  // The editor's language server follows the chosen interpreter.
+  const onInterpreter = props.onInterpreter;
+  useEffect(() => {
+    if (interp) onInterpreter?.(interp);
+  }, [interp, onInterpreter]);
   const backend = chosenBackend || current?.default_backend || "";
   const [runId, setRunId] = useState<number | null>(null);
   const [status, setStatus] = useState<string>("");

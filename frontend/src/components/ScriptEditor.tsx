@@ -32,6 +32,10 @@ export function ScriptEditor(props: {
   const [problems, setProblems] = useState<Diagnostic[]>([]);
   const [lspStatus, setLspStatus] = useState("connecting to the language server…");
   const [tab, setTab] = useState<Tab>("run");
+  // The interpreter the language server analyses with: the script's directive, then
+  // whatever the run panel switches to (the session is re-pointed, no page reload).
+  const [lspInterpreter, setLspInterpreter] = useState<string | undefined>(undefined);
+  const [model, setModel] = useState<monaco.editor.ITextModel | null>(null);
   const [runTrigger, setRunTrigger] = useState(0);
   const exchangeRef = useRef<number | undefined>(undefined);
   const saveRef = useRef<() => void>(() => undefined);
@@ -73,19 +77,44 @@ export function ScriptEditor(props: {
       editor.current.setModel(model);
       old?.dispose();
       model.onDidChangeContent(() => setDirty(model.getValue() !== d.content));
-      lsp.current?.dispose();
-      setProblems([]);
-      const directive = /^#\s*interpreter:\s*(\S+)/m.exec(d.content)?.[1];
-      lsp.current = new LspClient(api.lspUrl(directive), model, setProblems, setLspStatus);
+      setLspInterpreter(/^#\s*interpreter:\s*(\S+)/m.exec(d.content)?.[1]);
+      setModel(model);
     }, (e) => {
       if (!cancelled) setMessage({ text: errorMessage(e), kind: "error" });
     });
     return () => {
       cancelled = true;
-      lsp.current?.dispose();
-      lsp.current = null;
     };
   }, [props.scriptId]);
+
+  // The language-server session for this model and interpreter.
+  useEffect(() => {
+    if (!model) return;
+    const client = new LspClient(api.lspUrl(lspInterpreter), model, setProblems, setLspStatus);
+    lsp.current = client;
+    return () => {
+      client.dispose();
+      if (lsp.current === client) lsp.current = null;
+      // The next session (another interpreter or script) reports its own.
+      setProblems([]);
+      setLspStatus("connecting to the language server…");
+    };
+  }, [model, lspInterpreter]);
+
+  const goTo = (p: Diagnostic) => {
+    editor.current?.revealLineInCenter(p.line);
+    editor.current?.setPosition({ lineNumber: p.line, column: p.column });
+    editor.current?.focus();
+  };
+  // Arrow keys move between problems; Enter (the button's own) jumps to one.
+  const problemKeys = (e: React.KeyboardEvent<HTMLUListElement>) => {
+    if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
+    const buttons = Array.from(e.currentTarget.querySelectorAll("button"));
+    const at = buttons.indexOf(document.activeElement as HTMLButtonElement);
+    const next = buttons[Math.min(buttons.length - 1, Math.max(0, at + (e.key === "ArrowDown" ? 1 : -1)))];
+    next?.focus();
+    e.preventDefault();
+  };
 
   useEffect(() => props.onDirty(dirty), [dirty, props]);
   useEffect(() => {
@@ -243,13 +272,16 @@ export function ScriptEditor(props: {
       <section className="problems" aria-label="Problems">
         <span className="muted">{lspStatus}</span>
         {problems.length === 0 ? <span className="muted"> · no problems</span> : (
-          <ul>
+          <ul onKeyDown={problemKeys}>
             {problems.map((p, i) => (
               <li key={i} className={p.severity}>
-                <button onClick={() => { editor.current?.revealLineInCenter(p.line); editor.current?.setPosition({ lineNumber: p.line, column: p.column }); }}>
+                <button onClick={() => goTo(p)}>
                   {p.line}:{p.column}
                 </button>{" "}
                 {p.message}
+                {(p.source || p.code) && (
+                  <span className="muted"> [{[p.source, p.code].filter(Boolean).join(" ")}]</span>
+                )}
               </li>
             ))}
           </ul>
@@ -269,6 +301,7 @@ export function ScriptEditor(props: {
           runTrigger={runTrigger}
           onFinished={props.onChanged}
           preferred={/^#\s*interpreter:\s*(\S+)/m.exec(detail.content)?.[1]}
+          onInterpreter={(id) => setLspInterpreter((old) => (old === id ? old : id))}
         />
       )}
       {detail && tab === "prompt" && (

@@ -146,6 +146,21 @@ describe("run panel gating", () => {
     await waitFor(() => expect(screen.getByRole("button", { name: /Run & Stream/ })).toBeTruthy());
     await waitFor(() => expect(screen.getByText(/namespaces; Landlock/)).toBeTruthy());
   });
+
+  it("tells the editor which interpreter is chosen, so its language server follows a switch", async () => {
+    const { RunPanel } = await import("../components/RunPanel");
+    const { fireEvent } = await import("@testing-library/react");
+    const both = [
+      { id: "cpython", kind: "native", implementation: "CPython", version: "3.11.7", backends: ["linux"], default_backend: "linux", available: true },
+      { id: "build123d", kind: "native", implementation: "CPython", version: "3.11.7", backends: ["linux"], default_backend: "linux", available: true },
+    ];
+    vi.stubGlobal("fetch", vi.fn(async () => new Response(JSON.stringify({ default: "cpython", interpreters: both }), { status: 200 })));
+    const chosen: string[] = [];
+    render(<RunPanel scriptId={1} canEdit runTrigger={0} onInterpreter={(id) => chosen.push(id)} />);
+    await waitFor(() => expect(chosen).toEqual(["cpython"]));
+    fireEvent.change(screen.getByRole("combobox", { name: "Interpreter" }), { target: { value: "build123d" } });
+    await waitFor(() => expect(chosen).toEqual(["cpython", "build123d"]));
+  });
 });
 
 describe("API tokens", () => {

@@ -12,7 +12,8 @@
 //!   are answered by the bridge ([`ANSWERED`]: the configuration is the server's own)
 //!   or forwarded ([`FORWARDED`]); any other is answered "not supported".
 //!
-//! Nothing here is specific to one language server: its settings come in as a value.
+//! Nothing here is specific to one language server: a server's settings come in as a
+//! value, and [`super::router`] puts them into its `initialize`.
 
 use std::collections::HashMap;
 
@@ -97,9 +98,12 @@ const INVALID_PARAMS: i64 = -32602;
 /// What to do with a client message.
 #[derive(Debug, PartialEq)]
 pub enum FromClient {
-    /// Write this to the server; then the server's settings when `then_configure`
-    /// (after `initialized`).
-    Forward { body: String, then_configure: bool },
+    /// Pass this on (re-built from what was checked); then the servers' settings when
+    /// `then_configure` (after `initialized`).
+    Forward {
+        message: Value,
+        then_configure: bool,
+    },
     /// Send this to the client (an error reply), the server never sees the message.
     Reply(String),
     /// Drop it; the reason is for the log.
@@ -119,26 +123,19 @@ pub struct Policy {
     read_only: bool,
     /// `file:///…/lsp/<session>` without a trailing slash.
     root_uri: String,
-    /// The server's own settings: initializationOptions and `workspace/configuration`.
-    settings: Value,
     initialized: bool,
     /// Server request ids (as JSON text) forwarded to the client, with their method.
     forwarded: HashMap<String, String>,
 }
 
 impl Policy {
-    pub fn new(read_only: bool, root_uri: String, settings: Value) -> Policy {
+    pub fn new(read_only: bool, root_uri: String) -> Policy {
         Policy {
             read_only,
             root_uri,
-            settings,
             initialized: false,
             forwarded: HashMap::new(),
         }
-    }
-
-    pub fn settings(&self) -> &Value {
-        &self.settings
     }
 
     /// Checks one client frame.
@@ -227,7 +224,7 @@ impl Policy {
             out.insert("params".into(), params);
         }
         FromClient::Forward {
-            body: Value::Object(out).to_string(),
+            message: Value::Object(out),
             then_configure: method == "initialized",
         }
     }
@@ -256,13 +253,14 @@ impl Policy {
         };
         tracing::trace!(%method, "client answered a server request");
         FromClient::Forward {
-            body: Value::Object(out).to_string(),
+            message: Value::Object(out),
             then_configure: false,
         }
     }
 
-    /// `initialize` as the server gets it: the session's root and folder, the server's
-    /// own settings as initializationOptions, the client's capabilities, nothing else.
+    /// `initialize` as the servers get it: the session's root and folder, the client's
+    /// capabilities, nothing else (the router adds each server's own settings as its
+    /// initializationOptions).
     fn initialize_params(&self, given: &Value) -> Value {
         let root_path = self
             .root_uri
@@ -277,7 +275,6 @@ impl Policy {
             "workspaceFolders".into(),
             json!([{ "uri": self.root_uri, "name": "scripts" }]),
         );
-        p.insert("initializationOptions".into(), self.settings.clone());
         let capabilities = given
             .get("capabilities")
             .filter(|c| c.is_object())
@@ -343,8 +340,9 @@ impl Policy {
             && decoded.split('/').count() == rest.split('/').count()
     }
 
-    /// Checks one server frame. Only requests (a `method` and an `id`) are looked at.
-    pub fn from_server(&mut self, text: &str) -> FromServer {
+    /// Checks one server frame; `settings` are that server's own. Only requests (a
+    /// `method` and an `id`) are looked at.
+    pub fn from_server(&mut self, text: &str, settings: &Value) -> FromServer {
         #[derive(serde::Deserialize)]
         struct Head<'a> {
             #[serde(borrow)]
@@ -375,7 +373,7 @@ impl Policy {
                 answer(Value::Array(
                     items
                         .iter()
-                        .map(|i| self.section(i.get("section").and_then(Value::as_str)))
+                        .map(|i| section(settings, i.get("section").and_then(Value::as_str)))
                         .collect(),
                 ))
             }
@@ -396,18 +394,18 @@ impl Policy {
             )),
         }
     }
+}
 
-    /// The server's settings for `section` (dotted), or all of them.
-    fn section(&self, section: Option<&str>) -> Value {
-        let Some(section) = section.filter(|s| !s.is_empty()) else {
-            return self.settings.clone();
-        };
-        section
-            .split('.')
-            .try_fold(&self.settings, |v, key| v.get(key))
-            .cloned()
-            .unwrap_or(Value::Null)
-    }
+/// A server's settings for `section` (dotted), or all of them.
+fn section(settings: &Value, section: Option<&str>) -> Value {
+    let Some(section) = section.filter(|s| !s.is_empty()) else {
+        return settings.clone();
+    };
+    section
+        .split('.')
+        .try_fold(settings, |v, key| v.get(key))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// Is this server frame a request (a `method` and an `id`)? Only those need the session.
@@ -462,16 +460,16 @@ mod tests {
     const ROOT: &str = "file:///data/lsp/abc";
 
     fn policy(read_only: bool) -> Policy {
-        Policy::new(
-            read_only,
-            ROOT.into(),
-            json!({ "pylsp": { "plugins": { "jedi": { "environment": "/usr/bin/python3" } } } }),
-        )
+        Policy::new(read_only, ROOT.into())
+    }
+
+    fn settings() -> Value {
+        json!({ "pylsp": { "plugins": { "jedi": { "environment": "/usr/bin/python3" } } } })
     }
 
     fn forwarded(v: FromClient) -> Value {
         match v {
-            FromClient::Forward { body, .. } => serde_json::from_str(&body).unwrap(),
+            FromClient::Forward { message, .. } => message,
             other => panic!("not forwarded: {other:?}"),
         }
     }
@@ -499,10 +497,8 @@ mod tests {
         assert_eq!(params["rootPath"], "/data/lsp/abc");
         assert_eq!(params["workspaceFolders"][0]["uri"], ROOT);
         assert_eq!(params["processId"], Value::Null);
-        assert_eq!(
-            params["initializationOptions"]["pylsp"]["plugins"]["jedi"]["environment"],
-            "/usr/bin/python3"
-        );
+        // The client's options never reach a server (the router puts the server's own).
+        assert!(params.get("initializationOptions").is_none());
         assert_eq!(params["capabilities"]["workspace"]["configuration"], true);
         assert!(params.get("evil").is_none() && params.get("trace").is_none());
         // Only once.
@@ -551,7 +547,7 @@ mod tests {
         // A server's applyEdit never reaches a viewer.
         let edit = json!({ "jsonrpc": "2.0", "id": 5, "method": "workspace/applyEdit", "params": { "edit": {} } });
         assert!(
-            matches!(p.from_server(&edit.to_string()), FromServer::Answer(a) if a.contains("\"applied\":false"))
+            matches!(p.from_server(&edit.to_string(), &settings()), FromServer::Answer(a) if a.contains("\"applied\":false"))
         );
     }
 
@@ -593,7 +589,7 @@ mod tests {
     fn the_bridge_answers_configuration_and_passes_only_expected_responses() {
         let mut p = policy(false);
         let req = json!({ "jsonrpc": "2.0", "id": 9, "method": "workspace/configuration", "params": { "items": [{ "section": "pylsp.plugins.jedi" }, { "section": "nope" }, {}] } });
-        let FromServer::Answer(a) = p.from_server(&req.to_string()) else {
+        let FromServer::Answer(a) = p.from_server(&req.to_string(), &settings()) else {
             panic!()
         };
         let a: Value = serde_json::from_str(&a).unwrap();
@@ -612,7 +608,10 @@ mod tests {
         ));
         // A forwarded request gets exactly one answer through.
         let reg = json!({ "jsonrpc": "2.0", "id": "r1", "method": "client/registerCapability", "params": { "registrations": [] } });
-        assert_eq!(p.from_server(&reg.to_string()), FromServer::Forward);
+        assert_eq!(
+            p.from_server(&reg.to_string(), &settings()),
+            FromServer::Forward
+        );
         let ok = json!({ "jsonrpc": "2.0", "id": "r1", "result": null, "method2": "x" });
         assert_eq!(
             forwarded(p.from_client(&ok.to_string())),
@@ -625,16 +624,20 @@ mod tests {
         // Anything else the server asks is declined by the bridge.
         let other = json!({ "jsonrpc": "2.0", "id": 4, "method": "window/showDocument", "params": { "uri": "https://x", "external": true } });
         assert!(
-            matches!(p.from_server(&other.to_string()), FromServer::Answer(a) if a.contains("does not support"))
+            matches!(p.from_server(&other.to_string(), &settings()), FromServer::Answer(a) if a.contains("does not support"))
         );
         // Responses and notifications pass untouched.
         assert_eq!(
-            p.from_server(r#"{"jsonrpc":"2.0","id":1,"result":{"items":[]}}"#),
+            p.from_server(
+                r#"{"jsonrpc":"2.0","id":1,"result":{"items":[]}}"#,
+                &settings()
+            ),
             FromServer::Forward
         );
         assert_eq!(
             p.from_server(
-                r#"{"jsonrpc":"2.0","method":"textDocument/publishDiagnostics","params":{}}"#
+                r#"{"jsonrpc":"2.0","method":"textDocument/publishDiagnostics","params":{}}"#,
+                &settings()
             ),
             FromServer::Forward
         );
