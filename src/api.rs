@@ -1,6 +1,7 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+mod history;
 mod llm;
 mod lsp;
 mod runs;
@@ -139,14 +140,15 @@ pub fn router(state: AppState) -> Router {
             "/scripts/{id}/production-data",
             get(runs::production_data_get).put(runs::production_data_put),
         )
-        .route("/runs", get(runs::list).post(runs::start))
+        .route("/runs", get(history::runs_list).post(runs::start))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/log", get(runs::log))
         .route("/runs/{id}/artifacts", get(runs::artifacts))
         .route("/runs/{id}/artifacts/{*name}", get(runs::artifact))
-        .route("/passes", post(runs::pass_start))
+        .route("/passes", get(history::passes_list).post(runs::pass_start))
+        .route("/passes/current", get(history::pass_current))
         .route("/passes/latest", get(runs::pass_latest))
         .route("/passes/{id}", get(runs::pass_get))
         .route("/passes/{id}/cancel", post(runs::pass_cancel))

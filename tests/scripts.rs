@@ -467,9 +467,20 @@ async fn the_shipped_examples_can_be_added_with_their_test_data() {
 fn the_shipped_examples_are_formatted_as_the_editor_formats_them() {
     let root = crate::util::repo_root();
     let ruff = root.join("build/lsp/bin/ruff");
-    assert!(ruff.exists(), "run `make lsp` first: {} is missing", ruff.display());
+    assert!(
+        ruff.exists(),
+        "run `make lsp` first: {} is missing",
+        ruff.display()
+    );
     let out = std::process::Command::new(&ruff)
-        .args(["format", "--check", "--diff", "--line-length", "100", "--no-cache"])
+        .args([
+            "format",
+            "--check",
+            "--diff",
+            "--line-length",
+            "100",
+            "--no-cache",
+        ])
         .arg(root.join("examples"))
         .output()
         .unwrap();

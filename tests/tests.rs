@@ -6,6 +6,7 @@ mod access;
 mod build123d;
 mod durability;
 mod exec;
+mod history;
 mod llm;
 mod lsp;
 mod reliability;

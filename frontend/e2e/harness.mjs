@@ -144,3 +144,19 @@ export function modelAtBorder(px, margin = 3) {
     }
   return count;
 }
+
+/**
+ * The canvas once it stops changing: read until two reads 300 ms apart agree (a frame
+ * can take long under software rendering on a loaded machine), at most `timeout` ms.
+ */
+export async function settledPixels(page, timeout = 15_000) {
+  let last = await canvasPixels(page);
+  const end = Date.now() + timeout;
+  while (Date.now() < end) {
+    await page.waitForTimeout(300);
+    const now = await canvasPixels(page);
+    if (pixelDifference(last, now) < 0.0005) return now;
+    last = now;
+  }
+  return last;
+}

@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { canvasPixels, modelAtBorder, pixelDifference, shots, signIn, startApp } from "./harness.mjs";
+import { modelAtBorder, pixelDifference, settledPixels, shots, signIn, startApp } from "./harness.mjs";
 
 let app;
 before(async () => {
@@ -50,37 +50,31 @@ test("the bracket is one part, with its size and volume; a section plane changes
   // A section plane through the middle of X changes the picture; turning it off restores it.
   await page.getByLabel("Grid").uncheck();
   await page.getByLabel("Axes").uncheck();
-  await page.waitForTimeout(300);
-  const whole = await canvasPixels(page);
+  const whole = await settledPixels(page);
   await page.getByLabel("Section plane").selectOption("x");
-  await page.waitForTimeout(500);
-  const cut = await canvasPixels(page);
+  const cut = await settledPixels(page);
   await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer-bracket-section.png") });
   const changed = pixelDifference(whole, cut);
   assert.ok(changed > 0.02, `a section plane changed only ${(changed * 100).toFixed(2)} % of the picture`);
   // Moving the plane moves the cut.
   await page.getByLabel("Section position").fill("20");
-  await page.waitForTimeout(500);
-  const moved = await canvasPixels(page);
+  const moved = await settledPixels(page);
   assert.ok(pixelDifference(cut, moved) > 0.01, "moving the section plane changed nothing");
   // The caps fill the cut: a cut along the bracket's length, turned to face the camera,
   // shows a filled L-shaped face with them and the inside of the solid without.
   await page.getByLabel("Section plane").selectOption("y");
   await page.getByLabel("Section position").fill("50");
   await page.getByLabel("Flip").check();
-  await page.waitForTimeout(500);
-  const capped = await canvasPixels(page);
+  const capped = await settledPixels(page);
   await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer-bracket-caps.png") });
   await page.getByLabel("Caps").uncheck();
-  await page.waitForTimeout(500);
-  const open = await canvasPixels(page);
+  const open = await settledPixels(page);
   await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer-bracket-nocaps.png") });
   assert.ok(pixelDifference(capped, open) > 0.01, "section caps change nothing");
   await page.getByLabel("Caps").check();
   await page.getByLabel("Flip").uncheck();
   await page.getByLabel("Section plane").selectOption("off");
-  await page.waitForTimeout(500);
-  const again = await canvasPixels(page);
+  const again = await settledPixels(page);
   assert.ok(pixelDifference(whole, again) < 0.002, "the picture without a section differs from the first");
 
   // Measuring: two points picked on the model give a distance.
@@ -122,12 +116,11 @@ test("an assembly is a tree of parts: isolate, colours, explode and fit within a
   const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(scrollWidth <= 800, `the page scrolls sideways: ${scrollWidth} px`);
   await page.waitForTimeout(300);
-  assert.equal(modelAtBorder(await canvasPixels(page)), 0, "the fitted model is cut off at the canvas's edge");
+  assert.equal(modelAtBorder(await settledPixels(page)), 0, "the fitted model is cut off at the canvas's edge");
   // Exploded, the parts move apart and the view refits so both stay whole.
-  const before = await canvasPixels(page);
+  const before = await settledPixels(page);
   await page.getByLabel("Exploded view").fill("100");
-  await page.waitForTimeout(500);
-  const exploded = await canvasPixels(page);
+  const exploded = await settledPixels(page);
   assert.ok(pixelDifference(before, exploded) > 0.01, "exploding changed nothing");
   assert.equal(modelAtBorder(exploded), 0, "the exploded model is cut off at the canvas's edge");
   await page.screenshot({ path: path.join(shots, "viewer-assembly-800.png"), fullPage: true });
@@ -136,7 +129,7 @@ test("an assembly is a tree of parts: isolate, colours, explode and fit within a
   await tree.getByRole("treeitem", { name: /pin/ }).getByRole("button", { name: "Isolate" }).click();
   assert.equal(await page.getByLabel("Show plate").isChecked(), false);
   assert.equal(await page.getByLabel("Show pin").isChecked(), true);
-  const isolated = await canvasPixels(page);
+  const isolated = await settledPixels(page);
   assert.ok(pixelDifference(exploded, isolated) > 0.005, "hiding the plate changed nothing");
   await page.getByRole("button", { name: "Show all" }).click();
   assert.equal(await page.getByLabel("Show plate").isChecked(), true);
@@ -144,8 +137,7 @@ test("an assembly is a tree of parts: isolate, colours, explode and fit within a
   // Orthographic view draws differently from perspective.
   await page.getByLabel("Orthographic").check();
   await page.getByRole("button", { name: "Fit to view" }).click();
-  await page.waitForTimeout(300);
-  const orthoPx = await canvasPixels(page);
+  const orthoPx = await settledPixels(page);
   assert.ok(pixelDifference(exploded, orthoPx) > 0.005, "orthographic looks like perspective");
   assert.equal(modelAtBorder(orthoPx), 0, "the orthographic fit cuts the model off");
   await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer-assembly-ortho.png") });

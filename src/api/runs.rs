@@ -74,24 +74,6 @@ pub async fn start(
         .into_response())
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    script_id: Option<i64>,
-    limit: Option<u32>,
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<RunRecord>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).min(1000);
-    Ok(Json(
-        state
-            .read(move |c| c.with_conn(|conn| runstore::runs(conn, q.script_id, limit)))
-            .await?,
-    ))
-}
-
 async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
     state
         .read(move |c| c.with_conn(|conn| runstore::run(conn, id)))
