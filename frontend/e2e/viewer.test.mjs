@@ -126,10 +126,11 @@ test("an assembly is a tree of parts: isolate, colours, explode and fit within a
   await page.screenshot({ path: path.join(shots, "viewer-assembly-800.png"), fullPage: true });
 
   // Isolate the pin: the plate is hidden; Show all brings it back.
-  await tree.getByRole("treeitem", { name: /pin/ }).getByRole("button", { name: "Isolate" }).click();
+  await page.getByTitle("Show only pin").click();
   assert.equal(await page.getByLabel("Show plate").isChecked(), false);
   assert.equal(await page.getByLabel("Show pin").isChecked(), true);
   const isolated = await settledPixels(page);
+  await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer-assembly-isolated.png") });
   assert.ok(pixelDifference(exploded, isolated) > 0.005, "hiding the plate changed nothing");
   await page.getByRole("button", { name: "Show all" }).click();
   assert.equal(await page.getByLabel("Show plate").isChecked(), true);

@@ -7,6 +7,12 @@ interface Line {
   line: string;
 }
 
+/** stderr in red; the runner's own notices (`scriptorium: …` on stdout) as information. */
+function lineClass(l: Line): string {
+  if (l.stream === "stderr") return "stderr";
+  return l.line.startsWith("scriptorium: ") ? "notice" : "stdout";
+}
+
 function protections(backend: string): string {
   switch (backend) {
     case "linux":
@@ -186,7 +192,7 @@ export function RunPanel(props: {
       )}
       <pre className="log" ref={logRef} data-testid="run-log">
         {lines.map((l, i) => (
-          <div key={i} className={l.stream === "stderr" ? "stderr" : "stdout"}>
+          <div key={i} className={lineClass(l)}>
             {l.line}
           </div>
         ))}

@@ -62,7 +62,9 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
     };
   }, []);
 
-  // Load every model; each becomes a root of the tree.
+  // Load every model; each becomes a root of the tree. Keyed by the URLs: a parent that
+  // re-renders with an equal list must not reload (and reset) the view.
+  const modelKey = models.map((m) => `${m.name}\n${m.url}`).join("\n");
   useEffect(() => {
     const s = stage.current;
     if (!s) return;
@@ -91,7 +93,8 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
     return () => {
       cancelled = true;
     };
-  }, [models]);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [modelKey]);
 
   // Visibility and colours.
   useEffect(() => {
