@@ -552,3 +552,66 @@ async fn the_offline_provider_answers_every_template_with_code_that_compiles() {
     let empty = prompt(&app, &ed1, id, json!({ "instruction": "  " })).await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
 }
+
+/// The offline provider's CSV helper is called from `main()`, not left unused after
+/// `sys.exit(main())`, and the proposal does what was asked when it runs.
+#[tokio::test]
+async fn the_offline_provider_wires_its_helper_into_main() {
+    let app = TestApp::start_with(|c| c.seed_examples = false).await;
+    let ed1 = app.ed1().await;
+    let created = app
+        .json(Method::POST, "/api/scripts", Some(&ed1), Some(json!({})))
+        .await
+        .json();
+    let id = created["id"].as_i64().unwrap();
+    let instruction = "read the CSV in argv[1] and print the number of rows";
+    let p = prompt(&app, &ed1, id, json!({ "instruction": instruction }))
+        .await
+        .json();
+    let code = p["code"].as_str().unwrap();
+    let helper = code.find("def read_rows").expect(code);
+    let main = code.find("def main").expect(code);
+    assert!(helper < main, "the helper comes before main():\n{code}");
+    let exit = code.find("sys.exit(main(").expect(code);
+    assert_eq!(
+        code[exit..].trim_end().lines().count(),
+        1,
+        "nothing after the exit:\n{code}"
+    );
+    let body = &code[main..exit];
+    assert!(
+        body.contains("read_rows("),
+        "main() calls the helper:\n{code}"
+    );
+    assert!(
+        p["explanation"].as_str().unwrap().contains("understands"),
+        "{}",
+        p["explanation"]
+    );
+
+    // Saved and run on a CSV of three rows, it prints the count.
+    let save = app.save(&ed1, id, code, "0.1").await;
+    assert_eq!(save.status, StatusCode::OK, "{}", save.text());
+    app.put_raw(
+        &format!("/api/scripts/{id}/test-data"),
+        Some(&ed1),
+        "region,amount\nnorth,1\nsouth,2\neast,3\n".to_string(),
+    )
+    .await;
+    let run_id = app.start_run(&ed1, json!({ "script_id": id })).await;
+    app.sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 1000)
+        .await;
+    let run = app.get(&format!("/api/runs/{run_id}"), &ed1).await.json();
+    let log = app
+        .get(&format!("/api/runs/{run_id}/log"), &ed1)
+        .await
+        .json();
+    assert_eq!(run["status"], "succeeded", "{run}\n{log}");
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["line"] == "3 rows"),
+        "{log}"
+    );
+}
