@@ -5,7 +5,7 @@ CARGO ?= cargo
 DATA ?= data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test soak bench setup setup-test build wasi lsp frontend build123d check-windows check clean
+.PHONY: run test soak bench setup setup-test build wasi lsp frontend build123d check-windows check clean ts-types
 
 ## Install what is missing, build, and start the server on http://$(LISTEN).
 run: build wasi lsp frontend
@@ -52,6 +52,10 @@ bench: setup wasi lsp build123d
 	$(CARGO) bench --bench build123d
 	$(CARGO) bench -p scriptorium-sandbox --bench sandbox
 
+## Rewrite frontend/src/generated from the Rust API types (a test fails while they differ).
+ts-types:
+	SCRIPTORIUM_WRITE_TS=1 $(CARGO) test -p scriptorium --lib api::bindings
+
 setup:
 	@scripts/setup.sh
 
@@ -60,6 +64,7 @@ setup-test:
 
 check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd frontend && npm run lint
 
 clean:
 	$(CARGO) clean

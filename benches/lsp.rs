@@ -164,7 +164,7 @@ async fn main() {
     let mut direct = spawn_direct(&program, dir.path());
 
     let settings = json!({ "jsonrpc": "2.0", "method": "workspace/didChangeConfiguration",
-        "params": { "settings": scriptorium_actors::lsp_session::LspSession::settings(&config.lsp, &python) } });
+        "params": { "settings": scriptorium_actors::lsp::lsp_session::LspSession::settings(&config.lsp, &python) } });
     let initialized = json!({ "jsonrpc": "2.0", "method": "initialized", "params": {} });
     ws_call(&mut ws, &init(1, &root)).await;
     ws.send(Message::Text(initialized.to_string().into()))

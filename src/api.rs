@@ -1,6 +1,8 @@
 //! The JSON API under `/api`: routes, shared state and extractors. Handlers turn HTTP
 //! into actor messages or catalog reads and back; they hold no logic of their own.
 
+#[cfg(test)]
+mod bindings;
 mod history;
 mod llm;
 mod lsp;
@@ -21,9 +23,9 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Auth};
 use crate::error::ApiError;
-use scriptorium_actors::events::LiveLogs;
-use scriptorium_actors::llm_broker::LlmBrokerHandle;
-use scriptorium_actors::run_scheduler::RunSchedulerHandle;
+use scriptorium_actors::llm::llm_broker::LlmBrokerHandle;
+use scriptorium_actors::runs::events::LiveLogs;
+use scriptorium_actors::runs::run_scheduler::RunSchedulerHandle;
 use scriptorium_actors::{Catalog, ScriptRepoHandle};
 use scriptorium_sandbox::Registry;
 
@@ -46,7 +48,7 @@ pub struct AppState {
     /// This server's origins, for the CSRF guard and the WebSocket upgrade.
     pub origins: Arc<crate::origin::Origins>,
     /// Whether a write can succeed now (for `/api/health`).
-    pub health: Arc<scriptorium_actors::health::WriteHealth>,
+    pub health: Arc<scriptorium_actors::scripts::health::WriteHealth>,
 }
 
 pub use lsp::LspSessions;

@@ -19,14 +19,15 @@ use sha2::{Digest, Sha256};
 
 use crate::config::UserConfig;
 use crate::error::ApiError;
-use scriptorium_actors::{Committer, clock};
+use scriptorium_actors::Committer;
+use scriptorium_actors::domain::clock;
 
 pub const COOKIE: &str = "scriptorium_session";
 /// Personal API tokens start with this, so they are easy to recognise (and to scan for).
 pub const TOKEN_PREFIX: &str = "scr_";
 
 /// A personal API token as its owner sees it (never the token itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
@@ -36,7 +37,7 @@ pub struct ApiToken {
     pub revoked_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -44,7 +45,8 @@ pub enum Role {
 }
 
 /// The signed-in user, put into each authorised request's extensions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+#[ts(rename = "Me")]
 pub struct CurrentUser {
     pub username: String,
     pub roles: Vec<Role>,

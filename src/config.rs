@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::auth::Role;
 use crate::connections::ServerConfig;
 use scriptorium_actors::llm::LlmConfig;
-use scriptorium_actors::lsp_session::LspConfig;
+use scriptorium_actors::lsp::lsp_session::LspConfig;
 use scriptorium_sandbox::SandboxConfig;
 
 #[derive(Debug, Clone, Deserialize)]

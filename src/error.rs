@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use scriptorium_actors::CallError;
-use scriptorium_actors::store::RepoError;
+use scriptorium_actors::RepoError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -4,6 +4,7 @@ mod util;
 
 mod access;
 mod build123d;
+mod client_routes;
 mod durability;
 mod exec;
 mod history;

@@ -1,45 +1,28 @@
-//! Scriptorium's supervised actors and the script repository they guard.
+//! Scriptorium's supervised actors, grouped by capability. Imports flow one way:
+//! `domain` ← `error`/`db` ← `scripts` ← `runs` ← `llm`; `lsp` stands alone and the
+//! `supervisor` starts them all.
 //!
+//! - [`domain`]: `Major.Minor` versions, exact ordering numbers, 0.01 s time, states.
+//! - [`error`]: the crate's error; [`db`]: SQLite and its migrations.
+//! - [`scripts`]: `ScriptRepo`, the only writer of git and the script metadata, and the
+//!   read-side catalog.
+//! - [`runs`]: `RunScheduler` and `GroupExecutor`, single runs and run-all passes.
+//! - [`llm`]: `LlmBroker`, prompt-to-code with guardrails and a logged exchange.
+//! - [`lsp`]: `LspSession`, one language server per editor WebSocket.
 //! - [`supervisor`]: the root supervisor that starts and restarts the actors.
-//! - [`script_repo`]: `ScriptRepo`, the only writer of git and the script metadata.
-//! - [`store`]: what `ScriptRepo` does (git commit + SQLite record, start-up repair).
-//! - [`run_scheduler`]: `RunScheduler`, the job queue for single runs and run-all passes.
-//! - [`group_executor`]: `GroupExecutor`, one ordering group of a pass, concurrently.
-//! - [`runner`]: executing one run in the sandbox; [`runstore`]: runs in SQLite;
-//!   [`events`]: live, replayable event logs for SSE.
-//! - [`llm_broker`]: `LlmBroker`, prompt-to-code with guardrails and a logged exchange;
-//!   [`llm`]: its providers, tools and guardrails.
-//! - [`lsp_session`]: `LspSession`, one language server per editor WebSocket.
-//! - [`examples`]: the example scripts shipped with the app.
-//! - [`catalog`]: the read side (list, details, history), used without the actor.
-//! - [`gitstore`], [`db`], [`python`]: git2, SQLite and the Python syntax checker;
-//!   [`gitlock`]: stale git lock files; [`health`]: whether a write can succeed now.
-//! - [`version`], [`ordering`], [`clock`]: `Major.Minor`, exact ordering numbers, 0.01 s time.
 
-pub mod catalog;
-pub mod clock;
 pub mod db;
-pub mod events;
-pub mod examples;
-pub mod gitlock;
-pub mod gitstore;
-pub mod group_executor;
-pub mod health;
+pub mod domain;
+pub mod error;
 pub mod llm;
-pub mod llm_broker;
-pub mod lsp_session;
-pub mod ordering;
-pub mod python;
-pub mod run_scheduler;
-pub mod runner;
-pub mod runstore;
-pub mod script_repo;
-pub mod store;
+pub mod lsp;
+pub mod runs;
+pub mod scripts;
 pub mod supervisor;
-pub mod version;
 
-pub use catalog::Catalog;
-pub use ordering::Ordering;
-pub use script_repo::{CallError, ScriptRepoHandle};
-pub use store::{Committer, RepoError, StoreConfig};
-pub use version::Version;
+pub use domain::ordering::Ordering;
+pub use domain::version::Version;
+pub use error::RepoError;
+pub use scripts::catalog::Catalog;
+pub use scripts::script_repo::{CallError, ScriptRepoHandle};
+pub use scripts::script_store::{Committer, StoreConfig};

@@ -10,6 +10,7 @@
 //!   only when configured — files in one read-only directory.
 
 pub mod guard;
+pub mod llm_broker;
 pub mod provider;
 pub mod tools;
 

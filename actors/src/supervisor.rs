@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::llm_broker::{self, LlmBroker, LlmBrokerArgs};
-use crate::run_scheduler::{self, RunScheduler, RunSchedulerArgs};
-use crate::script_repo::{self, ScriptRepo};
-use crate::store::StoreConfig;
+use crate::llm::llm_broker::{self, LlmBroker, LlmBrokerArgs};
+use crate::runs::run_scheduler::{self, RunScheduler, RunSchedulerArgs};
+use crate::scripts::script_repo::{self, ScriptRepo};
+use crate::scripts::script_store::StoreConfig;
 
 pub struct Supervisor;
 

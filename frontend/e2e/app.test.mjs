@@ -149,7 +149,7 @@ test("an editor writes, checks, saves, runs and views a script", { timeout: 240_
   assert.equal(created.status(), 201);
   const { id } = await created.json();
   await page.reload();
-  await page.getByRole("button", { name: /Tetrahedron/ }).click();
+  await page.getByRole("link", { name: /Tetrahedron/ }).click();
   await page.getByRole("button", { name: "Run & Stream" }).click();
   await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
   await page.locator("[data-testid=viewer-canvas] canvas").waitFor();
@@ -159,7 +159,7 @@ test("an editor writes, checks, saves, runs and views a script", { timeout: 240_
   assert.ok(id > 0);
 
   // Run all: the published examples in groups.
-  await page.getByRole("button", { name: "Pipeline" }).click();
+  await page.getByRole("link", { name: "Pipeline" }).click();
   await page.getByRole("button", { name: "Run all" }).click();
   await page.getByTestId("pass-status").filter({ hasText: "succeeded" }).waitFor({ timeout: 60_000 });
   const lanes = await page.getByTestId("pipeline-group").allTextContents();
@@ -174,12 +174,12 @@ test("a viewer sees the same screens without save or run controls", { timeout: 1
   const { context, page } = await signIn("mo1", "2viewer");
   assert.match(await page.getByTestId("user").textContent(), /mo1 \(viewer\)/);
   assert.equal(await page.getByRole("button", { name: "New script" }).count(), 0);
-  await page.getByRole("button", { name: /Count words/ }).click();
+  await page.getByRole("link", { name: /Count words/ }).click();
   await page.getByTestId("version").waitFor();
   for (const name of ["Save", "Bump Major", "Fork", "Publish", "Run & Stream"]) {
     assert.equal(await page.getByRole("button", { name, exact: true }).count(), 0, `${name} is shown to a viewer`);
   }
-  await page.getByRole("button", { name: "Pipeline" }).click();
+  await page.getByRole("link", { name: "Pipeline" }).click();
   await page.getByTestId("pass-status").waitFor();
   assert.equal(await page.getByRole("button", { name: "Run all" }).count(), 0);
   await page.screenshot({ path: path.join(shots, "viewer-role.png") });
@@ -188,7 +188,7 @@ test("a viewer sees the same screens without save or run controls", { timeout: 1
 
 test("an API token made in the browser works from outside until it is revoked", { timeout: 60_000 }, async () => {
   const { context, page } = await signIn("ed1", "1editor");
-  await page.getByRole("button", { name: "API tokens" }).click();
+  await page.getByRole("link", { name: "API tokens" }).click();
   await page.getByLabel("Name").fill("ci-e2e");
   await page.getByRole("button", { name: "Create token" }).click();
   const token = (await page.getByTestId("token-secret").textContent()).trim();
@@ -240,7 +240,7 @@ test("an HTML or SVG artifact cannot run script in the app's origin", { timeout:
   assert.equal(created.status(), 201, await created.text());
   const before = (await (await page.request.get(`${base}/api/scripts`)).json()).length;
   await page.reload();
-  await page.getByRole("button", { name: /Evil artifacts/ }).click();
+  await page.getByRole("link", { name: /Evil artifacts/ }).click();
   await page.getByRole("button", { name: "Run & Stream" }).click();
   await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
 
@@ -282,7 +282,7 @@ test("a build123d assembly shows as two layers", { timeout: 180_000 }, async () 
   await page.getByText("Add an example…").click();
   await page.getByRole("list", { name: "Examples" }).getByRole("button", { name: /Two-part assembly/ }).click();
   await page.getByTestId("version").waitFor();
-  assert.match(await page.locator(".script-list li button.selected").textContent(), /Two-part assembly/);
+  assert.match(await page.locator(".script-list li a.selected").textContent(), /Two-part assembly/);
   await page.getByRole("button", { name: "Run & Stream" }).click();
   await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 150_000 });
   const layers = page.getByRole("tree", { name: "Parts" }).locator("[role=treeitem][data-part]");

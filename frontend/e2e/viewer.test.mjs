@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { modelAtBorder, pixelDifference, settledPixels, shots, signIn, startApp } from "./harness.mjs";
+import { modelAtBorder, pixelDifference, settledPixels, shots, signIn, startApp } from "./workbench-harness.mjs";
 
 let app;
 before(async () => {

@@ -1,102 +1,92 @@
-import { useCallback, useEffect, useState } from "react";
-import { api, ApiError, type Example, type Me, type ScriptSummary } from "./api";
+import { useState } from "react";
+import { NavLink, Outlet, useMatch, useNavigate, useOutletContext } from "react-router";
+import { useQueryClient } from "@tanstack/react-query";
+import { api, type Me } from "./api";
+import { errorMessage } from "./errors";
+import { keys, useExamples, useInvalidate, useMe, useScripts } from "./queries";
 import { Login } from "./components/Login";
 import { ScriptList } from "./components/ScriptList";
-import { ScriptEditor } from "./components/ScriptEditor";
-import { PipelineView } from "./components/PipelineView";
-import { TokensPanel } from "./components/TokensPanel";
 
+/** What every screen below the shell gets from it. */
+export interface Session {
+  me: Me;
+  canEdit: boolean;
+}
+
+export function useSession(): Session {
+  return useOutletContext<Session>();
+}
+
+/** The shell: sign-in when nobody is, else the header, the script list and the screen of the URL. */
 export function App() {
-  const [me, setMe] = useState<Me | null | undefined>(undefined);
-  const [scripts, setScripts] = useState<ScriptSummary[]>([]);
-  const [selected, setSelected] = useState<number | null>(null);
-  const [view, setView] = useState<"scripts" | "pipeline" | "tokens">("scripts");
-  const [dirty, setDirty] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-  const [examples, setExamples] = useState<Example[]>([]);
-
-  useEffect(() => {
-    api.me().then(setMe, () => setMe(null));
-  }, []);
-
-  const refresh = useCallback(() => {
-    api.scripts().then(setScripts, (e) => setError(e instanceof ApiError ? e.message : String(e)));
-  }, []);
-
-  // The list follows runs that finish anywhere: refresh now and every few seconds.
-  useEffect(() => {
-    if (!me) return;
-    refresh();
-    api.examples().then(setExamples, () => setExamples([]));
-    const t = setInterval(refresh, 5000);
-    return () => clearInterval(t);
-  }, [me, refresh]);
-
+  const client = useQueryClient();
+  const { data: me, error: meError } = useMe();
+  if (meError) return <p className="error" role="alert">{errorMessage(meError)}</p>;
   if (me === undefined) return null;
-  if (me === null) return <Login onLogin={setMe} />;
+  if (me === null) return <Login onLogin={(m) => client.setQueryData(keys.me, m)} />;
+  return <Shell me={me} />;
+}
+
+function Shell({ me }: { me: Me }) {
   const canEdit = me.roles.includes("editor");
+  const [error, setError] = useState<string | null>(null);
+  const navigate = useNavigate();
+  const invalidate = useInvalidate();
+  const scripts = useScripts();
+  const examples = useExamples(canEdit);
+  const selected = Number(useMatch("/scripts/:id")?.params.id) || null;
+  const onPasses = useMatch({ path: "/passes", end: false }) !== null;
 
-  function open(id: number) {
-    if (dirty && !confirm("You have unsaved changes. Leave them?")) return;
-    setSelected(id);
-    setView("scripts");
-  }
-
-  async function create() {
+  async function created(make: () => Promise<{ id: number }>) {
+    setError(null);
     try {
-      const s = await api.create();
-      refresh();
-      open(s.id);
+      const s = await make();
+      invalidate.scripts();
+      navigate(`/scripts/${s.id}`);
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorMessage(e));
     }
   }
 
-  async function createFromExample(id: string) {
+  async function signOut() {
     try {
-      const s = await api.fromExample(id);
-      refresh();
-      open(s.id);
-    } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      await api.logout();
+    } finally {
+      await invalidate.session();
+      navigate("/scripts");
     }
   }
 
+  const shown = error ?? (scripts.error ? errorMessage(scripts.error) : null);
+  const session: Session = { me, canEdit };
   return (
     <div className="app">
       <header className="top">
         <h1>Scriptorium</h1>
-        <nav>
-          <button className={view === "scripts" ? "active" : ""} onClick={() => setView("scripts")}>Scripts</button>
-          <button className={view === "pipeline" ? "active" : ""} onClick={() => setView("pipeline")}>Pipeline</button>
-          <button className={view === "tokens" ? "active" : ""} onClick={() => setView("tokens")}>API tokens</button>
+        <nav aria-label="Screens">
+          <NavLink to="/scripts">Scripts</NavLink>
+          <NavLink to="/passes/latest" className={() => (onPasses ? "active" : "")}>
+            Pipeline
+          </NavLink>
+          <NavLink to="/tokens">API tokens</NavLink>
         </nav>
         <span className="user" data-testid="user">
           {me.username} ({me.roles.join(", ")})
         </span>
-        <button onClick={() => api.logout().then(() => setMe(null))}>Sign out</button>
+        <button onClick={() => void signOut()}>Sign out</button>
       </header>
-      {error && <p className="error" role="alert">{error}</p>}
+      {shown && <p className="error" role="alert">{shown}</p>}
       <main>
         <ScriptList
-          scripts={scripts}
+          scripts={scripts.data ?? []}
           selected={selected}
           canEdit={canEdit}
-          onSelect={open}
-          onCreate={create}
-          examples={examples}
-          onCreateFromExample={createFromExample}
+          onCreate={() => void created(() => api.create())}
+          examples={examples.data ?? []}
+          onCreateFromExample={(id) => void created(() => api.fromExample(id))}
         />
         <div className="workspace">
-          {view === "tokens" ? (
-            <TokensPanel username={me.username} />
-          ) : view === "pipeline" ? (
-            <PipelineView canEdit={canEdit} onFinished={refresh} />
-          ) : selected !== null ? (
-            <ScriptEditor key={selected} scriptId={selected} canEdit={canEdit} onChanged={refresh} onOpen={open} onDirty={setDirty} />
-          ) : (
-            <p className="muted empty">Select a script{canEdit ? ", or + to start a new one" : ""}.</p>
-          )}
+          <Outlet context={session} />
         </div>
       </main>
     </div>

@@ -1,47 +1,30 @@
 // The one place that knows the server's routes. Components call these; none fetch.
 
-export type Role = "viewer" | "editor";
+// The API's own types, generated from the Rust types (src/api/bindings.rs): they cannot
+// drift from what the server sends. Only what is not generated yet is written out below.
+import type {
+  ApiToken,
+  CreateScriptRequest,
+  CreateTokenRequest,
+  ExchangeRecord,
+  LoginRequest,
+  Me,
+  PassRecord,
+  Proposal,
+  RunRecord,
+  ScriptDetail,
+  SaveRequest,
+  ScriptSummary,
+  StartPassRequest,
+  StartRunRequest,
+  VersionInfo,
+} from "./generated";
 
-export interface Me {
-  username: string;
-  roles: Role[];
-}
-
-export interface LastRun {
-  run_id: number;
-  status: string;
-  started_at: string | null;
-  ended_at: string | null;
-}
-
-export interface ScriptSummary {
-  id: number;
-  ordering: string;
-  name: string;
-  filename: string;
-  version: string;
-  published_version: string | null;
-  last_modified: string;
-  description: string;
-  parent: { id: number; version: string } | null;
-  has_test_data: boolean;
-  last_run: LastRun | null;
-}
-
-export interface ScriptDetail extends ScriptSummary {
-  content: string;
-  created_by: string;
-  created_at: string;
-}
-
-export interface VersionInfo {
-  version: string;
-  kind: string;
-  committer: string;
-  created_at: string;
-  commit: string;
-  published: boolean;
-}
+export type * from "./generated";
+/** One row of a script's LLM log. */
+export type Exchange = ExchangeRecord;
+/** The latest run of a script, as the list shows it. */
+export type LastRun = NonNullable<ScriptSummary["last_run"]>;
 
 export interface Interpreter {
   id: string;
@@ -69,84 +52,6 @@ export interface Example {
   problem: string | null;
 }
 
-/** A personal API token (the secret itself is shown once, when it is made). */
-export interface ApiToken {
-  id: number;
-  name: string;
-  prefix: string;
-  created_at: string;
-  revoked_at: string | null;
-}
-
-export interface Artifact {
-  name: string;
-  size: number;
-  content_type: string;
-}
-
-export interface RunRecord {
-  id: number;
-  script_id: number;
-  version: string;
-  pass_id: number | null;
-  ordering: string | null;
-  status: string;
-  interpreter: string;
-  interpreter_version: string;
-  backend: string;
-  protections: Record<string, unknown> | null;
-  started_at: string | null;
-  ended_at: string | null;
-  duration: number | null;
-  exit_code: number | null;
-  limit: string | null;
-  message: string | null;
-  /** The first 100 artifacts; `artifact_count` is the total. */
-  artifacts: Artifact[];
-  artifact_count?: number;
-  /** Entries the run left that are not served (links, FIFOs, sockets, devices). */
-  skipped?: { name: string; kind: string }[];
-  warm_start: boolean | null;
-}
-
-export interface PassRecord {
-  id: number;
-  status: string;
-  mode: string;
-  on_failure: string;
-  duration: number | null;
-  message: string | null;
-  groups: { group: number; runs: RunRecord[] }[];
-}
-
-export interface Proposal {
-  exchange_id: number;
-  code: string;
-  explanation: string;
-  provider: string;
-  model: string;
-  usage: { prompt_tokens: number; completion_tokens: number; cost: number };
-  latency_ms: number;
-  pseudonymisation: string;
-  valid: boolean;
-  problem: string | null;
-}
-
-export interface Exchange {
-  id: number;
-  user: string;
-  created_at: string;
-  model: string;
-  instruction: string;
-  status: string;
-  error: string | null;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cost: number;
-  latency_ms: number;
-  produced_version: string | null;
-}
-
 /** An error the server explained: `message` says what was wrong and what to do. */
 export class ApiError extends Error {
   constructor(
@@ -155,6 +60,15 @@ export class ApiError extends Error {
     public body: Record<string, unknown> = {},
   ) {
     super(message);
+  }
+}
+
+/** The body as JSON, or undefined when it is empty or not JSON. */
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -171,12 +85,7 @@ async function request<T>(method: string, path: string, body?: unknown, raw = fa
   }
   const res = await fetch(path, init);
   const text = await res.text();
-  let json: unknown = undefined;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
+  const json = parseJson(text);
   if (!res.ok) {
     const b = (json ?? {}) as Record<string, unknown>;
     throw new ApiError(res.status, (b.error as string) ?? `${res.status} ${res.statusText}`, b);
@@ -185,14 +94,14 @@ async function request<T>(method: string, path: string, body?: unknown, raw = fa
 }
 
 export const api = {
-  login: (username: string, password: string) => request<Me>("POST", "/api/login", { username, password }),
+  login: (username: string, password: string) => request<Me>("POST", "/api/login", { username, password } satisfies LoginRequest),
   logout: () => request<unknown>("POST", "/api/logout"),
   me: () => request<Me>("GET", "/api/me"),
   scripts: () => request<ScriptSummary[]>("GET", "/api/scripts"),
   script: (id: number) => request<ScriptDetail>("GET", `/api/scripts/${id}`),
-  create: (content?: string) => request<ScriptDetail>("POST", "/api/scripts", content === undefined ? undefined : { content }),
+  create: (content?: string) => request<ScriptDetail>("POST", "/api/scripts", content === undefined ? undefined : ({ content } satisfies CreateScriptRequest)),
   save: (id: number, content: string, base_version: string, exchange_id?: number) =>
-    request<{ version: string; changed: boolean }>("PUT", `/api/scripts/${id}`, { content, base_version, exchange_id }),
+    request<{ version: string; changed: boolean }>("PUT", `/api/scripts/${id}`, { content, base_version, exchange_id } satisfies SaveRequest),
   bumpMajor: (id: number) => request<{ version: string }>("POST", `/api/scripts/${id}/bump-major`),
   fork: (id: number) => request<ScriptDetail>("POST", `/api/scripts/${id}/fork`),
   publish: (id: number) => request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`),
@@ -202,17 +111,17 @@ export const api = {
   putTestData: (id: number, data: string) => request<{ changed: boolean }>("PUT", `/api/scripts/${id}/test-data`, data, true),
   interpreters: () => request<{ default: string | null; interpreters: Interpreter[] }>("GET", "/api/interpreters"),
   startRun: (script_id: number, interpreter?: string, backend?: string) =>
-    request<{ run_id: number }>("POST", "/api/runs", { script_id, interpreter, backend }),
+    request<{ run_id: number }>("POST", "/api/runs", { script_id, interpreter, backend } satisfies StartRunRequest),
   run: (id: number) => request<RunRecord>("GET", `/api/runs/${id}`),
   cancelRun: (id: number) => request<unknown>("POST", `/api/runs/${id}/cancel`),
-  startPass: (on_failure: "stop" | "continue") => request<{ pass_id: number }>("POST", "/api/passes", { on_failure }),
+  startPass: (on_failure: "stop" | "continue") => request<{ pass_id: number }>("POST", "/api/passes", { on_failure } satisfies StartPassRequest),
   pass: (id: number) => request<PassRecord>("GET", `/api/passes/${id}`),
   latestPass: () => request<PassRecord>("GET", "/api/passes/latest"),
   cancelPass: (id: number) => request<unknown>("POST", `/api/passes/${id}/cancel`),
   examples: () => request<Example[]>("GET", "/api/examples"),
   fromExample: (id: string) => request<ScriptDetail>("POST", `/api/examples/${encodeURIComponent(id)}`),
   tokens: () => request<ApiToken[]>("GET", "/api/tokens"),
-  createToken: (name: string) => request<ApiToken & { token: string; note: string }>("POST", "/api/tokens", { name }),
+  createToken: (name: string) => request<ApiToken & { token: string; note: string }>("POST", "/api/tokens", { name } satisfies CreateTokenRequest),
   revokeToken: (id: number) => request<unknown>("DELETE", `/api/tokens/${id}`),
   exchanges: (id: number) => request<Exchange[]>("GET", `/api/scripts/${id}/exchanges`),
   artifactUrl: (run: number, name: string) => `/api/runs/${run}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`,

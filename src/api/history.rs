@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::error::ApiError;
-use scriptorium_actors::runstore::{self, PassRecord};
+use scriptorium_actors::runs::run_store::{self, PassRecord};
 
 /// The most entries one page lists; the default is [`DEFAULT_PAGE`].
 const MAX_PAGE: u32 = 1000;
@@ -97,7 +97,7 @@ pub async fn runs_list(
     let paging = Paging::parse(&query.0, &["script_id", "limit", "before"])?;
     let (script, before, n) = (paging.script_id, paging.before, paging.limit + 1);
     let runs = state
-        .read(move |c| c.with_conn(|conn| runstore::runs(conn, script, before, n)))
+        .read(move |c| c.with_conn(|conn| run_store::runs(conn, script, before, n)))
         .await?;
     Ok(page(&paging, "/api/runs", runs, |r| r.id))
 }
@@ -110,7 +110,7 @@ pub async fn passes_list(
     let paging = Paging::parse(&query.0, &["limit", "before"])?;
     let (before, n) = (paging.before, paging.limit + 1);
     let passes = state
-        .read(move |c| c.with_conn(|conn| runstore::passes(conn, before, n)))
+        .read(move |c| c.with_conn(|conn| run_store::passes(conn, before, n)))
         .await?;
     Ok(page(&paging, "/api/passes", passes, |p| p.id))
 }
@@ -118,7 +118,7 @@ pub async fn passes_list(
 /// `GET /api/passes/current`: the pass running now, with its groups so far.
 pub async fn pass_current(State(state): State<AppState>) -> Result<Json<PassRecord>, ApiError> {
     state
-        .read(|c| c.with_conn(runstore::current_pass))
+        .read(|c| c.with_conn(run_store::current_pass))
         .await?
         .map(Json)
         .ok_or_else(|| {

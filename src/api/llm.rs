@@ -17,13 +17,14 @@ use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use scriptorium_actors::llm::LlmError;
-use scriptorium_actors::llm_broker::{self, ExchangeRecord, LlmEvent, PromptRequest};
+use scriptorium_actors::llm::llm_broker::{self, ExchangeRecord, LlmEvent, PromptRequest};
 
 /// The longest a prompt may take end to end (tool rounds and retries included).
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(600);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "PromptRequest", optional_fields)]
 pub struct PromptBody {
     instruction: String,
     code: Option<String>,

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::AppState;
 use crate::auth::{CurrentUser, Role};
 use crate::error::ApiError;
-use scriptorium_actors::lsp_session::{
+use scriptorium_actors::lsp::lsp_session::{
     LspConfig, LspSession, LspSessionArgs, LspSessionMessage, MAX_MESSAGE, MAX_PENDING, Outbound,
     ServerProgram, start_server,
 };

@@ -18,14 +18,15 @@ use serde_json::{Value, json};
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::events::{Event, EventLog};
-use scriptorium_actors::run_scheduler::{Mode, OnFailure, RunRequest};
-use scriptorium_actors::runner::content_type;
-use scriptorium_actors::runstore::{self, Log, PassRecord, RunRecord};
+use scriptorium_actors::runs::events::{Event, EventLog};
+use scriptorium_actors::runs::run_scheduler::{Mode, OnFailure, RunRequest};
+use scriptorium_actors::runs::run_store::{self, Log, PassRecord, RunRecord};
+use scriptorium_actors::runs::runner::content_type;
 use scriptorium_actors::{RepoError, Version};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "StartRunRequest", optional_fields)]
 pub struct StartRunBody {
     script_id: i64,
     version: Option<String>,
@@ -76,7 +77,7 @@ pub async fn start(
 
 async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| runstore::run(conn, id)))
+        .read(move |c| c.with_conn(|conn| run_store::run(conn, id)))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
@@ -94,7 +95,7 @@ pub async fn log(
 ) -> Result<Json<Value>, ApiError> {
     record(&state, id).await?;
     let lines = state
-        .read(move |c| c.with_conn(|conn| runstore::output(conn, id)))
+        .read(move |c| c.with_conn(|conn| run_store::output(conn, id)))
         .await?;
     Ok(Json(json!(
         lines
@@ -135,7 +136,7 @@ pub async fn artifacts(
 ) -> Result<Json<Value>, ApiError> {
     let (offset, limit) = page(&query.0)?;
     let collected = state
-        .read(move |c| c.with_conn(|conn| runstore::artifacts(conn, id)))
+        .read(move |c| c.with_conn(|conn| run_store::artifacts(conn, id)))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     let total = collected.files.len();
@@ -158,7 +159,7 @@ pub async fn artifacts(
 /// `offset` and `limit` from a query string, checked.
 fn page(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
     let mut offset = 0usize;
-    let mut limit = runstore::ARTIFACT_PAGE;
+    let mut limit = run_store::ARTIFACT_PAGE;
     for (key, value) in query {
         let n = || {
             value.parse::<usize>().map_err(|_| {
@@ -207,7 +208,7 @@ pub async fn artifact(
     let listed = {
         let name = name.clone();
         state
-            .read(move |c| c.with_conn(|conn| runstore::artifacts(conn, id)))
+            .read(move |c| c.with_conn(|conn| run_store::artifacts(conn, id)))
             .await?
             .is_some_and(|all| all.files.iter().any(|a| a.name == name))
     };
@@ -335,8 +336,9 @@ fn disposition_filename(file: &str) -> String {
 
 // ---- passes ----
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "StartPassRequest", optional_fields)]
 pub struct StartPassBody {
     mode: Option<Mode>,
     on_failure: Option<OnFailure>,
@@ -369,7 +371,7 @@ pub async fn pass_get(
     PathId(id): PathId,
 ) -> Result<Json<PassRecord>, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| runstore::pass(conn, id)))
+        .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("pass {id} does not exist")))
@@ -377,7 +379,7 @@ pub async fn pass_get(
 
 pub async fn pass_latest(State(state): State<AppState>) -> Result<Json<PassRecord>, ApiError> {
     state
-        .read(|c| c.with_conn(runstore::latest_full_pass))
+        .read(|c| c.with_conn(run_store::latest_full_pass))
         .await?
         .map(Json)
         .ok_or_else(|| {
@@ -399,7 +401,7 @@ pub async fn pass_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state
-        .read(move |c| c.with_conn(|conn| runstore::pass(conn, id)))
+        .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("pass {id} does not exist")))?;
     let live = state.live.pass(id);
@@ -414,12 +416,12 @@ pub async fn last_success(
 ) -> Result<Json<Value>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     let run = state
-        .read(move |c| c.with_conn(|conn| runstore::last_success(conn, id)))
+        .read(move |c| c.with_conn(|conn| run_store::last_success(conn, id)))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("script {id} has no successful run yet")))?;
     let run_id = run.id;
     let output = state
-        .read(move |c| c.with_conn(|conn| runstore::output(conn, run_id)))
+        .read(move |c| c.with_conn(|conn| run_store::output(conn, run_id)))
         .await?;
     Ok(Json(json!({
         "run": run,
@@ -433,7 +435,7 @@ pub async fn production_data_get(
 ) -> Result<Response, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     let data = state
-        .read(move |c| c.with_conn(|conn| runstore::production_data(conn, id)))
+        .read(move |c| c.with_conn(|conn| run_store::production_data(conn, id)))
         .await?
         .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
@@ -446,11 +448,11 @@ pub async fn production_data_put(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    if body.len() > scriptorium_actors::store::MAX_TEST_DATA_BYTES {
+    if body.len() > scriptorium_actors::scripts::script_store::MAX_TEST_DATA_BYTES {
         return Err(RepoError::TooLarge {
             what: "the production data",
             size: body.len(),
-            limit: scriptorium_actors::store::MAX_TEST_DATA_BYTES,
+            limit: scriptorium_actors::scripts::script_store::MAX_TEST_DATA_BYTES,
         }
         .into());
     }
@@ -510,7 +512,7 @@ fn sse(
             }
         }
         let stored = state
-            .read(move |c| c.with_conn(|conn| runstore::events(conn, log, cursor)))
+            .read(move |c| c.with_conn(|conn| run_store::events(conn, log, cursor)))
             .await
             .unwrap_or_default();
         let mut complete = false;
@@ -524,14 +526,14 @@ fn sse(
         if !complete {
             let (st, message) = match log {
                 Log::Run(id) => match state
-                    .read(move |c| c.with_conn(|conn| runstore::run(conn, id)))
+                    .read(move |c| c.with_conn(|conn| run_store::run(conn, id)))
                     .await
                 {
                     Ok(Some(r)) => (r.status, r.message),
                     _ => return,
                 },
                 Log::Pass(id) => match state
-                    .read(move |c| c.with_conn(|conn| runstore::pass(conn, id)))
+                    .read(move |c| c.with_conn(|conn| run_store::pass(conn, id)))
                     .await
                 {
                     Ok(Some(p)) => (p.status, p.message),

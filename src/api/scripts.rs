@@ -12,20 +12,22 @@ use serde_json::{Value, json};
 use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use scriptorium_actors::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
-use scriptorium_actors::examples;
+use scriptorium_actors::scripts::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
+use scriptorium_actors::scripts::examples;
 use scriptorium_actors::{CallError, Ordering, RepoError, Version};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "CreateScriptRequest", optional_fields)]
 pub struct CreateBody {
     content: Option<String>,
     filename: Option<String>,
     ordering: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "SaveRequest", optional_fields)]
 pub struct SaveBody {
     content: String,
     base_version: String,
@@ -33,8 +35,9 @@ pub struct SaveBody {
     exchange_id: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "OrderingRequest", optional_fields)]
 pub struct OrderingBody {
     ordering: String,
 }
@@ -46,7 +49,9 @@ fn parse_version(s: &str, field: &str) -> Result<Version, ApiError> {
 
 fn parse_ordering(s: &str) -> Result<Ordering, ApiError> {
     s.parse()
-        .map_err(|e: scriptorium_actors::ordering::BadOrdering| ApiError::BadRequest(e.to_string()))
+        .map_err(|e: scriptorium_actors::domain::ordering::BadOrdering| {
+            ApiError::BadRequest(e.to_string())
+        })
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ScriptSummary>>, ApiError> {

@@ -17,8 +17,9 @@ use crate::error::ApiError;
 /// The largest sign-in body accepted.
 pub const LOGIN_BODY_LIMIT: usize = 4096;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "LoginRequest", optional_fields)]
 pub struct LoginBody {
     username: String,
     password: String,

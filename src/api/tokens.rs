@@ -13,8 +13,9 @@ use super::{ApiJson, AppState, PathId};
 use crate::auth::{ApiToken, CurrentUser};
 use crate::error::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
+#[ts(rename = "CreateTokenRequest", optional_fields)]
 pub struct CreateBody {
     name: String,
 }

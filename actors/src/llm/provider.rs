@@ -18,7 +18,7 @@ pub struct ChatRequest {
     pub tools: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, ts_rs::TS)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

@@ -1,5 +1,6 @@
 import { useState } from "react";
-import { api, ApiError, type Me } from "../api";
+import { api, type Me } from "../api";
+import { errorMessage } from "../errors";
 
 export function Login({ onLogin }: { onLogin: (me: Me) => void }) {
   const [username, setUsername] = useState("");
@@ -14,7 +15,7 @@ export function Login({ onLogin }: { onLogin: (me: Me) => void }) {
     try {
       onLogin(await api.login(username, password));
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : String(err));
+      setError(errorMessage(err));
     } finally {
       setBusy(false);
     }

@@ -1,63 +1,47 @@
-import { useEffect, useRef, useState } from "react";
-import { api, ApiError, type PassRecord } from "../api";
+import { useEffect, useState } from "react";
+import { Link, useNavigate } from "react-router";
+import { api } from "../api";
+import { errorMessage } from "../errors";
+import { useInvalidate, usePass } from "../queries";
 
-interface Cell {
-  run_id: number;
-  ordering: string;
-  group: number;
-  status: string;
-}
-
-/** Run all: groups by integer part as columns, each script's live state. */
-export function PipelineView({ canEdit, onFinished }: { canEdit: boolean; onFinished: () => void }) {
-  const [passId, setPassId] = useState<number | null>(null);
-  const [cells, setCells] = useState<Cell[]>([]);
-  const [status, setStatus] = useState("");
-  const [latest, setLatest] = useState<PassRecord | null>(null);
+/**
+ * Run all: groups by integer part as columns, each script's state. Shows one pass (its
+ * URL is `/passes/ID`) or the latest full pass (`/passes/latest`); a running pass is
+ * followed live through its event stream.
+ */
+export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean; passId?: number | "latest" }) {
+  const { data: pass, error: loadError } = usePass(passId);
   const [onFailure, setOnFailure] = useState<"stop" | "continue">("stop");
   const [error, setError] = useState<string | null>(null);
-  const source = useRef<EventSource | null>(null);
+  const invalidate = useInvalidate();
+  const navigate = useNavigate();
+  const running = pass?.status === "running" ? pass.id : null;
 
+  // While the pass runs, each event refreshes its record; `complete` ends the stream.
   useEffect(() => {
-    api.latestPass().then(setLatest, () => setLatest(null));
-    return () => source.current?.close();
-  }, []);
+    if (running === null) return;
+    const es = new EventSource(api.passEventsUrl(running));
+    es.addEventListener("run", () => invalidate.runs());
+    es.addEventListener("complete", () => {
+      es.close();
+      invalidate.runs();
+    });
+    return () => es.close();
+  }, [running, invalidate]);
 
   async function runAll() {
     setError(null);
     try {
       const { pass_id } = await api.startPass(onFailure);
-      setPassId(pass_id);
-      setCells([]);
-      setStatus("running");
-      source.current?.close();
-      const es = new EventSource(api.passEventsUrl(pass_id));
-      source.current = es;
-      es.addEventListener("status", (e) => {
-        const d = JSON.parse((e as MessageEvent).data);
-        if (d.runs) setCells(d.runs.map((r: Cell) => ({ ...r, status: "queued" })));
-      });
-      es.addEventListener("run", (e) => {
-        const d = JSON.parse((e as MessageEvent).data);
-        setCells((cs) => cs.map((c) => (c.run_id === d.run_id ? { ...c, status: d.status } : c)));
-      });
-      es.addEventListener("complete", async (e) => {
-        setStatus(JSON.parse((e as MessageEvent).data).status);
-        es.close();
-        const p = await api.pass(pass_id);
-        setCells(p.groups.flatMap((g) => g.runs.map((r) => ({ run_id: r.id, ordering: r.ordering ?? "", group: g.group, status: r.status }))));
-        api.latestPass().then(setLatest, () => undefined);
-        onFinished();
-      });
+      invalidate.runs();
+      navigate(`/passes/${pass_id}`);
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorMessage(e));
     }
   }
 
-  const shown: Cell[] = cells.length
-    ? cells
-    : (latest?.groups.flatMap((g) => g.runs.map((r) => ({ run_id: r.id, ordering: r.ordering ?? "", group: g.group, status: r.status }))) ?? []);
-  const groups = [...new Set(shown.map((c) => c.group))].sort((a, b) => a - b);
+  const groups = pass?.groups ?? [];
+  const label = pass ? `${passId === "latest" ? "last full pass" : "pass"} ${pass.id}: ${pass.status}` : pass === null ? "no pass yet" : "";
 
   return (
     <section className="pipeline" aria-label="Pipeline">
@@ -69,28 +53,26 @@ export function PipelineView({ canEdit, onFinished }: { canEdit: boolean; onFini
               <option value="stop">stop after a failing group</option>
               <option value="continue">continue after failures</option>
             </select>
-            <button className="primary" onClick={runAll}>
+            <button className="primary" onClick={() => void runAll()}>
               Run all
             </button>
-            {passId !== null && status === "running" && <button onClick={() => api.cancelPass(passId)}>Cancel</button>}
+            {running !== null && <button onClick={() => api.cancelPass(running).catch((e) => setError(errorMessage(e)))}>Cancel</button>}
           </>
         )}
         <span className="muted" data-testid="pass-status">
-          {cells.length ? `pass ${passId}: ${status}` : latest ? `last full pass ${latest.id}: ${latest.status}` : "no pass yet"}
+          {label}
         </span>
       </header>
-      {error && <p className="error" role="alert">{error}</p>}
+      {(error || loadError) && <p className="error" role="alert">{error ?? errorMessage(loadError)}</p>}
       <div className="lanes">
         {groups.map((g) => (
-          <div className="lane" key={g} data-testid="pipeline-group">
-            <h3>Group {g}</h3>
-            {shown
-              .filter((c) => c.group === g)
-              .map((c) => (
-                <div key={c.run_id} className={`cell ${c.status}`} title={`run ${c.run_id}`}>
-                  {c.ordering} <span>{c.status}</span>
-                </div>
-              ))}
+          <div className="lane" key={g.group} data-testid="pipeline-group">
+            <h3>Group {g.group}</h3>
+            {g.runs.map((r) => (
+              <Link key={r.id} to={`/runs/${r.id}`} className={`cell ${r.status}`} title={`run ${r.id}`}>
+                {r.ordering} <span>{r.status}</span>
+              </Link>
+            ))}
           </div>
         ))}
       </div>

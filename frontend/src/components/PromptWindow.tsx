@@ -1,24 +1,29 @@
-import { useEffect, useState } from "react";
-import { api, ApiError, streamPrompt, type Exchange, type Proposal } from "../api";
+import { useState } from "react";
+import { streamPrompt, type Proposal } from "../api";
+import { errorMessage } from "../errors";
+import { useExchanges, useInvalidate } from "../queries";
 import { DiffView } from "./DiffView";
 
 /** Instruction → streamed answer → diff of proposed vs current → accept or reject. */
-export function PromptWindow(props: { scriptId: number; code: string; canEdit: boolean; onAccept: (code: string, exchangeId: number) => void }) {
+export function PromptWindow(props: {
+  scriptId: number;
+  /** The editor's text now (asked for when a request is sent). */
+  code: () => string;
+  canEdit: boolean;
+  onAccept: (code: string, exchangeId: number) => void;
+}) {
   const [instruction, setInstruction] = useState("");
   const [streamed, setStreamed] = useState("");
   const [status, setStatus] = useState("");
   const [proposal, setProposal] = useState<Proposal | null>(null);
+  // The code the proposal answers, for its diff.
+  const [asked, setAsked] = useState("");
   const [error, setError] = useState<string | null>(null);
-  const [history, setHistory] = useState<Exchange[]>([]);
   const [busy, setBusy] = useState(false);
 
-  const refresh = () => api.exchanges(props.scriptId).then(setHistory, () => undefined);
-  useEffect(() => {
-    refresh();
-    setProposal(null);
-    setStreamed("");
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [props.scriptId]);
+  const history = useExchanges(props.scriptId).data ?? [];
+  const invalidate = useInvalidate();
+  const refresh = () => invalidate.exchanges(props.scriptId);
 
   async function ask() {
     setBusy(true);
@@ -26,7 +31,9 @@ export function PromptWindow(props: { scriptId: number; code: string; canEdit: b
     setProposal(null);
     setStreamed("");
     try {
-      const p = await streamPrompt(props.scriptId, instruction, props.code, (kind, data) => {
+      const code = props.code();
+      setAsked(code);
+      const p = await streamPrompt(props.scriptId, instruction, code, (kind, data) => {
         if (kind === "delta") setStreamed((s) => s + (data.text as string));
         else if (kind === "status") setStatus(data.message as string);
         else if (kind === "tool") setStatus(`the model looks up ${data.name}`);
@@ -34,7 +41,7 @@ export function PromptWindow(props: { scriptId: number; code: string; canEdit: b
       setProposal(p);
       setStatus("");
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorMessage(e));
     } finally {
       setBusy(false);
       refresh();
@@ -68,7 +75,7 @@ export function PromptWindow(props: { scriptId: number; code: string; canEdit: b
             {proposal.latency_ms} ms · names pseudonymised: {proposal.pseudonymisation}
             {!proposal.valid && ` · does not compile: ${proposal.problem}`}
           </p>
-          <DiffView original={props.code} modified={proposal.code} />
+          <DiffView original={asked} modified={proposal.code} />
           <div className="actions">
             <button className="primary" onClick={() => { props.onAccept(proposal.code, proposal.exchange_id); setProposal(null); }}>
               Accept

@@ -1,17 +1,10 @@
-import { useEffect, useRef, useState } from "react";
-import { api, ApiError, type Artifact, type Interpreter, type RunRecord } from "../api";
-import { Viewer3D } from "./Viewer3D";
-
-interface Line {
-  stream: string;
-  line: string;
-}
-
-/** stderr in red; the runner's own notices (`scriptorium: …` on stdout) as information. */
-function lineClass(l: Line): string {
-  if (l.stream === "stderr") return "stderr";
-  return l.line.startsWith("scriptorium: ") ? "notice" : "stdout";
-}
+import { useEffect, useEffectEvent, useState } from "react";
+import { Link } from "react-router";
+import { api, type Interpreter } from "../api";
+import { errorMessage } from "../errors";
+import { keys, useInterpreters, useInvalidate } from "../queries";
+import { useQueryClient } from "@tanstack/react-query";
+import { RunOutput } from "./RunOutput";
 
 function protections(backend: string): string {
   switch (backend) {
@@ -44,98 +37,57 @@ export function RunPanel(props: {
   scriptId: number;
   canEdit: boolean;
   runTrigger: number;
-  onFinished: () => void;
+  /** Called when a run this panel started has completed (the list's last result is refreshed anyway). */
+  onFinished?: () => void;
   /** The interpreter the script names in a `# interpreter: ID` line. */
   preferred?: string;
 }) {
-  const [interpreters, setInterpreters] = useState<Interpreter[]>([]);
-  const [interp, setInterp] = useState<string>("");
-  const [backend, setBackend] = useState<string>("");
-  const [runId, setRunId] = useState<number | null>(null);
-  const [lines, setLines] = useState<Line[]>([]);
-  const [status, setStatus] = useState<string>("");
-  const [record, setRecord] = useState<RunRecord | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const logRef = useRef<HTMLPreElement>(null);
-  const source = useRef<EventSource | null>(null);
-
-  useEffect(() => {
-    api.interpreters().then((r) => {
-      const usable = r.interpreters.filter((i) => i.available);
-      setInterpreters(usable);
-      const d = usable.find((i) => i.id === props.preferred) ?? usable.find((i) => i.id === r.default) ?? usable[0];
-      if (d) {
-        setInterp(d.id);
-        setBackend(d.default_backend);
-      }
-    });
-    return () => source.current?.close();
-  }, []);
-
-  useEffect(() => {
-    if (props.runTrigger > 0 && props.canEdit) start();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [props.runTrigger]);
-
-  useEffect(() => {
-    // Follow the tail of the log.
-    const el = logRef.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [lines]);
-
+  const { data } = useInterpreters();
+  const client = useQueryClient();
+  const invalidate = useInvalidate();
+  const interpreters = (data?.interpreters ?? []).filter((i) => i.available);
+  const fallback = interpreters.find((i) => i.id === props.preferred) ?? interpreters.find((i) => i.id === data?.default) ?? interpreters[0];
+  const [chosen, setChosen] = useState<string>("");
+  const [chosenBackend, setChosenBackend] = useState<string>("");
+  const interp = chosen || fallback?.id || "";
   const current = interpreters.find((i) => i.id === interp);
+  const backend = chosenBackend || current?.default_backend || "";
+  const [runId, setRunId] = useState<number | null>(null);
+  const [status, setStatus] = useState<string>("");
+  const [error, setError] = useState<string | null>(null);
 
   // While a warm spare is being made, follow its state.
   const warmState = current?.warm_state?.state;
   useEffect(() => {
     if (warmState !== "warming" && warmState !== "idle") return;
-    const t = setInterval(() => {
-      api.interpreters().then((r) => setInterpreters(r.interpreters.filter((i) => i.available)), () => {});
-    }, 2000);
+    const t = setInterval(() => void client.invalidateQueries({ queryKey: keys.interpreters }), 2000);
     return () => clearInterval(t);
-  }, [warmState]);
-
-  function follow(id: number) {
-    source.current?.close();
-    const es = new EventSource(api.runEventsUrl(id));
-    source.current = es;
-    es.addEventListener("log", (e) => {
-      const d = JSON.parse((e as MessageEvent).data) as Line;
-      setLines((ls) => [...ls, d]);
-    });
-    es.addEventListener("status", (e) => setStatus(JSON.parse((e as MessageEvent).data).status));
-    es.addEventListener("complete", async (e) => {
-      const d = JSON.parse((e as MessageEvent).data);
-      setStatus(d.status);
-      es.close();
-      setRecord(await api.run(id));
-      props.onFinished();
-    });
-  }
+  }, [warmState, client]);
 
   async function start() {
     setError(null);
-    setLines([]);
-    setRecord(null);
-    setStatus("queued");
+    setStatus("starting");
     try {
       const { run_id } = await api.startRun(props.scriptId, interp || undefined, backend || undefined);
       setRunId(run_id);
-      follow(run_id);
+      setStatus("running");
+      invalidate.runs();
     } catch (e) {
       setStatus("");
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorMessage(e));
     }
   }
 
-  // 3D artifacts; where a GLB and an STL share a name (build123d's result), the GLB
-  // alone: it keeps part names and colours.
-  const all3d = (record?.artifacts ?? []).filter((a: Artifact) => /\.(stl|glb|gltf)$/i.test(a.name));
-  const stem = (n: string) => n.replace(/\.[^.]+$/, "");
-  const models = all3d
-    .filter((a) => !/\.stl$/i.test(a.name) || !all3d.some((b) => /\.(glb|gltf)$/i.test(b.name) && stem(b.name) === stem(a.name)))
-    .map((a) => ({ name: a.name, url: api.artifactUrl(record!.id, a.name) }));
-  const label = status === "succeeded" ? "Success" : status === "failed" || status === "error" ? "Failure" : status;
+  // Ctrl+Enter in the editor bumps the trigger; only a change of it starts a run.
+  const onTrigger = useEffectEvent(() => {
+    if (props.canEdit) void start();
+  });
+  useEffect(() => {
+    // A command from the editor, not state derived from props: it starts a run, whose
+    // first state updates are synchronous.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
+    if (props.runTrigger > 0) onTrigger();
+  }, [props.runTrigger]);
 
   return (
     <section className="run-panel" aria-label="Run">
@@ -143,9 +95,8 @@ export function RunPanel(props: {
         <label>
           Interpreter
           <select value={interp} onChange={(e) => {
-            setInterp(e.target.value);
-            const i = interpreters.find((x) => x.id === e.target.value);
-            if (i) setBackend(i.default_backend);
+            setChosen(e.target.value);
+            setChosenBackend("");
           }}>
             {interpreters.map((i) => (
               <option key={i.id} value={i.id}>
@@ -156,7 +107,7 @@ export function RunPanel(props: {
         </label>
         <label>
           Sandbox
-          <select value={backend} onChange={(e) => setBackend(e.target.value)}>
+          <select value={backend} onChange={(e) => setChosenBackend(e.target.value)}>
             {(current?.backends ?? []).map((b) => (
               <option key={b} value={b}>
                 {b}
@@ -165,12 +116,17 @@ export function RunPanel(props: {
           </select>
         </label>
         {props.canEdit && (
-          <button className="primary" onClick={start} disabled={!interp} title="Ctrl+Enter">
+          <button className="primary" onClick={() => void start()} disabled={!interp} title="Ctrl+Enter">
             Run &amp; Stream
           </button>
         )}
-        {props.canEdit && runId !== null && (status === "running" || status === "queued") && (
-          <button onClick={() => api.cancelRun(runId)}>Cancel</button>
+        {props.canEdit && runId !== null && status === "running" && (
+          <button onClick={() => api.cancelRun(runId).catch((e) => setError(errorMessage(e)))}>Cancel</button>
+        )}
+        {runId !== null && (
+          <Link to={`/runs/${runId}`} title="This run's own page, to reload or share">
+            run {runId}
+          </Link>
         )}
       </div>
       {current && backend && <p className="hint">Protections ({backend}): {protections(backend)}</p>}
@@ -180,52 +136,17 @@ export function RunPanel(props: {
         </p>
       )}
       {error && <p className="error" role="alert">{error}</p>}
-      {status && (
-        <p className={`run-status ${label === "Success" ? "success" : label === "Failure" ? "failure" : ""}`} data-testid="run-status">
-          {label}
-          {record && record.exit_code !== null && ` · exit code ${record.exit_code}`}
-          {record?.limit && ` · limit: ${record.limit}`}
-          {record?.duration !== null && record?.duration !== undefined && ` · ${record.duration.toFixed(2)} s`}
-          {record?.warm_start && " · warm start"}
-          {record?.message && record.status !== "succeeded" && ` · ${record.message}`}
-        </p>
+      {status === "starting" && <p className="run-status" data-testid="run-status">queued</p>}
+      {runId !== null && (
+        <RunOutput
+          key={runId}
+          runId={runId}
+          onComplete={() => {
+            setStatus("done");
+            props.onFinished?.();
+          }}
+        />
       )}
-      <pre className="log" ref={logRef} data-testid="run-log">
-        {lines.map((l, i) => (
-          <div key={i} className={lineClass(l)}>
-            {l.line}
-          </div>
-        ))}
-      </pre>
-      {record && record.artifacts.length > 0 && (
-        <div className="artifacts">
-          <h3>Artifacts</h3>
-          <ul>
-            {record.artifacts.map((a) => (
-              <li key={a.name}>
-                <a href={api.artifactUrl(record.id, a.name)} download>
-                  {a.name}
-                </a>{" "}
-                <span className="muted">
-                  {a.content_type}, {a.size} bytes
-                </span>
-              </li>
-            ))}
-          </ul>
-          {(record.artifact_count ?? 0) > record.artifacts.length && (
-            <p className="muted">
-              and {(record.artifact_count ?? 0) - record.artifacts.length} more (GET /api/runs/{record.id}/artifacts pages
-              through them)
-            </p>
-          )}
-          {(record.skipped ?? []).length > 0 && (
-            <p className="muted">
-              Not served: {(record.skipped ?? []).map((s) => `${s.name} (${s.kind})`).join(", ")}
-            </p>
-          )}
-        </div>
-      )}
-      {models.length > 0 && <Viewer3D models={models} />}
     </section>
   );
 }

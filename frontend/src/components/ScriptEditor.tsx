@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { api, ApiError, type ScriptDetail } from "../api";
+import { errorMessage } from "../errors";
 import { monaco } from "../monaco";
 import { LspClient, type Diagnostic } from "../lsp";
 import { RunPanel } from "./RunPanel";
@@ -69,6 +70,8 @@ export function ScriptEditor(props: {
       setProblems([]);
       const directive = /^#\s*interpreter:\s*(\S+)/m.exec(d.content)?.[1];
       lsp.current = new LspClient(api.lspUrl(directive), model, setProblems, setLspStatus);
+    }, (e) => {
+      if (!cancelled) setMessage({ text: errorMessage(e), kind: "error" });
     });
     return () => {
       cancelled = true;
@@ -104,11 +107,13 @@ export function ScriptEditor(props: {
         setConflict(String(e.body.current_version ?? ""));
         setMessage({ text: `${e.message}. Your text is kept in the editor.`, kind: "error" });
       } else {
-        setMessage({ text: e instanceof ApiError ? e.message : String(e), kind: "error" });
+        setMessage({ text: errorMessage(e), kind: "error" });
       }
     }
   }, [detail, props]);
-  saveRef.current = save;
+  useEffect(() => {
+    saveRef.current = save;
+  }, [save]);
 
   async function act(what: string, f: () => Promise<unknown>) {
     try {
@@ -117,7 +122,7 @@ export function ScriptEditor(props: {
       props.onChanged();
       return r;
     } catch (e) {
-      setMessage({ text: e instanceof ApiError ? e.message : String(e), kind: "error" });
+      setMessage({ text: errorMessage(e), kind: "error" });
     }
   }
 
@@ -192,7 +197,7 @@ export function ScriptEditor(props: {
       {detail && tab === "prompt" && (
         <PromptWindow
           scriptId={detail.id}
-          code={editor.current?.getValue() ?? saved}
+          code={() => editor.current?.getValue() ?? saved}
           canEdit={props.canEdit}
           onAccept={(code, id) => {
             editor.current?.setValue(code);

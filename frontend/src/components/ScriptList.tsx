@@ -1,3 +1,4 @@
+import { Link } from "react-router";
 import type { Example, ScriptSummary } from "../api";
 
 /** The tooltip: version, last modified (0.01 s), the full docstring. */
@@ -21,7 +22,6 @@ export function ScriptList(props: {
   scripts: ScriptSummary[];
   selected: number | null;
   canEdit: boolean;
-  onSelect: (id: number) => void;
   onCreate: () => void;
   /** Shipped examples an editor can add (with their test data). */
   examples?: Example[];
@@ -64,11 +64,16 @@ export function ScriptList(props: {
       <ul>
         {props.scripts.map((s) => (
           <li key={s.id}>
-            <button className={s.id === props.selected ? "selected" : ""} title={tooltip(s)} onClick={() => props.onSelect(s.id)}>
+            <Link
+              to={`/scripts/${s.id}`}
+              className={s.id === props.selected ? "selected" : ""}
+              aria-current={s.id === props.selected ? "page" : undefined}
+              title={tooltip(s)}
+            >
               <span className="ordering">{s.ordering}</span>
               <span className="name">{s.name || s.filename}</span>
               {result(s)}
-            </button>
+            </Link>
           </li>
         ))}
       </ul>

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "react";
-import { api, ApiError } from "../api";
+import { api } from "../api";
+import { errorMessage } from "../errors";
 
 /** The script's test data: what the runner passes as argv[1]. */
 export function TestDataEditor({ scriptId, canEdit }: { scriptId: number; canEdit: boolean }) {
@@ -20,7 +21,7 @@ export function TestDataEditor({ scriptId, canEdit }: { scriptId: number; canEdi
       setSaved(data);
       setNote(r.changed ? "saved (a commit on your branch)" : "unchanged");
     } catch (e) {
-      setNote(e instanceof ApiError ? e.message : String(e));
+      setNote(errorMessage(e));
     }
   }
 

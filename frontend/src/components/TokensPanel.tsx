@@ -1,21 +1,21 @@
-import { useCallback, useEffect, useState } from "react";
-import { api, ApiError, type ApiToken } from "../api";
+import { useState } from "react";
+import { api, type ApiToken } from "../api";
+import { errorMessage } from "../errors";
+import { useInvalidate, useTokens } from "../queries";
 
 /**
  * Personal API tokens: for agents and CI jobs that call the API without a browser.
  * A token carries its owner's roles; its secret is shown once, when it is made.
  */
 export function TokensPanel(props: { username: string }) {
-  const [tokens, setTokens] = useState<ApiToken[]>([]);
   const [name, setName] = useState("");
   const [made, setMade] = useState<{ name: string; token: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
 
-  const fail = (e: unknown) => setError(e instanceof ApiError ? e.message : String(e));
-  const load = useCallback(() => {
-    api.tokens().then(setTokens, fail);
-  }, []);
-  useEffect(load, [load]);
+  const fail = (e: unknown) => setError(errorMessage(e));
+  const listed = useTokens();
+  const tokens = listed.data ?? [];
+  const load = useInvalidate().tokens;
 
   async function create(e: React.FormEvent) {
     e.preventDefault();
@@ -58,9 +58,9 @@ export function TokensPanel(props: { username: string }) {
           Create token
         </button>
       </form>
-      {error && (
+      {(error ?? listed.error) && (
         <p className="error" role="alert">
-          {error}
+          {error ?? errorMessage(listed.error)}
         </p>
       )}
       {made && (

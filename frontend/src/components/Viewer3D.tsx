@@ -42,6 +42,7 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
   const [caps, setCaps] = useState(true);
   const [measuring, setMeasuring] = useState(false);
   const [distance, setDistance] = useState<{ distance: number; delta: THREE.Vector3 } | null>(null);
+  const [picked, setPicked] = useState(0);
   const parts = useMemo(() => roots.flatMap(partsOf), [roots]);
   /** The model's extent without exploding, for the grid, the section range and markers. */
   const homeBox = useRef(new THREE.Box3());
@@ -50,6 +51,8 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
     try {
       stage.current = new Stage(host.current!);
     } catch (e) {
+      // The renderer is the outside system here: only trying it tells whether WebGL works.
+      // eslint-disable-next-line react-hooks/set-state-in-effect
       setError(`3D view unavailable: ${e}`);
       return;
     }
@@ -97,13 +100,7 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
   }, [modelKey]);
 
   // Visibility and colours.
-  useEffect(() => {
-    for (const p of parts) {
-      p.object.visible = !hidden.has(p.id);
-      const c = colours[p.id];
-      if (c) meshesOf(p).forEach((m) => (m.material as THREE.MeshStandardMaterial).color.set(c));
-    }
-  }, [parts, hidden, colours]);
+  useEffect(() => showParts(parts, hidden, colours), [parts, hidden, colours]);
 
   // Explode: each part moves away from the common centre; the view refits.
   useEffect(() => {
@@ -172,6 +169,7 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
       if (!hit) return;
       const size = homeBox.current.getSize(new THREE.Vector3()).length() || 1;
       measure.current!.add(hit.point, size / 150);
+      setPicked(measure.current!.points.length);
       setDistance(measure.current!.result());
       return;
     }
@@ -253,6 +251,7 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
               onChange={(e) => {
                 setMeasuring(e.target.checked);
                 measure.current?.clear();
+                setPicked(0);
                 setDistance(null);
               }}
             />{" "}
@@ -262,7 +261,7 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
             <p className="measure" data-testid="measure-result">
               {distance
                 ? `distance ${mm(distance.distance)} mm (dx ${mm(distance.delta.x)}, dy ${mm(distance.delta.y)}, dz ${mm(distance.delta.z)})`
-                : `pick ${measure.current?.points.length ? "the second" : "a first"} point`}
+                : `pick ${picked ? "the second" : "a first"} point`}
             </p>
           )}
         </div>
@@ -305,6 +304,15 @@ export function Viewer3D({ models }: { models: Model3D[] }) {
       </div>
     </div>
   );
+}
+
+/** Hides, shows and recolours parts in the scene. */
+function showParts(parts: PartNode[], hidden: Set<string>, colours: Record<string, string>) {
+  for (const p of parts) {
+    p.object.visible = !hidden.has(p.id);
+    const c = colours[p.id];
+    if (c) meshesOf(p).forEach((m) => (m.material as THREE.MeshStandardMaterial).color.set(c));
+  }
 }
 
 /** The outermost ancestor of an object (the holder a loader's scene sits in). */

@@ -1,9 +1,13 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { cleanup, render, screen, waitFor } from "@testing-library/react";
+import type { ReactElement } from "react";
+import { cleanup, render as rtlRender, screen, waitFor } from "@testing-library/react";
+import { Providers } from "./providers";
 import { ScriptList, tooltip } from "../components/ScriptList";
 import { VersionBadge } from "../components/VersionBadge";
 import { PipelineView } from "../components/PipelineView";
 import type { ScriptSummary } from "../api";
+
+const render = (ui: ReactElement) => rtlRender(ui, { wrapper: Providers });
 
 afterEach(() => {
   cleanup();
@@ -33,7 +37,7 @@ describe("ScriptList", () => {
   ];
 
   it("shows ordering, name and the last result with its colour", () => {
-    render(<ScriptList scripts={scripts} selected={2} canEdit onSelect={() => {}} onCreate={() => {}} />);
+    render(<ScriptList scripts={scripts} selected={2} canEdit onCreate={() => {}} />);
     const items = screen.getAllByRole("listitem").map((li) => li.textContent);
     expect(items[0]).toContain("1.0");
     expect(items[0]).toContain("Count words");
@@ -48,8 +52,8 @@ describe("ScriptList", () => {
     expect(t).toContain("version 0.10");
     expect(t).toContain("2026-11-21T05:25:57.42Z");
     expect(t).toContain("Reads a text file.");
-    render(<ScriptList scripts={scripts} selected={null} canEdit onSelect={() => {}} onCreate={() => {}} />);
-    expect(screen.getAllByRole("button", { name: /Count words/ })[0].getAttribute("title")).toBe(t);
+    render(<ScriptList scripts={scripts} selected={null} canEdit onCreate={() => {}} />);
+    expect(screen.getAllByRole("link", { name: /Count words/ })[0].getAttribute("title")).toBe(t);
   });
 
   it("offers the shipped examples to editors, naming their interpreter", async () => {
@@ -58,22 +62,22 @@ describe("ScriptList", () => {
       { id: "bracket", name: "Bracket with a hole", summary: "An L-shaped bracket.", filename: "bracket.py", interpreter: "build123d", available: false, problem: "run `make build123d`" },
     ];
     const picked: string[] = [];
-    render(<ScriptList scripts={scripts} selected={null} canEdit onSelect={() => {}} onCreate={() => {}} examples={examples} onCreateFromExample={(id) => picked.push(id)} />);
+    render(<ScriptList scripts={scripts} selected={null} canEdit onCreate={() => {}} examples={examples} onCreateFromExample={(id) => picked.push(id)} />);
     const item = screen.getByRole("button", { name: /Bracket with a hole/ });
     expect(item.textContent).toContain("build123d (not installed)");
     expect(item.getAttribute("title")).toContain("run `make build123d`");
     fireEvent.click(item);
     expect(picked).toEqual(["bracket"]);
     cleanup();
-    render(<ScriptList scripts={scripts} selected={null} canEdit={false} onSelect={() => {}} onCreate={() => {}} examples={examples} />);
+    render(<ScriptList scripts={scripts} selected={null} canEdit={false} onCreate={() => {}} examples={examples} />);
     expect(screen.queryByText("Add an example…")).toBeNull();
   });
 
   it("offers + to editors only", () => {
-    const { unmount } = render(<ScriptList scripts={scripts} selected={null} canEdit onSelect={() => {}} onCreate={() => {}} />);
+    const { unmount } = render(<ScriptList scripts={scripts} selected={null} canEdit onCreate={() => {}} />);
     expect(screen.getByRole("button", { name: "New script" })).toBeTruthy();
     unmount();
-    render(<ScriptList scripts={scripts} selected={null} canEdit={false} onSelect={() => {}} onCreate={() => {}} />);
+    render(<ScriptList scripts={scripts} selected={null} canEdit={false} onCreate={() => {}} />);
     expect(screen.queryByRole("button", { name: "New script" })).toBeNull();
   });
 });
@@ -99,14 +103,14 @@ describe("role gating", () => {
 
   it("viewers see the pipeline but no Run all or Cancel", async () => {
     stubNoPass();
-    render(<PipelineView canEdit={false} onFinished={() => {}} />);
+    render(<PipelineView canEdit={false} />);
     await waitFor(() => expect(screen.getByTestId("pass-status").textContent).toBe("no pass yet"));
     expect(screen.queryByRole("button", { name: "Run all" })).toBeNull();
   });
 
   it("editors get Run all", async () => {
     stubNoPass();
-    render(<PipelineView canEdit onFinished={() => {}} />);
+    render(<PipelineView canEdit />);
     await waitFor(() => expect(screen.getByTestId("pass-status").textContent).toBe("no pass yet"));
     expect(screen.getByRole("button", { name: "Run all" })).toBeTruthy();
   });
@@ -133,14 +137,14 @@ describe("run panel gating", () => {
   it("shows the interpreter with its exact version to everyone, Run & Stream to editors only", async () => {
     const { RunPanel } = await import("../components/RunPanel");
     stubInterpreters();
-    const { unmount } = render(<RunPanel scriptId={1} canEdit={false} runTrigger={0} onFinished={() => {}} />);
+    const { unmount } = render(<RunPanel scriptId={1} canEdit={false} runTrigger={0} />);
     await waitFor(() => expect(screen.getByRole("combobox", { name: "Interpreter" }).textContent).toContain("CPython 3.11.7"));
     expect(screen.queryByRole("button", { name: /Run/ })).toBeNull();
     unmount();
     stubInterpreters();
-    render(<RunPanel scriptId={1} canEdit runTrigger={0} onFinished={() => {}} />);
+    render(<RunPanel scriptId={1} canEdit runTrigger={0} />);
     await waitFor(() => expect(screen.getByRole("button", { name: /Run & Stream/ })).toBeTruthy());
-    expect(screen.getByText(/namespaces; Landlock/)).toBeTruthy();
+    await waitFor(() => expect(screen.getByText(/namespaces; Landlock/)).toBeTruthy());
   });
 });
 

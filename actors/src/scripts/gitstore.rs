@@ -11,7 +11,7 @@ use std::path::Path;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Time, TreeBuilder};
 
-use crate::clock::Centis;
+use crate::domain::clock::Centis;
 
 /// The branch that holds the published scripts.
 pub const PROD: &str = "prod";

@@ -8,27 +8,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::clock::{self, Centis};
-use crate::events::Event;
-use crate::store::{RepoError, Result};
-use crate::version::Version;
+use crate::domain::clock::{self, Centis};
+use crate::domain::version::Version;
+use crate::error::{RepoError, Result};
+use crate::runs::events::Event;
 
-/// Run states. `queued` and `running` are live; the rest are final.
-pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-    /// The sandbox could not run the script at all.
-    pub const ERROR: &str = "error";
-    /// The server stopped while the run was queued or running.
-    pub const INTERRUPTED: &str = "interrupted";
-    /// A pass stopped after a failure before reaching this script.
-    pub const SKIPPED: &str = "skipped";
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Artifact {
     /// Path relative to the run directory, with `/` separators.
     pub name: String,
@@ -38,7 +23,7 @@ pub struct Artifact {
 
 /// Something a run left in its directory that is not served: a symbolic link (never
 /// followed), a FIFO, socket or device (never opened).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct Skipped {
     pub name: String,
     /// `symbolic link`, `FIFO`, `socket`, `character device`, `block device`.
@@ -75,7 +60,7 @@ impl Collected {
 pub const ARTIFACT_PAGE: usize = 100;
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct RunRecord {
     pub id: i64,
     pub script_id: i64,
@@ -361,7 +346,7 @@ pub fn interrupt_unfinished(c: &Connection) -> Result<(usize, usize)> {
 
 // ---- passes ----
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PassRecord {
     pub id: i64,
     pub mode: String,
@@ -377,7 +362,7 @@ pub struct PassRecord {
     pub groups: Vec<PassGroup>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PassGroup {
     pub group: u64,
     pub runs: Vec<RunRecord>,
@@ -536,30 +521,6 @@ pub fn latest_full_pass(c: &Connection) -> Result<Option<PassRecord>> {
         Some(id) => pass(c, id),
         None => Ok(None),
     }
-}
-
-/// The latest run of each script: for the script list.
-pub fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT r.script_id, r.id, r.status, r.ended_at, r.started_at FROM runs r
-         JOIN (SELECT script_id, MAX(id) AS id FROM runs GROUP BY script_id) m ON m.id = r.id",
-    )?;
-    let rows = stmt
-        .query_map([], |r| {
-            let ended: Option<Centis> = r.get(3)?;
-            let started: Option<Centis> = r.get(4)?;
-            Ok((
-                r.get::<_, i64>(0)?,
-                serde_json::json!({
-                    "run_id": r.get::<_, i64>(1)?,
-                    "status": r.get::<_, String>(2)?,
-                    "started_at": started.map(clock::format),
-                    "ended_at": ended.map(clock::format),
-                }),
-            ))
-        })?
-        .collect::<rusqlite::Result<std::collections::HashMap<_, _>>>()?;
-    Ok(rows)
 }
 
 // ---- production data ----

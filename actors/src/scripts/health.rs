@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::gitlock;
+use crate::scripts::gitlock;
 
 /// Below this much free space a save is refused by health (SQLite and git need room
 /// for their journals and objects).

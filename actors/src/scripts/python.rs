@@ -11,6 +11,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde::Deserialize;
 
+pub use crate::domain::syntax::SyntaxProblem;
+pub use crate::error::CheckerError;
+
 const WORKER: &str = r#"
 import ast, json, sys
 inp, out = sys.stdin.buffer, sys.stdout
@@ -36,31 +39,6 @@ while True:
 pub enum Checked {
     Valid { docstring: Option<String> },
     Invalid(SyntaxProblem),
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct SyntaxProblem {
-    pub message: String,
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-    pub text: Option<String>,
-}
-
-impl std::fmt::Display for SyntaxProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.message),
-            (Some(l), None) => write!(f, "line {l}: {}", self.message),
-            _ => f.write_str(&self.message),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the Python syntax checker ({python}) failed: {message}")]
-pub struct CheckerError {
-    pub python: String,
-    pub message: String,
 }
 
 #[derive(Deserialize)]
@@ -186,9 +164,27 @@ pub fn name_from_docstring(doc: Option<&str>) -> String {
         .to_string()
 }
 
+/// The interpreter a script asks for with a `# interpreter: ID` line near its top.
+pub fn interpreter_directive(content: &str) -> Option<&str> {
+    content.lines().take(40).find_map(|l| {
+        let rest = l.trim().strip_prefix('#')?.trim();
+        let id = rest.strip_prefix("interpreter:")?.trim();
+        (!id.is_empty() && !id.contains(' ')).then_some(id)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directive_is_read_from_a_comment() {
+        assert_eq!(
+            interpreter_directive("\"\"\"Doc\"\"\"\n# interpreter: wasi-cpython-3.14\nprint(1)\n"),
+            Some("wasi-cpython-3.14")
+        );
+        assert_eq!(interpreter_directive("print(1)\n"), None);
+    }
 
     fn checker() -> PythonChecker {
         let reg = scriptorium_sandbox::Registry::resolve(Default::default(), Path::new("."));

@@ -10,15 +10,16 @@ use std::sync::Mutex;
 use git2::{Oid, Repository};
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::clock;
 use crate::db;
-use crate::ordering::Ordering;
-use crate::store::{RepoError, Result};
-use crate::version::Version;
+use crate::domain::clock::{self, Centis};
+use crate::domain::ordering::Ordering;
+use crate::domain::version::Version;
+use crate::error::{RepoError, Result};
 
 /// One row of the script list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ScriptSummary {
     pub id: i64,
     pub ordering: Ordering,
@@ -33,17 +34,20 @@ pub struct ScriptSummary {
     pub parent: Option<Parent>,
     pub has_test_data: bool,
     /// The latest run of the script, once runs exist.
+    #[ts(
+        type = "{ run_id: number, status: string, started_at: string | null, ended_at: string | null } | null"
+    )]
     pub last_run: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ts_rs::TS)]
 pub struct Parent {
     pub id: i64,
     pub version: Version,
 }
 
 /// A script with its current content.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ScriptDetail {
     #[serde(flatten)]
     pub summary: ScriptSummary,
@@ -55,7 +59,7 @@ pub struct ScriptDetail {
 }
 
 /// One entry of a script's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct VersionInfo {
     pub version: Version,
     /// `create`, `save`, `bump` or `fork`.
@@ -145,7 +149,7 @@ impl Catalog {
             let mut rows = stmt
                 .query_map([], summary)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut latest = crate::runstore::latest_runs(c)?;
+            let mut latest = latest_runs(c)?;
             for r in &mut rows {
                 r.last_run = latest.remove(&r.id);
             }
@@ -187,14 +191,14 @@ impl Catalog {
         })?;
         let repo = self.repo()?;
         let prod = repo
-            .find_branch(crate::gitstore::PROD, git2::BranchType::Local)?
+            .find_branch(crate::scripts::gitstore::PROD, git2::BranchType::Local)?
             .get()
             .peel_to_tree()?;
         rows.into_iter()
             .map(|(id, filename, group, frac, major, minor, blob)| {
                 let test_data = match prod.get_path(std::path::Path::new(&format!(
                     "testdata/{}",
-                    crate::store::stem(&filename)
+                    crate::scripts::script_store::stem(&filename)
                 ))) {
                     Ok(entry) => repo.find_blob(entry.id())?.content().to_vec(),
                     Err(_) => Vec::new(),
@@ -341,4 +345,28 @@ impl Catalog {
         // Saved content was checked to be UTF-8 text.
         Ok(String::from_utf8_lossy(b.content()).into_owned())
     }
+}
+
+/// The latest run of each script: for the script list.
+pub fn latest_runs(c: &Connection) -> Result<std::collections::HashMap<i64, Value>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT r.script_id, r.id, r.status, r.ended_at, r.started_at FROM runs r
+         JOIN (SELECT script_id, MAX(id) AS id FROM runs GROUP BY script_id) m ON m.id = r.id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            let ended: Option<Centis> = r.get(3)?;
+            let started: Option<Centis> = r.get(4)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                serde_json::json!({
+                    "run_id": r.get::<_, i64>(1)?,
+                    "status": r.get::<_, String>(2)?,
+                    "started_at": started.map(clock::format),
+                    "ended_at": ended.map(clock::format),
+                }),
+            ))
+        })?
+        .collect::<rusqlite::Result<std::collections::HashMap<_, _>>>()?;
+    Ok(rows)
 }

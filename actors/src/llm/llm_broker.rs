@@ -19,15 +19,15 @@ use tokio::sync::mpsc;
 
 use scriptorium_sandbox::{Backends, Registry};
 
-use crate::catalog::Catalog;
-use crate::clock;
+use crate::domain::clock;
+use crate::domain::version::Version;
 use crate::llm::guard::{self, Pseudonymised, StreamRestorer};
 use crate::llm::provider::{ChatRequest, Offline, OpenRouter, Provider, Usage};
 use crate::llm::tools::Tools;
 use crate::llm::{LlmConfig, LlmError};
-use crate::python::{Checked, PythonChecker};
-use crate::runner::interpreter_directive;
-use crate::version::Version;
+use crate::scripts::catalog::Catalog;
+use crate::scripts::python::interpreter_directive;
+use crate::scripts::python::{Checked, PythonChecker};
 
 pub fn name(instance: &str) -> String {
     format!("{instance}/llm_broker")
@@ -52,7 +52,7 @@ pub struct PromptRequest {
 }
 
 /// What the browser sees while the answer comes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LlmEvent {
     Status { message: String },
@@ -60,7 +60,7 @@ pub enum LlmEvent {
     Tool { name: String, arguments: String },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Proposal {
     pub exchange_id: i64,
     pub code: String,
@@ -248,11 +248,11 @@ impl Core {
             )));
         }
         let code = match req.code {
-            Some(c) if c.len() > crate::store::MAX_CONTENT_BYTES => {
+            Some(c) if c.len() > crate::scripts::script_store::MAX_CONTENT_BYTES => {
                 return Err(LlmError::BadInput(format!(
                     "the code is {} bytes; at most {}",
                     c.len(),
-                    crate::store::MAX_CONTENT_BYTES
+                    crate::scripts::script_store::MAX_CONTENT_BYTES
                 )));
             }
             Some(c) => c,
@@ -515,7 +515,7 @@ impl Core {
 }
 
 /// One row of a script's LLM log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ExchangeRecord {
     pub id: i64,
     pub user: String,

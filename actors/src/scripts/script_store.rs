@@ -24,58 +24,20 @@ use std::sync::Arc;
 use git2::{ObjectType, Oid};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::clock::{self, Centis};
 use crate::db;
-use crate::gitlock;
-use crate::gitstore::{Author, Edit, GitStore, PROD, trailers};
-use crate::health::WriteHealth;
-use crate::ordering::Ordering;
-use crate::python::{Checked, CheckerError, PythonChecker, SyntaxProblem, name_from_docstring};
-use crate::version::Version;
+use crate::domain::clock::{self, Centis};
+use crate::domain::ordering::Ordering;
+use crate::domain::version::Version;
+use crate::error::{RepoError, Result};
+use crate::scripts::gitlock;
+use crate::scripts::gitstore::{Author, Edit, GitStore, PROD, trailers};
+use crate::scripts::health::WriteHealth;
+use crate::scripts::python::{Checked, PythonChecker, name_from_docstring};
 
 /// The largest script accepted.
 pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
 /// The largest test data accepted.
 pub const MAX_TEST_DATA_BYTES: usize = 8 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RepoError {
-    #[error("script {0} does not exist")]
-    NotFound(i64),
-    #[error("version {version} of script {script} does not exist")]
-    NoSuchVersion { script: i64, version: Version },
-    #[error(
-        "script {script} is at version {current}, but this change was based on {base}; reload it, merge your edits and save again"
-    )]
-    Stale {
-        script: i64,
-        base: Version,
-        current: Version,
-    },
-    #[error("the script is not valid Python: {0}")]
-    InvalidPython(SyntaxProblem),
-    #[error("{what} is {size} bytes; the limit is {limit} bytes")]
-    TooLarge {
-        what: &'static str,
-        size: usize,
-        limit: usize,
-    },
-    #[error("{0}")]
-    BadInput(String),
-    /// Something other than a script does not exist (a run, a pass, an artifact).
-    #[error("{0}")]
-    Missing(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error(transparent)]
-    Checker(#[from] CheckerError),
-}
-
-pub type Result<T, E = RepoError> = std::result::Result<T, E>;
 
 /// Who makes a change.
 #[derive(Debug, Clone)]
@@ -913,7 +875,7 @@ impl ScriptStore {
 
     fn seed_examples(&mut self) -> Result<()> {
         let who = Committer::system(self.editors.first().map(String::as_str).unwrap_or(PROD));
-        let seeded: Vec<_> = crate::examples::EXAMPLES
+        let seeded: Vec<_> = crate::scripts::examples::EXAMPLES
             .iter()
             .filter_map(|e| e.seeded_at.map(|o| (o, e)))
             .collect();

@@ -17,20 +17,22 @@ use tokio_util::sync::CancellationToken;
 
 use scriptorium_sandbox::{BackendKind, Interpreter, Registry};
 
-use crate::catalog::{Catalog, RunSource};
-use crate::events::EventLog;
-use crate::group_executor::{GroupExecutor, GroupExecutorMessage};
-use crate::runner::{Ending, RunJob, Runner, interpreter_directive};
-use crate::runstore::{self, Log, NewRun, status};
-use crate::store::{RepoError, Result};
-use crate::version::Version;
+use crate::domain::status;
+use crate::domain::version::Version;
+use crate::error::{RepoError, Result};
+use crate::runs::events::EventLog;
+use crate::runs::group_executor::{GroupExecutor, GroupExecutorMessage};
+use crate::runs::run_store::{self, Log, NewRun};
+use crate::runs::runner::{Ending, RunJob, Runner};
+use crate::scripts::catalog::{Catalog, RunSource};
+use crate::scripts::python::interpreter_directive;
 
 pub fn name(instance: &str) -> String {
     format!("{instance}/run_scheduler")
 }
 
 /// Which data a run gets as its input file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Test,
@@ -47,7 +49,9 @@ impl Mode {
 }
 
 /// What happens after a script of a pass fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// The failing group finishes; later groups are skipped. The default.
@@ -147,7 +151,7 @@ impl Actor for RunScheduler {
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (runs, passes) = args.runner.db(runstore::interrupt_unfinished).await?;
+        let (runs, passes) = args.runner.db(run_store::interrupt_unfinished).await?;
         if runs + passes > 0 {
             tracing::warn!(
                 runs,
@@ -177,7 +181,7 @@ impl Actor for RunScheduler {
                 let exists = state
                     .args
                     .runner
-                    .db(move |c| runstore::run(c, id).map(|r| r.is_some()));
+                    .db(move |c| run_store::run(c, id).map(|r| r.is_some()));
                 let _ = reply.send(
                     cancel_or_explain(token.as_ref(), exists, || {
                         format!("run {id} does not exist")
@@ -197,7 +201,7 @@ impl Actor for RunScheduler {
                 let exists = state
                     .args
                     .runner
-                    .db(move |c| runstore::pass(c, id).map(|p| p.is_some()));
+                    .db(move |c| run_store::pass(c, id).map(|p| p.is_some()));
                 let answer = cancel_or_explain(state.passes.get(&id), exists, || {
                     format!("pass {id} does not exist")
                 })
@@ -214,7 +218,7 @@ impl Actor for RunScheduler {
                     state
                         .args
                         .runner
-                        .db(move |c| runstore::put_production_data(c, script_id, &data, &user))
+                        .db(move |c| run_store::put_production_data(c, script_id, &data, &user))
                         .await,
                 );
             }
@@ -250,7 +254,7 @@ async fn input_for(args: &RunSchedulerArgs, source: &RunSource, mode: Mode) -> R
             let id = source.id;
             Ok(args
                 .runner
-                .db(move |c| runstore::production_data(c, id))
+                .db(move |c| run_store::production_data(c, id))
                 .await?
                 .unwrap_or_default())
         }
@@ -281,7 +285,7 @@ async fn start_run(state: &mut RunSchedulerState, req: RunRequest) -> Result<i64
     let run_id = args
         .runner
         .db(move |c| {
-            runstore::insert_run(
+            run_store::insert_run(
                 c,
                 &NewRun {
                     script_id,
@@ -353,7 +357,7 @@ async fn start_pass(
     let u = user.clone();
     let pass_id = args
         .runner
-        .db(move |c| runstore::insert_pass(c, mode.as_str(), on_failure.as_str(), &u))
+        .db(move |c| run_store::insert_pass(c, mode.as_str(), on_failure.as_str(), &u))
         .await?;
     let pass_log = args.runner.live.add_pass(pass_id);
 
@@ -384,7 +388,7 @@ async fn start_pass(
         let run_id = args
             .runner
             .db(move |c| {
-                runstore::insert_run(
+                run_store::insert_run(
                     c,
                     &NewRun {
                         script_id: sid,
@@ -482,7 +486,7 @@ async fn start_pass(
         let m = message.clone();
         if let Err(e) = args
             .runner
-            .db(move |c| runstore::finish_pass(c, pass_id, st, &m))
+            .db(move |c| run_store::finish_pass(c, pass_id, st, &m))
             .await
         {
             tracing::error!(error = %e, pass_id, "cannot record the end of the pass");

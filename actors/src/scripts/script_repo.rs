@@ -10,9 +10,10 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::ordering::Ordering;
-use crate::store::{Committer, RepairReport, RepoError, Result, Saved, ScriptStore, StoreConfig};
-use crate::version::Version;
+use crate::domain::ordering::Ordering;
+use crate::domain::version::Version;
+use crate::error::{RepoError, Result};
+use crate::scripts::script_store::{Committer, RepairReport, Saved, ScriptStore, StoreConfig};
 
 /// The registered name of the actor of one server instance (several may share a
 /// process, e.g. in tests; ractor's registry is process-wide).

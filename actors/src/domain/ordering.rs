@@ -15,7 +15,8 @@ pub const MAX_GROUP: u64 = 999_999;
 /// The most fractional digits accepted.
 pub const MAX_FRACTION_DIGITS: usize = 6;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, ts_rs::TS)]
+#[ts(type = "string")]
 pub struct Ordering {
     group: u64,
     fraction: String,

@@ -48,7 +48,7 @@ impl Example {
 
     /// The interpreter its `# interpreter:` line asks for, if any.
     pub fn interpreter(&self) -> Option<&'static str> {
-        crate::runner::interpreter_directive(self.content)
+        crate::scripts::python::interpreter_directive(self.content)
     }
 }
 
@@ -57,8 +57,8 @@ macro_rules! example {
         Example {
             id: $id,
             filename: $file,
-            content: include_str!(concat!("../../examples/", $file)),
-            test_data: include_str!(concat!("../../examples/", $data)),
+            content: include_str!(concat!("../../../examples/", $file)),
+            test_data: include_str!(concat!("../../../examples/", $data)),
             seeded_at: $seeded,
         }
     };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{RunJob, Runner};
+use crate::runs::runner::{RunJob, Runner};
 
 pub struct GroupExecutor;
 
@@ -49,7 +49,7 @@ impl Actor for GroupExecutor {
                 let handles: Vec<_> = runs.collect();
                 let mut results = Vec::with_capacity(handles.len());
                 for h in handles {
-                    results.push(h.await.unwrap_or((0, crate::runstore::status::ERROR)));
+                    results.push(h.await.unwrap_or((0, crate::domain::status::ERROR)));
                 }
                 let _ = reply.send(results);
             }

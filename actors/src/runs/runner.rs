@@ -17,10 +17,11 @@ use scriptorium_sandbox::{
     BackendKind, Backends, Interpreter, Outcome, OutputSink, RunSpec, Stream,
 };
 
-use crate::clock;
-use crate::events::{EventLog, LiveLogs};
-use crate::runstore::{self, ARTIFACT_PAGE, Artifact, Collected, Finished, Log, Skipped, status};
-use crate::version::Version;
+use crate::domain::clock;
+use crate::domain::status;
+use crate::domain::version::Version;
+use crate::runs::events::{EventLog, LiveLogs};
+use crate::runs::run_store::{self, ARTIFACT_PAGE, Artifact, Collected, Finished, Log, Skipped};
 
 /// The name of the input file in a run directory (passed as `argv[1]`).
 pub const INPUT_FILE: &str = "input";
@@ -73,13 +74,13 @@ impl Runner {
     /// Runs `f` with the writing connection on the blocking pool.
     pub async fn db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> crate::store::Result<T> + Send + 'static,
-    ) -> crate::store::Result<T> {
+        f: impl FnOnce(&Connection) -> crate::error::Result<T> + Send + 'static,
+    ) -> crate::error::Result<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db.lock().unwrap_or_else(|p| p.into_inner())))
             .await
             .map_err(|e| {
-                crate::store::RepoError::BadInput(format!("background task failed: {e}"))
+                crate::error::RepoError::BadInput(format!("background task failed: {e}"))
             })?
     }
 
@@ -88,7 +89,7 @@ impl Runner {
         let events = log.unflushed();
         if !events.is_empty()
             && let Err(e) = self
-                .db(move |c| runstore::append_events(c, which, &events))
+                .db(move |c| run_store::append_events(c, which, &events))
                 .await
         {
             tracing::error!(error = %e, "cannot store run events");
@@ -119,7 +120,7 @@ impl Runner {
         let started = clock::now();
         let id = job.run_id;
         if let Err(e) = self
-            .db(move |c| runstore::mark_running(c, id, started))
+            .db(move |c| run_store::mark_running(c, id, started))
             .await
         {
             tracing::error!(error = %e, "cannot mark the run running");
@@ -142,7 +143,7 @@ impl Runner {
                     if !events.is_empty() {
                         let db = db.clone();
                         let _ = tokio::task::spawn_blocking(move || {
-                            runstore::append_events(
+                            run_store::append_events(
                                 &db.lock().unwrap_or_else(|p| p.into_inner()),
                                 Log::Run(id),
                                 &events,
@@ -251,7 +252,7 @@ impl Runner {
         });
         let stored = self
             .db(move |c| {
-                runstore::finish_run(
+                run_store::finish_run(
                     c,
                     id,
                     &Finished {
@@ -402,27 +403,9 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// The interpreter a script asks for with a `# interpreter: ID` line near its top.
-pub fn interpreter_directive(content: &str) -> Option<&str> {
-    content.lines().take(40).find_map(|l| {
-        let rest = l.trim().strip_prefix('#')?.trim();
-        let id = rest.strip_prefix("interpreter:")?.trim();
-        (!id.is_empty() && !id.contains(' ')).then_some(id)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn directive_is_read_from_a_comment() {
-        assert_eq!(
-            interpreter_directive("\"\"\"Doc\"\"\"\n# interpreter: wasi-cpython-3.14\nprint(1)\n"),
-            Some("wasi-cpython-3.14")
-        );
-        assert_eq!(interpreter_directive("print(1)\n"), None);
-    }
 
     #[test]
     fn artifacts_skip_input_side_files_and_links() {
