@@ -139,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts/{id}/prompt", post(llm::prompt))
         .route("/scripts/{id}/exchanges", get(llm::exchanges))
         .route(
+            "/scripts/{id}/exchanges/{exchange}/reject",
+            post(llm::exchanges_reject),
+        )
+        .route(
             "/scripts/{id}/production-data",
             get(runs::production_data_get).put(runs::production_data_put),
         )

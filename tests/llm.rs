@@ -615,3 +615,67 @@ async fn the_offline_provider_wires_its_helper_into_main() {
         "{log}"
     );
 }
+
+/// Rejecting a proposal is recorded (who, when) and shown in the log; a viewer cannot,
+/// and a saved or unknown exchange cannot be rejected.
+#[tokio::test]
+async fn a_rejected_proposal_is_recorded() {
+    let app = TestApp::start_with(|c| c.seed_examples = false).await;
+    let ed1 = app.ed1().await;
+    let mo1 = app.mo1().await;
+    let id = app.create(&ed1, "print(1)\n").await;
+    let ask = |instruction: &'static str| {
+        let (app, ed1) = (&app, &ed1);
+        async move {
+            prompt(app, ed1, id, json!({ "instruction": instruction }))
+                .await
+                .json()
+        }
+    };
+    let first = ask("add logging").await;
+    let exchange = first["exchange_id"].as_i64().expect("an exchange id");
+    let reject = |cookie: &str, x: i64| {
+        let (app, cookie) = (&app, cookie.to_string());
+        async move {
+            app.json(
+                Method::POST,
+                &format!("/api/scripts/{id}/exchanges/{x}/reject"),
+                Some(&cookie),
+                Some(json!({})),
+            )
+            .await
+        }
+    };
+    assert_eq!(reject(&mo1, exchange).await.status, StatusCode::FORBIDDEN);
+    let r = reject(&ed1, exchange).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let log = app
+        .get(&format!("/api/scripts/{id}/exchanges"), &mo1)
+        .await
+        .json();
+    assert_eq!(log[0]["id"], exchange);
+    assert_eq!(log[0]["outcome"], "rejected", "{}", log[0]);
+    assert_eq!(log[0]["rejected_by"], "ed1");
+
+    // A proposal that was saved stays accepted; an unknown one is a clear 404.
+    let second = ask("add a docstring: counts").await;
+    let x = second["exchange_id"].as_i64().unwrap();
+    let save = app
+        .json(
+            Method::PUT,
+            &format!("/api/scripts/{id}"),
+            Some(&ed1),
+            Some(json!({ "content": second["code"], "base_version": "0.1", "exchange_id": x })),
+        )
+        .await;
+    assert_eq!(save.json()["linked_exchange"], true, "{}", save.text());
+    let r = reject(&ed1, x).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert!(r.error().contains("saved"), "{}", r.error());
+    let log = app
+        .get(&format!("/api/scripts/{id}/exchanges"), &mo1)
+        .await
+        .json();
+    assert_eq!(log[0]["outcome"], "accepted");
+    assert_eq!(reject(&ed1, 999_999).await.status, StatusCode::NOT_FOUND);
+}

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_warm_start.sql",
         include_str!("../../migrations/0005_warm_start.sql"),
     ),
+    (
+        "0006_exchange_rejected.sql",
+        include_str!("../../migrations/0006_exchange_rejected.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write lock before it gives up

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod llm_broker;
 pub mod provider;
 pub mod tools;
+pub mod verdict;
 
 use std::path::PathBuf;
 

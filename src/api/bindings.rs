@@ -10,7 +10,7 @@ use ts_rs::{Config, TS};
 
 use scriptorium_actors::llm::llm_broker::{ExchangeRecord, LlmEvent, Proposal};
 use scriptorium_actors::runs::run_scheduler::{Mode, OnFailure};
-use scriptorium_actors::runs::run_store::{PassRecord, RunRecord};
+use scriptorium_actors::runs::run_store::{PassRecord, PassSummary, RunRecord};
 use scriptorium_actors::scripts::catalog::{ScriptDetail, ScriptSummary, VersionInfo};
 
 /// Set to rewrite the committed files instead of comparing with them.
@@ -32,6 +32,7 @@ fn generate(dir: &Path) -> Result<(), ts_rs::ExportError> {
     VersionInfo::export_all(&cfg)?;
     RunRecord::export_all(&cfg)?;
     PassRecord::export_all(&cfg)?;
+    PassSummary::export_all(&cfg)?;
     Proposal::export_all(&cfg)?;
     ExchangeRecord::export_all(&cfg)?;
     LlmEvent::export_all(&cfg)?;

@@ -18,6 +18,7 @@ use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use scriptorium_actors::llm::LlmError;
 use scriptorium_actors::llm::llm_broker::{self, ExchangeRecord, LlmEvent, PromptRequest};
+use scriptorium_actors::llm::verdict::Rejection;
 
 /// The longest a prompt may take end to end (tool rounds and retries included).
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -129,4 +130,42 @@ pub async fn exchanges(
             .read(move |c| c.with_conn(|conn| Ok(llm_broker::exchanges(conn, id)?)))
             .await?,
     ))
+}
+
+/// `POST /api/scripts/{id}/exchanges/{exchange}/reject`: records that the user rejected
+/// a proposal (who and when); the log then shows it `rejected`.
+pub async fn exchanges_reject(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    axum::extract::Path((id, exchange)): axum::extract::Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let number = |v: &str, what: &str| {
+        v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("{what} `{v}` is not a positive whole number"))
+        })
+    };
+    let (id, exchange) = (number(&id, "script id")?, number(&exchange, "exchange id")?);
+    state.read(move |c| c.summary(id)).await?;
+    match state
+        .llm
+        .reject(exchange, id, user.username.clone())
+        .await?
+    {
+        Rejection::Recorded => Ok(Json(
+            json!({ "exchange_id": exchange, "outcome": "rejected" }),
+        )),
+        Rejection::Saved => Err(ApiError::Conflict {
+            message: format!(
+                "exchange {exchange} was saved as a version already; undo it by saving the code you want"
+            ),
+            extra: json!({}),
+        }),
+        Rejection::NoProposal(status) => Err(ApiError::Conflict {
+            message: format!("exchange {exchange} made no proposal to reject (it is `{status}`)"),
+            extra: json!({}),
+        }),
+        Rejection::Unknown => Err(ApiError::NotFound(format!(
+            "script {id} has no exchange {exchange}; GET /api/scripts/{id}/exchanges lists them"
+        ))),
+    }
 }

@@ -24,6 +24,7 @@ use crate::domain::version::Version;
 use crate::llm::guard::{self, Pseudonymised, StreamRestorer};
 use crate::llm::provider::{ChatRequest, Offline, OpenRouter, Provider, Usage};
 use crate::llm::tools::Tools;
+use crate::llm::verdict::{self, Rejection};
 use crate::llm::{LlmConfig, LlmError};
 use crate::scripts::catalog::Catalog;
 use crate::scripts::python::interpreter_directive;
@@ -110,6 +111,13 @@ pub enum LlmBrokerMessage {
         version: Version,
         reply: RpcReplyPort<bool>,
     },
+    /// The user rejected a proposal.
+    Reject {
+        exchange_id: i64,
+        script_id: i64,
+        user: String,
+        reply: RpcReplyPort<Result<Rejection, String>>,
+    },
 }
 
 impl Actor for LlmBroker {
@@ -193,6 +201,21 @@ impl Actor for LlmBroker {
                 .await
                 .unwrap_or(false);
                 let _ = reply.send(linked);
+            }
+            LlmBrokerMessage::Reject {
+                exchange_id,
+                script_id,
+                user,
+                reply,
+            } => {
+                let db = core.args.db.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let c = db.lock().unwrap_or_else(|p| p.into_inner());
+                    verdict::reject(&c, script_id, exchange_id, &user).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                let _ = reply.send(done);
             }
         }
         Ok(())
@@ -532,6 +555,10 @@ pub struct ExchangeRecord {
     pub pseudonymisation: String,
     pub tool_calls: Value,
     pub produced_version: Option<Version>,
+    /// `accepted` (saved: `produced_version`), `rejected`, `proposed`, or the status.
+    pub outcome: String,
+    pub rejected_by: Option<String>,
+    pub rejected_at: Option<String>,
     /// What left the machine (after filtering and pseudonymisation).
     pub prompt_sent: Value,
 }
@@ -539,18 +566,28 @@ pub struct ExchangeRecord {
 pub fn exchanges(c: &Connection, script_id: i64) -> rusqlite::Result<Vec<ExchangeRecord>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, username, created_at, provider, model, instruction, status, error, prompt_tokens, completion_tokens, cost,
-            latency_ms, pseudonymisation, tool_calls, produced_major, produced_minor, prompt_sent
+            latency_ms, pseudonymisation, tool_calls, produced_major, produced_minor, prompt_sent,
+            rejected_by, rejected_at
          FROM exchanges WHERE script_id = ?1 ORDER BY id DESC",
     )?;
     let rows = stmt.query_map([script_id], |r| {
+        let produced_version = r
+            .get::<_, Option<u32>>(14)?
+            .zip(r.get::<_, Option<u32>>(15)?)
+            .map(|(a, b)| Version::new(a, b));
+        let rejected_by: Option<String> = r.get(17)?;
+        let status: String = r.get(6)?;
         Ok(ExchangeRecord {
+            outcome: verdict::outcome(&status, produced_version.is_some(), rejected_by.is_some()),
+            rejected_by,
+            rejected_at: r.get::<_, Option<clock::Centis>>(18)?.map(clock::format),
             id: r.get(0)?,
             user: r.get(1)?,
             created_at: clock::format(r.get(2)?),
             provider: r.get(3)?,
             model: r.get(4)?,
             instruction: r.get(5)?,
-            status: r.get(6)?,
+            status,
             error: r.get(7)?,
             prompt_tokens: r.get::<_, i64>(8)? as u64,
             completion_tokens: r.get::<_, i64>(9)? as u64,
@@ -558,10 +595,7 @@ pub fn exchanges(c: &Connection, script_id: i64) -> rusqlite::Result<Vec<Exchang
             latency_ms: r.get::<_, i64>(11)? as u64,
             pseudonymisation: r.get(12)?,
             tool_calls: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
-            produced_version: r
-                .get::<_, Option<u32>>(14)?
-                .zip(r.get::<_, Option<u32>>(15)?)
-                .map(|(a, b)| Version::new(a, b)),
+            produced_version,
             prompt_sent: serde_json::from_str(&r.get::<_, String>(16)?).unwrap_or(Value::Null),
         })
     })?;
@@ -622,6 +656,29 @@ impl LlmBrokerHandle {
         {
             Ok(CallResult::Success(r)) => r,
             Ok(CallResult::Timeout) => Err(LlmError::Timeout(timeout.as_secs())),
+            _ => Err(LlmError::Helper("the LLM broker did not answer".into())),
+        }
+    }
+
+    /// Records that `user` rejected the proposal of exchange `exchange_id`.
+    pub async fn reject(
+        &self,
+        exchange_id: i64,
+        script_id: i64,
+        user: String,
+    ) -> Result<Rejection, LlmError> {
+        let actor = self.actor()?;
+        let call = actor.call(
+            |reply| LlmBrokerMessage::Reject {
+                exchange_id,
+                script_id,
+                user,
+                reply,
+            },
+            Some(Duration::from_secs(10)),
+        );
+        match call.await {
+            Ok(CallResult::Success(r)) => r.map_err(LlmError::Helper),
             _ => Err(LlmError::Helper("the LLM broker did not answer".into())),
         }
     }

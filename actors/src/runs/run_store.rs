@@ -441,7 +441,7 @@ pub fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
 }
 
 /// One line of the pass list: its outcome and how many of its runs ended how.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PassSummary {
     pub id: i64,
     pub mode: String,
