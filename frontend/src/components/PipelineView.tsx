@@ -41,7 +41,7 @@ export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean;
   }
 
   const groups = pass?.groups ?? [];
-  const label = pass ? `${passId === "latest" ? "last full pass" : "pass"} ${pass.id}: ${pass.status}` : pass === null ? "no pass yet" : "";
+  const label = pass ? `${passId === "latest" && !["running", "queued"].includes(pass.status) ? "last full pass" : "pass"} ${pass.id}: ${pass.status}` : pass === null ? "no pass yet" : "";
 
   return (
     <section className="pipeline" aria-label="Pipeline">
