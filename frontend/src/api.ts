@@ -10,6 +10,7 @@ import type {
   LoginRequest,
   Me,
   PassRecord,
+  PassSummary,
   Proposal,
   RunRecord,
   ScriptDetail,
@@ -119,6 +120,8 @@ export const api = {
   latestPass: () => request<PassRecord>("GET", "/api/passes/latest"),
   /** The pass running now (404 when none runs). */
   currentPass: () => request<PassRecord>("GET", "/api/passes/current"),
+  /** Past passes, newest first, with their outcome. */
+  passes: (limit: number, before?: number) => request<PassSummary[]>("GET", `/api/passes?limit=${limit}${before ? `&before=${before}` : ""}`),
   /** A script's runs, newest first; `before` pages to older ones. */
   scriptRuns: (scriptId: number, limit: number, before?: number) =>
     request<RunRecord[]>("GET", `/api/runs?script_id=${scriptId}&limit=${limit}${before ? `&before=${before}` : ""}`),

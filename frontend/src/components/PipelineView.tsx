@@ -3,6 +3,7 @@ import { Link, useNavigate } from "react-router";
 import { api } from "../api";
 import { errorMessage } from "../errors";
 import { useInvalidate, usePass } from "../queries";
+import { PassList } from "./PassList";
 
 /**
  * Run all: groups by integer part as columns, each script's state. Shows one pass (its
@@ -76,6 +77,8 @@ export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean;
           </div>
         ))}
       </div>
+      <h3>Past passes</h3>
+      <PassList />
     </section>
   );
 }
