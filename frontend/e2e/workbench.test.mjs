@@ -69,6 +69,10 @@ test("a cancelled run reads 'cancelled', not a red Failure, in the history", { t
   assert.doesNotMatch(await cell.getAttribute("class"), /failure/);
   const colour = await cell.evaluate((el) => getComputedStyle(el).color);
   assert.notEqual(colour, "rgb(198, 40, 40)", "painted in the failure red");
+  // The script list says the same.
+  const listed = page.locator(".script-list li", { hasText: "script_" }).locator(".result");
+  await listed.filter({ hasText: "cancelled" }).waitFor();
+  assert.doesNotMatch(await listed.getAttribute("class"), /failure/);
   await context.close();
 });
 

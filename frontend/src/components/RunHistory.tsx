@@ -33,7 +33,8 @@ export function RunHistory(props: { scriptId: number; selected: number | null; o
   const [older, setOlder] = useState<RunRecord[]>([]);
   const [end, setEnd] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const runs = [...(first.data ?? []), ...older.filter((o) => !(first.data ?? []).some((r) => r.id === o.id))];
+  const latest = Array.isArray(first.data) ? first.data : [];
+  const runs = [...latest, ...older.filter((o) => !latest.some((r) => r.id === o.id))];
   if (!runs.length) return first.isLoading ? null : <p className="muted" data-testid="run-history-empty">No runs yet.</p>;
 
   async function more() {
@@ -82,7 +83,7 @@ export function RunHistory(props: { scriptId: number; selected: number | null; o
         </tbody>
       </table>
       {error && <p className="error">{error}</p>}
-      {!end && (first.data?.length ?? 0) >= PAGE && (
+      {!end && latest.length >= PAGE && (
         <button className="link" onClick={more}>
           Older runs
         </button>

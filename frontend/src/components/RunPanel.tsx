@@ -57,7 +57,7 @@ export function RunPanel(props: {
   // A run picked in the history; otherwise the run started here, else the latest one.
   const [picked, setPicked] = useState<number | null>(null);
   const history = useScriptRuns(props.scriptId, 10);
-  const shown = picked ?? runId ?? history.data?.[0]?.id ?? null;
+  const shown = picked ?? runId ?? (Array.isArray(history.data) ? history.data[0]?.id : undefined) ?? null;
   const [status, setStatus] = useState<string>("");
   const [error, setError] = useState<string | null>(null);
 
