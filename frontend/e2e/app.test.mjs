@@ -153,7 +153,7 @@ test("an editor writes, checks, saves, runs and views a script", { timeout: 240_
   await page.getByRole("button", { name: "Run & Stream" }).click();
   await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
   await page.locator("[data-testid=viewer-canvas] canvas").waitFor();
-  await page.getByRole("list", { name: "Layers" }).getByText("model.stl").waitFor();
+  await page.getByRole("tree", { name: "Parts" }).getByText("model.stl").waitFor();
   await page.waitForTimeout(500);
   await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer.png") });
   assert.ok(id > 0);
