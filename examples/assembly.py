@@ -4,6 +4,7 @@ A base plate and a pin, each a part with its own name and colour: the 3D viewer 
 them as two layers. Sizes (mm) come from the input file (JSON: plate, pin_radius,
 pin_height).
 """
+
 # interpreter: build123d
 import json
 import sys

@@ -4,6 +4,7 @@ An L-shaped bracket with a mounting hole. Its dimensions (mm) come from the inpu
 (JSON: length, width, thickness, hole_diameter). The top-level `result` is exported as
 result.stl and result.glb and shown in the 3D viewer.
 """
+
 # interpreter: build123d
 import json
 import sys

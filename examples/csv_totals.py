@@ -3,6 +3,7 @@
 Reads a CSV with columns region,amount (argv[1]) and prints the total per region.
 Writes totals.json to the working directory.
 """
+
 import csv
 import json
 import sys

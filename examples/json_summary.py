@@ -3,6 +3,7 @@
 Reads a JSON list of objects (argv[1]) and prints how many records there are and
 which keys they use, with the share of records that have each key.
 """
+
 import json
 import sys
 

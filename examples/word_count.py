@@ -3,6 +3,7 @@
 Reads a text file (argv[1]) and prints the ten most frequent words with their counts.
 Writes the full table to word_counts.csv in the working directory.
 """
+
 import collections
 import csv
 import re

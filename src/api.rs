@@ -5,6 +5,7 @@ mod artifacts;
 #[cfg(test)]
 mod bindings;
 mod events;
+mod history;
 mod llm;
 mod lsp;
 mod runs;
@@ -150,17 +151,22 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts/{id}/prompt", post(llm::prompt))
         .route("/scripts/{id}/exchanges", get(llm::exchanges))
         .route(
+            "/scripts/{id}/exchanges/{exchange}/reject",
+            post(llm::exchanges_reject),
+        )
+        .route(
             "/scripts/{id}/production-data",
             get(runs::production_data_get).put(runs::production_data_put),
         )
-        .route("/runs", get(runs::list).post(runs::start))
+        .route("/runs", get(history::runs_list).post(runs::start))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/log", get(runs::log))
         .route("/runs/{id}/artifacts", get(artifacts::artifacts))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::artifact))
-        .route("/passes", post(runs::pass_start))
+        .route("/passes", get(history::passes_list).post(runs::pass_start))
+        .route("/passes/current", get(history::pass_current))
         .route("/passes/latest", get(runs::pass_latest))
         .route("/passes/{id}", get(runs::pass_get))
         .route("/passes/{id}/cancel", post(runs::pass_cancel))

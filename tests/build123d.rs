@@ -158,3 +158,61 @@ async fn a_missing_or_wrong_result_is_explained_without_a_runner_traceback() {
         "{stderr}"
     );
 }
+
+/// A build123d run that works prints nothing on stderr (no font-cache or joblib noise),
+/// and the runner's own notice is on stdout, as information, not as an error.
+#[tokio::test]
+async fn a_working_build123d_run_is_quiet_on_stderr() {
+    // Cold runs (under /tmp no spare is made): the noise came at import time.
+    let app = TestApp::start_with(|c| c.seed_examples = false).await;
+    let ed1 = app.ed1().await;
+    let root = crate::util::repo_root();
+    let read = |f: &str| std::fs::read_to_string(root.join("examples").join(f)).unwrap();
+    // Text needs fonts: fontconfig has no configuration in the sandbox's minimal root.
+    let text = "# interpreter: build123d\nfrom build123d import Text\nresult = Text('Hi', 10)\n";
+    for (name, script, data) in [
+        ("bracket", read("bracket.py"), read("bracket.json")),
+        ("assembly", read("assembly.py"), read("assembly.json")),
+        ("text", text.to_string(), String::new()),
+    ] {
+        let id = app.create(&ed1, &script).await;
+        app.put_raw(&format!("/api/scripts/{id}/test-data"), Some(&ed1), data)
+            .await;
+        let run_id = app.start_run(&ed1, json!({ "script_id": id })).await;
+        // A cold `import build123d` can take minutes on a loaded machine: poll.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        let run = loop {
+            let run = app.get(&format!("/api/runs/{run_id}"), &ed1).await.json();
+            if !["queued", "running"].contains(&run["status"].as_str().unwrap()) {
+                break run;
+            }
+            assert!(std::time::Instant::now() < deadline, "{run}");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        let log = app
+            .get(&format!("/api/runs/{run_id}/log"), &ed1)
+            .await
+            .json();
+        assert_eq!(run["status"], "succeeded", "{run}\n{log}");
+        let lines = |stream: &str| -> Vec<String> {
+            log.as_array()
+                .unwrap()
+                .iter()
+                .filter(|l| l["stream"] == stream)
+                .map(|l| l["line"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            lines("stderr"),
+            Vec::<String>::new(),
+            "{name} wrote to stderr"
+        );
+        assert!(
+            lines("stdout")
+                .iter()
+                .any(|l| l == "scriptorium: exported result.stl and result.glb"),
+            "{:?}",
+            lines("stdout")
+        );
+    }
+}

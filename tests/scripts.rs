@@ -459,3 +459,34 @@ async fn the_shipped_examples_can_be_added_with_their_test_data() {
         "nothing was created"
     );
 }
+
+/// Opening a shipped example and saving it untouched makes no version: the editor formats
+/// on save with the language server's ruff (line length 100, as `LspConfig` sets), so
+/// the examples must already be in that form.
+#[test]
+fn the_shipped_examples_are_formatted_as_the_editor_formats_them() {
+    let root = crate::util::repo_root();
+    let ruff = root.join("build/lsp/bin/ruff");
+    assert!(
+        ruff.exists(),
+        "run `make lsp` first: {} is missing",
+        ruff.display()
+    );
+    let out = std::process::Command::new(&ruff)
+        .args([
+            "format",
+            "--check",
+            "--diff",
+            "--line-length",
+            "100",
+            "--no-cache",
+        ])
+        .arg(root.join("examples"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/ is not formatted (run `build/lsp/bin/ruff format --line-length 100 examples`):\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

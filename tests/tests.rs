@@ -14,6 +14,7 @@ mod client_routes;
 mod deps;
 mod durability;
 mod exec;
+mod history;
 mod llm;
 mod lsp;
 mod reliability;

@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_deps.sql",
         include_str!("../../migrations/0007_deps.sql"),
     ),
+    (
+        "0008_exchange_rejected.sql",
+        include_str!("../../migrations/0008_exchange_rejected.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write lock before it gives up

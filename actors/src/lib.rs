@@ -59,13 +59,14 @@ pub use runs::request::{Mode, OnFailure, RunRequest, RunSchedulerArgs};
 pub use runs::run_reader::RunReader;
 pub use runs::run_scheduler::RunSchedulerHandle;
 pub use runs::run_store::{
-    ARTIFACT_PAGE, Artifact, Collected, Log, PassRecord, RunRecord, Skipped,
+    ARTIFACT_PAGE, Artifact, Collected, Log, PassRecord, PassSummary, RunRecord, Skipped,
 };
 pub use runs::runner::{Runner, content_type};
 
 // The LLM.
 pub use llm::exchanges::{ExchangeReader, ExchangeRecord};
 pub use llm::llm_broker::{LlmBrokerArgs, LlmBrokerHandle, LlmEvent, PromptRequest, Proposal};
+pub use llm::verdict::Rejection;
 pub use llm::{LlmConfig, LlmError};
 
 // The language server.

@@ -14,6 +14,7 @@ pub(crate) mod guard;
 pub(crate) mod llm_broker;
 pub(crate) mod provider;
 pub(crate) mod tools;
+pub(crate) mod verdict;
 
 use std::path::PathBuf;
 

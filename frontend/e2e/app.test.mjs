@@ -153,7 +153,7 @@ test("an editor writes, checks, saves, runs and views a script", { timeout: 240_
   await page.getByRole("button", { name: "Run & Stream" }).click();
   await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
   await page.locator("[data-testid=viewer-canvas] canvas").waitFor();
-  await page.getByRole("list", { name: "Layers" }).getByText("model.stl").waitFor();
+  await page.getByRole("tree", { name: "Parts" }).getByText("model.stl").waitFor();
   await page.waitForTimeout(500);
   await page.locator(".viewer3d").screenshot({ path: path.join(shots, "viewer.png") });
   assert.ok(id > 0);
@@ -285,7 +285,7 @@ test("a build123d assembly shows as two layers", { timeout: 180_000 }, async () 
   assert.match(await page.locator(".script-list li a.selected").textContent(), /Two-part assembly/);
   await page.getByRole("button", { name: "Run & Stream" }).click();
   await page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 150_000 });
-  const layers = page.getByRole("list", { name: "Layers" }).getByRole("listitem");
+  const layers = page.getByRole("tree", { name: "Parts" }).locator("[role=treeitem][data-part]");
   await layers.nth(1).waitFor();
   const names = await layers.allTextContents();
   assert.equal(names.length, 2, names.join(" | "));

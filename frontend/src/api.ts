@@ -17,6 +17,7 @@ import type {
   LoginRequest,
   Me,
   PassRecord,
+  PassSummary,
   Proposal,
   RunRecord,
   ScriptDetail,
@@ -122,6 +123,15 @@ export const api = {
   startPass: (on_failure: "stop" | "continue") => request<{ pass_id: number }>("POST", "/api/passes", { on_failure } satisfies StartPassRequest),
   pass: (id: number) => request<PassRecord>("GET", `/api/passes/${id}`),
   latestPass: () => request<PassRecord>("GET", "/api/passes/latest"),
+  /** The pass running now (404 when none runs). */
+  currentPass: () => request<PassRecord>("GET", "/api/passes/current"),
+  /** Past passes, newest first, with their outcome. */
+  passes: (limit: number, before?: number) => request<PassSummary[]>("GET", `/api/passes?limit=${limit}${before ? `&before=${before}` : ""}`),
+  /** A script's runs, newest first; `before` pages to older ones. */
+  scriptRuns: (scriptId: number, limit: number, before?: number) =>
+    request<RunRecord[]>("GET", `/api/runs?script_id=${scriptId}&limit=${limit}${before ? `&before=${before}` : ""}`),
+  rejectExchange: (scriptId: number, exchangeId: number) =>
+    request<unknown>("POST", `/api/scripts/${scriptId}/exchanges/${exchangeId}/reject`, {}),
   cancelPass: (id: number) => request<unknown>("POST", `/api/passes/${id}/cancel`),
   examples: () => request<Example[]>("GET", "/api/examples"),
   fromExample: (id: string) => request<ScriptDetail>("POST", `/api/examples/${encodeURIComponent(id)}`),

@@ -83,12 +83,24 @@ export function usePass(id: number | "latest") {
     queryKey: keys.pass(id),
     queryFn: () =>
       id === "latest"
-        ? api.latestPass().catch((e) => {
-            if (e instanceof ApiError && e.status === 404) return null;
-            throw e;
-          })
+        ? // The running pass first, so a page opened (or reloaded) during a pass finds it.
+          api
+            .currentPass()
+            .catch((e) => {
+              if (e instanceof ApiError && e.status === 404) return api.latestPass();
+              throw e;
+            })
+            .catch((e) => {
+              if (e instanceof ApiError && e.status === 404) return null;
+              throw e;
+            })
         : api.pass(id),
   });
+}
+
+/** A script's runs, newest first: the first page (older pages are fetched on demand). */
+export function useScriptRuns(scriptId: number, limit: number) {
+  return useQuery({ queryKey: [...keys.runs, "script", scriptId, limit], queryFn: () => api.scriptRuns(scriptId, limit) });
 }
 
 export function useTokens() {

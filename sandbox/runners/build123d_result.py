@@ -18,7 +18,20 @@ def fail(message: str, code: int = 3) -> None:
     sys.exit(code)
 
 
+def notice(message: str) -> None:
+    """The runner's own information: on stdout, so it does not read as an error."""
+    print(f"scriptorium: {message}", flush=True)
+
+
+def quiet_libraries() -> None:
+    """joblib runs serially: it would otherwise warn, on stderr, that it has to."""
+    import os
+
+    os.environ.setdefault("JOBLIB_MULTIPROCESSING", "0")
+
+
 def main() -> None:
+    quiet_libraries()
     if len(sys.argv) < 2:
         fail("usage: build123d_result.py SCRIPT [INPUT [ARGS...]]", 2)
     script = sys.argv[1]
@@ -39,8 +52,10 @@ def main() -> None:
         traceback.print_exception(etype, value, tb.tb_next if tb else None)
         sys.exit(1)
     if "result" not in scope:
-        print("scriptorium: the script defines no top-level `result`; nothing to export "
-              "(assign the shape to `result` to see it in the viewer)", file=sys.stderr, flush=True)
+        notice(
+            "the script defines no top-level `result`; nothing to export "
+            "(assign the shape to `result` to see it in the viewer)"
+        )
         return
     result = scope["result"]
     from build123d import Compound, Shape, export_gltf, export_stl
@@ -54,7 +69,7 @@ def main() -> None:
         fail(f"`result` must be a build123d Shape, Part, Compound or a list of them; got {type(result).__name__}")
     export_stl(result, "result.stl")
     export_gltf(result, "result.glb", binary=True)
-    print("scriptorium: exported result.stl and result.glb", file=sys.stderr, flush=True)
+    notice("exported result.stl and result.glb")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use ts_rs::{Config, TS};
 
 use scriptorium_actors::{
-    ExchangeRecord, LlmEvent, Mode, OnFailure, PassRecord, Proposal, RunRecord, ScriptDetail,
-    ScriptSummary, VersionInfo,
+    ExchangeRecord, LlmEvent, Mode, OnFailure, PassRecord, PassSummary, Proposal, RunRecord,
+    ScriptDetail, ScriptSummary, VersionInfo,
 };
 
 /// Set to rewrite the committed files instead of comparing with them.
@@ -32,6 +32,7 @@ fn generate(dir: &Path) -> Result<(), ts_rs::ExportError> {
     VersionInfo::export_all(&cfg)?;
     RunRecord::export_all(&cfg)?;
     PassRecord::export_all(&cfg)?;
+    PassSummary::export_all(&cfg)?;
     Proposal::export_all(&cfg)?;
     ExchangeRecord::export_all(&cfg)?;
     LlmEvent::export_all(&cfg)?;

@@ -17,6 +17,7 @@ use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use scriptorium_actors::LlmError;
+use scriptorium_actors::Rejection;
 use scriptorium_actors::{ExchangeRecord, LlmEvent, PromptRequest};
 
 /// The longest a prompt may take end to end (tool rounds and retries included).
@@ -125,4 +126,42 @@ pub(super) async fn exchanges(
 ) -> Result<Json<Vec<ExchangeRecord>>, ApiError> {
     state.read(move |c| c.summary(id)).await?;
     Ok(Json(state.exchanges.of_script(id).await?))
+}
+
+/// `POST /api/scripts/{id}/exchanges/{exchange}/reject`: records that the user rejected
+/// a proposal (who and when); the log then shows it `rejected`.
+pub(super) async fn exchanges_reject(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    axum::extract::Path((id, exchange)): axum::extract::Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let number = |v: &str, what: &str| {
+        v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("{what} `{v}` is not a positive whole number"))
+        })
+    };
+    let (id, exchange) = (number(&id, "script id")?, number(&exchange, "exchange id")?);
+    state.read(move |c| c.summary(id)).await?;
+    match state
+        .llm
+        .reject(exchange, id, user.username.clone())
+        .await?
+    {
+        Rejection::Recorded => Ok(Json(
+            json!({ "exchange_id": exchange, "outcome": "rejected" }),
+        )),
+        Rejection::Saved => Err(ApiError::Conflict {
+            message: format!(
+                "exchange {exchange} was saved as a version already; undo it by saving the code you want"
+            ),
+            extra: json!({}),
+        }),
+        Rejection::NoProposal(status) => Err(ApiError::Conflict {
+            message: format!("exchange {exchange} made no proposal to reject (it is `{status}`)"),
+            extra: json!({}),
+        }),
+        Rejection::Unknown => Err(ApiError::NotFound(format!(
+            "script {id} has no exchange {exchange}; GET /api/scripts/{id}/exchanges lists them"
+        ))),
+    }
 }

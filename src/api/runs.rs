@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -74,20 +74,6 @@ pub(super) async fn start(
         Json(json!({ "run_id": run_id, "events": format!("/api/runs/{run_id}/events") })),
     )
         .into_response())
-}
-
-#[derive(Deserialize)]
-pub(super) struct ListQuery {
-    script_id: Option<i64>,
-    limit: Option<u32>,
-}
-
-pub(super) async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<RunRecord>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).min(1000);
-    Ok(Json(state.run_reader.runs(q.script_id, limit).await?))
 }
 
 pub(super) async fn record(state: &AppState, id: i64) -> Result<RunRecord, ApiError> {

@@ -31,6 +31,10 @@ pub struct ExchangeRecord {
     pub pseudonymisation: String,
     pub tool_calls: Value,
     pub produced_version: Option<Version>,
+    /// `accepted` (saved: `produced_version`), `rejected`, `proposed`, or the status.
+    pub outcome: String,
+    pub rejected_by: Option<String>,
+    pub rejected_at: Option<String>,
     /// What left the machine (after filtering and pseudonymisation).
     pub prompt_sent: Value,
 }
@@ -38,18 +42,32 @@ pub struct ExchangeRecord {
 pub(crate) fn exchanges(c: &Connection, script_id: i64) -> rusqlite::Result<Vec<ExchangeRecord>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, username, created_at, provider, model, instruction, status, error, prompt_tokens, completion_tokens, cost,
-            latency_ms, pseudonymisation, tool_calls, produced_major, produced_minor, prompt_sent
+            latency_ms, pseudonymisation, tool_calls, produced_major, produced_minor, prompt_sent,
+            rejected_by, rejected_at
          FROM exchanges WHERE script_id = ?1 ORDER BY id DESC",
     )?;
     let rows = stmt.query_map([script_id], |r| {
+        let produced_version = r
+            .get::<_, Option<u32>>(14)?
+            .zip(r.get::<_, Option<u32>>(15)?)
+            .map(|(a, b)| Version::new(a, b));
+        let rejected_by: Option<String> = r.get(17)?;
+        let status: String = r.get(6)?;
         Ok(ExchangeRecord {
+            outcome: crate::llm::verdict::outcome(
+                &status,
+                produced_version.is_some(),
+                rejected_by.is_some(),
+            ),
+            rejected_by,
+            rejected_at: r.get::<_, Option<clock::Centis>>(18)?.map(clock::format),
             id: r.get(0)?,
             user: r.get(1)?,
             created_at: clock::format(r.get(2)?),
             provider: r.get(3)?,
             model: r.get(4)?,
             instruction: r.get(5)?,
-            status: r.get(6)?,
+            status,
             error: r.get(7)?,
             prompt_tokens: r.get::<_, i64>(8)? as u64,
             completion_tokens: r.get::<_, i64>(9)? as u64,
@@ -57,10 +75,7 @@ pub(crate) fn exchanges(c: &Connection, script_id: i64) -> rusqlite::Result<Vec<
             latency_ms: r.get::<_, i64>(11)? as u64,
             pseudonymisation: r.get(12)?,
             tool_calls: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
-            produced_version: r
-                .get::<_, Option<u32>>(14)?
-                .zip(r.get::<_, Option<u32>>(15)?)
-                .map(|(a, b)| Version::new(a, b)),
+            produced_version,
             prompt_sent: serde_json::from_str(&r.get::<_, String>(16)?).unwrap_or(Value::Null),
         })
     })?;

@@ -189,6 +189,59 @@ def wrap_in_main(code):
     return out, True
 
 
+CAPABILITIES = (
+    "The offline provider understands: add argv input handling, read CSV or JSON input "
+    "(and print the number of rows or records), add logging, add a docstring, wrap the "
+    "code in main. Configure an OpenRouter key for free-form requests."
+)
+
+
+def top_level_main(tree):
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "main":
+            return node
+    return None
+
+
+def add_helper(code, helper):
+    """Puts a helper function before main() when there is one, else at the end.
+
+    Appending after `sys.exit(main())` would leave it defined too late to be used.
+    """
+    tree = ast.parse(code)
+    main = top_level_main(tree)
+    if main is None:
+        return code.rstrip() + "\n\n\n" + helper
+    start = (main.decorator_list[0].lineno if main.decorator_list else main.lineno) - 1
+    lines = code.splitlines(keepends=True)
+    head = "".join(lines[:start]).rstrip() + "\n\n\n"
+    return head + helper + "\n\n" + "".join(lines[start:])
+
+
+def call_in_main(code, statements):
+    """Inserts statements into main() before its final `return`, or at its end.
+
+    `{arg}` in a statement becomes main's input path: its first parameter's `[1]`
+    (the template's `main(argv)`), else `sys.argv[1]`.
+    """
+    tree = ast.parse(code)
+    main = top_level_main(tree)
+    if main is None:
+        return code, False
+    params = main.args.args
+    arg = f"{params[0].arg}[1]" if params else "sys.argv[1]"
+    last = main.body[-1]
+    lines = code.splitlines(keepends=True)
+    indent = lines[last.lineno - 1][: len(lines[last.lineno - 1]) - len(lines[last.lineno - 1].lstrip())]
+    block = "".join(indent + st.format(arg=arg) + "\n" for st in statements)
+    at = last.lineno - 1 if isinstance(last, ast.Return) else last.end_lineno
+    return "".join(lines[:at]) + block + "".join(lines[at:]), True
+
+
+def wants_count(text):
+    return re.search(r"\b(count|number of|how many)\b", text) is not None
+
+
 def offline(code, instruction):
     text = instruction.lower()
     code = code if code.strip() else "import sys\n"
@@ -218,22 +271,30 @@ def offline(code, instruction):
         done.append("reads the input file named by sys.argv[1] into INPUT")
     if re.search(r"\bcsv\b", text) and "csv.DictReader" not in code:
         code = ensure_import(code, "csv")
-        code = code.rstrip() + (
-            "\n\n\ndef read_rows(path: str) -> list[dict[str, str]]:\n"
+        code = add_helper(
+            code,
+            "def read_rows(path: str) -> list[dict[str, str]]:\n"
             "    \"\"\"Rows of a CSV file with a header line, as dictionaries.\"\"\"\n"
             "    with open(path, newline=\"\", encoding=\"utf-8\") as f:\n"
-            "        return list(csv.DictReader(f))\n"
+            "        return list(csv.DictReader(f))\n",
         )
-        done.append("added read_rows(path) for CSV input (csv.DictReader)")
+        calls = ["rows = read_rows({arg})"] + (['print(f"{{len(rows)}} rows")'] if wants_count(text) else [])
+        code, wired = call_in_main(code, calls)
+        done.append("added read_rows(path) for CSV input (csv.DictReader)" + (", called from main()" if wired else ""))
     if re.search(r"\bjson\b", text) and "json.load" not in code:
         code = ensure_import(code, "json")
-        code = code.rstrip() + (
-            "\n\n\ndef read_json(path: str):\n"
+        code = add_helper(
+            code,
+            "def read_json(path: str):\n"
             "    \"\"\"The JSON document in a file.\"\"\"\n"
             "    with open(path, encoding=\"utf-8\") as f:\n"
-            "        return json.load(f)\n"
+            "        return json.load(f)\n",
         )
-        done.append("added read_json(path) for JSON input")
+        calls = ["document = read_json({arg})"] + (
+            ['print(f"{{len(document)}} records")'] if wants_count(text) else []
+        )
+        code, wired = call_in_main(code, calls)
+        done.append("added read_json(path) for JSON input" + (", called from main()" if wired else ""))
     if re.search(r"\blog(ging|s)?\b", text) and "logging.basicConfig" not in code:
         code = ensure_import(code, "logging")
         code = insert_after_header(
@@ -244,13 +305,9 @@ def offline(code, instruction):
         done.append("set up logging (log.info(...) writes timestamped lines to stderr)")
     if not done:
         code = insert_after_header(code, f"# TODO: {instruction.strip()}\n")
-        explanation = (
-            "The offline provider has no template for this request; it noted it as a TODO. "
-            "It understands: add argv input handling, read CSV or JSON input, add logging, "
-            "add a docstring, wrap the code in main. Configure an OpenRouter key for free-form requests."
-        )
+        explanation = "The offline provider has no template for this request; it noted it as a TODO. " + CAPABILITIES
     else:
-        explanation = "Offline templates: " + "; ".join(done) + "."
+        explanation = "Offline templates: " + "; ".join(done) + ". " + CAPABILITIES
     compile(code, "<proposal>", "exec")
     return {"code": code, "explanation": explanation, "templates": done}
 

@@ -24,6 +24,7 @@ use crate::llm::exchanges::{self, NewExchange, Transcript};
 use crate::llm::guard::{self, Pseudonymised, StreamRestorer};
 use crate::llm::provider::{ChatRequest, Offline, OpenRouter, Provider, Usage};
 use crate::llm::tools::Tools;
+use crate::llm::verdict::{self, Rejection};
 use crate::llm::{LlmConfig, LlmError};
 use crate::scripts::catalog::Catalog;
 use crate::scripts::python::interpreter_directive;
@@ -111,6 +112,13 @@ pub(crate) enum LlmBrokerMessage {
         version: Version,
         reply: RpcReplyPort<bool>,
     },
+    /// The user rejected a proposal.
+    Reject {
+        exchange_id: i64,
+        script_id: i64,
+        user: String,
+        reply: RpcReplyPort<Result<Rejection, String>>,
+    },
 }
 
 impl Actor for LlmBroker {
@@ -185,6 +193,21 @@ impl Actor for LlmBroker {
                     .await
                     .unwrap_or(false);
                 let _ = reply.send(linked);
+            }
+            LlmBrokerMessage::Reject {
+                exchange_id,
+                script_id,
+                user,
+                reply,
+            } => {
+                let db = core.args.db.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let c = db.lock().unwrap_or_else(|p| p.into_inner());
+                    verdict::reject(&c, script_id, exchange_id, &user).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                let _ = reply.send(done);
             }
         }
         Ok(())
@@ -535,6 +558,28 @@ impl LlmBrokerHandle {
         match answer {
             Ok(r) => r,
             Err(CallError::Timeout(..)) => Err(LlmError::Timeout(timeout.as_secs())),
+            Err(e) => Err(LlmError::Helper(e.to_string())),
+        }
+    }
+
+    /// Records that `user` rejected the proposal of exchange `exchange_id`.
+    pub async fn reject(
+        &self,
+        exchange_id: i64,
+        script_id: i64,
+        user: String,
+    ) -> Result<Rejection, LlmError> {
+        let answer = self
+            .actor
+            .call_within(Duration::from_secs(10), |reply| LlmBrokerMessage::Reject {
+                exchange_id,
+                script_id,
+                user,
+                reply,
+            })
+            .await;
+        match answer {
+            Ok(r) => r.map_err(LlmError::Helper),
             Err(e) => Err(LlmError::Helper(e.to_string())),
         }
     }

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 use crate::runs::events::Event;
-use crate::runs::run_store::{self, Collected, Log, PassRecord, RunRecord};
+use crate::runs::run_store::{self, Collected, Log, PassRecord, PassSummary, RunRecord};
 use crate::scripts::catalog::Catalog;
 
 #[derive(Clone)]
@@ -30,10 +30,27 @@ impl RunReader {
         tokio::task::spawn_blocking(move || catalog.with_conn(f)).await?
     }
 
-    /// The latest runs, newest first, of one script or of all.
-    pub async fn runs(&self, script_id: Option<i64>, limit: u32) -> Result<Vec<RunRecord>> {
-        self.read(move |c| run_store::runs(c, script_id, limit))
+    /// Runs newest first, of one script or of all, older than run `before` when given
+    /// (a page cursor), at most `limit`.
+    pub async fn runs(
+        &self,
+        script_id: Option<i64>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        self.read(move |c| run_store::runs(c, script_id, before, limit))
             .await
+    }
+
+    /// Passes newest first with their outcome, older than pass `before` when given.
+    pub async fn passes(&self, before: Option<i64>, limit: u32) -> Result<Vec<PassSummary>> {
+        self.read(move |c| run_store::passes(c, before, limit))
+            .await
+    }
+
+    /// The pass running now, with its groups so far.
+    pub async fn current_pass(&self) -> Result<Option<PassRecord>> {
+        self.read(run_store::current_pass).await
     }
 
     pub async fn run(&self, id: i64) -> Result<Option<RunRecord>> {

@@ -290,13 +290,19 @@ pub(crate) fn run(c: &Connection, id: i64) -> Result<Option<RunRecord>> {
     .optional()?)
 }
 
-/// Newest first, at most `limit`.
-pub(crate) fn runs(c: &Connection, script_id: Option<i64>, limit: u32) -> Result<Vec<RunRecord>> {
+/// Newest first, at most `limit`, older than run `before` when given (a page cursor).
+pub(crate) fn runs(
+    c: &Connection,
+    script_id: Option<i64>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<RunRecord>> {
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR script_id = ?1) ORDER BY id DESC LIMIT ?2"
+        "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR script_id = ?1) AND (?2 IS NULL OR id < ?2)
+         ORDER BY id DESC LIMIT ?3"
     ))?;
     let rows = stmt
-        .query_map(params![script_id, limit], run_record)?
+        .query_map(params![script_id, before, limit], run_record)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
@@ -436,6 +442,78 @@ pub(crate) fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
         }
     }
     Ok(Some(pass))
+}
+
+/// One line of the pass list: its outcome and how many of its runs ended how.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct PassSummary {
+    pub id: i64,
+    pub mode: String,
+    pub on_failure: String,
+    pub requested_by: String,
+    pub status: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration: Option<f64>,
+    pub message: Option<String>,
+    /// `total` and a count per run status (`succeeded`, `failed`, `skipped`, …).
+    pub runs: std::collections::BTreeMap<String, u64>,
+}
+
+/// Passes newest first, at most `limit`, older than pass `before` when given.
+pub(crate) fn passes(c: &Connection, before: Option<i64>, limit: u32) -> Result<Vec<PassSummary>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, mode, on_failure, requested_by, status, created_at, started_at, ended_at, message
+         FROM passes WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut list = stmt
+        .query_map(params![before, limit], |r| {
+            let started: Option<Centis> = r.get(6)?;
+            let ended: Option<Centis> = r.get(7)?;
+            Ok(PassSummary {
+                id: r.get(0)?,
+                mode: r.get(1)?,
+                on_failure: r.get(2)?,
+                requested_by: r.get(3)?,
+                status: r.get(4)?,
+                created_at: clock::format(r.get(5)?),
+                started_at: started.map(clock::format),
+                ended_at: ended.map(clock::format),
+                duration: started.zip(ended).map(|(s, e)| (e - s) as f64 / 100.0),
+                message: r.get(8)?,
+                runs: Default::default(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut count =
+        c.prepare_cached("SELECT status, COUNT(*) FROM runs WHERE pass_id = ?1 GROUP BY status")?;
+    for pass in &mut list {
+        let rows = count
+            .query_map([pass.id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let total = rows.iter().map(|(_, n)| n).sum();
+        pass.runs.extend(rows);
+        pass.runs.insert("total".into(), total);
+    }
+    Ok(list)
+}
+
+/// The pass running now, if any (the newest, should several run).
+pub(crate) fn current_pass(c: &Connection) -> Result<Option<PassRecord>> {
+    let id: Option<i64> = c
+        .query_row(
+            "SELECT id FROM passes WHERE status IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match id {
+        Some(id) => pass(c, id),
+        None => Ok(None),
+    }
 }
 
 /// The latest pass that ran to its end (every script run, none cancelled).

@@ -3,6 +3,7 @@ import { Link, useNavigate } from "react-router";
 import { api } from "../api";
 import { errorMessage } from "../errors";
 import { useInvalidate, usePass } from "../queries";
+import { PassList } from "./PassList";
 
 /**
  * Run all: groups by integer part as columns, each script's state. Shows one pass (its
@@ -41,7 +42,7 @@ export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean;
   }
 
   const groups = pass?.groups ?? [];
-  const label = pass ? `${passId === "latest" ? "last full pass" : "pass"} ${pass.id}: ${pass.status}` : pass === null ? "no pass yet" : "";
+  const label = pass ? `${passId === "latest" && !["running", "queued"].includes(pass.status) ? "last full pass" : "pass"} ${pass.id}: ${pass.status}` : pass === null ? "no pass yet" : "";
 
   return (
     <section className="pipeline" aria-label="Pipeline">
@@ -76,6 +77,8 @@ export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean;
           </div>
         ))}
       </div>
+      <h3>Past passes</h3>
+      <PassList />
     </section>
   );
 }

@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { streamPrompt, type Proposal } from "../api";
+import { api, streamPrompt, type Proposal } from "../api";
 import { errorMessage } from "../errors";
 import { useExchanges, useInvalidate } from "../queries";
 import { DiffView } from "./DiffView";
@@ -80,7 +80,16 @@ export function PromptWindow(props: {
             <button className="primary" onClick={() => { props.onAccept(proposal.code, proposal.exchange_id); setProposal(null); }}>
               Accept
             </button>
-            <button onClick={() => setProposal(null)}>Reject</button>
+            <button
+              onClick={() => {
+                const x = proposal.exchange_id;
+                setProposal(null);
+                // Recorded, so the log says what became of the proposal.
+                api.rejectExchange(props.scriptId, x).then(refresh, (e) => setError(errorMessage(e)));
+              }}
+            >
+              Reject
+            </button>
           </div>
         </div>
       )}
@@ -101,7 +110,9 @@ export function PromptWindow(props: {
               <td>{x.prompt_tokens + x.completion_tokens}</td>
               <td>${x.cost.toFixed(4)}</td>
               <td>{x.latency_ms} ms</td>
-              <td>{x.status === "ok" ? (x.produced_version ? `saved as ${x.produced_version}` : "proposed") : `${x.status}${x.error ? `: ${x.error}` : ""}`}</td>
+              <td data-testid="exchange-outcome">
+                {x.outcome === "accepted" ? `saved as ${x.produced_version}` : x.outcome === "rejected" ? `rejected by ${x.rejected_by}` : `${x.outcome}${x.error ? `: ${x.error}` : ""}`}
+              </td>
             </tr>
           ))}
         </tbody>

@@ -8,6 +8,12 @@ interface Line {
   line: string;
 }
 
+/** stderr in red; the runner's own notices (`scriptorium: …` on stdout) as information. */
+function lineClass(l: Line): string {
+  if (l.stream === "stderr") return "stderr";
+  return l.line.startsWith("scriptorium: ") ? "notice" : "stdout";
+}
+
 /** What the user reads for a status: the API's words, with Success/Failure for the two outcomes. */
 export function statusLabel(status: string): string {
   return status === "succeeded" ? "Success" : status === "failed" || status === "error" ? "Failure" : status;
@@ -80,7 +86,7 @@ export function RunOutput({ runId, onComplete }: { runId: number; onComplete?: (
       </p>
       <pre className="log" ref={logRef} data-testid="run-log">
         {lines.map((l, i) => (
-          <div key={i} className={l.stream === "stderr" ? "stderr" : "stdout"}>
+          <div key={i} className={lineClass(l)}>
             {l.line}
           </div>
         ))}

@@ -2,9 +2,10 @@ import { useEffect, useEffectEvent, useState } from "react";
 import { Link } from "react-router";
 import { api, type Interpreter } from "../api";
 import { errorMessage } from "../errors";
-import { keys, useInterpreters, useInvalidate } from "../queries";
+import { keys, useInterpreters, useInvalidate, useScriptRuns } from "../queries";
 import { useQueryClient } from "@tanstack/react-query";
 import { RunOutput } from "./RunOutput";
+import { RunHistory } from "./RunHistory";
 
 function protections(backend: string): string {
   switch (backend) {
@@ -60,6 +61,10 @@ export function RunPanel(props: {
   }, [interp, onInterpreter]);
   const backend = chosenBackend || current?.default_backend || "";
   const [runId, setRunId] = useState<number | null>(null);
+  // A run picked in the history; otherwise the run started here, else the latest one.
+  const [picked, setPicked] = useState<number | null>(null);
+  const history = useScriptRuns(props.scriptId, 10);
+  const shown = picked ?? runId ?? (Array.isArray(history.data) ? history.data[0]?.id : undefined) ?? null;
   const [status, setStatus] = useState<string>("");
   const [error, setError] = useState<string | null>(null);
 
@@ -76,6 +81,7 @@ export function RunPanel(props: {
     setStatus("starting");
     try {
       const { run_id } = await api.startRun(props.scriptId, interp || undefined, backend || undefined);
+      setPicked(null);
       setRunId(run_id);
       setStatus("running");
       invalidate.runs();
@@ -144,11 +150,13 @@ export function RunPanel(props: {
       )}
       {error && <p className="error" role="alert">{error}</p>}
       {status === "starting" && <p className="run-status" data-testid="run-status">queued</p>}
-      {runId !== null && (
+      <RunHistory scriptId={props.scriptId} selected={shown} onSelect={(r) => setPicked(r.id)} />
+      {shown !== null && (
         <RunOutput
-          key={runId}
-          runId={runId}
+          key={shown}
+          runId={shown}
           onComplete={() => {
+            if (shown !== runId) return;
             setStatus("done");
             props.onFinished?.();
           }}

@@ -1,5 +1,7 @@
 import { Link } from "react-router";
 import type { Example, ScriptSummary } from "../api";
+import { statusClass } from "./RunHistory";
+import { statusLabel } from "./RunOutput";
 
 /** The tooltip: version, last modified (0.01 s), the full docstring. */
 export function tooltip(s: ScriptSummary): string {
@@ -9,8 +11,10 @@ export function tooltip(s: ScriptSummary): string {
 function result(s: ScriptSummary) {
   const r = s.last_run;
   if (!r) return <span className="result none">never run</span>;
-  const label = r.status === "succeeded" ? "Success" : r.status === "running" || r.status === "queued" ? "Running" : "Failure";
-  const cls = label === "Success" ? "success" : label === "Running" ? "running" : "failure";
+  // The API's words: only a failed run (or an error) is a red Failure; `cancelled`,
+  // `interrupted` and `skipped` say what happened, in grey.
+  const label = r.status === "running" || r.status === "queued" ? "Running" : statusLabel(r.status);
+  const cls = label === "Running" ? "running" : statusClass(r.status);
   return (
     <span className={`result ${cls}`} title={r.status}>
       {label} {r.ended_at ? r.ended_at.replace("T", " ").replace("Z", "") : ""}

@@ -1,241 +1,341 @@
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import * as THREE from "three";
-import { OrbitControls } from "three/addons/controls/OrbitControls.js";
-import { STLLoader } from "three/addons/loaders/STLLoader.js";
-import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
+import { Stage } from "./viewer/stage";
+import { Section } from "./viewer/section";
+import { Measure, mm } from "./viewer/measure";
+import { PartTree } from "./viewer/PartTree";
+import { loadModel, meshesOf, meshVolume, partBox, partsOf, type PartNode } from "./viewer/parts";
 
 export interface Model3D {
   name: string;
   url: string;
 }
 
-interface Layer {
-  name: string;
-  color: string;
-  visible: boolean;
-  object: THREE.Object3D;
-  home: THREE.Vector3;
-}
-
-const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"];
+type Axis = "off" | "x" | "y" | "z";
+const AXES = { x: new THREE.Vector3(1, 0, 0), y: new THREE.Vector3(0, 1, 0), z: new THREE.Vector3(0, 0, 1) };
 
 /**
- * STL and GLB artifacts as colour-coded layers. STL is in millimetres with Z up; glTF is
- * in metres with Y up: glTF is scaled by 1000 and turned to Z up so both show the same
- * size and orientation. Children of a GLB assembly are layers of their own.
+ * STL and GLB artifacts in a CAD-style viewer (three.js and its addons): a part tree
+ * (one entry per part, assemblies nested; visibility, colour, isolate), a section plane
+ * with caps, distance measurement and a part's size and volume, grid and axes,
+ * perspective or orthographic view, explode, and a fit that frames what is visible.
+ * STL is in mm with Z up; glTF (metres, Y up) is scaled and turned to match.
  */
 export function Viewer3D({ models }: { models: Model3D[] }) {
   const host = useRef<HTMLDivElement>(null);
-  const [layers, setLayers] = useState<Layer[]>([]);
+  const stage = useRef<Stage | null>(null);
+  const section = useRef<Section | null>(null);
+  const measure = useRef<Measure | null>(null);
+  const [roots, setRoots] = useState<PartNode[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const [hidden, setHidden] = useState<Set<string>>(new Set());
+  const [colours, setColours] = useState<Record<string, string>>({});
+  const [selected, setSelected] = useState<string | null>(null);
   const [explode, setExplode] = useState(0);
   const [edges, setEdges] = useState(false);
-  const scene = useRef<{ scene: THREE.Scene; camera: THREE.PerspectiveCamera; controls: OrbitControls; renderer: THREE.WebGLRenderer } | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const [grid, setGrid] = useState(true);
+  const [axes, setAxes] = useState(true);
+  const [ortho, setOrtho] = useState(false);
+  const [clipAxis, setClipAxis] = useState<Axis>("off");
+  const [clipAt, setClipAt] = useState(50);
+  const [clipFlip, setClipFlip] = useState(false);
+  const [caps, setCaps] = useState(true);
+  const [measuring, setMeasuring] = useState(false);
+  const [distance, setDistance] = useState<{ distance: number; delta: THREE.Vector3 } | null>(null);
+  const [picked, setPicked] = useState(0);
+  const parts = useMemo(() => roots.flatMap(partsOf), [roots]);
+  /** The model's extent without exploding, for the grid, the section range and markers. */
+  const homeBox = useRef(new THREE.Box3());
 
   useEffect(() => {
-    const el = host.current!;
-    let renderer: THREE.WebGLRenderer;
     try {
-      renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+      stage.current = new Stage(host.current!);
     } catch (e) {
       // The renderer is the outside system here: only trying it tells whether WebGL works.
       // eslint-disable-next-line react-hooks/set-state-in-effect
       setError(`3D view unavailable: ${e}`);
       return;
     }
-    renderer.setSize(el.clientWidth || 600, el.clientHeight || 400);
-    el.appendChild(renderer.domElement);
-    const s = new THREE.Scene();
-    s.background = new THREE.Color("#f4f5f7");
-    const camera = new THREE.PerspectiveCamera(45, (el.clientWidth || 600) / (el.clientHeight || 400), 0.1, 1e6);
-    camera.up.set(0, 0, 1);
-    s.add(new THREE.HemisphereLight(0xffffff, 0x888888, 2.5));
-    const sun = new THREE.DirectionalLight(0xffffff, 1.5);
-    sun.position.set(1, -2, 3);
-    s.add(sun);
-    const controls = new OrbitControls(camera, renderer.domElement);
-    scene.current = { scene: s, camera, controls, renderer };
-    let frame = 0;
-    const loop = () => {
-      frame = requestAnimationFrame(loop);
-      controls.update();
-      renderer.render(s, camera);
-    };
-    loop();
+    section.current = new Section(stage.current.scene);
+    measure.current = new Measure(stage.current.scene);
     return () => {
-      cancelAnimationFrame(frame);
-      renderer.dispose();
-      el.innerHTML = "";
-      scene.current = null;
+      measure.current?.dispose(stage.current!.scene);
+      stage.current?.dispose();
+      stage.current = null;
     };
   }, []);
 
+  // Load every model; each becomes a root of the tree. Keyed by the URLs: a parent that
+  // re-renders with an equal list must not reload (and reset) the view.
+  const modelKey = models.map((m) => `${m.name}\n${m.url}`).join("\n");
   useEffect(() => {
-    const ctx = scene.current;
-    if (!ctx) return;
+    const s = stage.current;
+    if (!s) return;
     let cancelled = false;
-    const loaded: Layer[] = [];
     (async () => {
+      const loaded: PartNode[] = [];
       for (const m of models) {
         try {
-          if (m.name.toLowerCase().endsWith(".stl")) {
-            const geometry = await new STLLoader().loadAsync(m.url);
-            const color = PALETTE[loaded.length % PALETTE.length];
-            // Flat shading derives normals in the shader: many STL writers leave them zero.
-            const mesh = new THREE.Mesh(geometry, new THREE.MeshStandardMaterial({ color, metalness: 0.1, roughness: 0.6, flatShading: true }));
-            loaded.push({ name: m.name, color, visible: true, object: mesh, home: new THREE.Vector3() });
-          } else {
-            const gltf = await new GLTFLoader().loadAsync(m.url);
-            const root = gltf.scene;
-            // Metres → millimetres, Y-up → Z-up.
-            root.scale.setScalar(1000);
-            root.rotation.x = Math.PI / 2;
-            root.updateMatrixWorld(true);
-            // An assembly's parts are the children of the first node that has several.
-            let top: THREE.Object3D = root;
-            while (top.children.length === 1 && top.children[0].children.length > 0) top = top.children[0];
-            const parts = top.children.length > 1 ? [...top.children] : [top];
-            const holder = new THREE.Group();
-            holder.add(root);
-            for (const part of parts) {
-              let color = PALETTE[loaded.length % PALETTE.length];
-              part.traverse((o) => {
-                const mat = (o as THREE.Mesh).material as THREE.MeshStandardMaterial | undefined;
-                if (mat?.color) color = `#${mat.color.getHexString()}`;
-              });
-              // Parts stay in the glTF's graph; the first layer carries the whole scene.
-              const object = part === root ? holder : part;
-              loaded.push({ name: `${m.name} · ${part.name || "part"}`, color, visible: true, object, home: object.position.clone() });
-            }
-            if (parts[0] !== root) loaded[loaded.length - parts.length].object.userData.scene = holder;
-          }
+          loaded.push(await loadModel(m.name, m.url, loaded.flatMap(partsOf).length));
         } catch (e) {
           setError(`cannot load ${m.name}: ${e}`);
         }
       }
       if (cancelled) return;
-      ctx.scene.children.filter((c) => c.userData.layer).forEach((c) => ctx.scene.remove(c));
-      for (const l of loaded) {
-        // Top-level layers (STL meshes, whole glTF scenes) join the scene; assembly
-        // parts are already inside theirs.
-        const top = (l.object.userData.scene as THREE.Object3D | undefined) ?? (l.object.parent ? null : l.object);
-        if (top) {
-          top.userData.layer = true;
-          ctx.scene.add(top);
-        }
+      s.scene.children.filter((c) => c.userData.model).forEach((c) => s.scene.remove(c));
+      for (const r of loaded) {
+        const top = topOf(r.object);
+        top.userData.model = true;
+        s.scene.add(top);
       }
-      fit(ctx, loaded);
-      setLayers(loaded);
+      homeBox.current = boxOf(loaded.flatMap(partsOf));
+      setRoots(loaded);
+      setHidden(new Set());
+      s.fit(homeBox.current);
     })();
     return () => {
       cancelled = true;
     };
-  }, [models]);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [modelKey]);
 
-  // Exploded view: move each layer away from the common centre.
+  // Visibility and colours.
+  useEffect(() => showParts(parts, hidden, colours), [parts, hidden, colours]);
+
+  // Explode: each part moves away from the common centre; the view refits.
   useEffect(() => {
-    const ctx = scene.current;
-    if (!ctx || !layers.length) return;
-    const all = new THREE.Box3();
-    layers.forEach((l) => {
-      l.object.position.copy(l.home);
-      all.expandByObject(l.object);
-    });
-    const centre = all.getCenter(new THREE.Vector3());
-    const size = all.getSize(new THREE.Vector3()).length();
-    for (const l of layers) {
-      const c = new THREE.Box3().setFromObject(l.object).getCenter(new THREE.Vector3());
+    const s = stage.current;
+    if (!s || !parts.length) return;
+    parts.forEach((p) => p.object.position.copy(p.home));
+    const centre = homeBox.current.getCenter(new THREE.Vector3());
+    const size = homeBox.current.getSize(new THREE.Vector3()).length();
+    for (const p of parts) {
+      const c = partBox(p).getCenter(new THREE.Vector3());
       const dir = c.clone().sub(centre);
       if (dir.lengthSq() < 1e-9) dir.set(0, 0, 1);
-      const worldDelta = dir.normalize().multiplyScalar((explode / 100) * size * 0.5);
-      // The offset is in world space; a part inside a scaled, turned glTF moves in its parent's.
-      const parent = l.object.parent;
-      if (parent && !parent.userData.layer && parent.type !== "Scene") {
-        parent.updateMatrixWorld(true);
-        const a = parent.worldToLocal(c.clone());
-        const b = parent.worldToLocal(c.clone().add(worldDelta));
-        l.object.position.copy(l.home).add(b.sub(a));
-      } else {
-        l.object.position.copy(l.home).add(worldDelta);
-      }
+      moveInWorld(p, c, dir.normalize().multiplyScalar((explode / 100) * size * 0.5));
     }
-  }, [explode, layers]);
+    s.fit(boxOf(parts.filter((p) => !hidden.has(p.id))));
+    // Visibility changes do not refit (Fit does); explode does.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [explode, parts]);
+
+  // The section plane and its caps.
+  useEffect(() => {
+    const sec = section.current;
+    if (!sec) return;
+    const size = homeBox.current.getSize(new THREE.Vector3()).length() || 1;
+    if (clipAxis !== "off") {
+      const axis = AXES[clipAxis];
+      const lo = homeBox.current.min.dot(axis);
+      const hi = homeBox.current.max.dot(axis);
+      const at = lo + ((hi - lo) * clipAt) / 100;
+      // Keeps what lies below `at` along the axis (or above it, flipped).
+      if (clipFlip) sec.plane.set(axis.clone(), -at);
+      else sec.plane.set(axis.clone().negate(), at);
+    }
+    sec.apply(
+      parts.filter((p) => !hidden.has(p.id)),
+      clipAxis !== "off",
+      size,
+      caps,
+    );
+  }, [clipAxis, clipAt, clipFlip, caps, parts, hidden, colours, explode]);
+
+  useEffect(() => stage.current?.useOrthographic(ortho), [ortho]);
+  useEffect(() => stage.current?.setHelpers(homeBox.current, grid, axes), [grid, axes, roots]);
 
   useEffect(() => {
-    const ctx = scene.current;
-    if (!ctx) return;
-    for (const l of layers) {
-      l.object.traverse((o) => {
-        const mesh = o as THREE.Mesh;
-        if (!mesh.isMesh) return;
+    for (const p of parts)
+      for (const mesh of meshesOf(p)) {
         const existing = mesh.children.find((c) => c.userData.edges);
         if (edges && !existing) {
           const lines = new THREE.LineSegments(new THREE.EdgesGeometry(mesh.geometry, 20), new THREE.LineBasicMaterial({ color: 0x222222 }));
-          lines.userData.edges = true;
+          lines.userData.edges = lines.userData.helper = true;
           mesh.add(lines);
-        } else if (!edges && existing) {
-          mesh.remove(existing);
-        }
-      });
-    }
-  }, [edges, layers]);
+        } else if (!edges && existing) mesh.remove(existing);
+      }
+  }, [edges, parts]);
 
-  function toggle(i: number) {
-    setLayers((ls) =>
-      ls.map((l, j) => {
-        if (j !== i) return l;
-        l.object.visible = !l.visible;
-        return { ...l, visible: !l.visible };
-      }),
-    );
+  // A click (not a drag) picks a part, or a point when measuring.
+  const down = useRef<{ x: number; y: number } | null>(null);
+  function onPointerUp(e: React.PointerEvent) {
+    const d = down.current;
+    down.current = null;
+    const s = stage.current;
+    if (!s || !d || Math.hypot(e.clientX - d.x, e.clientY - d.y) > 4) return;
+    const hit = s.pick(e.clientX, e.clientY, parts.map((p) => p.object));
+    if (measuring) {
+      if (!hit) return;
+      const size = homeBox.current.getSize(new THREE.Vector3()).length() || 1;
+      measure.current!.add(hit.point, size / 150);
+      setPicked(measure.current!.points.length);
+      setDistance(measure.current!.result());
+      return;
+    }
+    const part = hit && parts.find((p) => meshesOf(p).includes(hit.object as THREE.Mesh));
+    setSelected(part ? part.id : null);
   }
+
+  function toggle(node: PartNode) {
+    const ids = partsOf(node).map((p) => p.id);
+    const show = ids.some((id) => hidden.has(id));
+    setHidden((h) => {
+      const next = new Set(h);
+      ids.forEach((id) => (show ? next.delete(id) : next.add(id)));
+      return next;
+    });
+  }
+
+  function isolate(node: PartNode) {
+    const keep = new Set(partsOf(node).map((p) => p.id));
+    setHidden(new Set(parts.filter((p) => !keep.has(p.id)).map((p) => p.id)));
+  }
+
+  function fitView() {
+    stage.current?.fit(boxOf(parts.filter((p) => !hidden.has(p.id))));
+  }
+
+  const chosen = parts.find((p) => p.id === selected);
+  const info = chosen && { box: partBox(chosen).getSize(new THREE.Vector3()), volume: meshVolume(meshesOf(chosen)) };
 
   return (
     <div className="viewer3d">
-      <div className="canvas-host" ref={host} data-testid="viewer-canvas" />
+      <div
+        className={`canvas-host${measuring ? " measuring" : ""}`}
+        ref={host}
+        data-testid="viewer-canvas"
+        onPointerDown={(e) => (down.current = { x: e.clientX, y: e.clientY })}
+        onPointerUp={onPointerUp}
+      />
       {error && <p className="error">{error}</p>}
-      <div className="viewer-controls">
-        <label>
-          Exploded
-          <input type="range" min={0} max={100} value={explode} onChange={(e) => setExplode(Number(e.target.value))} aria-label="Exploded view" />
-        </label>
-        <label>
-          <input type="checkbox" checked={edges} onChange={(e) => setEdges(e.target.checked)} /> Edges
-        </label>
-        <button onClick={() => scene.current && fit(scene.current, layers)}>Fit to view</button>
-      </div>
-      <ul className="layers" aria-label="Layers">
-        {layers.map((l, i) => (
-          <li key={l.name}>
+      <div className="viewer-side">
+        <div className="viewer-controls">
+          <button onClick={fitView}>Fit to view</button>
+          <label>
+            <input type="checkbox" checked={ortho} onChange={(e) => setOrtho(e.target.checked)} /> Orthographic
+          </label>
+          <label>
+            <input type="checkbox" checked={grid} onChange={(e) => setGrid(e.target.checked)} /> Grid
+          </label>
+          <label>
+            <input type="checkbox" checked={axes} onChange={(e) => setAxes(e.target.checked)} /> Axes
+          </label>
+          <label>
+            <input type="checkbox" checked={edges} onChange={(e) => setEdges(e.target.checked)} /> Edges
+          </label>
+          <label>
+            Exploded
+            <input type="range" min={0} max={100} value={explode} onChange={(e) => setExplode(Number(e.target.value))} aria-label="Exploded view" />
+          </label>
+          <fieldset className="section-controls">
+            <legend>Section</legend>
+            <select value={clipAxis} onChange={(e) => setClipAxis(e.target.value as Axis)} aria-label="Section plane">
+              <option value="off">off</option>
+              <option value="x">X plane</option>
+              <option value="y">Y plane</option>
+              <option value="z">Z plane</option>
+            </select>
+            <input type="range" min={0} max={100} value={clipAt} disabled={clipAxis === "off"} onChange={(e) => setClipAt(Number(e.target.value))} aria-label="Section position" />
             <label>
-              <input type="checkbox" checked={l.visible} onChange={() => toggle(i)} />
-              <span className="swatch" style={{ background: l.color }} />
-              {l.name}
+              <input type="checkbox" checked={clipFlip} disabled={clipAxis === "off"} onChange={(e) => setClipFlip(e.target.checked)} /> Flip
             </label>
-          </li>
-        ))}
-      </ul>
-      <div className="downloads">
-        {models.map((m) => (
-          <a key={m.url} href={m.url} download>
-            Download {m.name}
-          </a>
-        ))}
+            <label title="Fill the cut faces of solids">
+              <input type="checkbox" checked={caps} disabled={clipAxis === "off"} onChange={(e) => setCaps(e.target.checked)} /> Caps
+            </label>
+          </fieldset>
+          <label>
+            <input
+              type="checkbox"
+              checked={measuring}
+              onChange={(e) => {
+                setMeasuring(e.target.checked);
+                measure.current?.clear();
+                setPicked(0);
+                setDistance(null);
+              }}
+            />{" "}
+            Measure distance (click two points)
+          </label>
+          {measuring && (
+            <p className="measure" data-testid="measure-result">
+              {distance
+                ? `distance ${mm(distance.distance)} mm (dx ${mm(distance.delta.x)}, dy ${mm(distance.delta.y)}, dz ${mm(distance.delta.z)})`
+                : `pick ${picked ? "the second" : "a first"} point`}
+            </p>
+          )}
+        </div>
+        <PartTree
+          roots={roots}
+          hidden={hidden}
+          colours={colours}
+          selected={selected}
+          onToggle={toggle}
+          onIsolate={isolate}
+          onSelect={(n) => setSelected(n.isPart ? n.id : null)}
+          onColour={(n, c) => setColours((cs) => ({ ...cs, [n.id]: c }))}
+        />
+        {chosen && info && (
+          <dl className="part-info" data-testid="part-info">
+            <dt>Part</dt>
+            <dd>{chosen.name}</dd>
+            <dt>Size</dt>
+            <dd>
+              {mm(info.box.x)} × {mm(info.box.y)} × {mm(info.box.z)} mm
+            </dd>
+            <dt>Volume</dt>
+            <dd title="computed from the tessellated mesh; the exporters do not carry the exact B-rep volume">
+              ≈ {mm(info.volume)} mm³
+            </dd>
+          </dl>
+        )}
+        {hidden.size > 0 && (
+          <button className="link" onClick={() => setHidden(new Set())}>
+            Show all
+          </button>
+        )}
+        <div className="downloads">
+          {models.map((m) => (
+            <a key={m.url} href={m.url} download>
+              Download {m.name}
+            </a>
+          ))}
+        </div>
       </div>
     </div>
   );
 }
 
-function fit(ctx: { camera: THREE.PerspectiveCamera; controls: OrbitControls }, layers: Layer[]) {
+/** Hides, shows and recolours parts in the scene. */
+function showParts(parts: PartNode[], hidden: Set<string>, colours: Record<string, string>) {
+  for (const p of parts) {
+    p.object.visible = !hidden.has(p.id);
+    const c = colours[p.id];
+    if (c) meshesOf(p).forEach((m) => (m.material as THREE.MeshStandardMaterial).color.set(c));
+  }
+}
+
+/** The outermost ancestor of an object (the holder a loader's scene sits in). */
+function topOf(o: THREE.Object3D): THREE.Object3D {
+  while (o.parent) o = o.parent;
+  return o;
+}
+
+function boxOf(parts: PartNode[]): THREE.Box3 {
   const box = new THREE.Box3();
-  layers.filter((l) => l.visible).forEach((l) => box.expandByObject(l.object));
-  if (box.isEmpty()) return;
-  const centre = box.getCenter(new THREE.Vector3());
-  const size = box.getSize(new THREE.Vector3()).length() || 1;
-  ctx.camera.position.copy(centre).add(new THREE.Vector3(size, -size, size * 0.8));
-  ctx.camera.near = size / 1000;
-  ctx.camera.far = size * 100;
-  ctx.camera.updateProjectionMatrix();
-  ctx.controls.target.copy(centre);
-  ctx.controls.update();
+  parts.forEach((p) => box.union(partBox(p)));
+  return box;
+}
+
+/** Moves a part by a world-space offset, whatever scale and turn its parents have. */
+function moveInWorld(p: PartNode, from: THREE.Vector3, delta: THREE.Vector3) {
+  const parent = p.object.parent;
+  if (!parent) {
+    p.object.position.copy(p.home).add(delta);
+    return;
+  }
+  parent.updateWorldMatrix(true, false);
+  const a = parent.worldToLocal(from.clone());
+  const b = parent.worldToLocal(from.clone().add(delta));
+  p.object.position.copy(p.home).add(b.sub(a));
 }

@@ -7,6 +7,10 @@ import type { JsonValue } from "./serde_json/JsonValue";
  */
 export type ExchangeRecord = { id: number, user: string, created_at: string, provider: string, model: string, instruction: string, status: string, error: string | null, prompt_tokens: number, completion_tokens: number, cost: number, latency_ms: number, pseudonymisation: string, tool_calls: JsonValue, produced_version: Version | null, 
 /**
+ * `accepted` (saved: `produced_version`), `rejected`, `proposed`, or the status.
+ */
+outcome: string, rejected_by: string | null, rejected_at: string | null, 
+/**
  * What left the machine (after filtering and pseudonymisation).
  */
 prompt_sent: JsonValue, };

@@ -22,6 +22,7 @@ export type * from "./OrderingRequest";
 export type * from "./Parent";
 export type * from "./PassGroup";
 export type * from "./PassRecord";
+export type * from "./PassSummary";
 export type * from "./PresenceRequest";
 export type * from "./PromptRequest";
 export type * from "./Proposal";
