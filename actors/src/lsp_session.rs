@@ -434,6 +434,7 @@ async fn drain_stderr(stderr: tokio::process::ChildStderr, id: String) {
 }
 
 /// Words for a raw wait status.
+#[cfg(unix)]
 fn describe_status(raw: i32) -> String {
     if libc::WIFSIGNALED(raw) {
         match libc::WTERMSIG(raw) {
@@ -443,6 +444,12 @@ fn describe_status(raw: i32) -> String {
     } else {
         format!("exit status {}", libc::WEXITSTATUS(raw))
     }
+}
+
+/// Words for an exit status (no language server runs off Linux: see `linux::spawn`).
+#[cfg(not(unix))]
+fn describe_status(raw: i32) -> String {
+    format!("exit status {raw}")
 }
 
 impl LspSession {
