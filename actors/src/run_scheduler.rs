@@ -414,11 +414,14 @@ async fn start_pass(
                     ordering,
                     content: String::new(),
                     input: Vec::new(),
+                    // Only names the run's record; a machine without a native Python
+                    // (Windows with only the WASI component) has another.
                     interpreter: args
                         .registry
                         .native_default()
+                        .or_else(|| args.registry.all().first())
                         .cloned()
-                        .expect("a native interpreter"),
+                        .expect("an interpreter (the server does not start without one)"),
                     backend: BackendKind::Linux,
                     pass_log: Some(pass_log.clone()),
                 };
