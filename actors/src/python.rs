@@ -114,14 +114,15 @@ impl PythonCommand {
         match self {
             PythonCommand::Native(python) => {
                 let mut c = Command::new(python);
-                c.args(["-I", "-S", "-c", WORKER]);
+                c.env_clear().args(["-I", "-S", "-c", WORKER]);
                 Ok(c)
             }
             PythonCommand::Wasi { program, args, dir } => {
                 std::fs::create_dir_all(dir)?;
                 std::fs::write(dir.join("checker.py"), WORKER)?;
                 let mut c = Command::new(program);
-                c.args(args)
+                c.env_clear()
+                    .args(args)
                     .arg("/run/checker.py")
                     .current_dir(dir)
                     .env("SCRIPTORIUM_WASI_STDIN", "1");
@@ -156,13 +157,13 @@ impl PythonChecker {
     }
 
     fn spawn(&self) -> Result<Worker, CheckerError> {
-        // The worker sees none of the server's environment: it needs none of it.
+        // The worker sees none of the server's environment (`command` cleared it): it
+        // needs none of it.
         let mut command = self
             .python
             .command()
             .map_err(|e| self.error(format!("cannot prepare it: {e}")))?;
         let mut child = command
-            .env_clear()
             .envs(system_root())
             .env("PYTHONIOENCODING", "utf-8")
             .env("PYTHONDONTWRITEBYTECODE", "1")

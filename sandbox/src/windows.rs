@@ -213,6 +213,7 @@ pub async fn run_in_job(
     // Whatever the program started ends with it.
     job.terminate();
     let _ = child.wait().await;
+    job.wait_empty(Duration::from_secs(2)).await;
     let duration = started.elapsed();
     // A grandchild holding the pipes is gone with the job; bound the wait all the same.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

@@ -116,8 +116,8 @@ mod windows_probe {
                     .args([
                         "--child",
                         "late",
-                        words.get(1).unwrap_or(&"1"),
-                        words.get(2).unwrap_or(&"late.txt"),
+                        words.get(1).copied().unwrap_or("1"),
+                        words.get(2).copied().unwrap_or("late.txt"),
                     ])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
