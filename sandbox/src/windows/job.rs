@@ -66,7 +66,10 @@ pub fn wine_version() -> Option<String> {
     };
     // SAFETY: Wine's `const char *wine_get_version(void)` returns a static C string.
     let version = unsafe {
-        let get: extern "C" fn() -> *const std::ffi::c_char = std::mem::transmute(get);
+        let get = std::mem::transmute::<
+            unsafe extern "system" fn() -> isize,
+            extern "C" fn() -> *const std::ffi::c_char,
+        >(get);
         std::ffi::CStr::from_ptr(get())
     };
     Some(version.to_string_lossy().into_owned())
