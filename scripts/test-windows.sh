@@ -21,6 +21,13 @@ export WINEDEBUG=-all
 export WINEPREFIX=${WINEPREFIX:-$HOME/.cache/scriptorium/wine}
 mkdir -p "$(dirname "$WINEPREFIX")"
 [ -f "$WINEPREFIX/system.reg" ] || "$wine" wineboot --init >/dev/null 2>&1
+# Wine 8.0 lacks bcryptprimitives.dll (Rust's std imports its ProcessPrng): a stand-in
+# built from scripts/wine/ goes into the prefix (only there; Windows has the real one).
+shim="$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"
+if [ ! -f "$shim" ] || [ scripts/wine/bcryptprimitives.c -nt "$shim" ]; then
+  x86_64-w64-mingw32-gcc -O2 -shared -o "$shim" scripts/wine/bcryptprimitives.c \
+    scripts/wine/bcryptprimitives.def -lbcrypt
+fi
 # cargo starts the Windows test binaries through Wine.
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$wine"
 

@@ -12,6 +12,7 @@
 //!
 //! `SCRIPTORIUM_MALLOC_TUNING=off` keeps glibc's defaults (to measure the difference).
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 use std::time::Duration;
 
 /// How often free arena memory is handed back.

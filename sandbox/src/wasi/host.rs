@@ -145,7 +145,7 @@ async fn run(args: Args) -> i32 {
     // SAFETY: the server's `prepare` wrote this file with `precompile_component` of an
     // engine of the same configuration (its compatibility hash is in the file name and
     // is checked again on load); the guest cannot reach it.
-    let component = unsafe { Component::deserialize_file(&engine, &args.cwasm) }
+    let component = load(&engine, &args.cwasm)
         .unwrap_or_else(|e| fail(&format!("cannot load {}: {e}", args.cwasm.display())));
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -204,6 +204,27 @@ async fn run(args: Args) -> i32 {
             }
         },
     }
+}
+
+/// Maps the `.cwasm` (a few ms).
+///
+/// # Safety
+/// `cwasm` must be a compilation by `precompile_component` of an engine of the same
+/// configuration (see the caller).
+#[cfg(not(windows))]
+fn load(engine: &wasmtime::Engine, cwasm: &std::path::Path) -> wasmtime::Result<Component> {
+    // SAFETY: see the caller; the guest cannot reach the file.
+    unsafe { Component::deserialize_file(engine, cwasm) }
+}
+
+/// Reads the `.cwasm` into memory: under Wine 8.0 the file mapping `deserialize_file`
+/// makes cannot be made executable ("failed to load code"), so Windows copies it.
+#[cfg(windows)]
+fn load(engine: &wasmtime::Engine, cwasm: &std::path::Path) -> wasmtime::Result<Component> {
+    let bytes = std::fs::read(cwasm)?;
+    // SAFETY: as for the mapped file: written by the server's `prepare` with an engine
+    // of the same configuration; the guest cannot reach it.
+    unsafe { Component::deserialize(engine, &bytes) }
 }
 
 /// Reports a failure of the host on stderr and ends the process with SIGABRT.
