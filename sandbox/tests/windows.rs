@@ -55,7 +55,8 @@ fn interpreter(path: PathBuf) -> Interpreter {
 struct Ran {
     report: RunReport,
     out: Arc<Collect>,
-    dir: tempfile::TempDir,
+    /// The run directory, kept until the test ends.
+    _dir: tempfile::TempDir,
 }
 
 impl Ran {
@@ -94,7 +95,11 @@ async fn run_with(script: &str, limits: Limits, cancel: CancellationToken) -> Ra
         .expect("the run starts");
     assert!(report.protections.job_object, "{:?}", report.protections);
     assert_eq!(report.protections.backend, Some(BackendKind::Windows));
-    Ran { report, out, dir }
+    Ran {
+        report,
+        out,
+        _dir: dir,
+    }
 }
 
 async fn run(script: &str, limits: Limits) -> Ran {

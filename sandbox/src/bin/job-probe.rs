@@ -106,7 +106,8 @@ mod windows_probe {
                 std::thread::sleep(Duration::from_millis(500));
                 let alive = children
                     .iter_mut()
-                    .filter(|c| matches!(c.try_wait(), Ok(None)))
+                    .map(|c| c.try_wait())
+                    .filter(|w| matches!(w, Ok(None)))
                     .count();
                 println!("started {alive} of {n}");
                 0
