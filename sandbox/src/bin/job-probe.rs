@@ -128,6 +128,12 @@ mod windows_probe {
                     Ok(_) => println!("child started"),
                     Err(e) => println!("child refused: {e}"),
                 }
+                // Exit only once the child runs, so the job has something to kill.
+                let started = format!("{}.started", words.get(2).copied().unwrap_or("late.txt"));
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while !std::path::Path::new(&started).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 let _ = std::io::stdout().flush();
                 if words[0] == "hold" {
                     loop {
