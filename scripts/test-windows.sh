@@ -37,11 +37,12 @@ fail() { echo "test-windows: FAILED: $*" >&2; exit 1; }
 step "building for $target"
 started=$(date +%s)
 $CARGO build --target $target --bin scriptorium
-$CARGO test --target $target -p scriptorium-sandbox --test windows --no-run
+# The same packages as the build, so features (and the wasmtime build) are shared.
+$CARGO test --target $target -p scriptorium -p scriptorium-sandbox --test windows --no-run
 step "built in $(( $(date +%s) - started )) s"
 
 step "job-object tests under $("$wine" --version)"
-timeout 300 $CARGO test --target $target -p scriptorium-sandbox --test windows -- --test-threads=2 --nocapture
+timeout 300 $CARGO test --target $target -p scriptorium -p scriptorium-sandbox --test windows -- --test-threads=2 --nocapture
 
 exe="$tgt/$target/debug/scriptorium.exe"
 [ -f "$exe" ] || fail "no $exe"
@@ -146,8 +147,10 @@ status() { tail -n1 <<<"$1"; }
 r=$(api POST /api/login '{"username":"ed1","password":"1editor"}')
 [ "$(status "$r")" = 200 ] || fail "login: $r"
 
-script='"""Windows run."""\r\nimport os, sys\r\nprint("input:", open(sys.argv[1]).read().strip())\r\nprint("secret:", os.environ.get("OPENROUTER_API_KEY", "absent"))\r\nopen("result.txt", "w").write("ok")\r\n'
-r=$(api POST /api/scripts "{\"content\":\"$script\"}")
+# CRLF line endings, as a Windows editor saves them.
+content=$(printf '"""Windows run."""\r\nimport os, sys\r\nprint("input:", open(sys.argv[1]).read().strip())\r\nprint("secret:", os.environ.get("OPENROUTER_API_KEY", "absent"))\r\nopen("result.txt", "w").write("ok")\r\n')
+script=$(python3 -c 'import json,sys; print(json.dumps({"content": sys.argv[1]}))' "$content")
+r=$(api POST /api/scripts "$script")
 [ "$(status "$r")" = 201 ] || { tail -20 "$work/server.log"; fail "create: $r"; }
 id=$(body "$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 version=$(body "$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
