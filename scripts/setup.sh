@@ -17,6 +17,10 @@ if [ "${1:-}" = "--test" ]; then
   # The end-to-end tests drive Debian's chromium; some tests use curl like a user would.
   command -v chromium >/dev/null || missing+=(chromium)
   command -v curl >/dev/null || missing+=(curl)
+  # The Windows build (scripts/test-windows.sh): mingw-w64 links it (wasmtime's fibers,
+  # SQLite, libgit2 and ring compile C for the target), wine64 runs its tests.
+  command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(mingw-w64)
+  command -v wine64 >/dev/null || [ -x /usr/lib/wine/wine64 ] || missing+=(wine64)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -32,7 +36,7 @@ fi
 command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 
 if [ "${1:-}" = "--test" ]; then
-  # The Windows backend is type-checked for this target.
+  # The Windows build and its tests under Wine (scripts/test-windows.sh).
   if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
     rustup target add x86_64-pc-windows-gnu
   fi

@@ -198,6 +198,7 @@ fn main() -> anyhow::Result<()> {
     }
     // The linux backend's zygote, which forks sandboxes for the server: started by
     // the server itself, before anything else of it runs.
+    #[cfg(target_os = "linux")]
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == scriptorium_sandbox::linux::ZYGOTE_SUBCOMMAND)

@@ -12,11 +12,14 @@
 //!
 //! `SCRIPTORIUM_MALLOC_TUNING=off` keeps glibc's defaults (to measure the difference).
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 use std::time::Duration;
 
 /// How often free arena memory is handed back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn enabled() -> bool {
     std::env::var("SCRIPTORIUM_MALLOC_TUNING")
         .map(|v| v != "off")

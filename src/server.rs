@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::frontend;
 use scriptorium_actors::Envs;
 use scriptorium_actors::LiveLogs;
+use scriptorium_actors::PythonCommand;
 use scriptorium_actors::Runner;
 use scriptorium_actors::WriteHealth;
 use scriptorium_actors::{
@@ -35,6 +36,40 @@ pub struct App {
     supervisor_done: tokio::task::JoinHandle<()>,
 }
 
+/// The Python that checks syntax: the native default interpreter, or else (a machine
+/// without one, e.g. Windows without CPython) the WASI CPython through its host.
+async fn syntax_checker(config: &Config, interpreters: &Registry) -> anyhow::Result<PythonCommand> {
+    if let Some(native) = interpreters.native_default() {
+        return Ok(PythonCommand::Native(native.path.clone()));
+    }
+    let no_python = "no native Python interpreter found and no WASI CPython to check syntax with; install python3 (on Windows: CPython from python.org) or run `make wasi`, or fix interpreters.toml";
+    let component = interpreters
+        .available()
+        .find(|i| i.kind == scriptorium_sandbox::InterpreterKind::Wasi)
+        .ok_or_else(|| anyhow::anyhow!(no_python))?
+        .path
+        .clone();
+    let host = match &config.sandbox.wasi_host {
+        Some(h) => h.clone(),
+        None => std::env::current_exe()?,
+    };
+    let wasi = scriptorium_sandbox::wasi::WasiBackend::new(host, &config.sandbox)?;
+    let (program, cwasm) = tokio::task::spawn_blocking(move || wasi.compiled(&component)).await??;
+    tracing::warn!(
+        "no native Python: syntax is checked with CPython for WASI (the LLM's helper needs a native Python)"
+    );
+    Ok(PythonCommand::Wasi {
+        program,
+        args: vec![
+            scriptorium_sandbox::wasi::host::SUBCOMMAND.into(),
+            cwasm.into(),
+            (256u64 << 20).to_string().into(),
+            "python".into(),
+        ],
+        dir: config.data_dir.join("checker"),
+    })
+}
+
 impl App {
     /// Starts the actors (opening, repairing and seeding the repository) and builds the router.
     pub async fn start(config: &Config) -> anyhow::Result<App> {
@@ -49,15 +84,13 @@ impl App {
                 Some(p) => tracing::warn!(id = %i.id, problem = %p, "interpreter unavailable"),
             }
         }
-        let python: std::path::PathBuf = interpreters
-            .native_default()
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no native Python interpreter found; install python3 or fix interpreters.toml"
-                )
-            })?
-            .path
-            .clone();
+        let checker = syntax_checker(config, &interpreters).await?;
+        // The LLM's helper (pseudonymisation) needs a native Python; without one a
+        // prompt fails with the reason, everything else works.
+        let python: std::path::PathBuf = match &checker {
+            PythonCommand::Native(p) => p.clone(),
+            PythonCommand::Wasi { .. } => "python".into(),
+        };
         let note = interpreters
             .available()
             .map(|i| {
@@ -75,7 +108,7 @@ impl App {
         let uv = uv_config(config);
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
-            python: python.clone(),
+            python: checker,
             editors: config.editors(),
             interpreters_note: note,
             seed_examples: config.seed_examples,

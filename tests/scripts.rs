@@ -490,3 +490,41 @@ fn the_shipped_examples_are_formatted_as_the_editor_formats_them() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A machine without a native Python (Windows without CPython): the server starts, and
+/// saves are checked by CPython for WASI — the docstring names the script, invalid
+/// Python is refused with its position, and the example seeding works.
+#[tokio::test]
+async fn without_a_native_python_syntax_is_checked_with_wasi_cpython() {
+    let component = crate::util::repo_root().join("build/wasi/cpython.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("interpreters.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "default = \"wasi\"\n[detect]\nenabled = false\n[[interpreter]]\nid = \"wasi\"\nkind = \"wasi\"\ncomponent = '{}'\nbackends = [\"wasi\"]\n",
+            component.display()
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start_in(dir, |c| c.interpreters = toml).await;
+    let ed1 = app.ed1().await;
+    // Seeded through the same checker.
+    let list = app.get("/api/scripts", &ed1).await.json();
+    assert!(!list.as_array().unwrap().is_empty(), "{list}");
+    let id = app
+        .create(&ed1, "\"\"\"Checked in WASI\n\nMore.\"\"\"\nx = 1\n")
+        .await;
+    let script = app.get(&format!("/api/scripts/{id}"), &ed1).await.json();
+    assert_eq!(script["name"], "Checked in WASI");
+    let version = script["version"].as_str().unwrap().to_string();
+    let r = app
+        .save(&ed1, id, "x = 1\ndef f(:\n    pass\n", &version)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert!(r.error().contains("line 2"), "{}", r.error());
+    let r = app.save(&ed1, id, "\"\"\"Renamed\"\"\"\n", &version).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // The checker's worker sees only its own directory.
+    assert!(app.data().join("checker/checker.py").is_file());
+}

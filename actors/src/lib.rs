@@ -48,6 +48,7 @@ pub use handle::CallError;
 pub use scripts::catalog::{Catalog, Parent, ScriptDetail, ScriptSummary, VersionInfo};
 pub use scripts::examples;
 pub use scripts::health::WriteHealth;
+pub use scripts::python::PythonCommand;
 pub use scripts::script_repo::ScriptRepoHandle;
 pub use scripts::script_store::{
     Committer, ForkOrderings, MAX_CONTENT_BYTES, MAX_TEST_DATA_BYTES, MergedFrom, StoreConfig,

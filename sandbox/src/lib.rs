@@ -4,7 +4,8 @@
 //! - [`linux`]: native CPython in namespaces with Landlock, rlimits and an unprivileged uid.
 //! - [`wasi`]: CPython 3.14 for WASI inside wasmtime, seeing only the run directory; the
 //!   guest runs in a host process ([`wasi::host`]) inside the linux backend's sandbox.
-//! - [`windows`]: native CPython in a job object (type-checked for Windows in CI).
+//! - [`windows`]: native CPython in a job object (built for Windows and tested under Wine
+//!   by `scripts/test-windows.sh`).
 //! - [`interpreters`]: `interpreters.toml` and detection of the interpreters on the machine.
 //! - [`limits`]: the bounds of a run; [`run`]: the spec, sink, outcome and protections.
 //! - [`output`]: streaming stdout/stderr line by line under a byte cap.
@@ -14,9 +15,16 @@
 
 #[cfg(unix)]
 pub mod fswalk;
+#[cfg(windows)]
+#[path = "fswalk_windows.rs"]
+pub mod fswalk;
 pub mod interpreters;
 pub mod limits;
 #[cfg(target_os = "linux")]
+pub mod linux;
+/// Off Linux: the same API, every spawn refused.
+#[cfg(not(target_os = "linux"))]
+#[path = "no_linux.rs"]
 pub mod linux;
 pub mod output;
 mod remove_dir;
@@ -94,7 +102,6 @@ pub enum WarmState {
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    #[cfg(target_os = "linux")]
     pub linux: linux::LinuxConfig,
     /// The program the wasi backend starts as its host (`PROGRAM __wasi-host …`) and the
     /// linux backend as its zygote (`PROGRAM __sandbox-zygote`); default: the running

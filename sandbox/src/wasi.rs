@@ -29,8 +29,12 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::{Config, Engine};
 
 use crate::interpreters::InterpreterKind;
-use crate::output::{Budget, StderrTail, limit_from_stderr, pump};
-use crate::run::{Limit, Outcome, OutputSink, RunReport, RunSpec, SandboxError, Stream};
+use crate::output::limit_from_stderr;
+#[cfg(target_os = "linux")]
+use crate::output::{Budget, StderrTail, pump};
+#[cfg(target_os = "linux")]
+use crate::run::Stream;
+use crate::run::{Limit, Outcome, OutputSink, RunReport, RunSpec, SandboxError};
 use crate::{Backend, BackendKind, BoxFuture, SandboxConfig};
 
 /// Where the guest finds the run directory.
@@ -42,7 +46,13 @@ const SIDE_DIR: &str = ".scriptorium";
 /// grows, bounded by `StoreLimits`, is ever backed), plus the mapped `.cwasm` and the
 /// runtime's own. The component has one memory; the host needs ~4.2 GiB in all for
 /// `pass` (measured with `ulimit -v`).
+#[cfg(target_os = "linux")]
 const HOST_RESERVE_MIB: u64 = 6 * 1024;
+/// Memory the host may commit beyond its guest's on Windows (the job's per-process
+/// limit counts committed memory, not reserved address space): wasmtime, the runtime
+/// and the private pages of the mapped `.cwasm`.
+#[cfg(windows)]
+const HOST_COMMIT_MIB: u64 = 512;
 
 /// The engine configuration: the server compiles with it and the host loads with it
 /// (the `.cwasm` only loads into an engine with the same compatibility hash).
@@ -100,6 +110,16 @@ impl WasiBackend {
                 prepared: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The `.cwasm` of `component`, compiled now if needed (blocking: seconds the
+    /// first time), and the program that hosts it: what a long-lived guest outside a run
+    /// (the syntax checker) is started with.
+    pub fn compiled(&self, component: &Path) -> Result<(PathBuf, PathBuf), SandboxError> {
+        Ok((
+            self.inner.host_program.clone(),
+            self.inner.prepare(component)?,
+        ))
     }
 
     /// Compiles `component` ahead of the first run (or finds its compilation).
@@ -175,7 +195,12 @@ impl Backend for WasiBackend {
 /// A guest path for a host file: inside the run directory as it is, else copied in.
 fn place(workdir: &Path, side: &Path, file: &Path) -> Result<String, SandboxError> {
     if let Ok(rel) = file.strip_prefix(workdir) {
-        return Ok(format!("{GUEST_RUN}/{}", rel.display()));
+        // The guest's separator is `/` on every host (Windows paths have `\`).
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        return Ok(format!("{GUEST_RUN}/{}", parts.join("/")));
     }
     let name = file
         .file_name()
@@ -217,7 +242,55 @@ impl WasiBackend {
         self.supervise(&spec, &cwasm, argv, sink, cancel).await
     }
 
-    #[cfg(not(target_os = "linux"))]
+    /// Starts the host in a job object (the windows backend's) and watches it like a
+    /// native run. The job's memory limit leaves the host room beyond its guest's.
+    #[cfg(windows)]
+    async fn supervise(
+        &self,
+        spec: &RunSpec,
+        cwasm: &Path,
+        argv: Vec<String>,
+        sink: Arc<dyn OutputSink>,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, SandboxError> {
+        let limits = &spec.limits;
+        let memory = limits.memory_mib.saturating_mul(1024 * 1024);
+        let mut args: Vec<std::ffi::OsString> = vec![
+            host::SUBCOMMAND.into(),
+            cwasm.into(),
+            memory.to_string().into(),
+        ];
+        args.extend(argv.into_iter().map(Into::into));
+        let ran = crate::windows::run_in_job(
+            crate::windows::JobProgram {
+                program: self.inner.host_program.clone(),
+                args,
+                workdir: spec.workdir.clone(),
+                env: Vec::new(),
+                limits: limits.clone(),
+                memory_mib: limits.memory_mib.saturating_add(HOST_COMMIT_MIB),
+            },
+            sink,
+            cancel,
+        )
+        .await?;
+        let outcome = match ran.stop {
+            crate::windows::Stop::Exited(code) => classify_exit(code, &ran.stderr_tail, limits),
+            other => other.outcome(limits),
+        };
+        let mut protections = ran.protections;
+        protections.backend = Some(BackendKind::Wasi);
+        protections.wasm_isolation = true;
+        Ok(RunReport {
+            outcome,
+            protections,
+            duration: ran.duration,
+            output_bytes: ran.output_bytes,
+            warm_start: false,
+        })
+    }
+
+    #[cfg(not(any(target_os = "linux", windows)))]
     async fn supervise(
         &self,
         _: &RunSpec,
@@ -227,7 +300,7 @@ impl WasiBackend {
         _: CancellationToken,
     ) -> Result<RunReport, SandboxError> {
         Err(SandboxError::Setup(
-            "the wasi backend runs its guest in the Linux process sandbox, which this platform does not have; use another backend"
+            "the wasi backend runs its guest in the Linux process sandbox or a Windows job object, neither of which this platform has; use another backend"
                 .into(),
         ))
     }
@@ -358,8 +431,32 @@ fn classify(raw: i32, stderr: &str, limits: &crate::Limits, output_over: bool) -
     }
 }
 
+/// Names the limit or failure behind the host's exit code (Windows: no signals). The
+/// guest's codes are 0–255; a host failure aborts (a code far above that) after its
+/// failure line.
+#[cfg(windows)]
+fn classify_exit(code: i32, stderr: &str, limits: &crate::Limits) -> Outcome {
+    if let Some(m) = host_failure(stderr).filter(|_| !(0..=255).contains(&code)) {
+        return if m.starts_with("MemoryError") {
+            Outcome::limit(Limit::Memory, limits)
+        } else {
+            Outcome::Crashed { message: m }
+        };
+    }
+    match code {
+        0 => Outcome::Exited { code: 0 },
+        code if (0..=255).contains(&code) => match limit_from_stderr(stderr) {
+            Some(l) => Outcome::limit(l, limits),
+            None => Outcome::Exited { code },
+        },
+        code => Outcome::Crashed {
+            message: format!("the WASI host ended with status {:#x}", code as u32),
+        },
+    }
+}
+
 /// The host's failure line at the end of stderr, without its prefix.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 fn host_failure(stderr: &str) -> Option<String> {
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty())?;
     last.strip_prefix(host::FAILURE_PREFIX).map(str::to_string)

@@ -143,6 +143,13 @@ pub(super) async fn artifact(
                 use std::os::unix::fs::OpenOptionsExt;
                 open.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
             }
+            #[cfg(windows)]
+            {
+                use std::os::windows::fs::OpenOptionsExt;
+                // FILE_FLAG_OPEN_REPARSE_POINT: a link or junction is opened as itself
+                // (then not a regular file, so refused below), never followed.
+                open.custom_flags(0x0020_0000);
+            }
             let file = open.open(&path).map_err(|_| gone())?;
             let meta = file.metadata().map_err(|_| gone())?;
             if !meta.is_file() {

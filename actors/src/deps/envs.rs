@@ -144,6 +144,7 @@ impl Envs {
         }
         std::fs::create_dir_all(tmp.path().join("site-packages"))?;
         // The temporary directory is private (0700); the sandbox's uid must read it.
+        #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;

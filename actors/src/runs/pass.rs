@@ -182,8 +182,9 @@ async fn plan_run(
             Err(_) => args
                 .registry
                 .native_default()
+                .or_else(|| args.registry.all().first())
                 .cloned()
-                .expect("a native interpreter"),
+                .expect("an interpreter (the server does not start without one)"),
         },
         backend: BackendKind::Linux,
         pass_log: Some(plan.log.clone()),

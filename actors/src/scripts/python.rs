@@ -91,16 +91,66 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest answer line read from the worker.
 const MAX_ANSWER: u64 = 4 * 1024 * 1024;
 
+/// How the checker starts a Python to run its worker.
+#[derive(Debug, Clone)]
+pub enum PythonCommand {
+    /// A native interpreter: `PYTHON -I -S -c WORKER`.
+    Native(PathBuf),
+    /// CPython for WASI through its host, for a machine without a native Python (a
+    /// Windows machine without CPython): `PROGRAM ARGS… /run/checker.py` started in
+    /// `dir`, where the worker is written first. The guest sees only `dir`, and gets
+    /// the host's stdin (`SCRIPTORIUM_WASI_STDIN=1`).
+    Wasi {
+        program: PathBuf,
+        args: Vec<std::ffi::OsString>,
+        dir: PathBuf,
+    },
+}
+
+impl PythonCommand {
+    fn describe(&self) -> String {
+        match self {
+            PythonCommand::Native(p) => p.display().to_string(),
+            PythonCommand::Wasi { .. } => "CPython for WASI".into(),
+        }
+    }
+
+    fn command(&self) -> std::io::Result<Command> {
+        match self {
+            PythonCommand::Native(python) => {
+                let mut c = Command::new(python);
+                c.env_clear().args(["-I", "-S", "-c", WORKER]);
+                Ok(c)
+            }
+            PythonCommand::Wasi { program, args, dir } => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join("checker.py"), WORKER)?;
+                let mut c = Command::new(program);
+                c.env_clear()
+                    .args(args)
+                    .arg("/run/checker.py")
+                    .current_dir(dir)
+                    .env("SCRIPTORIUM_WASI_STDIN", "1");
+                Ok(c)
+            }
+        }
+    }
+}
+
 pub(crate) struct PythonChecker {
-    python: PathBuf,
+    python: PythonCommand,
     worker: Option<Worker>,
     timeout: Duration,
 }
 
 impl PythonChecker {
     pub(crate) fn new(python: &Path) -> PythonChecker {
+        PythonChecker::with_command(PythonCommand::Native(python.to_path_buf()))
+    }
+
+    pub(crate) fn with_command(python: PythonCommand) -> PythonChecker {
         PythonChecker {
-            python: python.to_path_buf(),
+            python,
             worker: None,
             timeout: CHECK_TIMEOUT,
         }
@@ -115,16 +165,20 @@ impl PythonChecker {
 
     fn error(&self, message: impl Into<String>) -> CheckerError {
         CheckerError {
-            python: self.python.display().to_string(),
+            python: self.python.describe(),
             message: message.into(),
         }
     }
 
     fn spawn(&self) -> Result<Worker, CheckerError> {
-        // The worker sees none of the server's environment: it needs none of it.
-        let mut child = Command::new(&self.python)
-            .args(["-I", "-S", "-c", WORKER])
-            .env_clear()
+        // The worker sees none of the server's environment (`command` cleared it): it
+        // needs none of it.
+        let mut command = self
+            .python
+            .command()
+            .map_err(|e| self.error(format!("cannot prepare it: {e}")))?;
+        let mut child = command
+            .envs(system_root())
             .env("PYTHONIOENCODING", "utf-8")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
@@ -157,7 +211,7 @@ impl PythonChecker {
         if self.worker.is_none() {
             self.worker = Some(self.spawn()?);
         }
-        let python = self.python.display().to_string();
+        let python = self.python.describe();
         let w = self.worker.as_mut().expect("worker just started");
         let io = |e: std::io::Error| CheckerError {
             python: python.clone(),
@@ -247,6 +301,19 @@ fn kill(pid: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// What a Windows program needs of the environment to start (CPython and Rust's std
+/// initialise their random source from it); nothing elsewhere.
+fn system_root() -> Vec<(&'static str, std::ffi::OsString)> {
+    if cfg!(windows) {
+        vec![(
+            "SYSTEMROOT",
+            std::env::var_os("SYSTEMROOT").unwrap_or_else(|| "C:\\Windows".into()),
+        )]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The descriptive name: the docstring's first non-empty line.

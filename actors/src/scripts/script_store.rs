@@ -75,7 +75,7 @@ impl Committer {
 pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// The interpreter used to check syntax.
-    pub python: PathBuf,
+    pub python: crate::scripts::python::PythonCommand,
     /// Editors; each gets a branch.
     pub editors: Vec<String>,
     /// Lines for the new-script template naming the available interpreters.
@@ -176,7 +176,7 @@ impl ScriptStore {
         let mut store = ScriptStore {
             conn,
             git,
-            checker: PythonChecker::new(&cfg.python),
+            checker: PythonChecker::with_command(cfg.python.clone()),
             interpreters_note: cfg.interpreters_note.clone(),
             editors: cfg.editors.clone(),
             health: cfg.health.clone(),
@@ -713,7 +713,9 @@ mod tests {
     pub(super) fn config(dir: &std::path::Path) -> StoreConfig {
         StoreConfig {
             data_dir: dir.to_path_buf(),
-            python: PathBuf::from("/usr/bin/python3"),
+            python: crate::scripts::python::PythonCommand::Native(PathBuf::from(
+                "/usr/bin/python3",
+            )),
             editors: vec!["ed1".into()],
             interpreters_note: Vec::new(),
             seed_examples: false,

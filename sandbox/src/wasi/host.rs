@@ -19,6 +19,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -30,6 +31,9 @@ use super::{GUEST_RUN, engine};
 
 /// The first argument that selects the host in the server binary.
 pub const SUBCOMMAND: &str = "__wasi-host";
+
+/// Set to `1` in the host's environment to give the guest the host's stdin.
+pub const STDIN_VAR: &str = "SCRIPTORIUM_WASI_STDIN";
 
 /// Prefix of the host's own failure lines on stderr.
 pub const FAILURE_PREFIX: &str = "wasi host: ";
@@ -86,6 +90,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
 /// Runs the guest and returns the process exit code; a host failure does not return.
 pub fn host_main(args: impl IntoIterator<Item = OsString>) -> i32 {
     std::panic::set_hook(Box::new(|info| fail(&format!("panicked: {info}"))));
+    #[cfg(unix)]
     note_file_size_signals();
     let args = parse(args).unwrap_or_else(|e| fail(&e));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -96,6 +101,7 @@ pub fn host_main(args: impl IntoIterator<Item = OsString>) -> i32 {
         .build()
         .unwrap_or_else(|e| fail(&format!("cannot start the runtime: {e}")));
     let code = runtime.block_on(run(args));
+    #[cfg(unix)]
     if code != 0 && FILE_SIZE_HIT.load(Ordering::SeqCst) {
         // The guest failed after a write past RLIMIT_FSIZE: end as a native process
         // killed by SIGXFSZ would, so the run names the limit.
@@ -110,8 +116,10 @@ pub fn host_main(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 /// Set when a write of the guest went past RLIMIT_FSIZE.
+#[cfg(unix)]
 static FILE_SIZE_HIT: AtomicBool = AtomicBool::new(false);
 
+#[cfg(unix)]
 extern "C" fn on_file_size_signal(_: libc::c_int) {
     FILE_SIZE_HIT.store(true, Ordering::SeqCst);
 }
@@ -119,6 +127,7 @@ extern "C" fn on_file_size_signal(_: libc::c_int) {
 /// A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action would end the host
 /// at once; instead the write fails with EFBIG in the guest (as native CPython, which
 /// ignores the signal, sees it) and the signal is remembered.
+#[cfg(unix)]
 fn note_file_size_signals() {
     // SAFETY: installs a handler before any other thread exists; the handler only
     // stores to an atomic, which is async-signal-safe.
@@ -136,7 +145,7 @@ async fn run(args: Args) -> i32 {
     // SAFETY: the server's `prepare` wrote this file with `precompile_component` of an
     // engine of the same configuration (its compatibility hash is in the file name and
     // is checked again on load); the guest cannot reach it.
-    let component = unsafe { Component::deserialize_file(&engine, &args.cwasm) }
+    let component = load(&engine, &args.cwasm)
         .unwrap_or_else(|e| fail(&format!("cannot load {}: {e}", args.cwasm.display())));
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -153,6 +162,11 @@ async fn run(args: Args) -> i32 {
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    // The syntax checker's worker reads its sources from stdin (`python.rs` in the
+    // actors crate); runs get none (their host's stdin is null anyway).
+    if std::env::var_os(STDIN_VAR).is_some_and(|v| v == "1") {
+        builder.inherit_stdin();
+    }
     builder
         .preopened_dir(".", GUEST_RUN, FsPerms::ReadWrite)
         .unwrap_or_else(|e| fail(&format!("cannot open the run directory: {e}")));
@@ -190,6 +204,27 @@ async fn run(args: Args) -> i32 {
             }
         },
     }
+}
+
+/// Maps the `.cwasm` (a few ms).
+///
+/// # Safety
+/// `cwasm` must be a compilation by `precompile_component` of an engine of the same
+/// configuration (see the caller).
+#[cfg(not(windows))]
+fn load(engine: &wasmtime::Engine, cwasm: &std::path::Path) -> wasmtime::Result<Component> {
+    // SAFETY: see the caller; the guest cannot reach the file.
+    unsafe { Component::deserialize_file(engine, cwasm) }
+}
+
+/// Reads the `.cwasm` into memory: under Wine 8.0 the file mapping `deserialize_file`
+/// makes cannot be made executable ("failed to load code"), so Windows copies it.
+#[cfg(windows)]
+fn load(engine: &wasmtime::Engine, cwasm: &std::path::Path) -> wasmtime::Result<Component> {
+    let bytes = std::fs::read(cwasm)?;
+    // SAFETY: as for the mapped file: written by the server's `prepare` with an engine
+    // of the same configuration; the guest cannot reach it.
+    unsafe { Component::deserialize(engine, &bytes) }
 }
 
 /// Reports a failure of the host on stderr and ends the process with SIGABRT.

@@ -100,6 +100,7 @@ pub(super) async fn drain_stderr(stderr: tokio::process::ChildStderr, id: String
 }
 
 /// Words for a raw wait status.
+#[cfg(unix)]
 pub(super) fn describe_status(raw: i32) -> String {
     if libc::WIFSIGNALED(raw) {
         match libc::WTERMSIG(raw) {
@@ -109,4 +110,10 @@ pub(super) fn describe_status(raw: i32) -> String {
     } else {
         format!("exit status {}", libc::WEXITSTATUS(raw))
     }
+}
+
+/// Words for an exit status (no language server runs off Linux: see `linux::spawn`).
+#[cfg(not(unix))]
+pub(super) fn describe_status(raw: i32) -> String {
+    format!("exit status {raw}")
 }
