@@ -167,7 +167,7 @@ for _ in $(seq 1 120); do
   body "$r" | grep -q '"status":"\(succeeded\|failed\|cancelled\|interrupted\)"' && break
   sleep 0.5
 done
-echo "$(body "$r")" | head -c 1500; echo
+shown=$(body "$r"); echo "${shown:0:1500}"
 body "$r" | grep -q '"status":"succeeded"' || { tail -20 "$work/server.log"; fail "the run did not succeed"; }
 r=$(api GET "/api/runs/$run/artifacts")
 body "$r" | grep -q 'result.txt' || fail "no artifact: $r"
@@ -177,7 +177,8 @@ grep -q 'input: test data' <<<"$events" || fail "the run's log lacks its input: 
 grep -q 'secret: absent' <<<"$events" || fail "a server secret reached the script: $events"
 
 # The data directory, as the ordinary tools on the other side see it.
-git --git-dir "$data/repo" log --oneline ed1 | head -3
+# (`-3`, not `| head`: under pipefail, git killed by SIGPIPE would fail the script.)
+git --git-dir "$data/repo" log --oneline -3 ed1
 git --git-dir "$data/repo" show "ed1:scripts/" >/dev/null || fail "git cannot read the repository"
 [ -s "$data/scriptorium.db" ] || fail "no SQLite database"
 
