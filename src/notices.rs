@@ -141,7 +141,7 @@ impl Notices {
             .map(|n| n.id)
             .unwrap_or(inner.last_id + 1);
         // Past the last id: an id of an earlier server process (ids restart with it).
-        if (after + 1 < oldest && after < inner.last_id) || after > inner.last_id {
+        if (after.saturating_add(1) < oldest && after < inner.last_id) || after > inner.last_id {
             return Since::Gap { oldest };
         }
         Since::Notices(

@@ -263,3 +263,57 @@ async fn removing_the_dependencies_removes_the_lock_and_an_unchanged_block_keeps
     let detail = app.get(&format!("/api/scripts/{id}"), &ed1).await.json();
     assert_eq!(detail["dependencies"]["lock_hash"], Value::Null);
 }
+
+/// A hostile author writes dependencies that uv would take as a URL or a host path
+/// rather than a package name: a wheel on another host, a wheel or directory on the
+/// server's disk, a git clone of the server's own repository. Each is refused with a 422
+/// before uv starts, so uv (running with the server's privileges) reads no host file
+/// and reaches no host but the configured index.
+#[tokio::test]
+async fn dependencies_that_are_urls_or_host_paths_are_refused_before_uv_runs() {
+    let app = app().await;
+    let ed1 = app.ed1().await;
+    let (status, body) = create(&app, &ed1, "\"\"\"Plain\"\"\"\nprint(1)\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    // Stands in for another host: it must never be contacted.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let port = other.local_addr().unwrap().port();
+    let repo = app.data().join("repo");
+    let hostile = [
+        format!("http://127.0.0.1:{port}/x-1.0-py3-none-any.whl"),
+        format!("git+http://127.0.0.1:{port}/x.git"),
+        format!("git+file://{}", repo.display()),
+        "file:///etc/passwd.whl".to_string(),
+        "x-1.0-py3-none-any.whl".to_string(),
+        "pkg.tar.gz".to_string(),
+        "..".to_string(),
+        "etc/x.whl".to_string(),
+        "tabulate\t--hash=sha256:00".to_string(),
+        "tabulate; python_version > \"${HOME}\"".to_string(),
+    ];
+    let before = app.git(&["rev-parse", "ed1"]);
+    for dep in hostile {
+        let dep_toml = dep
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\t', "\\t");
+        let content = format!(
+            "\"\"\"Plain\"\"\"\n# /// script\n# dependencies = [\"{dep_toml}\"]\n# ///\nprint(1)\n"
+        );
+        let r = app.save(&ed1, id, &content, "0.1").await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{dep}: {}",
+            r.text()
+        );
+        let e = r.error();
+        assert!(e.contains("is not a package requirement"), "{dep}: {e}");
+        assert_eq!(app.git(&["rev-parse", "ed1"]), before, "{dep}");
+    }
+    assert!(other.accept().is_err(), "uv contacted another host");
+    let git_cache = app.data().join("uv-cache").join("git-v2");
+    assert!(!git_cache.exists(), "uv cloned a repository into its cache");
+}

@@ -562,3 +562,27 @@ async fn a_disabled_user_cannot_sign_in() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
     app.as_user("ed3").await;
 }
+
+/// A client sends the largest `Last-Event-ID` there is (or one from a server that ran
+/// longer): it is told to reload with a `reset`, and its stream then carries what others
+/// do, rather than ending silently.
+#[tokio::test]
+async fn the_largest_last_event_id_gets_a_reset_and_then_live_notices() {
+    let app = TestApp::team().await;
+    let ed1 = app.as_user("ed1").await;
+    let ed2 = app.as_user("ed2").await;
+    let id = app.create(&ed2, FIVE).await;
+    let mut events = app.sse_live("/api/events", &ed1, Some(u64::MAX)).await;
+    let reset = next_event(&mut events, "reset", Duration::from_secs(5))
+        .await
+        .expect("a reset for an id this server never gave");
+    assert!(reset.data["error"].as_str().unwrap().contains("reload"));
+    let r = app
+        .save(&ed2, id, &FIVE.replace("a = 1", "a = 10"), "0.1")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let saved = next_event(&mut events, "saved", Duration::from_secs(2))
+        .await
+        .expect("the stream goes on after the reset");
+    assert_eq!(saved.data["script_id"], id);
+}

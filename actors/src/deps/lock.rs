@@ -148,6 +148,8 @@ pub(crate) fn resolve(cfg: &UvConfig, python: &Path, meta: &Metadata) -> Result<
         message: format!("cannot create its cache {}: {e}", cfg.cache_dir.display()),
     })?;
     let mut cmd = cfg.command(&["pip", "compile", "-"]);
+    // Not the server's working directory: nothing uv might take for a relative path.
+    cmd.current_dir(&cfg.cache_dir);
     cmd.args([
         "--generate-hashes",
         "--no-header",

@@ -131,31 +131,79 @@ pub(crate) fn parse(content: &str) -> Result<Option<Metadata>, BlockError> {
     }))
 }
 
-/// Rejects what is not a plain requirement from an index: options (`-e`, `--index-url`),
-/// direct URLs and local paths would let a script reach past the configured index.
+/// Rejects what is not a plain requirement from an index. uv reads a requirements line
+/// as a URL (`https://…`, `git+file://…`), a host path (`../x`, `x-1.0-py3-none-any.whl`,
+/// `pkg.tar.gz`) or options (`--index-url`, a tab before `--hash`) as readily as a
+/// name, and it runs with the server's privileges: anything but a PEP 508 name followed
+/// by extras, version specifiers and markers would let a script read host files or
+/// reach past the configured index. So the line must start with a name, the name must
+/// not end like an archive, and what follows must begin a specifier or marker.
 fn check_requirement(d: &str) -> Result<(), String> {
     let t = d.trim();
     if t.is_empty() {
         return Err("a dependency is empty; write a package name such as \"tabulate\"".into());
     }
-    // A requirements line may carry per-requirement options after the name
-    // (`name --config-settings …`) and continue on the next line (`\`): neither is allowed.
-    if t.starts_with('-')
-        || t.contains(" -")
-        || t.contains(['@', '\n', '\r', '\\'])
-        || t.starts_with(['.', '/'])
+    let refuse = || {
+        Err(format!(
+            "dependency `{}` is not a package requirement; write a name with an optional version, e.g. \"tabulate>=0.9\" (options, URLs and paths are not allowed)",
+            t.escape_debug()
+        ))
+    };
+    // Per-requirement options (`name --hash …`, also after a tab), continuations,
+    // direct references (`name @ url`) and `${VAR}` expansion.
+    if t.contains(" -")
+        || t.contains(['@', '\n', '\r', '\\', '$'])
+        || t.chars()
+            .any(|c| c.is_whitespace() && c != ' ' || c.is_control())
     {
-        return Err(format!(
-            "dependency `{t}` is not a package requirement; write a name with an optional version, e.g. \"tabulate>=0.9\" (options, URLs and paths are not allowed)"
-        ));
+        return refuse();
     }
-    if !t.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "dependency `{t}` must start with a package name, e.g. \"tabulate\""
-        ));
+    let name_end = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .unwrap_or(t.len());
+    let (name, rest) = t.split_at(name_end);
+    let is_name = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !is_name {
+        return if name.is_empty() || t.starts_with(['-', '.', '/']) {
+            refuse()
+        } else {
+            Err(format!(
+                "dependency `{}` must start with a package name, e.g. \"tabulate\"",
+                t.escape_debug()
+            ))
+        };
+    }
+    // uv takes a name ending like an archive for a file on the server's disk.
+    let lower = name.to_ascii_lowercase();
+    if ARCHIVE_ENDINGS.iter().any(|e| lower.ends_with(e)) {
+        return refuse();
+    }
+    // After the name: nothing, extras, a version specifier or markers — never `:`
+    // (a URL scheme), `/` (a path) or `+` (`git+https`).
+    let rest = rest.trim_start();
+    if !(rest.is_empty() || rest.starts_with(['[', '(', '<', '>', '=', '!', '~', ';'])) {
+        return refuse();
     }
     Ok(())
 }
+
+/// The file endings that make uv read a requirement as a local archive.
+const ARCHIVE_ENDINGS: &[&str] = &[
+    ".whl",
+    ".zip",
+    ".tar",
+    ".tar.gz",
+    ".tar.bz2",
+    ".tar.lz",
+    ".tar.lzma",
+    ".tar.xz",
+    ".tar.zst",
+    ".tbz",
+    ".tgz",
+    ".tlz",
+    ".txz",
+];
 
 /// The block the new-script template shows.
 pub(crate) const TEMPLATE_BLOCK: &str =
@@ -219,6 +267,34 @@ mod tests {
         assert!(parse(&wrap("dependencies = [\"./local\"]")).is_err());
         assert!(parse(&wrap("dependencies = [\"tabulate --config-settings=x=y\"]")).is_err());
         assert!(parse(&wrap("dependencies = [\"tabulate \\\\\"]")).is_err());
+        for url_or_path in [
+            "https://e.org/x-1.0-py3-none-any.whl",
+            "git+file:///srv/repo",
+            "file:///etc/x.whl",
+            "x-1.0-py3-none-any.whl",
+            "pkg.tar.gz",
+            "..",
+            "etc/x.whl",
+            "tabulate\\t--hash=sha256:00",
+            "tabulate; python_version > '${HOME}'",
+        ] {
+            let e = parse(&wrap(&format!("dependencies = [\"{url_or_path}\"]"))).unwrap_err();
+            assert!(
+                e.message.contains("not a package requirement"),
+                "{url_or_path}: {e}"
+            );
+        }
+        for fine in [
+            "zope.interface",
+            "attrs[tests]>=23",
+            "A_b-c (>=1.0)",
+            "x~=1.2",
+        ] {
+            assert!(
+                parse(&wrap(&format!("dependencies = [\"{fine}\"]"))).is_ok(),
+                "{fine}"
+            );
+        }
         assert!(
             parse(&wrap(
                 "dependencies = [\"tabulate>=0.9; python_version >= '3.8'\"]"
