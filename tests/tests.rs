@@ -17,6 +17,7 @@ mod exec;
 mod history;
 mod llm;
 mod lsp;
+mod lsp_sandbox;
 mod reliability;
 mod run_limits;
 mod runs;
