@@ -22,6 +22,7 @@ mod reliability;
 mod run_limits;
 mod runs;
 mod scripts;
+mod sign_in;
 mod soak;
 mod team;
 mod tokens;
