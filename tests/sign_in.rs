@@ -240,5 +240,3 @@ async fn a_huge_sign_in_body_is_refused_before_hashing() {
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
     assert!(r.error().contains("too large"), "{}", r.error());
 }
-
-/// The server's resident memory, from `/proc`.

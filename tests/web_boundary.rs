@@ -480,6 +480,7 @@ async fn a_language_server_upgrade_from_a_foreign_origin_is_refused() {
     ws.close(None).await.unwrap();
 }
 
+/// The server's resident memory, from `/proc`.
 fn rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
