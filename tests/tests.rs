@@ -16,6 +16,7 @@ mod durability;
 mod exec;
 mod history;
 mod llm;
+mod llm_offline;
 mod lsp;
 mod lsp_sandbox;
 mod reliability;
