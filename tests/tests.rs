@@ -19,6 +19,7 @@ mod llm;
 mod llm_offline;
 mod lsp;
 mod lsp_sandbox;
+mod passes;
 mod reliability;
 mod run_limits;
 mod runs;
