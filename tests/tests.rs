@@ -11,6 +11,7 @@ mod util;
 mod access;
 mod build123d;
 mod client_routes;
+mod connections;
 mod deps;
 mod durability;
 mod exec;
