@@ -47,7 +47,7 @@ fn python_settings(file: &std::path::Path) -> Value {
 impl Lsp {
     /// Opens a session whose `initialize` carries `options` as initializationOptions
     /// (and workspace settings pointing outside the session).
-    async fn open_with(addr: std::net::SocketAddr, cookie: &str, options: Value) -> Lsp {
+    pub async fn open_with(addr: std::net::SocketAddr, cookie: &str, options: Value) -> Lsp {
         let ws = connect(addr, Some(cookie), None).await.expect("upgrade");
         let mut lsp = Lsp {
             ws,

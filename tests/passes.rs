@@ -2,7 +2,7 @@
 //! inside and run in order, stop or continue on failure, and cancelling a run or a
 //! pass stops its processes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};

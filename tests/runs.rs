@@ -1,6 +1,6 @@
 //! Runs and run-all passes through the HTTP API, against the real sandbox.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -5,7 +5,6 @@
 //! `make soak` sets) runs the long one whose figures are in docs/benchmarks.md.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::util::{ServerProcess, git};
+use crate::util::ServerProcess;
 
 /// A save acknowledged with 200: it must survive anything after.
 #[derive(Debug, Clone)]
