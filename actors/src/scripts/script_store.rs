@@ -575,26 +575,6 @@ impl ScriptStore {
             Checked::Invalid(_) => None,
         })
     }
-
-    fn seed_examples(&mut self) -> Result<()> {
-        let who = Committer::system(self.editors.first().map(String::as_str).unwrap_or(PROD));
-        let seeded: Vec<_> = crate::scripts::examples::EXAMPLES
-            .iter()
-            .filter_map(|e| e.seeded_at.map(|o| (o, e)))
-            .collect();
-        for (ordering, e) in &seeded {
-            let id = self.create(
-                &who,
-                Some(e.content.to_string()),
-                Some(e.filename.to_string()),
-                Some(ordering.parse().expect("example ordering")),
-            )?;
-            self.put_test_data(&who, id, e.test_data.as_bytes())?;
-            self.publish(&who, id, None)?;
-        }
-        tracing::info!(count = seeded.len(), "seeded example scripts on prod");
-        Ok(())
-    }
 }
 
 pub(super) fn parse_oid(s: &str) -> Result<Oid> {

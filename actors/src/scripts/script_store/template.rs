@@ -1,7 +1,10 @@
-//! The text a new script starts from.
+//! What new scripts start from: the template of a new script, and the shipped examples
+//! seeded on `prod` at first start.
 
-use super::ScriptStore;
+use super::{Committer, ScriptStore};
 use crate::deps;
+use crate::error::Result;
+use crate::scripts::gitstore::PROD;
 
 impl ScriptStore {
     /// The template of a new script: docstring, `argv[1]` handling, and the interpreters.
@@ -40,5 +43,26 @@ impl ScriptStore {
             "    sys.exit(main(sys.argv))\n",
         ));
         t
+    }
+
+    /// Creates, fills and publishes the shipped examples on `prod` (an empty store only).
+    pub(super) fn seed_examples(&mut self) -> Result<()> {
+        let who = Committer::system(self.editors.first().map(String::as_str).unwrap_or(PROD));
+        let seeded: Vec<_> = crate::scripts::examples::EXAMPLES
+            .iter()
+            .filter_map(|e| e.seeded_at.map(|o| (o, e)))
+            .collect();
+        for (ordering, e) in &seeded {
+            let id = self.create(
+                &who,
+                Some(e.content.to_string()),
+                Some(e.filename.to_string()),
+                Some(ordering.parse().expect("example ordering")),
+            )?;
+            self.put_test_data(&who, id, e.test_data.as_bytes())?;
+            self.publish(&who, id, None)?;
+        }
+        tracing::info!(count = seeded.len(), "seeded example scripts on prod");
+        Ok(())
     }
 }
