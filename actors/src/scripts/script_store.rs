@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::data_dir::DataDir;
 use crate::db;
-use crate::deps::{self, LockChange};
+use crate::deps;
 use crate::domain::ordering::Ordering;
 use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
@@ -35,10 +35,14 @@ use crate::scripts::health::WriteHealth;
 use crate::scripts::python::{Checked, PythonChecker};
 
 mod change;
+mod lock;
+mod numbering;
 mod repair;
+mod template;
 
 use change::record;
 pub(crate) use change::{Action, Change};
+use lock::LockEdit;
 pub(crate) use repair::RepairReport;
 
 mod team;
@@ -106,25 +110,6 @@ struct Current {
     test_data: Option<Oid>,
     published: Option<Version>,
     lock: Option<(Oid, String)>,
-}
-
-/// A version's dependency lock: its blob and the sha256 of its text.
-type VersionLock = (Oid, String);
-
-/// How a change edits the script's lock file.
-#[derive(Debug, Clone, Copy)]
-enum LockEdit {
-    Put(Oid),
-    Remove,
-}
-
-impl LockEdit {
-    fn edit(self, path: &str) -> Edit<'_> {
-        match self {
-            LockEdit::Put(blob) => Edit::Put { path, blob },
-            LockEdit::Remove => Edit::Remove { path },
-        }
-    }
 }
 
 /// What a save did.
@@ -249,26 +234,6 @@ impl ScriptStore {
         })
     }
 
-    /// Resolves the lock for `content` (replacing `old`, with lock `lock`) and returns
-    /// the lock the new version has, plus the edit of the lock file it needs.
-    fn lock_for(
-        &mut self,
-        content: &str,
-        old: Option<&str>,
-        lock: Option<&VersionLock>,
-    ) -> Result<(Option<VersionLock>, Option<LockEdit>)> {
-        Ok(
-            match deps::plan(self.deps.as_ref(), content, old, lock.is_some())? {
-                LockChange::Keep => (lock.cloned(), None),
-                LockChange::Clear => (None, Some(LockEdit::Remove)),
-                LockChange::Set(l) => {
-                    let blob = self.git.write_blob(l.text.as_bytes())?;
-                    (Some((blob, l.hash)), Some(LockEdit::Put(blob)))
-                }
-            },
-        )
-    }
-
     /// Validates `content`: its docstring and its executable-code hash.
     fn check(&mut self, content: &str) -> Result<(Option<String>, String)> {
         if content.len() > MAX_CONTENT_BYTES {
@@ -285,76 +250,6 @@ impl ScriptStore {
             } => Ok((docstring, code_hash)),
             Checked::Invalid(p) => Err(RepoError::InvalidPython(p)),
         }
-    }
-
-    /// Past every id used by a script, any recorded commit (orphans too) and any
-    /// undone commit, so no id or file name is ever handed out twice.
-    fn next_id(&self) -> Result<i64> {
-        let used: i64 = self.conn.query_row(
-            "SELECT MAX(COALESCE((SELECT MAX(id) FROM scripts), 0), COALESCE((SELECT MAX(script_id) FROM commits), 0))",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(used.max(self.undone_max_id) + 1)
-    }
-
-    /// The next free whole number: after `3.xx` comes `4.0`.
-    fn next_ordering(&self) -> Result<Ordering> {
-        let g: i64 = self.conn.query_row(
-            "SELECT COALESCE(MAX(ordering_group), 0) + 1 FROM scripts",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(Ordering::whole(g as u64))
-    }
-
-    fn ordering_taken(&self, o: &Ordering) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id FROM scripts WHERE ordering_group = ?1 AND ordering_frac = ?2",
-                params![o.group() as i64, o.fraction()],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// The template of a new script: docstring, `argv[1]` handling, and the interpreters.
-    pub(crate) fn template(&self) -> String {
-        let mut t = String::from(
-            "\"\"\"New script\n\nDescribe what this script does. The first line above is its name in the list.\n\"\"\"\n",
-        );
-        t.push_str(
-            "# Input: the runner writes this script's test data (or the production data) to a\n",
-        );
-        t.push_str(
-            "# file and passes its path as the first argument, sys.argv[1]. Files written to\n",
-        );
-        t.push_str("# the working directory are kept as the run's artifacts.\n#\n");
-        t.push_str("# Available interpreters (choose one when running):\n");
-        if self.interpreters_note.is_empty() {
-            t.push_str("#   (none detected; see interpreters.toml)\n");
-        }
-        for line in &self.interpreters_note {
-            t.push_str(&format!("#   {line}\n"));
-        }
-        t.push_str("#\n# Packages this script needs, from the package index (PEP 723), e.g.\n");
-        t.push_str("# dependencies = [\"tabulate>=0.9\"]; saving locks them with uv.\n");
-        t.push_str(deps::pep723::TEMPLATE_BLOCK);
-        t.push_str(concat!(
-            "import sys\n\n\n",
-            "def main(argv: list[str]) -> int:\n",
-            "    if len(argv) < 2:\n",
-            "        print(\"usage: script INPUT_FILE\", file=sys.stderr)\n",
-            "        return 2\n",
-            "    with open(argv[1], encoding=\"utf-8\") as f:\n",
-            "        data = f.read()\n",
-            "    print(f\"read {len(data)} characters from {argv[1]}\")\n",
-            "    return 0\n\n\n",
-            "if __name__ == \"__main__\":\n",
-            "    sys.exit(main(sys.argv))\n",
-        ));
-        t
     }
 
     /// Creates a script (the first save: version 0.1, a commit on the editor's branch).
@@ -680,26 +575,6 @@ impl ScriptStore {
             Checked::Invalid(_) => None,
         })
     }
-
-    fn seed_examples(&mut self) -> Result<()> {
-        let who = Committer::system(self.editors.first().map(String::as_str).unwrap_or(PROD));
-        let seeded: Vec<_> = crate::scripts::examples::EXAMPLES
-            .iter()
-            .filter_map(|e| e.seeded_at.map(|o| (o, e)))
-            .collect();
-        for (ordering, e) in &seeded {
-            let id = self.create(
-                &who,
-                Some(e.content.to_string()),
-                Some(e.filename.to_string()),
-                Some(ordering.parse().expect("example ordering")),
-            )?;
-            self.put_test_data(&who, id, e.test_data.as_bytes())?;
-            self.publish(&who, id, None)?;
-        }
-        tracing::info!(count = seeded.len(), "seeded example scripts on prod");
-        Ok(())
-    }
 }
 
 pub(super) fn parse_oid(s: &str) -> Result<Oid> {
@@ -707,43 +582,4 @@ pub(super) fn parse_oid(s: &str) -> Result<Oid> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(super) fn config(dir: &std::path::Path) -> StoreConfig {
-        StoreConfig {
-            data_dir: dir.to_path_buf(),
-            python: crate::scripts::python::PythonCommand::Native(PathBuf::from(
-                "/usr/bin/python3",
-            )),
-            editors: vec!["ed1".into()],
-            interpreters_note: Vec::new(),
-            seed_examples: false,
-            health: Arc::new(WriteHealth::new(dir)),
-            deps: None,
-        }
-    }
-
-    pub(super) fn ed1() -> Committer {
-        Committer {
-            username: "ed1".into(),
-            email: "ed1@x".into(),
-            branch: "ed1".into(),
-        }
-    }
-
-    pub(super) fn git_cli(dir: &std::path::Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir.join("repo"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
+mod tests;

@@ -2,7 +2,6 @@
 //! out, and the fork that starts them: by the zygote ([`super::zygote`]), a small
 //! process that carries none of the server's memory, or, without one, by the server.
 
-use std::collections::BTreeSet;
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -11,11 +10,15 @@ use std::sync::Arc;
 
 use landlock::{Access, AccessFs};
 
+mod grants;
+
 use super::ids::Lease;
 pub(super) use super::intermediate::Intermediate;
 use super::{Sandbox, cgroup, child, landlock as rules, rootfs, seccomp};
 use crate::run::{Protections, RunSpec, SandboxError};
 use crate::{BackendKind, Interpreter};
+pub use grants::interpreter_paths;
+use grants::{DEVICES, Readable, access, environment, rlimits};
 
 /// One sandboxed process to start.
 pub(super) struct Launch<'a> {
@@ -128,31 +131,6 @@ pub(super) struct Pipes {
     pub(super) stdout: tokio::process::ChildStdout,
     pub(super) stderr: tokio::process::ChildStderr,
 }
-
-/// What a sandbox may read, besides what every sandbox may.
-struct Readable {
-    read: BTreeSet<PathBuf>,
-    system: Vec<PathBuf>,
-}
-
-/// Libraries and the few files of `/etc` every program needs.
-const SYSTEM: [&str; 8] = [
-    "/usr/lib",
-    "/lib",
-    "/lib64",
-    "/usr/lib64",
-    "/etc/ld.so.cache",
-    "/etc/localtime",
-    "/usr/share/zoneinfo",
-    "/etc/os-release",
-];
-const DEVICES: [&str; 5] = [
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/urandom",
-    "/dev/random",
-];
 
 impl Sandbox {
     /// The host ids the sandbox runs as: a leased uid of its own when the server is
@@ -383,74 +361,6 @@ impl Sandbox {
     }
 }
 
-/// What the process may read: the program, its interpreter's installation, the
-/// launch's extra paths, and the system's libraries.
-fn access(launch: &Launch<'_>) -> Readable {
-    let mut read: BTreeSet<PathBuf> = BTreeSet::new();
-    read.insert(launch.program.to_path_buf());
-    if let Some(interp) = launch.interpreter {
-        read.extend(interpreter_paths(interp));
-    }
-    read.extend(launch.read.iter().cloned());
-    let system = SYSTEM
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .collect();
-    Readable { read, system }
-}
-
-/// (resource, soft, hard) for the worker.
-fn rlimits(launch: &Launch<'_>, pids_cgroup: bool) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
-    let limits = launch.limits;
-    let mib = |m: u64| m.saturating_mul(1024 * 1024);
-    let cpu = limits.cpu_seconds + launch.extra_cpu;
-    let address_space = mib(launch.address_space_mib.unwrap_or(limits.memory_mib));
-    let mut rlimits = vec![
-        (libc::RLIMIT_CPU, cpu, cpu + 1),
-        // A second layer under the memory cgroup: one huge allocation fails with a
-        // MemoryError the script can see, not a kill.
-        (libc::RLIMIT_AS, address_space, address_space),
-        (
-            libc::RLIMIT_FSIZE,
-            mib(limits.file_size_mib),
-            mib(limits.file_size_mib),
-        ),
-        (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
-        (libc::RLIMIT_CORE, 0, 0),
-    ];
-    if !pids_cgroup {
-        // No pids cgroup: the per-process-tree rlimit is what is left.
-        rlimits.push((libc::RLIMIT_NPROC, limits.processes, limits.processes));
-    }
-    rlimits
-}
-
-/// The program's whole environment: nothing of the server's reaches it, API keys above
-/// all.
-fn environment(launch: &Launch<'_>) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = [
-        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        ("LANG", "C.UTF-8"),
-        ("LC_ALL", "C.UTF-8"),
-        ("PYTHONUNBUFFERED", "1"),
-        ("PYTHONDONTWRITEBYTECODE", "1"),
-        ("PYTHONIOENCODING", "utf-8"),
-        ("TMPDIR", "/tmp"),
-        // Libraries' caches go to the private /tmp, not among the artifacts.
-        ("XDG_CACHE_HOME", "/tmp/.cache"),
-    ]
-    .iter()
-    .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-    .collect();
-    env.push(("HOME".into(), launch.home.as_os_str().to_owned()));
-    for (k, v) in &launch.env {
-        env.retain(|(key, _)| key != k);
-        env.push((k.clone(), v.clone()));
-    }
-    env
-}
-
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
@@ -542,27 +452,6 @@ impl Prepared {
             trace,
         }
     }
-}
-
-/// What a process may read of an interpreter's installation: the executable, its prefix
-/// and venv (unless that is the whole system), `sys.path`, extra read paths, its wrapper.
-pub fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
-    let mut read = vec![interp.path.clone()];
-    for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
-        if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
-            read.push(p.clone());
-        }
-    }
-    read.extend(
-        interp
-            .sys_path
-            .iter()
-            .chain(interp.read_paths.iter())
-            .filter(|p| p.exists())
-            .cloned(),
-    );
-    read.extend(interp.wrapper.iter().cloned());
-    read
 }
 
 /// Where this process's command line and environment lie in its memory (fields 48–51
