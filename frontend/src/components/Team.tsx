@@ -24,6 +24,8 @@ export function useTeam(scriptId: number, me: string, canEdit: boolean) {
   const [present, setPresent] = useState<string[]>([]);
   const [saved, setSaved] = useState<Notice | null>(null);
   useEffect(() => {
+    // Notices are an addition: where a browser has no EventSource, the editor works without.
+    if (typeof EventSource === "undefined") return;
     const events = new EventSource(api.eventsUrl);
     const where = new Map<string, number>();
     const show = () => setPresent([...where].filter(([u, s]) => s === scriptId && u !== me).map(([u]) => u).sort());
@@ -61,6 +63,7 @@ export function useRefreshOnNotices(refresh: { scripts: () => void; runs: () => 
     latest.current = refresh;
   });
   useEffect(() => {
+    if (typeof EventSource === "undefined") return;
     const events = new EventSource(api.eventsUrl);
     for (const kind of ["saved", "published", "forked", "created", "reset"]) {
       events.addEventListener(kind, () => latest.current.scripts());
