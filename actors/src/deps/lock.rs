@@ -147,9 +147,14 @@ pub(crate) fn resolve(cfg: &UvConfig, python: &Path, meta: &Metadata) -> Result<
         uv: cfg.uv.display().to_string(),
         message: format!("cannot create its cache {}: {e}", cfg.cache_dir.display()),
     })?;
+    // Not the server's working directory (nothing uv might take for a relative path) and
+    // not its cache (uv refuses a project directory inside its cache): an empty one.
+    let empty = tempfile::tempdir().map_err(|e| LockError::NoUv {
+        uv: cfg.uv.display().to_string(),
+        message: format!("cannot create an empty working directory: {e}"),
+    })?;
     let mut cmd = cfg.command(&["pip", "compile", "-"]);
-    // Not the server's working directory: nothing uv might take for a relative path.
-    cmd.current_dir(&cfg.cache_dir);
+    cmd.current_dir(empty.path());
     cmd.args([
         "--generate-hashes",
         "--no-header",
