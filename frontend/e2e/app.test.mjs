@@ -111,7 +111,7 @@ test("an editor writes, checks, saves, runs and views a script", { timeout: 240_
   // A new script from the template.
   await page.getByRole("button", { name: "New script" }).click();
   await page.getByTestId("version").filter({ hasText: "v0.1" }).waitFor();
-  await page.getByText("language server ready").waitFor({ timeout: 60_000 });
+  await page.getByText(/^pyrefly \+ ruff ready/).waitFor({ timeout: 60_000 });
 
   // Completion from the language server.
   await typeInEditor(page, "import os\nos.pa");
@@ -220,7 +220,7 @@ test("the app runs under its CSP: Monaco's worker loads, nothing inline is block
   const signed = await signIn("ed1", "1editor");
   signed.page.on("worker", (w) => workers.push(w.url()));
   await signed.page.getByRole("button", { name: "New script", exact: true }).click();
-  await signed.page.getByText("language server ready").waitFor({ timeout: 60_000 });
+  await signed.page.getByText(/^pyrefly \+ ruff ready/).waitFor({ timeout: 60_000 });
   await typeInEditor(signed.page, "value = 1\nval");
   // Monaco's editor worker (word suggestions, diffs) is a bundled file of this origin.
   for (let i = 0; i < 100 && !workers.some((u) => /editor\.worker/.test(u)); i++) await signed.page.waitForTimeout(100);

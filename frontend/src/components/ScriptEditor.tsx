@@ -301,7 +301,17 @@ export function ScriptEditor(props: {
           runTrigger={runTrigger}
           onFinished={props.onChanged}
           preferred={/^#\s*interpreter:\s*(\S+)/m.exec(detail.content)?.[1]}
-          onInterpreter={(id) => setLspInterpreter((old) => (old === id ? old : id))}
+          onInterpreter={(id) =>
+            setLspInterpreter((old) => {
+              if (old === id) return old;
+              // The run panel's first pick for a script without a directive is the
+              // default the session already analyses with: no second session for it
+              // (two at once can exceed the per-user session bound).
+              const current = lsp.current?.interpreter ?? "";
+              if (old === undefined && (current === "" || current === id)) return old;
+              return id;
+            })
+          }
         />
       )}
       {detail && tab === "prompt" && (
