@@ -393,28 +393,35 @@ pub(crate) fn finish_pass(c: &Connection, id: i64, status: RunStatus, message: &
     Ok(())
 }
 
+/// The columns [`pass_head`] reads, in its order.
+const PASS_COLUMNS: &str =
+    "id, mode, on_failure, requested_by, status, created_at, started_at, ended_at, message";
+
+/// A pass's own row (its groups left empty), from [`PASS_COLUMNS`].
+fn pass_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<PassRecord> {
+    let started: Option<Centis> = r.get(6)?;
+    let ended: Option<Centis> = r.get(7)?;
+    Ok(PassRecord {
+        id: r.get(0)?,
+        mode: r.get(1)?,
+        on_failure: r.get(2)?,
+        requested_by: r.get(3)?,
+        status: r.get(4)?,
+        created_at: clock::format(r.get(5)?),
+        started_at: started.map(clock::format),
+        ended_at: ended.map(clock::format),
+        duration: started.zip(ended).map(|(s, e)| (e - s) as f64 / 100.0),
+        message: r.get(8)?,
+        groups: Vec::new(),
+    })
+}
+
 pub(crate) fn pass(c: &Connection, id: i64) -> Result<Option<PassRecord>> {
     let head = c
         .query_row(
-            "SELECT id, mode, on_failure, requested_by, status, created_at, started_at, ended_at, message FROM passes WHERE id = ?1",
+            &format!("SELECT {PASS_COLUMNS} FROM passes WHERE id = ?1"),
             [id],
-            |r| {
-                let started: Option<Centis> = r.get(6)?;
-                let ended: Option<Centis> = r.get(7)?;
-                Ok(PassRecord {
-                    id: r.get(0)?,
-                    mode: r.get(1)?,
-                    on_failure: r.get(2)?,
-                    requested_by: r.get(3)?,
-                    status: r.get(4)?,
-                    created_at: clock::format(r.get(5)?),
-                    started_at: started.map(clock::format),
-                    ended_at: ended.map(clock::format),
-                    duration: started.zip(ended).map(|(s, e)| (e - s) as f64 / 100.0),
-                    message: r.get(8)?,
-                    groups: Vec::new(),
-                })
-            },
+            pass_head,
         )
         .optional()?;
     let Some(mut pass) = head else {
@@ -451,7 +458,7 @@ pub struct PassSummary {
     pub mode: String,
     pub on_failure: String,
     pub requested_by: String,
-    pub status: String,
+    pub status: RunStatus,
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
@@ -463,25 +470,23 @@ pub struct PassSummary {
 
 /// Passes newest first, at most `limit`, older than pass `before` when given.
 pub(crate) fn passes(c: &Connection, before: Option<i64>, limit: u32) -> Result<Vec<PassSummary>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, mode, on_failure, requested_by, status, created_at, started_at, ended_at, message
-         FROM passes WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
-    )?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {PASS_COLUMNS} FROM passes WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+    ))?;
     let mut list = stmt
         .query_map(params![before, limit], |r| {
-            let started: Option<Centis> = r.get(6)?;
-            let ended: Option<Centis> = r.get(7)?;
+            let p = pass_head(r)?;
             Ok(PassSummary {
-                id: r.get(0)?,
-                mode: r.get(1)?,
-                on_failure: r.get(2)?,
-                requested_by: r.get(3)?,
-                status: r.get(4)?,
-                created_at: clock::format(r.get(5)?),
-                started_at: started.map(clock::format),
-                ended_at: ended.map(clock::format),
-                duration: started.zip(ended).map(|(s, e)| (e - s) as f64 / 100.0),
-                message: r.get(8)?,
+                id: p.id,
+                mode: p.mode,
+                on_failure: p.on_failure,
+                requested_by: p.requested_by,
+                status: p.status,
+                created_at: p.created_at,
+                started_at: p.started_at,
+                ended_at: p.ended_at,
+                duration: p.duration,
+                message: p.message,
                 runs: Default::default(),
             })
         })?
