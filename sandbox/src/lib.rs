@@ -13,10 +13,7 @@
 //!
 //! The crate does not depend on the server; the server depends on it.
 
-#[cfg(unix)]
-pub mod fswalk;
-#[cfg(windows)]
-#[path = "fswalk_windows.rs"]
+#[cfg(any(unix, windows))]
 pub mod fswalk;
 pub mod interpreters;
 pub mod limits;

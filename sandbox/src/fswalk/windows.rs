@@ -12,18 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// What an entry is, by its own metadata (a link is a link, whatever it points at).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    /// A symbolic link or a junction (any name-surrogate reparse point).
-    Symlink,
-    Fifo,
-    Socket,
-    CharDevice,
-    BlockDevice,
-}
+use super::{Entry, Flow, Kind, Options, Walked};
 
 impl Kind {
     fn of(t: std::fs::FileType) -> Kind {
@@ -36,67 +25,6 @@ impl Kind {
         } else {
             // Nothing else is found in a directory listing on Windows; never an artifact.
             Kind::CharDevice
-        }
-    }
-
-    /// A word for the user: why an entry is not an artifact.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Kind::File => "file",
-            Kind::Dir => "directory",
-            Kind::Symlink => "symbolic link",
-            Kind::Fifo => "FIFO",
-            Kind::Socket => "socket",
-            Kind::CharDevice => "character device",
-            Kind::BlockDevice => "block device",
-        }
-    }
-}
-
-/// One entry below the root.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Relative to the root.
-    pub path: PathBuf,
-    pub kind: Kind,
-    /// The length in bytes.
-    pub len: u64,
-    /// What it occupies on disk (here: its length).
-    pub allocated: u64,
-    pub inode: u64,
-    pub links: u64,
-}
-
-/// What the visitor wants next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    /// Do not enter this directory (ignored for other kinds).
-    Skip,
-    /// End the walk.
-    Stop,
-}
-
-/// How a walk went, besides what the visitor saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Walked {
-    pub stopped: bool,
-    pub too_deep: bool,
-    pub unreadable: u64,
-}
-
-/// Walk options.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    pub max_depth: usize,
-    pub sorted: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            max_depth: 64,
-            sorted: false,
         }
     }
 }
