@@ -2,8 +2,10 @@
 // completion, hover, diagnostics (as markers) and formatting.
 
 import { monaco } from "./monaco";
+import { RpcConnection, within, type Json } from "./rpc";
 
-type Json = Record<string, any>;
+/** How long a save waits for formatting before it saves the text as it is. */
+const FORMAT_TIMEOUT_MS = 2000;
 
 export interface Diagnostic {
   line: number;
@@ -29,8 +31,7 @@ const KIND: Record<number, monaco.languages.CompletionItemKind> = {
 
 export class LspClient {
   private ws: WebSocket;
-  private next = 1;
-  private pending = new Map<number, (v: Json) => void>();
+  private rpc: RpcConnection;
   private ready: Promise<void>;
   private uri = "";
   private version = 1;
@@ -47,7 +48,10 @@ export class LspClient {
     private onStatus: (s: string) => void,
   ) {
     this.ws = new WebSocket(url);
+    this.rpc = new RpcConnection(this.ws);
+    let failed: (e: Error) => void = () => undefined;
     this.ready = new Promise((resolve, reject) => {
+      failed = reject;
       this.ws.onerror = () => reject(new Error("the language server connection failed"));
       this.ws.onmessage = (ev) => {
         const msg = JSON.parse(ev.data as string) as Json;
@@ -62,33 +66,34 @@ export class LspClient {
         this.dispatch(msg);
       };
     });
-    this.ws.onclose = (ev) => this.onStatus(ev.reason ? `language server: ${ev.reason}` : "language server disconnected");
+    // Nothing may wait on a closed connection (a save waits for formatting).
+    this.ready.catch(() => undefined);
+    this.ws.onclose = (ev) => {
+      this.rpc.fail(ev.reason);
+      failed(new Error("the language server connection closed"));
+      this.onStatus(ev.reason ? `language server: ${ev.reason}` : "language server disconnected");
+    };
   }
 
   private dispatch(msg: Json) {
-    if (msg.id !== undefined && msg.method === undefined) {
-      this.pending.get(msg.id)?.(msg);
-      this.pending.delete(msg.id);
+    if (this.rpc.settle(msg)) {
+      return;
     } else if (msg.method === "textDocument/publishDiagnostics") {
       this.showDiagnostics(msg.params.diagnostics as Json[]);
     } else if (msg.method === "window/showMessage") {
       this.onStatus(msg.params.message);
     } else if (msg.id !== undefined) {
       // A request from the server (configuration, capabilities): answer it.
-      this.ws.send(JSON.stringify({ jsonrpc: "2.0", id: msg.id, result: null }));
+      this.rpc.respond(msg.id, null);
     }
   }
 
   private send(method: string, params: Json) {
-    this.ws.send(JSON.stringify({ jsonrpc: "2.0", method, params }));
+    this.rpc.notify(method, params);
   }
 
-  private call(method: string, params: Json): Promise<Json> {
-    const id = this.next++;
-    return new Promise((resolve) => {
-      this.pending.set(id, resolve);
-      this.ws.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
-    });
+  private call(method: string, params: Json, timeoutMs?: number): Promise<Json> {
+    return this.rpc.call(method, params, timeoutMs);
   }
 
   private async start() {
@@ -185,16 +190,26 @@ export class LspClient {
     );
   }
 
-  /** The formatted text (ruff), or null when unchanged or not allowed. */
-  async format(): Promise<string | null> {
+  /**
+   * The formatted text (ruff), or null when unchanged, not allowed, or the server did
+   * not answer in time: a save never waits on the language server.
+   */
+  format(): Promise<string | null> {
+    return within(this.formatNow(Date.now() + FORMAT_TIMEOUT_MS), FORMAT_TIMEOUT_MS, null);
+  }
+
+  private async formatNow(deadline: number): Promise<string | null> {
     await this.ready;
     if (this.readOnly) return null;
-    const r = await this.call("textDocument/formatting", {
-      textDocument: { uri: this.uri },
-      options: { tabSize: 4, insertSpaces: true },
-    });
+    const before = this.model.getVersionId();
+    const r = await this.call(
+      "textDocument/formatting",
+      { textDocument: { uri: this.uri }, options: { tabSize: 4, insertSpaces: true } },
+      FORMAT_TIMEOUT_MS,
+    );
     const edits = (r.result ?? []) as Json[];
-    if (!edits.length) return null;
+    // Too late (the save went on without it) or typed over since: not applied.
+    if (!edits.length || Date.now() > deadline || this.model.getVersionId() !== before) return null;
     const model = this.model;
     model.pushEditOperations(
       [],

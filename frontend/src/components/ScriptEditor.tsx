@@ -55,6 +55,8 @@ export function ScriptEditor(props: {
       tabSize: 4,
       insertSpaces: true,
       quickSuggestions: true,
+      // Enter accepts a suggestion only when it changes the text ("import time⏎" is a newline).
+      acceptSuggestionOnEnter: "smart",
     });
     editor.current = ed;
     ed.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.KeyS, () => saveRef.current());
@@ -128,6 +130,7 @@ export function ScriptEditor(props: {
   const save = useCallback(async () => {
     if (!detail || !editor.current || !props.canEdit) return;
     try {
+      // Bounded: a slow or dead language server never holds a save back.
       await lsp.current?.format().catch(() => null);
       const content = editor.current.getValue();
       const r = await api.save(detail.id, content, detail.version, exchangeRef.current);
