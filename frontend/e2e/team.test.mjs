@@ -126,8 +126,11 @@ test("presence is per tab: ed2's editing tab shows as editing, and closing it le
   // The editing tab closes; ed2's other tab still has the script open.
   await two.page.close();
   await one.page.locator("[data-testid=presence][data-state=viewing]").filter({ hasText: "ED2" }).waitFor({ timeout: 10_000 });
-  await other.close();
+  // That tab opens another script (in the page, its stream stays): ed2 leaves this one.
+  await other.getByRole("link", { name: /Count words/ }).click();
+  await other.waitForURL((u) => !u.pathname.endsWith(`/scripts/${id}`));
   await ed2.waitFor({ state: "detached", timeout: 10_000 });
+  await other.close();
   await one.context.close();
   await two.context.close();
 });

@@ -46,6 +46,15 @@ function inScript(tabs: Map<number, TabPresence>, scriptId: number, me: string):
   return [...by].map(([user, state]) => ({ user, state })).sort((a, b) => a.user.localeCompare(b.user));
 }
 
+// Presence reports go one after another: leaving one script and opening the next must
+// not arrive the other way round.
+let reports: Promise<unknown> = Promise.resolve();
+function reportPresence(script: number | null, state?: PresenceState) {
+  const tab = currentTab();
+  if (tab === null) return;
+  reports = reports.then(() => api.presence(tab, script, state)).catch(() => undefined);
+}
+
 /**
  * Who else has `scriptId` open (and whether they are editing), and the latest save of it
  * by someone else. This tab's own presence is reported: the script, and `editing` while
@@ -60,9 +69,8 @@ export function useTeam(scriptId: number, me: string, canEdit: boolean, dirty = 
     stateRef.current = state;
   }, [state]);
   const report = useCallback(() => {
-    const tab = currentTab();
     // Viewers only listen.
-    if (canEdit && tab !== null) api.presence(tab, scriptId, stateRef.current).catch(() => undefined);
+    if (canEdit) reportPresence(scriptId, stateRef.current);
   }, [scriptId, canEdit]);
   useEffect(() => {
     const offs = [
@@ -89,8 +97,7 @@ export function useTeam(scriptId: number, me: string, canEdit: boolean, dirty = 
     return () => {
       for (const off of offs) off();
       // The page's stream stays open: say that this tab no longer shows the script.
-      const tab = currentTab();
-      if (canEdit && tab !== null) api.presence(tab, null).catch(() => undefined);
+      if (canEdit) reportPresence(null);
     };
   }, [scriptId, canEdit, report]);
   useEffect(report, [state, report]);
