@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub body_timeout_secs: f64,
     /// Seconds that open connections get to finish at shutdown.
     pub shutdown_grace_secs: f64,
+    /// `GET /api/events` streams one user may have open at once (one per tab).
+    pub max_event_streams_per_user: usize,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10.0,
             body_timeout_secs: 60.0,
             shutdown_grace_secs: 10.0,
+            max_event_streams_per_user: crate::notices::DEFAULT_STREAMS_PER_USER,
         }
     }
 }
@@ -67,9 +70,12 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Checks the values; the message names the key and the fix.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_connections == 0 || self.max_connections_per_client == 0 {
+        if self.max_connections == 0
+            || self.max_connections_per_client == 0
+            || self.max_event_streams_per_user == 0
+        {
             return Err(
-                "[server] max_connections and max_connections_per_client must be at least 1".into(),
+                "[server] max_connections, max_connections_per_client and max_event_streams_per_user must be at least 1".into(),
             );
         }
         for (key, v) in [

@@ -25,6 +25,9 @@ pub enum ApiError {
     Conflict { message: String, extra: Value },
     #[error("{0}")]
     TooLarge(String),
+    /// An `If-Match` that cannot be honoured, with extra fields (e.g. `etag`).
+    #[error("{message}")]
+    PreconditionFailed { message: String, extra: Value },
     /// Well-formed but not acceptable, with extra fields (e.g. `line`, `column`).
     #[error("{message}")]
     Unprocessable { message: String, extra: Value },
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -82,7 +86,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(%detail, "internal error");
                 body = json!({ "error": "something went wrong on the server; the details are in its log" });
             }
-            ApiError::Conflict { extra, .. } | ApiError::Unprocessable { extra, .. } => {
+            ApiError::Conflict { extra, .. }
+            | ApiError::Unprocessable { extra, .. }
+            | ApiError::PreconditionFailed { extra, .. } => {
                 if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
                     b.extend(e.clone());
                 }
@@ -111,6 +117,14 @@ impl From<RepoError> for ApiError {
             },
             RepoError::MergeConflict(ref c) => ApiError::Conflict {
                 extra: json!({ "current_version": c.theirs.to_string(), "conflict": c }),
+                message: e.to_string(),
+            },
+            RepoError::TestDataConflict(ref c) => ApiError::Conflict {
+                extra: json!({ "etag": c.theirs, "conflict": c }),
+                message: e.to_string(),
+            },
+            RepoError::UnknownTestDataBase { ref current, .. } => ApiError::PreconditionFailed {
+                extra: json!({ "etag": current }),
                 message: e.to_string(),
             },
             RepoError::Moved { current, .. } => ApiError::Conflict {

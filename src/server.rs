@@ -200,7 +200,9 @@ impl App {
                 config.listen,
             )),
             health,
-            notices: Default::default(),
+            notices: Arc::new(crate::notices::Notices::new(
+                config.server.max_event_streams_per_user,
+            )),
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

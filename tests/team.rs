@@ -407,13 +407,18 @@ async fn events_deliver_a_save_by_ed2_to_ed1_within_a_second_and_replay_with_las
     let before = hello.data["last_id"].as_u64().unwrap();
 
     // ed2 opens the script: ed1 sees who is there.
-    let ed2_events = app.sse_live("/api/events", &ed2, None).await;
+    let mut ed2_events = app.sse_live("/api/events", &ed2, None).await;
+    let ed2_tab = next_event(&mut ed2_events, "hello", Duration::from_secs(5))
+        .await
+        .expect("hello")
+        .data["tab"]
+        .clone();
     let r = app
         .json(
             Method::POST,
             "/api/presence",
             Some(&ed2),
-            Some(json!({ "script_id": id })),
+            Some(json!({ "tab": ed2_tab, "script_id": id })),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -487,7 +492,7 @@ async fn events_deliver_a_save_by_ed2_to_ed1_within_a_second_and_replay_with_las
             Method::POST,
             "/api/presence",
             Some(&mo1),
-            Some(json!({ "script_id": id })),
+            Some(json!({ "tab": 1, "script_id": id })),
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -28,5 +28,7 @@ mod scripts;
 mod sign_in;
 mod soak;
 mod team;
+mod team_data;
+mod team_presence;
 mod tokens;
 mod web_boundary;

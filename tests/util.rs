@@ -94,7 +94,24 @@ impl TestApp {
         body: Body,
         content_type: Option<&str>,
     ) -> Reply {
+        self.call_with(method, path, cookie, body, content_type, &[])
+            .await
+    }
+
+    /// [`TestApp::call`] with more request headers (e.g. `If-Match`).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Body,
+        content_type: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
         if let Some(c) = cookie {
             req = req.header(header::COOKIE, c);
         }

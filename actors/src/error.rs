@@ -2,7 +2,7 @@
 //! the server maps each variant to an HTTP status.
 
 use crate::domain::syntax::SyntaxProblem;
-use crate::domain::team::{DuplicateOf, MergeConflict};
+use crate::domain::team::{DuplicateOf, MergeConflict, TestDataConflict};
 use crate::domain::version::Version;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,20 @@ pub enum RepoError {
         .0.script, .0.base, .0.theirs, .0.hunks.len(), .0.theirs
     )]
     MergeConflict(Box<MergeConflict>),
+    #[error(
+        "the test data of script {} changed since you loaded it, and {}; nothing was saved: resolve it and save again with `If-Match: \"{}\"`",
+        .0.script, .0.reason, .0.theirs
+    )]
+    TestDataConflict(Box<TestDataConflict>),
+    /// `If-Match` names data this script's test data never was.
+    #[error(
+        "`If-Match` names test data \"{base}\" that script {script} never had; load it again (GET /api/scripts/{script}/test-data, ETag \"{current}\"), redo your edit and save with that ETag"
+    )]
+    UnknownTestDataBase {
+        script: i64,
+        base: String,
+        current: String,
+    },
     #[error(
         "script {script} is at version {current}, but you asked to publish {seen}; look at {current} and publish it with `version` {current} if it is what should run"
     )]

@@ -38,7 +38,7 @@ pub use deps::lock::UvConfig;
 pub use domain::clock;
 pub use domain::ordering::{BadOrdering, Ordering};
 pub use domain::syntax::SyntaxProblem;
-pub use domain::team::{DuplicateOf, Hunk, MergeConflict};
+pub use domain::team::{DuplicateOf, Hunk, MergeConflict, TestDataConflict, Unmergeable};
 pub use domain::version::{BadVersion, Version};
 pub use error::{CheckerError, RepoError};
 pub use supervisor::{SupervisorArgs, SupervisorMessage, start as start_supervisor};
@@ -52,6 +52,7 @@ pub use scripts::python::PythonCommand;
 pub use scripts::script_repo::ScriptRepoHandle;
 pub use scripts::script_store::{
     Committer, ForkOrderings, MAX_CONTENT_BYTES, MAX_TEST_DATA_BYTES, MergedFrom, StoreConfig,
+    TestDataMerged, TestDataSaved, empty_test_data_etag,
 };
 
 // Runs.

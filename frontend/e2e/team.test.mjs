@@ -98,3 +98,88 @@ test("an overlapping save shows the three-way conflict and the resolution saves"
   await one.context.close();
   await two.context.close();
 });
+
+test("presence is per tab: ed2's editing tab shows as editing, and closing it leaves the other tab's presence", { timeout: 240_000 }, async () => {
+  const one = await signIn(env, "ed1", "1editor");
+  const r = await one.page.request.post(`${env.base}/api/scripts`, { data: { content: TEXT.replace("Team script", "Tabs") } });
+  const id = (await r.json()).id;
+  const url = `${env.base}/scripts/${id}`;
+  await one.page.goto(url);
+  await one.page.getByTestId("version").waitFor();
+  const two = await signIn(env, "ed2", "pw-ed2", url);
+  await two.page.getByTestId("version").waitFor();
+  const other = await two.context.newPage();
+  await other.goto(url);
+  await other.getByTestId("version").waitFor();
+
+  const ed2 = one.page.getByTestId("presence").filter({ hasText: "ED2" });
+  await ed2.waitFor({ timeout: 10_000 });
+  assert.equal(await ed2.count(), 1, "one user, however many tabs");
+  assert.equal(await ed2.getAttribute("data-state"), "viewing");
+
+  // ed2 types in the first tab: ed1 sees that ed2 is editing.
+  await endOfLine(two.page, 4);
+  await two.page.keyboard.type("1");
+  await one.page.locator("[data-testid=presence][data-state=editing]").filter({ hasText: "ED2" }).waitFor({ timeout: 10_000 });
+  await one.page.screenshot({ path: path.join(shots, "team-presence-editing.png") });
+
+  // The editing tab closes; ed2's other tab still has the script open.
+  await two.page.close();
+  await one.page.locator("[data-testid=presence][data-state=viewing]").filter({ hasText: "ED2" }).waitFor({ timeout: 10_000 });
+  // That tab opens another script (in the page, its stream stays): ed2 leaves this one.
+  await other.getByRole("link", { name: /Count words/ }).click();
+  await other.waitForURL((u) => !u.pathname.endsWith(`/scripts/${id}`));
+  await ed2.waitFor({ state: "detached", timeout: 10_000 });
+  await other.close();
+  await one.context.close();
+  await two.context.close();
+});
+
+test("test data edited by two editors: a merge keeps both, an overlap shows both versions to resolve", { timeout: 240_000 }, async () => {
+  const DATA = "a\nb\nc\nd\ne\n";
+  const one = await signIn(env, "ed1", "1editor");
+  const r = await one.page.request.post(`${env.base}/api/scripts`, { data: { content: TEXT.replace("Team script", "Data") } });
+  const id = (await r.json()).id;
+  const put = await one.page.request.put(`${env.base}/api/scripts/${id}/test-data`, { headers: { "content-type": "application/octet-stream" }, data: DATA });
+  assert.equal(put.status(), 200, await put.text());
+  const url = `${env.base}/scripts/${id}`;
+  await one.page.goto(url);
+  const two = await signIn(env, "ed2", "pw-ed2", url);
+  const area = (page) => page.locator("textarea[aria-label='Test data']");
+  for (const page of [one.page, two.page]) {
+    await page.getByRole("tab", { name: "Test data" }).click();
+    await area(page).waitFor();
+    await page.waitForFunction(() => document.querySelector("textarea[aria-label='Test data']")?.value.startsWith("a\n"));
+  }
+  const data = async () => (await (await one.page.request.get(`${env.base}/api/scripts/${id}/test-data`)).text());
+
+  // ed2 edits the last line; ed1 edits the first and saves first.
+  await area(two.page).fill(DATA.replace("e\n", "E\n"));
+  await area(one.page).fill(DATA.replace("a\n", "A\n"));
+  await one.page.getByRole("button", { name: "Save test data" }).click();
+  await one.page.getByText("saved (a commit on your branch)").waitFor({ timeout: 10_000 });
+  await two.page.getByText("ed1 saved the test data meanwhile").waitFor({ timeout: 10_000 });
+  await two.page.getByRole("button", { name: "Save test data" }).click();
+  await two.page.getByText(/merged with the test data someone saved/).waitFor({ timeout: 10_000 });
+  assert.equal(await data(), "A\nb\nc\nd\nE\n", "both edits are in");
+  // ed1, with nothing unsaved, is shown the merged data.
+  await one.page.waitForFunction(() => document.querySelector("textarea[aria-label='Test data']")?.value.endsWith("E\n"));
+
+  // Both change the middle line: ed2 saves first, ed1 sees both versions and resolves.
+  await area(one.page).fill("A\nb\nC1\nd\nE\n");
+  await area(two.page).fill("A\nb\nC2\nd\nE\n");
+  await two.page.getByRole("button", { name: "Save test data" }).click();
+  await two.page.getByText("saved (a commit on your branch)").waitFor({ timeout: 10_000 });
+  await one.page.getByText("ed2 saved the test data meanwhile").waitFor({ timeout: 10_000 });
+  await one.page.getByRole("button", { name: "Save test data" }).click();
+  const conflict = one.page.getByTestId("test-data-conflict");
+  await conflict.waitFor({ timeout: 10_000 });
+  assert.match(await conflict.textContent(), /base c, theirs C2, yours C1/);
+  await one.page.screenshot({ path: path.join(shots, "team-test-data-conflict.png") });
+  assert.equal(await data(), "A\nb\nC2\nd\nE\n", "nothing saved on the conflict");
+  await conflict.getByRole("button", { name: "Save resolution" }).click();
+  await one.page.getByText("saved (a commit on your branch)").waitFor({ timeout: 10_000 });
+  assert.equal(await data(), "A\nb\nC1\nd\nE\n");
+  await one.context.close();
+  await two.context.close();
+});

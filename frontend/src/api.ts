@@ -13,6 +13,7 @@ import type {
   ForkRequest,
   MergedFrom,
   PresenceRequest,
+  PresenceState,
   PublishRequest,
   LoginRequest,
   Me,
@@ -25,6 +26,7 @@ import type {
   ScriptSummary,
   StartPassRequest,
   StartRunRequest,
+  TestDataSaved,
   VersionInfo,
 } from "./generated";
 
@@ -69,8 +71,8 @@ function parseJson(text: string): unknown {
   }
 }
 
-async function request<T>(method: string, path: string, body?: unknown, raw = false): Promise<T> {
-  const headers: Record<string, string> = {};
+async function request<T>(method: string, path: string, body?: unknown, raw = false, extra: Record<string, string> = {}): Promise<T> {
+  const headers: Record<string, string> = { ...extra };
   const init: RequestInit = { method, credentials: "same-origin", headers };
   // The server takes changes only as JSON (an empty body included) or, for test data,
   // as raw bytes: the content type no other site can send without asking first.
@@ -107,14 +109,24 @@ export const api = {
   /** Publishes `version`, the one the editor looked at (409 if the script moved since). */
   publish: (id: number, version: string) =>
     request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`, { version } satisfies PublishRequest),
-  /** The script this user has open (null: none); lasts while an events stream is open. */
-  presence: (script_id: number | null) =>
-    request<unknown>("POST", "/api/presence", (script_id === null ? {} : { script_id }) satisfies PresenceRequest),
+  /** The script this tab (its events stream's `tab`) has open (null: none), and whether it has unsaved edits. */
+  presence: (tab: number, script_id: number | null, state?: PresenceState) =>
+    request<unknown>("POST", "/api/presence", (script_id === null ? { tab } : { tab, script_id, state }) satisfies PresenceRequest),
   eventsUrl: "/api/events",
   versions: (id: number) => request<VersionInfo[]>("GET", `/api/scripts/${id}/versions`),
   version: (id: number, v: string) => request<{ content: string }>("GET", `/api/scripts/${id}/versions/${v}`),
-  testData: (id: number) => request<string>("GET", `/api/scripts/${id}/test-data`),
-  putTestData: (id: number, data: string) => request<{ changed: boolean }>("PUT", `/api/scripts/${id}/test-data`, data, true),
+  /** The test data and its ETag (send it back when saving an edit of it). */
+  testData: async (id: number): Promise<{ data: string; etag: string }> => {
+    const res = await fetch(`/api/scripts/${id}/test-data`, { credentials: "same-origin" });
+    if (!res.ok) {
+      const b = (parseJson(await res.text()) ?? {}) as Record<string, unknown>;
+      throw new ApiError(res.status, (b.error as string) ?? `${res.status} ${res.statusText}`, b);
+    }
+    return { data: await res.text(), etag: res.headers.get("etag") ?? "" };
+  },
+  /** Saves test data edited from the data with ETag `etag`: merged if it changed since, 409 `{conflict}` if it cannot be. */
+  putTestData: (id: number, data: string, etag: string) =>
+    request<TestDataSaved>("PUT", `/api/scripts/${id}/test-data`, data, true, etag ? { "if-match": etag } : {}),
   interpreters: () => request<{ default: string | null; interpreters: Interpreter[] }>("GET", "/api/interpreters"),
   startRun: (script_id: number, interpreter?: string, backend?: string) =>
     request<{ run_id: number }>("POST", "/api/runs", { script_id, interpreter, backend } satisfies StartRunRequest),

@@ -40,6 +40,8 @@ fn generate(dir: &Path) -> Result<(), ts_rs::ExportError> {
     scriptorium_actors::DuplicateOf::export_all(&cfg)?;
     scriptorium_actors::MergedFrom::export_all(&cfg)?;
     scriptorium_actors::ForkOrderings::export_all(&cfg)?;
+    scriptorium_actors::TestDataConflict::export_all(&cfg)?;
+    scriptorium_actors::TestDataSaved::export_all(&cfg)?;
     super::scripts::ExampleInfo::export_all(&cfg)?;
     // Requests.
     super::session::LoginBody::export_all(&cfg)?;

@@ -1,5 +1,5 @@
 //! The team's notices (issue 16): `GET /api/events` (SSE of what others do, with
-//! `Last-Event-ID` replay), `POST /api/presence` (which script the caller has open),
+//! `Last-Event-ID` replay), `POST /api/presence` (which script a tab has open),
 //! `GET /api/audit/duplicates` (scripts on `prod` with the same executable code), and
 //! the helpers other handlers call to announce what they did.
 
@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiJson, AppState};
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, Role};
 use crate::error::ApiError;
-use crate::notices::{Notice, Since};
+use crate::notices::{Notice, PresenceState, Since};
 
 #[derive(Deserialize, Default)]
 pub(super) struct EventsQuery {
@@ -41,26 +41,37 @@ fn sse_notice(n: &Notice) -> SseEvent {
         .data(serde_json::to_string(n).unwrap_or_default())
 }
 
-/// `GET /api/events`: first a `hello` (the current presence and the last id), then
-/// what other users do, each with its `id:`. With `Last-Event-ID` the notices missed
-/// since come first; past the kept ones a `reset` says to reload.
+/// `GET /api/events`: first a `hello` (this stream's `tab`, the current presence and
+/// the last id), then what other users do, each with its `id:`. With `Last-Event-ID`
+/// the notices missed since come first; past the kept ones a `reset` says to reload.
+/// A viewer gets only the notices a viewer may see (no presence); a user with the most
+/// streams allowed open gets 429.
 pub(super) async fn stream(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     Query(q): Query<EventsQuery>,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let notices = state.notices.clone();
-    let connection = notices.connect(&user.username);
+    let connection = notices
+        .connect(&user.username)
+        .map_err(|e| ApiError::TooMany(e.to_string()))?;
+    let editor = user.has(Role::Editor);
     let me = user.username;
     let asked = last_event_id(&headers, &q);
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
     tokio::spawn(async move {
-        // Held as long as the client listens: its end ends the user's presence.
-        let _connection = connection;
+        // Held as long as the client listens: its end ends this tab's presence.
+        let connection = connection;
         let mut latest = notices.subscribe();
         let mut cursor = asked.unwrap_or_else(|| notices.last_id());
-        let hello = json!({ "last_id": notices.last_id(), "presence": notices.presence() });
+        let presence = if editor {
+            notices.presence()
+        } else {
+            Vec::new()
+        };
+        let hello =
+            json!({ "tab": connection.tab(), "last_id": notices.last_id(), "presence": presence });
         if tx
             .send(SseEvent::default().event("hello").data(hello.to_string()))
             .await
@@ -85,7 +96,8 @@ pub(super) async fn stream(
                 Since::Notices(list) => {
                     for n in list {
                         cursor = n.id;
-                        if n.user != me && tx.send(sse_notice(&n)).await.is_err() {
+                        let news = n.user != me && n.for_user(editor);
+                        if news && tx.send(sse_notice(&n)).await.is_err() {
                             return;
                         }
                     }
@@ -102,19 +114,23 @@ pub(super) async fn stream(
             rx,
             |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
         );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[derive(Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 #[ts(rename = "PresenceRequest", optional_fields)]
 pub(super) struct PresenceBody {
-    /// The script the caller has open for editing; `null` when none.
+    /// The tab: the `tab` of the `hello` of this page's `/api/events` stream.
+    tab: u64,
+    /// The script the tab has open; `null` when none.
     script_id: Option<i64>,
+    /// `editing` when the tab has unsaved edits of it, else `viewing` (the default).
+    state: Option<PresenceState>,
 }
 
-/// `POST /api/presence` (editors): the script the caller has open now. It lasts as
-/// long as one of the caller's `/api/events` connections.
+/// `POST /api/presence` (editors): the script one of the caller's tabs has open now,
+/// and whether it has unsaved edits. It lasts as long as that tab's `/api/events`.
 pub(super) async fn presence(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -123,12 +139,18 @@ pub(super) async fn presence(
     if let Some(id) = body.script_id {
         state.read(move |c| c.summary(id)).await?;
     }
-    if !state.notices.set_presence(&user.username, body.script_id) {
-        return Err(ApiError::Conflict {
-            message: "presence lasts as long as your event stream: open GET /api/events first, then report the script you have open".into(),
+    state
+        .notices
+        .set_presence(
+            &user.username,
+            body.tab,
+            body.script_id,
+            body.state.unwrap_or_default(),
+        )
+        .map_err(|e| ApiError::Conflict {
+            message: e.to_string(),
             extra: json!({}),
-        });
-    }
+        })?;
     Ok(Json(json!({ "presence": state.notices.presence() })))
 }
 

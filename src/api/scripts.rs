@@ -4,7 +4,7 @@ use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -181,7 +181,7 @@ pub(super) async fn from_example(
     };
     state
         .repo
-        .put_test_data(user.committer(), id, e.test_data.as_bytes().to_vec())
+        .put_test_data(user.committer(), id, e.test_data.as_bytes().to_vec(), None)
         .await?;
     let detail = state.read(move |c| c.detail(id)).await?;
     Ok((
@@ -282,30 +282,87 @@ pub(super) async fn version(
     Ok(Json(json!({ "id": id, "version": v, "content": content })))
 }
 
+/// `GET /api/scripts/{id}/test-data`: the raw data, with its `ETag` (the git blob id;
+/// send it back as `If-Match` when saving an edit of it).
 pub(super) async fn test_data_get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let data = state.read(move |c| c.test_data(id)).await?;
+    let (data, etag) = state
+        .read(move |c| {
+            let data = c.test_data(id)?;
+            let etag = git2::Oid::hash_object(git2::ObjectType::Blob, &data)?;
+            Ok((data, etag))
+        })
+        .await?;
     let kind = if std::str::from_utf8(&data).is_ok() {
         "text/plain; charset=utf-8"
     } else {
         "application/octet-stream"
     };
-    Ok(([(header::CONTENT_TYPE, kind)], data).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind.to_string()),
+            (header::ETAG, format!("\"{etag}\"")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        data,
+    )
+        .into_response())
 }
 
+/// The test data an edit started from, from `If-Match` (`None`: absent or `*`, replace
+/// whatever is there).
+fn if_match(headers: &HeaderMap) -> Result<Option<git2::Oid>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::BadRequest(
+            "`If-Match` must be the one ETag that GET …/test-data gave (e.g. \"e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\"), or * to replace the data whatever it is".into(),
+        )
+    };
+    let v = value.to_str().map_err(|_| bad())?.trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    let tag = v
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or_else(bad)?;
+    if tag.len() != 40 || !tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    git2::Oid::from_str(tag).map(Some).map_err(|_| bad())
+}
+
+/// `PUT /api/scripts/{id}/test-data`: replaces the data; with `If-Match` an edit of
+/// older data is merged onto the current data (409 with the three sides when it cannot
+/// be). `{changed, etag, merged}` and the new `ETag`.
 pub(super) async fn test_data_put(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
     PathId(id): PathId,
+    headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let changed = state
+) -> Result<Response, ApiError> {
+    let base = if_match(&headers)?;
+    let saved = state
         .repo
-        .put_test_data(user.committer(), id, body?.to_vec())
+        .put_test_data(user.committer(), id, body?.to_vec(), base)
         .await?;
-    Ok(Json(json!({ "changed": changed })))
+    if saved.changed {
+        state.notices.push(
+            "test_data_saved",
+            &user.username,
+            json!({ "script_id": id, "etag": saved.etag, "merged": saved.merged }),
+        );
+    }
+    Ok((
+        [(header::ETAG, format!("\"{}\"", saved.etag))],
+        Json(json!({ "changed": saved.changed, "etag": saved.etag, "merged": saved.merged })),
+    )
+        .into_response())
 }
 
 /// `GET /api/scripts/{id}/fork-ordering`: where a fork would go, before it is made.

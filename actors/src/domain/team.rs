@@ -1,5 +1,6 @@
-//! What a team of editors runs into: a save whose edit overlaps someone else's (three
-//! sides per hunk), and a script whose executable code is already on `prod`.
+//! What a team of editors runs into: a save (of a script or its test data) whose edit
+//! overlaps someone else's (three sides per hunk), and a script whose executable code
+//! is already on `prod`.
 
 use serde::Serialize;
 
@@ -27,6 +28,43 @@ pub struct MergeConflict {
     pub base_content: String,
     pub theirs_content: String,
     pub ours_content: String,
+    pub hunks: Vec<Hunk>,
+}
+
+/// Why a test-data write based on older data could not be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmergeable {
+    /// Both changed the same lines.
+    Overlap,
+    /// One of the three is not UTF-8 text: there are no lines to merge.
+    Binary,
+    /// All three are JSON, but merging their lines is not.
+    Json,
+}
+
+impl std::fmt::Display for Unmergeable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unmergeable::Overlap => "your edit changes the same lines",
+            Unmergeable::Binary => "it is not text, so the changes cannot be merged line by line",
+            Unmergeable::Json => "merging the changed lines would not be valid JSON",
+        })
+    }
+}
+
+/// A test-data write that could not be merged: the ETags (blob ids) of the data the
+/// edit started from and of the current data, the three texts (`None` where not UTF-8
+/// text) and the overlapping hunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
+pub struct TestDataConflict {
+    pub script: i64,
+    pub base: String,
+    pub theirs: String,
+    pub reason: Unmergeable,
+    pub base_content: Option<String>,
+    pub theirs_content: Option<String>,
+    pub ours_content: Option<String>,
     pub hunks: Vec<Hunk>,
 }
 

@@ -15,7 +15,7 @@ use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 use crate::handle::{ActorHandle, CallError};
 use crate::scripts::script_store::{
-    Committer, ForkOrderings, RepairReport, Saved, ScriptStore, StoreConfig,
+    Committer, ForkOrderings, RepairReport, Saved, ScriptStore, StoreConfig, TestDataSaved,
 };
 
 /// The registered name of the actor of one server instance (several may share a
@@ -68,7 +68,8 @@ pub(crate) enum ScriptRepoMessage {
         who: Committer,
         id: i64,
         data: Vec<u8>,
-        reply: RpcReplyPort<Result<bool>>,
+        base: Option<git2::Oid>,
+        reply: RpcReplyPort<Result<TestDataSaved>>,
     },
     Publish {
         who: Committer,
@@ -181,8 +182,14 @@ impl Actor for ScriptRepo {
                 who,
                 id,
                 data,
+                base,
                 reply,
-            } => run(store, reply, move |s| s.put_test_data(&who, id, &data)).await,
+            } => {
+                run(store, reply, move |s| {
+                    s.put_test_data(&who, id, &data, base)
+                })
+                .await
+            }
             ScriptRepoMessage::Publish {
                 who,
                 id,
@@ -277,17 +284,21 @@ impl ScriptRepoHandle {
             .try_call(|reply| ScriptRepoMessage::AuditDuplicates { reply })
             .await
     }
+    /// Replaces the test data; `base`: the ETag the edit started from (see
+    /// `ScriptStore::put_test_data`).
     pub async fn put_test_data(
         &self,
         who: Committer,
         id: i64,
         data: Vec<u8>,
-    ) -> Result<bool, CallError> {
+        base: Option<git2::Oid>,
+    ) -> Result<TestDataSaved, CallError> {
         self.actor
             .try_call(|reply| ScriptRepoMessage::PutTestData {
                 who,
                 id,
                 data,
+                base,
                 reply,
             })
             .await

@@ -46,7 +46,9 @@ use lock::LockEdit;
 pub(crate) use repair::RepairReport;
 
 mod team;
+mod test_data;
 pub use team::{ForkOrderings, MergedFrom};
+pub use test_data::{TestDataMerged, TestDataSaved, empty_etag as empty_test_data_etag};
 
 /// The largest script accepted.
 pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
@@ -456,33 +458,6 @@ impl ScriptStore {
         let subject = format!("Fork {} {} as {file}", cur.filename, cur.version);
         self.apply(&change, &edits, &who.email, &subject, doc.as_deref())?;
         Ok(new_id)
-    }
-
-    /// Replaces the test data (a commit on the editor's branch).
-    pub(crate) fn put_test_data(&mut self, who: &Committer, id: i64, data: &[u8]) -> Result<bool> {
-        if data.len() > MAX_TEST_DATA_BYTES {
-            return Err(RepoError::TooLarge {
-                what: "the test data",
-                size: data.len(),
-                limit: MAX_TEST_DATA_BYTES,
-            });
-        }
-        let cur = self.current(id)?;
-        if cur.test_data == Some(Oid::hash_object(ObjectType::Blob, data)?) {
-            return Ok(false);
-        }
-        let blob = self.git.write_blob(data)?;
-        let mut change = Change::new(Action::TestData, id, who);
-        change.blob = Some(blob);
-        let path = format!("testdata/{}", stem(&cur.filename));
-        self.apply(
-            &change,
-            &[Edit::Put { path: &path, blob }],
-            &who.email,
-            &format!("Update test data of {}", cur.filename),
-            None,
-        )?;
-        Ok(true)
     }
 
     /// Puts the current version (and test data) on `prod`. Returns false if it was there.

@@ -39,7 +39,7 @@ export function ScriptEditor(props: {
   const [runTrigger, setRunTrigger] = useState(0);
   const exchangeRef = useRef<number | undefined>(undefined);
   const saveRef = useRef<() => void>(() => undefined);
-  const team = useTeam(props.scriptId, props.me ?? "", props.canEdit);
+  const team = useTeam(props.scriptId, props.me ?? "", props.canEdit, dirty);
   const [mergeConflict, setMergeConflict] = useState<MergeConflict | null>(null);
   const [duplicate, setDuplicate] = useState<{ message: string; other: DuplicateOf } | null>(null);
   const [forking, setForking] = useState(false);

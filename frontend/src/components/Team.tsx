@@ -1,11 +1,13 @@
-// What the rest of the team does to the open script: who else has it open (initials),
+// What the rest of the team does to the open script: who else has it open (initials,
+// marked while they have unsaved edits),
 // a non-blocking "ed2 saved 0.7 — merge now / view diff" notice, the three-way conflict
 // view, the duplicate refusal and the fork-ordering chooser. Notices come from the
 // server's `/api/events` stream (one per open editor).
 
-import { useEffect, useRef, useState } from "react";
-import { api, type DuplicateOf, type MergeConflict, type MergedFrom } from "../api";
+import { useCallback, useEffect, useRef, useState } from "react";
+import { api, type DuplicateOf, type MergeConflict, type MergedFrom, type PresenceState } from "../api";
 import { monaco } from "../monaco";
+import { currentTab, onNotice } from "../notices";
 
 /** One notice from `/api/events` (the fields besides `kind`/`user` depend on the kind). */
 export interface Notice {
@@ -16,44 +18,90 @@ export interface Notice {
   script_id?: number;
   version?: string;
   open?: boolean;
+  tab?: number;
+  state?: PresenceState;
   merged?: MergedFrom | null;
 }
 
-/** Who else has `scriptId` open, and the latest save of it by someone else. */
-export function useTeam(scriptId: number, me: string, canEdit: boolean) {
-  const [present, setPresent] = useState<string[]>([]);
+/** One tab of another user with a script open. */
+interface TabPresence {
+  user: string;
+  script_id: number;
+  state: PresenceState;
+}
+
+/** Another user in this script: editing when any of their tabs has unsaved edits. */
+export interface Present {
+  user: string;
+  state: PresenceState;
+}
+
+/** The other users in `scriptId`, one entry per user however many tabs they have. */
+function inScript(tabs: Map<number, TabPresence>, scriptId: number, me: string): Present[] {
+  const by = new Map<string, PresenceState>();
+  for (const t of tabs.values()) {
+    if (t.script_id !== scriptId || t.user === me) continue;
+    by.set(t.user, by.get(t.user) === "editing" ? "editing" : t.state);
+  }
+  return [...by].map(([user, state]) => ({ user, state })).sort((a, b) => a.user.localeCompare(b.user));
+}
+
+// Presence reports go one after another: leaving one script and opening the next must
+// not arrive the other way round.
+let reports: Promise<unknown> = Promise.resolve();
+function reportPresence(script: number | null, state?: PresenceState) {
+  const tab = currentTab();
+  if (tab === null) return;
+  reports = reports.then(() => api.presence(tab, script, state)).catch(() => undefined);
+}
+
+/**
+ * Who else has `scriptId` open (and whether they are editing), and the latest save of it
+ * by someone else. This tab's own presence is reported: the script, and `editing` while
+ * `dirty` (unsaved edits), on every (re)connect of the tab's notice stream.
+ */
+export function useTeam(scriptId: number, me: string, canEdit: boolean, dirty = false) {
+  const [tabs, setTabs] = useState<Map<number, TabPresence>>(new Map());
   const [saved, setSaved] = useState<Notice | null>(null);
+  const state: PresenceState = dirty ? "editing" : "viewing";
+  const stateRef = useRef(state);
   useEffect(() => {
-    // Notices are an addition: where a browser has no EventSource, the editor works without.
-    if (typeof EventSource === "undefined") return;
-    const events = new EventSource(api.eventsUrl);
-    const where = new Map<string, number>();
-    const show = () => setPresent([...where].filter(([u, s]) => s === scriptId && u !== me).map(([u]) => u).sort());
-    events.addEventListener("hello", (e) => {
-      const hello = JSON.parse((e as MessageEvent).data) as { presence: { user: string; script_id: number }[] };
-      where.clear();
-      for (const p of hello.presence) where.set(p.user, p.script_id);
-      show();
-      // (Re)connected: say which script is open here; viewers only listen.
-      if (canEdit) api.presence(scriptId).catch(() => undefined);
-    });
-    events.addEventListener("presence", (e) => {
-      const n = JSON.parse((e as MessageEvent).data) as Notice;
-      if (n.open) where.set(n.user, n.script_id!);
-      else if (where.get(n.user) === n.script_id) where.delete(n.user);
-      show();
-    });
-    events.addEventListener("saved", (e) => {
-      const n = JSON.parse((e as MessageEvent).data) as Notice;
-      if (n.script_id === scriptId) setSaved(n);
-    });
+    stateRef.current = state;
+  }, [state]);
+  const report = useCallback(() => {
+    // Viewers only listen.
+    if (canEdit) reportPresence(scriptId, stateRef.current);
+  }, [scriptId, canEdit]);
+  useEffect(() => {
+    const offs = [
+      onNotice("hello", (h) => {
+        const list = (h.presence ?? []) as (TabPresence & { tab: number })[];
+        setTabs(new Map(list.map((p) => [p.tab, p])));
+        report();
+      }),
+      onNotice("presence", (d) => {
+        const n = d as unknown as Notice;
+        setTabs((prev) => {
+          const next = new Map(prev);
+          if (n.open) next.set(n.tab!, { user: n.user, script_id: n.script_id!, state: n.state ?? "viewing" });
+          else if (next.get(n.tab!)?.script_id === n.script_id) next.delete(n.tab!);
+          return next;
+        });
+      }),
+      onNotice("saved", (d) => {
+        const n = d as unknown as Notice;
+        if (n.script_id === scriptId) setSaved(n);
+      }),
+    ];
+    report();
     return () => {
-      events.close();
-      // The list's own stream stays open: say that this script is no longer open here.
-      if (canEdit) api.presence(null).catch(() => undefined);
+      for (const off of offs) off();
+      // The page's stream stays open: say that this tab no longer shows the script.
+      if (canEdit) reportPresence(null);
     };
-  }, [scriptId, me, canEdit]);
-  return { present, saved, dismiss: () => setSaved(null) };
+  }, [scriptId, canEdit, report]);
+  useEffect(report, [state, report]);
+  return { present: inScript(tabs, scriptId, me), saved, dismiss: () => setSaved(null) };
 }
 
 /** Refreshes what others change (the list, runs) when the server says so, not by polling. */
@@ -63,29 +111,34 @@ export function useRefreshOnNotices(refresh: { scripts: () => void; runs: () => 
     latest.current = refresh;
   });
   useEffect(() => {
-    if (typeof EventSource === "undefined") return;
-    const events = new EventSource(api.eventsUrl);
-    for (const kind of ["saved", "published", "forked", "created", "reset"]) {
-      events.addEventListener(kind, () => latest.current.scripts());
-    }
+    const offs = ["saved", "published", "forked", "created", "test_data_saved", "reset"].map((kind) => onNotice(kind, () => latest.current.scripts()));
     for (const kind of ["run_finished", "pass_ended"]) {
-      events.addEventListener(kind, () => {
-        latest.current.runs();
-        latest.current.scripts();
-      });
+      offs.push(
+        onNotice(kind, () => {
+          latest.current.runs();
+          latest.current.scripts();
+        }),
+      );
     }
-    return () => events.close();
+    return () => offs.forEach((off) => off());
   }, []);
 }
 
-/** The other editors of this script, as initials. */
-export function TeamInitials({ users }: { users: string[] }) {
+/** The other users in this script, as initials; a dot marks unsaved edits. */
+export function TeamInitials({ users }: { users: Present[] }) {
   if (users.length === 0) return null;
   return (
     <span className="team" aria-label="Also open by">
-      {users.map((u) => (
-        <span key={u} className="initials" title={`${u} has this script open`} data-testid="presence">
-          {u.slice(0, 3).toUpperCase()}
+      {users.map(({ user, state }) => (
+        <span
+          key={user}
+          className={`initials ${state}`}
+          title={state === "editing" ? `${user} is editing this script (unsaved changes)` : `${user} has this script open`}
+          data-testid="presence"
+          data-state={state}
+        >
+          {user.slice(0, 3).toUpperCase()}
+          {state === "editing" ? " ✎" : ""}
         </span>
       ))}
     </span>
@@ -107,17 +160,17 @@ export function SavedNotice(props: { notice: Notice; onMerge: () => void; onDiff
 }
 
 /**
- * Side by side: theirs (the current version, left) and yours (right, editable), with the
- * base shown for each overlapping hunk. Saving sends the right side based on theirs.
+ * Side by side: theirs (left, read-only) and yours (right, editable); `onResolve` gets
+ * the right side.
  */
-export function ConflictView(props: { conflict: MergeConflict; onResolve: (content: string) => void; onCancel: () => void }) {
+export function ResolveDiff(props: { theirs: string; ours: string; language: string; label: string; onResolve: (content: string) => void; onCancel: () => void }) {
   const host = useRef<HTMLDivElement>(null);
   const diff = useRef<monaco.editor.IStandaloneDiffEditor | null>(null);
-  const c = props.conflict;
+  const { theirs, ours, language } = props;
   useEffect(() => {
     const editor = monaco.editor.createDiffEditor(host.current!, { automaticLayout: true, originalEditable: false, renderSideBySide: true });
-    const original = monaco.editor.createModel(c.theirs_content, "python");
-    const modified = monaco.editor.createModel(c.ours_content, "python");
+    const original = monaco.editor.createModel(theirs, language);
+    const modified = monaco.editor.createModel(ours, language);
     editor.setModel({ original, modified });
     diff.current = editor;
     return () => {
@@ -125,25 +178,45 @@ export function ConflictView(props: { conflict: MergeConflict; onResolve: (conte
       original.dispose();
       modified.dispose();
     };
-  }, [c]);
+  }, [theirs, ours, language]);
+  return (
+    <>
+      <div className="diff-host" ref={host} />
+      <button className="primary" onClick={() => props.onResolve(diff.current?.getModifiedEditor().getValue() ?? ours)}>
+        {props.label}
+      </button>{" "}
+      <button onClick={props.onCancel}>Back to my text</button>
+    </>
+  );
+}
+
+/** The overlapping hunks of a conflict, each with its three sides. */
+export function Hunks({ hunks }: { hunks: MergeConflict["hunks"] }) {
+  return (
+    <ol className="hunks">
+      {hunks.map((h, i) => (
+        <li key={i}>
+          line {h.line}: base <code>{h.base.trim() || "(nothing)"}</code>, theirs <code>{h.theirs.trim() || "(nothing)"}</code>, yours <code>{h.ours.trim() || "(nothing)"}</code>
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+/**
+ * A script save that overlapped: theirs (the current version) and yours, with the base
+ * shown for each overlapping hunk. Saving sends the right side based on theirs.
+ */
+export function ConflictView(props: { conflict: MergeConflict; onResolve: (content: string) => void; onCancel: () => void }) {
+  const c = props.conflict;
   return (
     <section className="conflict-view" aria-label="Merge conflict" data-testid="conflict">
       <p className="error">
         Version {c.theirs} changed the same lines as your edit of {c.base} ({c.hunks.length} place{c.hunks.length === 1 ? "" : "s"}). Left: {c.theirs}; right: your text — edit it into the
         version to keep, then save.
       </p>
-      <ol className="hunks">
-        {c.hunks.map((h, i) => (
-          <li key={i}>
-            line {h.line}: base <code>{h.base.trim() || "(nothing)"}</code>, theirs <code>{h.theirs.trim() || "(nothing)"}</code>, yours <code>{h.ours.trim() || "(nothing)"}</code>
-          </li>
-        ))}
-      </ol>
-      <div className="diff-host" ref={host} />
-      <button className="primary" onClick={() => props.onResolve(diff.current?.getModifiedEditor().getValue() ?? c.ours_content)}>
-        Save resolution on {c.theirs}
-      </button>{" "}
-      <button onClick={props.onCancel}>Back to my text</button>
+      <Hunks hunks={c.hunks} />
+      <ResolveDiff theirs={c.theirs_content} ours={c.ours_content} language="python" label={`Save resolution on ${c.theirs}`} onResolve={props.onResolve} onCancel={props.onCancel} />
     </section>
   );
 }

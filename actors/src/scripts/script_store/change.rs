@@ -208,6 +208,13 @@ pub(super) fn record(
                 ],
             )?;
             insert_version(tx, commit, branch, c, v)?;
+            // A fork's test data is its first: a base a later edit may name (If-Match).
+            if let Some(t) = c.test_data {
+                tx.execute(
+                    "INSERT INTO test_data_changes (script_id, blob_id, commit_id, changed_by, changed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![c.script, t.to_string(), commit.to_string(), c.user, c.at],
+                )?;
+            }
         }
         Action::Save | Action::Bump => {
             let v = c.version.ok_or_else(|| missing("Version"))?;

@@ -59,7 +59,7 @@ impl ScriptStore {
                 Some(e.filename.to_string()),
                 Some(ordering.parse().expect("example ordering")),
             )?;
-            self.put_test_data(&who, id, e.test_data.as_bytes())?;
+            self.put_test_data(&who, id, e.test_data.as_bytes(), None)?;
             self.publish(&who, id, None)?;
         }
         tracing::info!(count = seeded.len(), "seeded example scripts on prod");
