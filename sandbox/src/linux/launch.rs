@@ -224,6 +224,15 @@ impl Sandbox {
             }
         };
         protections.cgroup = cgroup.as_ref().map(cgroup::RunCgroup::protection);
+        if !protections.cgroup.as_ref().is_some_and(|c| c.cpu) {
+            let why = match &self.cgroups {
+                Ok(c) => c.no_cpu().unwrap_or("no cpu cgroup"),
+                Err(_) => "no cgroups",
+            };
+            protections.missing.push(format!(
+                "run-wide CPU time ({why}): `cpu_seconds` holds per process (RLIMIT_CPU)"
+            ));
+        }
         let ruleset = self.ruleset(launch, &access, &mut protections)?;
         let seccomp = self.seccomp(&mut protections)?;
         let mut planner = rootfs::Planner::default();
@@ -292,7 +301,7 @@ impl Sandbox {
         Protections {
             backend: Some(BackendKind::Linux),
             namespaces: if support.user_namespaces || support.root {
-                vec!["user", "mount", "pid", "net", "ipc", "uts"]
+                vec!["user", "mount", "pid", "net", "ipc", "uts", "cgroup"]
             } else {
                 vec![]
             },

@@ -265,6 +265,7 @@ impl Conn {
                     pidfd,
                     exit_r: Some(exit_r),
                     status: None,
+                    lost: false,
                 };
                 let pipes = Pipes {
                     stdin: stdin_w
@@ -320,6 +321,8 @@ pub(super) struct Forked {
     /// Its wait status (4 bytes) once the zygote has reaped it.
     exit_r: Option<OwnedFd>,
     status: Option<(Option<i32>, Option<i32>)>,
+    /// The zygote ended without reporting this sandbox's end.
+    lost: bool,
 }
 
 impl Forked {
@@ -339,6 +342,11 @@ impl Forked {
                 0,
             );
         }
+    }
+
+    /// Whether the zygote died before it reported this sandbox's end.
+    pub(super) fn zygote_lost(&self) -> bool {
+        self.lost
     }
 
     /// Whether it has ended (its pidfd is readable then).
@@ -372,7 +380,10 @@ impl Forked {
                     (Some(libc::WEXITSTATUS(st)), None)
                 }
             }
-            Err(_) => (None, Some(libc::SIGKILL)),
+            Err(_) => {
+                self.lost = true;
+                (None, Some(libc::SIGKILL))
+            }
         };
         self.status = Some(status);
         Ok(status)
