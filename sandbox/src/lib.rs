@@ -23,6 +23,8 @@ pub mod linux;
 #[cfg(not(target_os = "linux"))]
 #[path = "no_linux.rs"]
 pub mod linux;
+/// `[sandbox.linux]` and its kin, on every platform (re-exported by [`linux`]).
+mod linux_config;
 pub mod output;
 mod remove_dir;
 pub mod run;

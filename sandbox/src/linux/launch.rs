@@ -17,7 +17,6 @@ pub(super) use super::intermediate::Intermediate;
 use super::{Sandbox, cgroup, child, landlock as rules, rootfs, seccomp};
 use crate::run::{Protections, RunSpec, SandboxError};
 use crate::{BackendKind, Interpreter};
-pub use grants::interpreter_paths;
 use grants::{DEVICES, Readable, access, environment, rlimits};
 
 /// One sandboxed process to start.
