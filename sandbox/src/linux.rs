@@ -117,6 +117,15 @@ impl LinuxBackend {
         self.sandbox.zygote.as_ref().and_then(zygote::Zygote::pid)
     }
 
+    /// Whether the zygote holds a spare process in the next run's cgroups (for tests).
+    #[doc(hidden)]
+    pub fn zygote_has_spare(&self) -> bool {
+        self.sandbox
+            .zygote
+            .as_ref()
+            .is_some_and(zygote::Zygote::has_spare)
+    }
+
     fn build(config: LinuxConfig, zygote: Option<zygote::Zygote>) -> LinuxBackend {
         let cgroups = cgroup::Cgroups::probe();
         if let Err(why) = &cgroups {

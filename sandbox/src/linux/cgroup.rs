@@ -234,16 +234,20 @@ impl Cgroups {
 
     /// A fresh cgroup for one run with its limits written.
     pub(super) fn create(&self, limits: &crate::Limits) -> Result<RunCgroup, String> {
+        let run = self.make()?;
+        run.limit(limits)?;
+        Ok(run)
+    }
+
+    /// A fresh cgroup with no limits written yet: the zygote's spare process joins it
+    /// ahead of its run (see [`super::zygote`]), and [`RunCgroup::limit`] bounds it
+    /// before anything of the run starts.
+    pub(super) fn make(&self) -> Result<RunCgroup, String> {
         let name = format!(
             "{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024).to_string();
-        let pids_max = limits
-            .processes
-            .saturating_add(SANDBOX_PROCESSES)
-            .to_string();
         let mut run = RunCgroup {
             version: 2,
             dirs: Vec::new(),
@@ -257,12 +261,7 @@ impl Cgroups {
                 let dir = own.join(RUNS_DIR).join(&name);
                 make_fresh_dir(&dir)?;
                 run.dirs.push(dir.clone());
-                write(&dir, "memory.max", &memory_bytes)?;
                 run.swap = dir.join("memory.swap.max").exists();
-                if run.swap {
-                    write(&dir, "memory.swap.max", "0")?;
-                }
-                write(&dir, "pids.max", &pids_max)?;
                 run.memory = dir.clone();
                 run.pids = Some(dir.clone());
                 // `cpu.stat` is there whether or not the cpu controller is enabled.
@@ -273,19 +272,14 @@ impl Cgroups {
                 let dir = memory.join(RUNS_DIR).join(&name);
                 make_fresh_dir(&dir)?;
                 run.dirs.push(dir.clone());
-                write(&dir, "memory.limit_in_bytes", &memory_bytes)?;
                 // Without swap accounting the memsw files are absent (and swap is
                 // not bounded: the run record says so).
                 run.swap = dir.join("memory.memsw.limit_in_bytes").exists();
-                if run.swap {
-                    write(&dir, "memory.memsw.limit_in_bytes", &memory_bytes)?;
-                }
                 run.memory = dir;
                 if let Some(pids) = pids {
                     let dir = pids.join(RUNS_DIR).join(&name);
                     make_fresh_dir(&dir)?;
                     run.dirs.push(dir.clone());
-                    write(&dir, "pids.max", &pids_max)?;
                     run.pids = Some(dir);
                 }
                 if let Some(cpu) = cpu {
@@ -389,6 +383,31 @@ pub(super) struct RunCgroup {
 }
 
 impl RunCgroup {
+    /// Writes the run's memory (and swap) and process limits.
+    pub(super) fn limit(&self, limits: &crate::Limits) -> Result<(), String> {
+        let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024).to_string();
+        let pids_max = limits
+            .processes
+            .saturating_add(SANDBOX_PROCESSES)
+            .to_string();
+        if self.version == 2 {
+            write(&self.memory, "memory.max", &memory_bytes)?;
+            if self.swap {
+                write(&self.memory, "memory.swap.max", "0")?;
+            }
+        } else {
+            write(&self.memory, "memory.limit_in_bytes", &memory_bytes)?;
+            if self.swap {
+                // After the memory limit: v1 wants memsw >= memory at every step.
+                write(&self.memory, "memory.memsw.limit_in_bytes", &memory_bytes)?;
+            }
+        }
+        if let Some(pids) = &self.pids {
+            write(pids, "pids.max", &pids_max)?;
+        }
+        Ok(())
+    }
+
     /// The `cgroup.procs` files the sandbox's first process writes itself into.
     pub(super) fn procs_files(&self) -> Vec<CString> {
         self.dirs

@@ -180,6 +180,7 @@ impl Sandbox {
             None => "direct".to_string(),
             Some(zygote) => match zygote.launch(&mut prepared) {
                 Ok((forked, pipes)) => {
+                    self.prefork();
                     return Ok(prepared.started(Intermediate::Zygote(forked), pipes, "zygote"));
                 }
                 Err(e) => {
@@ -190,6 +191,30 @@ impl Sandbox {
         };
         let (child, pipes) = prepared.spawn_direct()?;
         Ok(prepared.started(Intermediate::Direct(child), pipes, &launcher))
+    }
+
+    /// The run's cgroup with its limits written: the one the zygote's spare has joined
+    /// already when there is one, else a fresh one the sandbox joins itself.
+    fn run_cgroup(
+        &self,
+        cgroups: &cgroup::Cgroups,
+        limits: &crate::Limits,
+    ) -> Result<cgroup::RunCgroup, SandboxError> {
+        if let Some(spare) = self.zygote.as_ref().and_then(|z| z.take_spare()) {
+            // A spare whose limits cannot be written is dropped (removed with it).
+            if spare.limit(limits).is_ok() {
+                return Ok(spare);
+            }
+        }
+        cgroups.create(limits).map_err(SandboxError::Setup)
+    }
+
+    /// After a launch: the zygote forks the next run's first process ahead, in its
+    /// cgroups (see `zygote/spare.rs`).
+    fn prefork(&self) {
+        if let (Some(zygote), Ok(cgroups)) = (&self.zygote, &self.cgroups) {
+            zygote.prefork(cgroups);
+        }
     }
 
     /// Decides everything about the sandbox: its uid, cgroup, Landlock rules, root,
@@ -216,7 +241,7 @@ impl Sandbox {
         let access = access(launch);
         let mut protections = self.protections(uid, missing);
         let cgroup = match &self.cgroups {
-            Ok(cgroups) => Some(cgroups.create(launch.limits).map_err(SandboxError::Setup)?),
+            Ok(cgroups) => Some(self.run_cgroup(cgroups, launch.limits)?),
             Err(why) => {
                 protections.missing.push(format!("cgroups: {why}"));
                 None

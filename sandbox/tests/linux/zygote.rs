@@ -251,3 +251,58 @@ async fn a_zygote_killed_mid_run_ends_that_run_with_the_reason_and_the_next_is_r
     assert_eq!(next.protections.launcher.as_deref(), Some("zygote"));
     assert_ne!(backend.zygote_pid(), Some(pid));
 }
+
+/// After a launch the zygote forks the next run's first process ahead, in fresh cgroups
+/// with no limits yet (`zygote/spare.rs`). A run that starts from such a spare must be
+/// held to its own limits all the same: memory across processes and the process count.
+#[tokio::test]
+async fn a_run_started_from_the_zygotes_spare_is_held_to_its_own_limits() {
+    // SAFETY: a getter without side effects.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // No cgroups for a server that is not root here: no spare either.
+    }
+    let backend = support::linux(LinuxConfig::default());
+    let attacks = [
+        (
+            "import os, sys, time\nkids = []\nfor i in range(3):\n    pid = os.fork()\n    if pid == 0:\n        b = bytearray(200 * 1024 * 1024)\n        for j in range(0, len(b), 4096):\n            b[j] = 1\n        time.sleep(2)\n        os._exit(0)\n    kids.append(pid)\nsys.exit(sum(1 for p in kids if os.waitpid(p, 0)[1] != 0))\n",
+            Limits {
+                memory_mib: 256,
+                ..limits()
+            },
+            Limit::Memory,
+        ),
+        (
+            "import os, time\nwhile True:\n    if os.fork() == 0:\n        time.sleep(5)\n        os._exit(0)\n",
+            Limits {
+                processes: 8,
+                ..limits()
+            },
+            Limit::Processes,
+        ),
+    ];
+    run_with(&backend, "pass\n").await;
+    for (script, l, limit) in attacks {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !backend.zygote_has_spare() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(backend.zygote_has_spare(), "no spare after a launch");
+        let sb = Sandbox::new();
+        let sink = Arc::new(Collect::default());
+        let report = backend
+            .run(
+                sb.spec(&python(), script, "", l.clone()),
+                sink.clone(),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.protections.launcher.as_deref(), Some("zygote"));
+        assert_eq!(
+            report.outcome,
+            Outcome::limit(limit, &l),
+            "{}",
+            sink.text(Stream::Stderr)
+        );
+    }
+}
