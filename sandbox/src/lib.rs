@@ -36,6 +36,10 @@ pub mod windows;
 // Without the linux and wasi backends (the Windows type-check) nothing logs.
 #[cfg(not(any(target_os = "linux", feature = "wasi")))]
 use tracing as _;
+// The tests' libc (a dev-dependency on every platform) is not used by the Windows unit
+// tests.
+#[cfg(all(test, windows))]
+use libc as _;
 
 use std::collections::BTreeMap;
 use std::future::Future;
