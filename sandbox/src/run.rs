@@ -232,8 +232,9 @@ pub struct CgroupProtection {
     /// `pids.max`: the processes and threads of the whole run.
     pub pids: bool,
     /// The CPU time of all the run's processes is counted together (v2 `cpu.stat`, v1
-    /// `cpuacct`) and held to `cpu_seconds`; `false`: only per process (RLIMIT_CPU), and
-    /// `missing` says why.
+    /// `cpuacct`) and held to `cpu_seconds`. `false`: only per process (RLIMIT_CPU):
+    /// where no cpu cgroup is available (a run's `missing` then says why), and for a
+    /// WASI run, whose host is one process.
     pub cpu: bool,
     /// Processes of the run the memory cgroup's OOM killer ended, even when the run
     /// went on and succeeded.

@@ -85,6 +85,8 @@ pub(super) struct Started {
     pub(super) cgroup: Option<cgroup::RunCgroup>,
     /// The phase marks of a traced launch.
     pub(super) trace: Option<Trace>,
+    /// Why the run's CPU time is not counted together, if it is not.
+    pub(super) cpu_note: Option<String>,
 }
 
 /// Where a traced launch's phase marks arrive, and when the server began and had
@@ -122,6 +124,7 @@ pub(super) struct Prepared {
     protections: Protections,
     lease: Option<Lease>,
     cgroup: Option<cgroup::RunCgroup>,
+    cpu_note: Option<String>,
 }
 
 /// The sandbox's pipes, the server's ends.
@@ -248,15 +251,15 @@ impl Sandbox {
             }
         };
         protections.cgroup = cgroup.as_ref().map(cgroup::RunCgroup::protection);
-        if !protections.cgroup.as_ref().is_some_and(|c| c.cpu) {
+        // A run's record lists it in `missing` (see `supervise`); a spawned process's
+        // CPU time is not watched at all (see `process.rs`).
+        let cpu_note = (!protections.cgroup.as_ref().is_some_and(|c| c.cpu)).then(|| {
             let why = match &self.cgroups {
                 Ok(c) => c.no_cpu().unwrap_or("no cpu cgroup"),
                 Err(_) => "no cgroups",
             };
-            protections.missing.push(format!(
-                "run-wide CPU time ({why}): `cpu_seconds` holds per process (RLIMIT_CPU)"
-            ));
-        }
+            format!("run-wide CPU time ({why}): `cpu_seconds` holds per process (RLIMIT_CPU)")
+        });
         let ruleset = self.ruleset(launch, &access, &mut protections)?;
         let seccomp = self.seccomp(&mut protections)?;
         let mut planner = rootfs::Planner::default();
@@ -317,6 +320,7 @@ impl Sandbox {
             protections,
             lease,
             cgroup,
+            cpu_note,
         })
     }
 
@@ -460,6 +464,7 @@ impl Prepared {
             mut protections,
             lease,
             cgroup,
+            cpu_note,
             ..
         } = self;
         drop((ruleset, report.1, status.1));
@@ -483,6 +488,7 @@ impl Prepared {
             _lease: lease,
             cgroup,
             trace,
+            cpu_note,
         }
     }
 }

@@ -33,8 +33,10 @@ pub(super) async fn supervise(
         _lease,
         cgroup,
         trace: _,
+        cpu_note,
     } = started;
     protections.disk_quota = true;
+    protections.missing.extend(cpu_note);
     drop(stdin);
     // A warm spare's import is not the script's: its CPU budget counts from here.
     let cpu_base = match &cgroup {
