@@ -23,6 +23,8 @@ pub mod linux;
 #[cfg(not(target_os = "linux"))]
 #[path = "no_linux.rs"]
 pub mod linux;
+/// `[sandbox.linux]` and its kin, on every platform (re-exported by [`linux`]).
+mod linux_config;
 pub mod output;
 mod remove_dir;
 pub mod run;
@@ -34,6 +36,10 @@ pub mod windows;
 // Without the linux and wasi backends (the Windows type-check) nothing logs.
 #[cfg(not(any(target_os = "linux", feature = "wasi")))]
 use tracing as _;
+// The tests' libc (a dev-dependency on every platform) is not used by the Windows unit
+// tests.
+#[cfg(all(test, windows))]
+use libc as _;
 
 use std::collections::BTreeMap;
 use std::future::Future;

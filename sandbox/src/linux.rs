@@ -27,73 +27,16 @@ mod zygote;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use self::ids::Ids;
-pub use self::launch::interpreter_paths;
 use self::launch::{Launch, Started};
 pub use self::process::{ProcessSpec, SandboxHandle, SandboxedProcess};
 pub use self::zygote::SUBCOMMAND as ZYGOTE_SUBCOMMAND;
 pub use self::zygote::main as zygote_main;
+pub use crate::linux_config::{LinuxConfig, Support, WarmMode, interpreter_paths};
 use crate::run::{OutputSink, Protections, RunReport, RunSpec, SandboxError};
 use crate::{Backend, BackendKind, BoxFuture, Interpreter, WarmState};
-
-/// `[sandbox.linux]` settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LinuxConfig {
-    /// When the server runs as root, each sandbox gets a host uid (and the same gid)
-    /// of its own from this inclusive range, so no run can touch another's files.
-    pub uid_range: [u32; 2],
-    /// Run with whatever protections are available when user namespaces or Landlock
-    /// are missing (the run record lists what was missing). Off: such runs are refused.
-    pub allow_degraded: bool,
-    /// Warm starts for interpreters with `warm` modules (see [`warm`]).
-    pub warm: WarmMode,
-}
-
-impl Default for LinuxConfig {
-    fn default() -> Self {
-        LinuxConfig {
-            uid_range: [100_000, 165_535],
-            allow_degraded: false,
-            warm: WarmMode::Eager,
-        }
-    }
-}
-
-/// When spare sandboxes with pre-imported modules are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WarmMode {
-    /// At start-up (the server asks through [`Backend::prepare`]) and after every run.
-    Eager,
-    /// After the first run of such an interpreter.
-    Lazy,
-    /// Never: every run imports for itself.
-    Off,
-}
-
-impl std::str::FromStr for WarmMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<WarmMode, String> {
-        match s {
-            "eager" => Ok(WarmMode::Eager),
-            "lazy" => Ok(WarmMode::Lazy),
-            "off" => Ok(WarmMode::Off),
-            _ => Err("use eager, lazy or off".into()),
-        }
-    }
-}
-
-/// What the kernel offers, probed once.
-#[derive(Debug, Clone, Copy)]
-pub struct Support {
-    pub landlock_abi: i32,
-    pub user_namespaces: bool,
-    pub root: bool,
-}
 
 impl Support {
     pub fn probe() -> Support {
@@ -172,6 +115,15 @@ impl LinuxBackend {
     /// The zygote's pid once it runs (for tests that kill it).
     pub fn zygote_pid(&self) -> Option<u32> {
         self.sandbox.zygote.as_ref().and_then(zygote::Zygote::pid)
+    }
+
+    /// Whether the zygote holds a spare process in the next run's cgroups (for tests).
+    #[doc(hidden)]
+    pub fn zygote_has_spare(&self) -> bool {
+        self.sandbox
+            .zygote
+            .as_ref()
+            .is_some_and(zygote::Zygote::has_spare)
     }
 
     fn build(config: LinuxConfig, zygote: Option<zygote::Zygote>) -> LinuxBackend {

@@ -8,58 +8,9 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
+pub use crate::linux_config::{LinuxConfig, Support, WarmMode, interpreter_paths};
 use crate::run::{Protections, SandboxError};
 use crate::{BackendKind, Interpreter};
-
-/// `[sandbox.linux]` settings (read, and unused off Linux).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LinuxConfig {
-    pub uid_range: [u32; 2],
-    pub allow_degraded: bool,
-    pub warm: WarmMode,
-}
-
-impl Default for LinuxConfig {
-    fn default() -> Self {
-        LinuxConfig {
-            uid_range: [100_000, 165_535],
-            allow_degraded: false,
-            warm: WarmMode::Eager,
-        }
-    }
-}
-
-/// When spare sandboxes with pre-imported modules are made (Linux only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WarmMode {
-    Eager,
-    Lazy,
-    Off,
-}
-
-impl std::str::FromStr for WarmMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<WarmMode, String> {
-        match s {
-            "eager" => Ok(WarmMode::Eager),
-            "lazy" => Ok(WarmMode::Lazy),
-            "off" => Ok(WarmMode::Off),
-            _ => Err("use eager, lazy or off".into()),
-        }
-    }
-}
-
-/// What the kernel offers: here, none of it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Support {
-    pub landlock_abi: i32,
-    pub user_namespaces: bool,
-    pub root: bool,
-}
 
 /// A program to run in the Linux sandbox (see the Linux module).
 pub struct ProcessSpec {
@@ -141,18 +92,4 @@ impl LinuxBackend {
     pub fn spawn(&self, _spec: &ProcessSpec) -> Result<SandboxedProcess, SandboxError> {
         Err(SandboxError::Unsupported(BackendKind::Linux))
     }
-}
-
-/// What a process may read of an interpreter's installation.
-pub fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
-    let mut read = vec![interp.path.clone()];
-    read.extend(
-        interp
-            .prefix
-            .iter()
-            .chain(interp.env_prefix.iter())
-            .cloned(),
-    );
-    read.extend(interp.sys_path.iter().cloned());
-    read
 }

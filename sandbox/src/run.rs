@@ -184,7 +184,7 @@ impl Outcome {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Protections {
     pub backend: Option<BackendKind>,
-    /// Namespaces entered, e.g. `["user", "mount", "pid", "net", "ipc", "uts"]`.
+    /// Namespaces entered, e.g. `["user", "mount", "pid", "net", "ipc", "uts", "cgroup"]`.
     pub namespaces: Vec<&'static str>,
     /// The Landlock ABI in force (0: none).
     pub landlock_abi: u32,
@@ -231,6 +231,11 @@ pub struct CgroupProtection {
     pub swap: bool,
     /// `pids.max`: the processes and threads of the whole run.
     pub pids: bool,
+    /// The CPU time of all the run's processes is counted together (v2 `cpu.stat`, v1
+    /// `cpuacct`) and held to `cpu_seconds`. `false`: only per process (RLIMIT_CPU):
+    /// where no cpu cgroup is available (a run's `missing` then says why), and for a
+    /// WASI run, whose host is one process.
+    pub cpu: bool,
     /// Processes of the run the memory cgroup's OOM killer ended, even when the run
     /// went on and succeeded.
     pub oom_kills: u64,

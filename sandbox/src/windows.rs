@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::System::Threading::CREATE_SUSPENDED;
 
 use crate::output::{Budget, StderrTail, limit_from_stderr, pump};
@@ -180,7 +179,10 @@ pub async fn run_in_job(
     let process = child
         .raw_handle()
         .ok_or_else(|| SandboxError::Setup("the process exited at once".into()))?;
-    if let Err(e) = job.assign(process as HANDLE) {
+    // SAFETY: the handle belongs to `child`, which is not waited for and outlives this
+    // borrow.
+    let process = unsafe { std::os::windows::io::BorrowedHandle::borrow_raw(process) };
+    if let Err(e) = job.assign(process) {
         let _ = child.start_kill();
         return Err(e);
     }

@@ -431,3 +431,62 @@ print("forked", len(kids), flush=True)
     let cgroup = report.protections.cgroup.clone().expect("a cgroup");
     assert!(cgroup.pids_refused >= 1, "{cgroup:?}");
 }
+
+// ---- CPU ----
+
+/// RLIMIT_CPU is per process: three children spinning 2.5 s each stay under a 3 s limit
+/// one by one (7.5 s together). The run's cgroup counts them together and the run ends
+/// at its 3 s with `limit: "cpu_time"`; without a cpu cgroup the record says the limit
+/// was per process.
+#[tokio::test]
+async fn three_children_spinning_share_one_cpu_budget() {
+    let sb = Sandbox::new();
+    let tight = Limits {
+        cpu_seconds: 3,
+        wall_seconds: 90.0,
+        ..limits()
+    };
+    let script = r#"
+import os, time
+def spin(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+kids = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        spin(2.5)
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+t = os.times()
+print("children cpu", round(t.children_user + t.children_system, 1))
+"#;
+    let (report, out) = run(&sb, script, tight.clone()).await;
+    let cpu = report.protections.cgroup.as_ref().is_some_and(|c| c.cpu);
+    if cgroups_expected() {
+        assert!(cpu, "{:?}", report.protections);
+    }
+    if cpu {
+        assert_eq!(
+            limit_of(&report),
+            Some(Limit::CpuTime),
+            "{:?}\n{}",
+            report.outcome,
+            text(&out)
+        );
+        assert!(!text(&out).contains("children cpu"), "{}", text(&out));
+    } else {
+        assert!(
+            report
+                .protections
+                .missing
+                .iter()
+                .any(|m| m.contains("per process")),
+            "{:?}",
+            report.protections
+        );
+    }
+}

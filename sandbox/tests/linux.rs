@@ -75,7 +75,10 @@ async fn reads_argv1_prints_and_writes_an_artifact() {
         "n\n2\n"
     );
     let p = &report.protections;
-    assert_eq!(p.namespaces, ["user", "mount", "pid", "net", "ipc", "uts"]);
+    assert_eq!(
+        p.namespaces,
+        ["user", "mount", "pid", "net", "ipc", "uts", "cgroup"]
+    );
     assert!(
         p.landlock_abi >= 4 && p.landlock_filesystem && p.landlock_network,
         "{p:?}"

@@ -395,6 +395,13 @@ async fn a_status_file_linked_to_pid_max_does_not_become_the_exit_code() {
         "{:?}",
         report.protections
     );
+    // Nothing watches the host's cgroup CPU counter (RLIMIT_CPU bounds its one
+    // process): the record must not claim a run-wide count.
+    assert!(
+        !report.protections.cgroup.as_ref().is_some_and(|c| c.cpu),
+        "{:?}",
+        report.protections.cgroup
+    );
 }
 
 #[tokio::test]

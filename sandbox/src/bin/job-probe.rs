@@ -37,7 +37,7 @@ mod windows_probe {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    pub fn main() -> i32 {
+    pub(super) fn main() -> i32 {
         let args: Vec<String> = std::env::args().skip(1).collect();
         if args.first().map(String::as_str) == Some("--child") {
             return child(&args[1..]);

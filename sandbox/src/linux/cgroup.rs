@@ -12,7 +12,9 @@
 //! - **v1 (or hybrid, v1 controllers beside a v2 mount without them)**: `memory` and
 //!   `pids` are separate hierarchies; a run gets `<own>/scriptorium-runs/<pid>-<n>` in
 //!   each, with `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes` (when swap
-//!   accounting is on) and `pids.max`.
+//!   accounting is on) and `pids.max`, and one in the `cpuacct` hierarchy, whose
+//!   `cpuacct.usage` counts the CPU time of all the run's processes together (v2 counts
+//!   it in every cgroup's `cpu.stat`). See [`cpu`] for the run-wide CPU limit.
 //!
 //! `<own>` is the server's own cgroup in that hierarchy (from `/proc/self/cgroup`,
 //! resolved through `/proc/self/mountinfo`), so a server started in a delegated subtree
@@ -26,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::run::CgroupProtection;
+
+mod cpu;
 
 /// The directory below the server's cgroup that holds the runs' cgroups.
 const RUNS_DIR: &str = "scriptorium-runs";
@@ -127,6 +131,8 @@ pub(super) enum Layout {
     V1 {
         memory: PathBuf,
         pids: Option<PathBuf>,
+        /// The hierarchy with the `cpuacct` controller (usually `cpu,cpuacct`).
+        cpu: Option<PathBuf>,
     },
 }
 
@@ -168,6 +174,7 @@ pub(super) fn find_layout(
         Some(memory) => Ok(Layout::V1 {
             memory,
             pids: v1("pids"),
+            cpu: v1("cpuacct"),
         }),
         None => Err(v2_problem.unwrap_or_else(|| {
             "no memory cgroup controller is mounted (neither v2 nor v1)".into()
@@ -179,6 +186,8 @@ pub(super) fn find_layout(
 #[derive(Debug)]
 pub(super) struct Cgroups {
     layout: Layout,
+    /// Why runs get no CPU accounting cgroup (v1 without a usable `cpuacct`).
+    no_cpu: Option<String>,
 }
 
 /// Numbers the runs' cgroups of this process (every backend of it shares the parent).
@@ -192,40 +201,59 @@ impl Cgroups {
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         let own = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        let layout = find_layout(&mountinfo, &own, |d| {
+        let mut layout = find_layout(&mountinfo, &own, |d| {
             std::fs::read_to_string(d.join("cgroup.controllers")).ok()
         })?;
-        match &layout {
+        let mut no_cpu = None;
+        match &mut layout {
             Layout::V2 { own } => prepare_v2(own)?,
-            Layout::V1 { memory, pids } => {
-                for d in std::iter::once(memory).chain(pids) {
+            Layout::V1 { memory, pids, cpu } => {
+                for d in std::iter::once(&*memory).chain(pids.iter()) {
                     make_dir(&d.join(RUNS_DIR))?;
+                }
+                match cpu.as_ref().map(|d| make_dir(&d.join(RUNS_DIR))) {
+                    None => no_cpu = Some("no cpuacct cgroup hierarchy is mounted".into()),
+                    Some(Err(e)) => no_cpu = Some(e),
+                    Some(Ok(())) => {}
+                }
+                if no_cpu.is_some() {
+                    *cpu = None;
                 }
             }
         }
         for parent in runs_parents(&layout) {
             sweep(&parent);
         }
-        Ok(Cgroups { layout })
+        Ok(Cgroups { layout, no_cpu })
+    }
+
+    /// Why runs are not counted CPU time together, if they are not.
+    pub(super) fn no_cpu(&self) -> Option<&str> {
+        self.no_cpu.as_deref()
     }
 
     /// A fresh cgroup for one run with its limits written.
     pub(super) fn create(&self, limits: &crate::Limits) -> Result<RunCgroup, String> {
+        let run = self.make()?;
+        run.limit(limits)?;
+        Ok(run)
+    }
+
+    /// A fresh cgroup with no limits written yet: the zygote's spare process joins it
+    /// ahead of its run (see [`super::zygote`]), and [`RunCgroup::limit`] bounds it
+    /// before anything of the run starts.
+    pub(super) fn make(&self) -> Result<RunCgroup, String> {
         let name = format!(
             "{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024).to_string();
-        let pids_max = limits
-            .processes
-            .saturating_add(SANDBOX_PROCESSES)
-            .to_string();
         let mut run = RunCgroup {
             version: 2,
             dirs: Vec::new(),
             memory: PathBuf::new(),
             pids: None,
+            cpu: None,
             swap: false,
         };
         match &self.layout {
@@ -233,34 +261,32 @@ impl Cgroups {
                 let dir = own.join(RUNS_DIR).join(&name);
                 make_fresh_dir(&dir)?;
                 run.dirs.push(dir.clone());
-                write(&dir, "memory.max", &memory_bytes)?;
                 run.swap = dir.join("memory.swap.max").exists();
-                if run.swap {
-                    write(&dir, "memory.swap.max", "0")?;
-                }
-                write(&dir, "pids.max", &pids_max)?;
                 run.memory = dir.clone();
-                run.pids = Some(dir);
+                run.pids = Some(dir.clone());
+                // `cpu.stat` is there whether or not the cpu controller is enabled.
+                run.cpu = Some(cpu::Usage::V2(dir.join("cpu.stat")));
             }
-            Layout::V1 { memory, pids } => {
+            Layout::V1 { memory, pids, cpu } => {
                 run.version = 1;
                 let dir = memory.join(RUNS_DIR).join(&name);
                 make_fresh_dir(&dir)?;
                 run.dirs.push(dir.clone());
-                write(&dir, "memory.limit_in_bytes", &memory_bytes)?;
                 // Without swap accounting the memsw files are absent (and swap is
                 // not bounded: the run record says so).
                 run.swap = dir.join("memory.memsw.limit_in_bytes").exists();
-                if run.swap {
-                    write(&dir, "memory.memsw.limit_in_bytes", &memory_bytes)?;
-                }
                 run.memory = dir;
                 if let Some(pids) = pids {
                     let dir = pids.join(RUNS_DIR).join(&name);
                     make_fresh_dir(&dir)?;
                     run.dirs.push(dir.clone());
-                    write(&dir, "pids.max", &pids_max)?;
                     run.pids = Some(dir);
+                }
+                if let Some(cpu) = cpu {
+                    let dir = cpu.join(RUNS_DIR).join(&name);
+                    make_fresh_dir(&dir)?;
+                    run.dirs.push(dir.clone());
+                    run.cpu = Some(cpu::Usage::V1(dir.join("cpuacct.usage")));
                 }
             }
         }
@@ -271,8 +297,9 @@ impl Cgroups {
 fn runs_parents(layout: &Layout) -> Vec<PathBuf> {
     match layout {
         Layout::V2 { own } => vec![own.join(RUNS_DIR)],
-        Layout::V1 { memory, pids } => std::iter::once(memory)
+        Layout::V1 { memory, pids, cpu } => std::iter::once(memory)
             .chain(pids)
+            .chain(cpu)
             .map(|d| d.join(RUNS_DIR))
             .collect(),
     }
@@ -350,10 +377,37 @@ pub(super) struct RunCgroup {
     dirs: Vec<PathBuf>,
     memory: PathBuf,
     pids: Option<PathBuf>,
+    /// Where the CPU time of all its processes is counted.
+    cpu: Option<cpu::Usage>,
     swap: bool,
 }
 
 impl RunCgroup {
+    /// Writes the run's memory (and swap) and process limits.
+    pub(super) fn limit(&self, limits: &crate::Limits) -> Result<(), String> {
+        let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024).to_string();
+        let pids_max = limits
+            .processes
+            .saturating_add(SANDBOX_PROCESSES)
+            .to_string();
+        if self.version == 2 {
+            write(&self.memory, "memory.max", &memory_bytes)?;
+            if self.swap {
+                write(&self.memory, "memory.swap.max", "0")?;
+            }
+        } else {
+            write(&self.memory, "memory.limit_in_bytes", &memory_bytes)?;
+            if self.swap {
+                // After the memory limit: v1 wants memsw >= memory at every step.
+                write(&self.memory, "memory.memsw.limit_in_bytes", &memory_bytes)?;
+            }
+        }
+        if let Some(pids) = &self.pids {
+            write(pids, "pids.max", &pids_max)?;
+        }
+        Ok(())
+    }
+
     /// The `cgroup.procs` files the sandbox's first process writes itself into.
     pub(super) fn procs_files(&self) -> Vec<CString> {
         self.dirs
@@ -368,6 +422,7 @@ impl RunCgroup {
             memory: true,
             swap: self.swap,
             pids: self.pids.is_some(),
+            cpu: self.cpu.is_some(),
             oom_kills: 0,
             pids_refused: 0,
         }
@@ -436,120 +491,4 @@ fn remove(dirs: &[PathBuf], v2: bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// This machine's kind: v1 controllers, and a v2 mount with none of them.
-    const HYBRID_MOUNTINFO: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-    const HYBRID_CGROUP: &str = "\
-9:name=systemd:/
-8:pids:/
-4:memory:/process_api/fc0ba2c9
-1:cpu,cpuacct:/
-0::/
-";
-    /// A v2-only distribution, the server a systemd service.
-    const V2_MOUNTINFO: &str = "\
-24 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
-30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
-";
-    const V2_CGROUP: &str = "0::/system.slice/scriptorium.service\n";
-
-    #[test]
-    fn hybrid_uses_the_v1_memory_and_pids_hierarchies_at_the_servers_own_cgroup() {
-        let layout =
-            find_layout(HYBRID_MOUNTINFO, HYBRID_CGROUP, |_| Some("hugetlb".into())).unwrap();
-        assert_eq!(
-            layout,
-            Layout::V1 {
-                memory: "/sys/fs/cgroup/memory/process_api/fc0ba2c9".into(),
-                pids: Some("/sys/fs/cgroup/pids".into())
-            }
-        );
-    }
-
-    #[test]
-    fn v2_only_uses_the_servers_unified_cgroup_when_it_offers_memory_and_pids() {
-        let seen = std::cell::RefCell::new(Vec::new());
-        let layout = find_layout(V2_MOUNTINFO, V2_CGROUP, |d| {
-            seen.borrow_mut().push(d.to_path_buf());
-            Some("cpuset cpu io memory hugetlb pids rdma misc\n".into())
-        })
-        .unwrap();
-        assert_eq!(
-            layout,
-            Layout::V2 {
-                own: "/sys/fs/cgroup/system.slice/scriptorium.service".into()
-            }
-        );
-        assert_eq!(
-            seen.into_inner(),
-            [PathBuf::from(
-                "/sys/fs/cgroup/system.slice/scriptorium.service"
-            )]
-        );
-    }
-
-    #[test]
-    fn v2_without_the_controllers_and_no_v1_says_why() {
-        let err = find_layout(V2_MOUNTINFO, V2_CGROUP, |_| Some("cpu io".into())).unwrap_err();
-        assert!(
-            err.contains("no memory and pids controllers") && err.contains("scriptorium.service"),
-            "{err}"
-        );
-        let err = find_layout("", "", |_| None).unwrap_err();
-        assert!(err.contains("no memory cgroup controller"), "{err}");
-    }
-
-    #[test]
-    fn a_bind_mounted_hierarchy_resolves_below_its_root() {
-        // A container without a cgroup namespace: the host's /docker/abc is mounted.
-        let mi =
-            "50 40 0:32 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n";
-        let cg = "4:memory:/docker/abc/inner\n";
-        assert_eq!(
-            find_layout(mi, cg, |_| None).unwrap(),
-            Layout::V1 {
-                memory: "/sys/fs/cgroup/memory/inner".into(),
-                pids: None
-            }
-        );
-    }
-
-    #[test]
-    fn escaped_mount_points_and_combined_controllers_parse() {
-        let mi = "60 31 0:29 / /sys/fs/cgroup/with\\040space rw - cgroup cgroup rw,cpu,cpuacct\n";
-        let m = parse_mountinfo(mi);
-        assert_eq!(m[0].mountpoint, PathBuf::from("/sys/fs/cgroup/with space"));
-        assert_eq!(m[0].options, ["rw", "cpu", "cpuacct"]);
-        assert_eq!(
-            parse_self_cgroup("1:cpu,cpuacct:/a:b\n"),
-            [(
-                vec!["cpu".to_string(), "cpuacct".to_string()],
-                PathBuf::from("/a:b")
-            )]
-        );
-    }
-
-    #[test]
-    fn counters_are_read_by_key() {
-        assert_eq!(
-            parse_counter("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
-            3
-        );
-        assert_eq!(
-            parse_counter(
-                "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
-                "max"
-            ),
-            12
-        );
-        assert_eq!(parse_counter("max 0\n", "oom_kill"), 0);
-    }
-}
+mod tests;

@@ -300,11 +300,15 @@ unsafe fn enter_namespaces(plan: &Plan) {
             rlim_max: 0,
         };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        // The cgroup namespace comes after joining the run's cgroups: inside, they are
+        // `/`, and nothing of the host's cgroup paths (the server's cgroup, its pid in
+        // the run cgroup's name) shows in /proc/self/cgroup.
         let mut flags = libc::CLONE_NEWNS
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWNET
             | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS;
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWCGROUP;
         if !plan.switch_user {
             // Not root: a user namespace is what makes the others possible.
             flags |= libc::CLONE_NEWUSER;

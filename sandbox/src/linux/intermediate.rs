@@ -44,6 +44,15 @@ impl Intermediate {
         let _ = self.wait().await;
     }
 
+    /// Whether the zygote that forked it died before reporting how it ended (which
+    /// ended it too: it dies with its parent).
+    pub(super) fn launcher_lost(&self) -> bool {
+        match self {
+            Intermediate::Direct(_) => false,
+            Intermediate::Zygote(f) => f.zygote_lost(),
+        }
+    }
+
     /// Whether it has ended already.
     pub(super) fn has_ended(&mut self) -> bool {
         match self {

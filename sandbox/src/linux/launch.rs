@@ -17,7 +17,6 @@ pub(super) use super::intermediate::Intermediate;
 use super::{Sandbox, cgroup, child, landlock as rules, rootfs, seccomp};
 use crate::run::{Protections, RunSpec, SandboxError};
 use crate::{BackendKind, Interpreter};
-pub use grants::interpreter_paths;
 use grants::{DEVICES, Readable, access, environment, rlimits};
 
 /// One sandboxed process to start.
@@ -86,6 +85,8 @@ pub(super) struct Started {
     pub(super) cgroup: Option<cgroup::RunCgroup>,
     /// The phase marks of a traced launch.
     pub(super) trace: Option<Trace>,
+    /// Why the run's CPU time is not counted together, if it is not.
+    pub(super) cpu_note: Option<String>,
 }
 
 /// Where a traced launch's phase marks arrive, and when the server began and had
@@ -123,6 +124,7 @@ pub(super) struct Prepared {
     protections: Protections,
     lease: Option<Lease>,
     cgroup: Option<cgroup::RunCgroup>,
+    cpu_note: Option<String>,
 }
 
 /// The sandbox's pipes, the server's ends.
@@ -181,6 +183,7 @@ impl Sandbox {
             None => "direct".to_string(),
             Some(zygote) => match zygote.launch(&mut prepared) {
                 Ok((forked, pipes)) => {
+                    self.prefork();
                     return Ok(prepared.started(Intermediate::Zygote(forked), pipes, "zygote"));
                 }
                 Err(e) => {
@@ -191,6 +194,30 @@ impl Sandbox {
         };
         let (child, pipes) = prepared.spawn_direct()?;
         Ok(prepared.started(Intermediate::Direct(child), pipes, &launcher))
+    }
+
+    /// The run's cgroup with its limits written: the one the zygote's spare has joined
+    /// already when there is one, else a fresh one the sandbox joins itself.
+    fn run_cgroup(
+        &self,
+        cgroups: &cgroup::Cgroups,
+        limits: &crate::Limits,
+    ) -> Result<cgroup::RunCgroup, SandboxError> {
+        if let Some(spare) = self.zygote.as_ref().and_then(|z| z.take_spare()) {
+            // A spare whose limits cannot be written is dropped (removed with it).
+            if spare.limit(limits).is_ok() {
+                return Ok(spare);
+            }
+        }
+        cgroups.create(limits).map_err(SandboxError::Setup)
+    }
+
+    /// After a launch: the zygote forks the next run's first process ahead, in its
+    /// cgroups (see `zygote/spare.rs`).
+    fn prefork(&self) {
+        if let (Some(zygote), Ok(cgroups)) = (&self.zygote, &self.cgroups) {
+            zygote.prefork(cgroups);
+        }
     }
 
     /// Decides everything about the sandbox: its uid, cgroup, Landlock rules, root,
@@ -217,13 +244,22 @@ impl Sandbox {
         let access = access(launch);
         let mut protections = self.protections(uid, missing);
         let cgroup = match &self.cgroups {
-            Ok(cgroups) => Some(cgroups.create(launch.limits).map_err(SandboxError::Setup)?),
+            Ok(cgroups) => Some(self.run_cgroup(cgroups, launch.limits)?),
             Err(why) => {
                 protections.missing.push(format!("cgroups: {why}"));
                 None
             }
         };
         protections.cgroup = cgroup.as_ref().map(cgroup::RunCgroup::protection);
+        // A run's record lists it in `missing` (see `supervise`); a spawned process's
+        // CPU time is not watched at all (see `process.rs`).
+        let cpu_note = (!protections.cgroup.as_ref().is_some_and(|c| c.cpu)).then(|| {
+            let why = match &self.cgroups {
+                Ok(c) => c.no_cpu().unwrap_or("no cpu cgroup"),
+                Err(_) => "no cgroups",
+            };
+            format!("run-wide CPU time ({why}): `cpu_seconds` holds per process (RLIMIT_CPU)")
+        });
         let ruleset = self.ruleset(launch, &access, &mut protections)?;
         let seccomp = self.seccomp(&mut protections)?;
         let mut planner = rootfs::Planner::default();
@@ -284,6 +320,7 @@ impl Sandbox {
             protections,
             lease,
             cgroup,
+            cpu_note,
         })
     }
 
@@ -292,7 +329,7 @@ impl Sandbox {
         Protections {
             backend: Some(BackendKind::Linux),
             namespaces: if support.user_namespaces || support.root {
-                vec!["user", "mount", "pid", "net", "ipc", "uts"]
+                vec!["user", "mount", "pid", "net", "ipc", "uts", "cgroup"]
             } else {
                 vec![]
             },
@@ -427,6 +464,7 @@ impl Prepared {
             mut protections,
             lease,
             cgroup,
+            cpu_note,
             ..
         } = self;
         drop((ruleset, report.1, status.1));
@@ -450,6 +488,7 @@ impl Prepared {
             _lease: lease,
             cgroup,
             trace,
+            cpu_note,
         }
     }
 }

@@ -157,11 +157,17 @@ impl LinuxBackend {
             stderr,
             status_r,
             report_r,
-            protections,
+            mut protections,
             _lease,
             cgroup,
             trace: _,
+            cpu_note: _,
         } = started;
+        // Nothing watches a spawned process's CPU counter: RLIMIT_CPU bounds it (a WASI
+        // host is one process; a language server's limit is its whole session).
+        if let Some(c) = &mut protections.cgroup {
+            c.cpu = false;
+        }
         Ok(SandboxedProcess {
             stdin: stdin.expect("stdin is piped"),
             stdout,

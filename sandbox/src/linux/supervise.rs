@@ -33,9 +33,23 @@ pub(super) async fn supervise(
         _lease,
         cgroup,
         trace: _,
+        cpu_note,
     } = started;
     protections.disk_quota = true;
+    protections.missing.extend(cpu_note);
     drop(stdin);
+    // A warm spare's import is not the script's: its CPU budget counts from here.
+    let cpu_base = match &cgroup {
+        Some(c) => c.cpu_used().await.unwrap_or_default(),
+        None => Default::default(),
+    };
+    let cpu_budget = std::time::Duration::from_secs(limits.cpu_seconds);
+    let cpu_exceeded = async {
+        match &cgroup {
+            Some(c) => c.cpu_exceeded(cpu_base, cpu_budget).await,
+            None => std::future::pending().await,
+        }
+    };
     let started = Instant::now();
     let budget = Budget::new(limits.output_bytes);
     let tail = Arc::new(StderrTail::new(sink));
@@ -63,6 +77,7 @@ pub(super) async fn supervise(
         WallTime,
         Output,
         Disk,
+        Cpu,
     }
     let stop = tokio::select! {
         status = finished => Stop::Exited(status),
@@ -70,10 +85,12 @@ pub(super) async fn supervise(
         _ = tokio::time::sleep(secs(limits.wall_seconds)) => Stop::WallTime,
         _ = budget.exceeded() => Stop::Output,
         _ = quota.exceeded() => Stop::Disk,
+        _ = cpu_exceeded => Stop::Cpu,
     };
     let duration = started.elapsed();
     // `finished` already drained the output when the script ended by itself.
     let drained = matches!(stop, Stop::Exited(_));
+    let mut launcher_lost = false;
     let status: Option<(Option<i32>, Option<i32>)> = match stop {
         Stop::Exited(Some(raw)) => {
             // Reap the intermediate in the background.
@@ -87,8 +104,11 @@ pub(super) async fn supervise(
             })
         }
         Stop::Exited(None) => {
-            // No status from init (its setup failed): the intermediate's exit says why.
-            Some(child.wait().await?)
+            // No status from init (its setup failed, or the zygote that forked the
+            // sandbox died and took it along): the intermediate's exit says why.
+            let status = child.wait().await?;
+            launcher_lost = child.launcher_lost();
+            Some(status)
         }
         _ => {
             // SIGKILL to the intermediate; init follows (PDEATHSIG) and takes the
@@ -133,6 +153,12 @@ pub(super) async fn supervise(
         (Stop::WallTime, _) => Outcome::limit(Limit::WallTime, limits),
         (Stop::Output, _) => Outcome::limit(Limit::Output, limits),
         (Stop::Disk, _) => Outcome::limit(Limit::Disk, limits),
+        (Stop::Cpu, _) => Outcome::limit(Limit::CpuTime, limits),
+        (Stop::Exited(_), Some(_)) if launcher_lost => Outcome::Crashed {
+            message: "the sandbox zygote that started this run ended during it, and the run \
+                      with it; run the script again (the next run restarts the zygote)"
+                .into(),
+        },
         (Stop::Exited(_), Some((code, signal))) => {
             if !report.trim().is_empty() {
                 return Err(SandboxError::Setup(report.trim().to_string()));

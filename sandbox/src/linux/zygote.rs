@@ -20,6 +20,7 @@
 //! forks the sandbox itself and the run record's `protections.launcher` says so.
 
 mod serve;
+mod spare;
 
 pub use self::serve::main;
 
@@ -67,6 +68,16 @@ pub(super) struct Request {
     envp: Vec<CString>,
 }
 
+/// What the server sends the zygote.
+#[derive(Serialize, Deserialize)]
+pub(super) enum Message {
+    /// Fork a sandbox.
+    Launch(Box<Request>),
+    /// Fork a spare that joins these cgroups now and waits for the request that names
+    /// them (see [`spare`]). No answer.
+    Prefork { cgroup_procs: Vec<CString> },
+}
+
 /// The zygote's answer: the child's pid (its pidfd travels beside it), or why not.
 #[derive(Serialize, Deserialize)]
 enum Reply {
@@ -83,6 +94,8 @@ pub(super) struct Zygote {
 struct Conn {
     sock: OwnedFd,
     process: std::process::Child,
+    /// The cgroups this zygote's spare has joined (or is joining), no limits written.
+    spare: Option<super::cgroup::RunCgroup>,
 }
 
 impl Drop for Conn {
@@ -125,6 +138,47 @@ impl Zygote {
     pub(super) fn pid(&self) -> Option<u32> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.as_ref().map(|c| c.process.id())
+    }
+
+    /// The cgroups the zygote's spare process has joined, for the next launch to write
+    /// its limits into and name in its plan (see [`spare`]); `None` when there is none.
+    pub(super) fn take_spare(&self) -> Option<super::cgroup::RunCgroup> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.as_mut().and_then(|c| c.spare.take())
+    }
+
+    /// Whether a spare's cgroups are held for the next launch.
+    pub(super) fn has_spare(&self) -> bool {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.as_ref().is_some_and(|c| c.spare.is_some())
+    }
+
+    /// Has the zygote fork a spare that joins a fresh cgroup ahead of the next launch.
+    /// A failure only means the next launch joins its cgroups itself.
+    pub(super) fn prefork(&self, cgroups: &super::cgroup::Cgroups) {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = conn.as_mut() else { return };
+        if c.spare.is_some() {
+            return;
+        }
+        let Ok(cgroup) = cgroups.make() else { return };
+        let message = Message::Prefork {
+            cgroup_procs: cgroup.procs_files(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&message) else {
+            return;
+        };
+        if sendmsg::<()>(
+            c.sock.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .is_ok()
+        {
+            c.spare = Some(cgroup);
+        }
     }
 
     /// Has the zygote fork `prepared`'s sandbox; restarts it once if it is gone.
@@ -175,6 +229,7 @@ impl Conn {
         let conn = Conn {
             sock: ours,
             process,
+            spare: None,
         };
         let mut buf = [0u8; 64];
         let n = nix::unistd::read(&conn.sock, &mut buf).unwrap_or(0);
@@ -213,7 +268,7 @@ impl Conn {
         fds.extend(ruleset);
         fds.extend(trace);
         let seccomp = prepared.plan.seccomp.is_some();
-        let request = Request {
+        let request = Message::Launch(Box::new(Request {
             plan: std::mem::take(&mut prepared.plan),
             seccomp,
             ruleset: ruleset.is_some(),
@@ -231,8 +286,11 @@ impl Conn {
                     CString::new(kv).expect("the environment has no NUL bytes")
                 })
                 .collect(),
-        };
+        }));
         let bytes = serde_json::to_vec(&request).map_err(|e| CallError::Refused(e.to_string()))?;
+        let Message::Launch(request) = request else {
+            unreachable!("made above")
+        };
         prepared.plan = request.plan;
         if bytes.len() > MAX_MESSAGE {
             return Err(CallError::Refused(format!(
@@ -265,6 +323,7 @@ impl Conn {
                     pidfd,
                     exit_r: Some(exit_r),
                     status: None,
+                    lost: false,
                 };
                 let pipes = Pipes {
                     stdin: stdin_w
@@ -320,6 +379,8 @@ pub(super) struct Forked {
     /// Its wait status (4 bytes) once the zygote has reaped it.
     exit_r: Option<OwnedFd>,
     status: Option<(Option<i32>, Option<i32>)>,
+    /// The zygote ended without reporting this sandbox's end.
+    lost: bool,
 }
 
 impl Forked {
@@ -339,6 +400,11 @@ impl Forked {
                 0,
             );
         }
+    }
+
+    /// Whether the zygote died before it reported this sandbox's end.
+    pub(super) fn zygote_lost(&self) -> bool {
+        self.lost
     }
 
     /// Whether it has ended (its pidfd is readable then).
@@ -372,7 +438,10 @@ impl Forked {
                     (Some(libc::WEXITSTATUS(st)), None)
                 }
             }
-            Err(_) => (None, Some(libc::SIGKILL)),
+            Err(_) => {
+                self.lost = true;
+                (None, Some(libc::SIGKILL))
+            }
         };
         self.status = Some(status);
         Ok(status)

@@ -163,10 +163,14 @@ impl Job {
     }
 
     /// Puts a (suspended) process into the job.
-    pub fn assign(&self, process: HANDLE) -> Result<(), SandboxError> {
-        // SAFETY: both handles are valid: the job is owned, the process handle belongs
-        // to a child that has not been waited for.
-        if unsafe { AssignProcessToJobObject(self.0, process) } == 0 {
+    pub fn assign(
+        &self,
+        process: std::os::windows::io::BorrowedHandle<'_>,
+    ) -> Result<(), SandboxError> {
+        use std::os::windows::io::AsRawHandle;
+        // SAFETY: both handles are valid: the job is owned, the process handle is
+        // borrowed for the length of the call.
+        if unsafe { AssignProcessToJobObject(self.0, process.as_raw_handle() as HANDLE) } == 0 {
             return Err(last_error("AssignProcessToJobObject"));
         }
         Ok(())

@@ -365,3 +365,25 @@ except OSError as e:
         "a full /tmp says ENOSPC: {out}"
     );
 }
+
+/// The run's cgroup path names the server's own cgroup and pid (`<own>/scriptorium-runs/
+/// <pid>-<n>`); a cgroup namespace, entered after joining, shows the script only `/`.
+#[tokio::test]
+async fn the_cgroup_path_shows_nothing_of_the_host() {
+    let script = "print(open('/proc/self/cgroup').read(), end='')\n";
+    let (report, out) = probe(script).await;
+    assert!(!out.is_empty(), "no /proc/self/cgroup");
+    for line in out.lines() {
+        assert!(line.ends_with(":/"), "a host cgroup path shows: {out}");
+    }
+    let me = std::process::id().to_string();
+    assert!(
+        !out.contains("scriptorium-runs") && !out.contains(&me),
+        "{out}"
+    );
+    assert!(
+        report.protections.namespaces.contains(&"cgroup"),
+        "{:?}",
+        report.protections.namespaces
+    );
+}

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::Launch;
-use crate::Interpreter;
+use crate::linux_config::interpreter_paths;
 
 /// What a sandbox may read, besides what every sandbox may.
 pub(super) struct Readable {
@@ -103,25 +103,4 @@ pub(super) fn environment(launch: &Launch<'_>) -> Vec<(OsString, OsString)> {
         env.push((k.clone(), v.clone()));
     }
     env
-}
-
-/// What a process may read of an interpreter's installation: the executable, its prefix
-/// and venv (unless that is the whole system), `sys.path`, extra read paths, its wrapper.
-pub fn interpreter_paths(interp: &Interpreter) -> Vec<PathBuf> {
-    let mut read = vec![interp.path.clone()];
-    for p in interp.prefix.iter().chain(interp.env_prefix.iter()) {
-        if !matches!(p.to_str(), Some("/" | "/usr" | "/usr/local")) {
-            read.push(p.clone());
-        }
-    }
-    read.extend(
-        interp
-            .sys_path
-            .iter()
-            .chain(interp.read_paths.iter())
-            .filter(|p| p.exists())
-            .cloned(),
-    );
-    read.extend(interp.wrapper.iter().cloned());
-    read
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 
-use super::{HELLO, Reply, Request, receive};
+use super::spare::Spare;
+use super::{HELLO, Message, Reply, Request, receive};
 use crate::linux::{child, launch, seccomp};
 
 /// A forked sandbox the zygote has not reaped yet.
@@ -21,9 +22,18 @@ struct Kid {
 }
 
 /// What the zygote prepares once for all its children.
-struct Shared {
+pub(super) struct Shared {
     filters: Result<Arc<seccomp::Filters>, String>,
     spans: ((usize, usize), (usize, usize)),
+}
+
+/// A decoded request, its plan completed with the descriptors that came with it.
+pub(super) struct Ready {
+    pub(super) plan: child::Plan,
+    pub(super) fds: Vec<OwnedFd>,
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
 }
 
 /// The zygote's `main`: serves the socket on its stdin until the server closes it.
@@ -55,8 +65,11 @@ pub fn main() -> i32 {
         spans: launch::server_memory(),
     };
     let mut kids: Vec<Kid> = Vec::new();
+    // A process forked ahead that has joined the next run's cgroups (see `spare`).
+    let mut spare: Option<Spare> = None;
     loop {
         let mut pfds: Vec<libc::pollfd> = std::iter::once(sock.as_raw_fd())
+            .chain(spare.as_ref().map(Spare::pidfd))
             .chain(kids.iter().map(|k| k.pidfd.as_raw_fd()))
             .map(|fd| libc::pollfd {
                 fd,
@@ -72,8 +85,13 @@ pub fn main() -> i32 {
             }
             return 1;
         }
+        let first_kid = 1 + usize::from(spare.is_some());
+        if first_kid == 2 && pfds[1].revents != 0 {
+            // The spare died (its cgroup join failed, or it was killed): no spare.
+            spare = None;
+        }
         for i in (0..kids.len()).rev() {
-            if pfds[i + 1].revents != 0 {
+            if pfds[i + first_kid].revents != 0 {
                 reap(kids.swap_remove(i));
             }
         }
@@ -86,7 +104,18 @@ pub fn main() -> i32 {
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
             Err(_) => return 1,
         };
-        let (reply, pidfd) = match fork(&message, fds, &shared) {
+        let bytes = message;
+        let request = match serde_json::from_slice::<Message>(&bytes) {
+            Ok(Message::Prefork { cgroup_procs }) => {
+                // The old spare (if any) is killed and reaped when replaced.
+                spare = Spare::fork(cgroup_procs, &shared);
+                continue;
+            }
+            Ok(Message::Launch(request)) => Ok(*request),
+            Err(e) => Err(format!("a garbled request: {e}")),
+        };
+        let (reply, pidfd) = match request.and_then(|r| launch(r, &bytes, fds, &shared, &mut spare))
+        {
             Ok(kid) => {
                 let reply = Reply::Forked {
                     pid: kid.pid as u32,
@@ -128,10 +157,40 @@ fn reap(kid: Kid) {
     }
 }
 
-/// Decodes a request and forks its sandbox.
-fn fork(message: &[u8], fds: Vec<OwnedFd>, shared: &Shared) -> Result<Kid, String> {
-    let request: Request =
-        serde_json::from_slice(message).map_err(|e| format!("a garbled request: {e}"))?;
+/// Starts a request's sandbox: in the spare when it has joined exactly the request's
+/// cgroups, else in a fresh fork.
+fn launch(
+    request: Request,
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+    shared: &Shared,
+    spare: &mut Option<Spare>,
+) -> Result<Kid, String> {
+    let ready = ready(request, fds, shared, std::process::id() as libc::pid_t)?;
+    if let Some(s) = spare.take_if(|s| s.joined(&ready.plan.cgroup_procs))
+        // A spare that died before it took the request is dropped (reaped); the fork
+        // below joins the cgroups itself.
+        && s.hand_over(bytes, &ready.fds).is_ok()
+    {
+        let (pid, pidfd) = s.into_process();
+        let mut fds = ready.fds;
+        return Ok(Kid {
+            pid,
+            pidfd,
+            exit_w: fds.swap_remove(5),
+        });
+    }
+    fork(ready)
+}
+
+/// Decodes a request and completes its plan with the descriptors that came with it.
+/// `parent`: the pid the sandbox's intermediate must have as its parent.
+pub(super) fn ready(
+    request: Request,
+    fds: Vec<OwnedFd>,
+    shared: &Shared,
+    parent: libc::pid_t,
+) -> Result<Ready, String> {
     let want = 6 + usize::from(request.ruleset) + usize::from(request.trace);
     if fds.len() != want {
         return Err(format!("{} descriptors came, {want} were due", fds.len()));
@@ -143,7 +202,7 @@ fn fork(message: &[u8], fds: Vec<OwnedFd>, shared: &Shared) -> Result<Kid, Strin
         (Err(e), true) => return Err(format!("the zygote has no seccomp filter: {e}")),
     };
     (plan.server_args, plan.server_env) = shared.spans;
-    plan.server_pid = std::process::id() as libc::pid_t;
+    plan.server_pid = parent;
     plan.status_w = fds[3].as_raw_fd();
     plan.report_w = fds[4].as_raw_fd();
     let mut extra = fds[6..].iter().map(|f| f.as_raw_fd());
@@ -157,15 +216,25 @@ fn fork(message: &[u8], fds: Vec<OwnedFd>, shared: &Shared) -> Result<Kid, Strin
     } else {
         -1
     };
-    let argv = pointers(&request.argv);
-    let envp = pointers(&request.envp);
+    Ok(Ready {
+        plan,
+        fds,
+        program: request.program,
+        argv: request.argv,
+        envp: request.envp,
+    })
+}
+
+/// Forks a request's sandbox.
+fn fork(ready: Ready) -> Result<Kid, String> {
     // SAFETY: this process has one thread, so the child may do anything; it only
     // runs `start`, which never returns.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: in the child, with the plan and pointers prepared before the fork.
-        unsafe { start(&plan, &fds, &request.program, &argv, &envp) }
+        // SAFETY: in the child, with the plan prepared before the fork.
+        unsafe { start(&ready) }
     }
+    let fds = ready.fds;
     if pid < 0 {
         return Err(format!("fork: {}", std::io::Error::last_os_error()));
     }
@@ -190,7 +259,7 @@ fn fork(message: &[u8], fds: Vec<OwnedFd>, shared: &Shared) -> Result<Kid, Strin
 }
 
 /// NULL-terminated pointers to `strings` (which must outlive them).
-fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+pub(super) fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())
@@ -202,14 +271,13 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// sandbox exactly as after a direct fork, and exec.
 ///
 /// # Safety
-/// Only in the zygote's child, right after `fork`.
-unsafe fn start(
-    plan: &child::Plan,
-    fds: &[OwnedFd],
-    program: &CString,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> ! {
+/// Only in the zygote's child (or its spare) right after `fork` (or the request).
+pub(super) unsafe fn start(ready: &Ready) -> ! {
+    let Ready {
+        plan, fds, program, ..
+    } = ready;
+    let argv = pointers(&ready.argv);
+    let envp = pointers(&ready.envp);
     // SAFETY: raw syscalls on descriptors the request brought and strings prepared
     // before the fork.
     unsafe {
