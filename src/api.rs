@@ -57,6 +57,8 @@ pub struct AppState {
     pub notices: Arc<crate::notices::Notices>,
     /// Whether a write can succeed now (for `/api/health`).
     pub health: Arc<scriptorium_actors::WriteHealth>,
+    /// Dependency resolutions in progress or failed, per script.
+    pub deps: Arc<scriptorium_actors::Resolutions>,
 }
 
 pub use lsp::LspSessions;

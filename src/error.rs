@@ -142,6 +142,7 @@ impl From<RepoError> for ApiError {
             | RepoError::Db(_)
             | RepoError::Checker(_)
             | RepoError::Background(_)
+            | RepoError::Unresolved(_)
             | RepoError::Internal(_) => ApiError::Internal(e.to_string()),
         }
     }

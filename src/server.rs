@@ -106,6 +106,18 @@ impl App {
             .collect();
         let health = Arc::new(WriteHealth::new(&config.data_dir));
         let uv = uv_config(config);
+        // Locks are made for the syntax checker's interpreter (the default native one).
+        let deps = Arc::new(scriptorium_actors::Resolutions::new(Some(
+            scriptorium_actors::Resolver {
+                uv: uv.clone(),
+                python: python.clone(),
+                python_version: interpreters
+                    .available()
+                    .find(|i| i.path == python)
+                    .map(|i| i.version.clone())
+                    .unwrap_or_default(),
+            },
+        )));
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
             python: checker,
@@ -113,10 +125,7 @@ impl App {
             interpreters_note: note,
             seed_examples: config.seed_examples,
             health: health.clone(),
-            deps: Some(scriptorium_actors::Resolver {
-                uv: uv.clone(),
-                python: python.clone(),
-            }),
+            deps: deps.clone(),
         };
         let db_path = store.db_path();
         tokio::fs::create_dir_all(&config.data_dir).await?;
@@ -201,6 +210,7 @@ impl App {
             )),
             health,
             notices: Default::default(),
+            deps,
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 use scriptorium_sandbox::Interpreter;
 
 use crate::deps::lock::{self, Lock, RunError, UvConfig};
+use crate::deps::pep723;
+use crate::deps::resolutions::check_requires_python;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -31,6 +33,10 @@ pub enum EnvError {
         interpreter: String,
         reason: String,
     },
+    #[error("the dependency lock {lock} was refused: {reason}")]
+    Refused { lock: String, reason: String },
+    #[error("{reason}")]
+    Python { reason: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -93,8 +99,32 @@ impl Envs {
             .join(format!("{}-{}", interpreter_key(interp), lock.hash))
     }
 
-    /// The environment for `lock` under `interp`, built if missing. Blocking.
-    pub fn ensure(&self, interp: &Interpreter, lock: &Lock) -> Result<Env, EnvError> {
+    /// The environment for `lock` under `interp`, built if missing, for a script whose
+    /// content is `script`. Blocking. Nothing is installed (or reused) unless the lock
+    /// passes [`lock::check`] against the script's block and the block's
+    /// `requires-python` admits the interpreter: a lock that reached git without this
+    /// server resolving it is refused with the way out (save the script again).
+    pub fn ensure(&self, interp: &Interpreter, lock: &Lock, script: &str) -> Result<Env, EnvError> {
+        let refuse = |reason: String| EnvError::Refused {
+            lock: lock.hash[..12].to_string(),
+            reason,
+        };
+        let meta = pep723::parse(script)
+            .map_err(|e| refuse(e.to_string()))?
+            .unwrap_or_default();
+        if let Some(spec) = &meta.requires_python {
+            check_requires_python(
+                spec,
+                &interp.version,
+                &format!("interpreter `{}`", interp.id),
+            )
+            .map_err(|reason| EnvError::Python { reason })?;
+        }
+        lock::check(lock, &meta).map_err(|e| {
+            refuse(format!(
+                "{e}; it is not a lock this server made for the script's `# /// script` block (was it edited outside Scriptorium?), so nothing was installed from it. Save the script with its block again to resolve a new lock"
+            ))
+        })?;
         let dir = self.dir_for(interp, lock);
         let site = dir.join("site-packages");
         let key = dir.to_string_lossy().into_owned();

@@ -251,15 +251,15 @@ impl Runner {
     pub async fn prepare_envs(&self, jobs: impl Iterator<Item = &RunJob>) {
         let wanted: Vec<_> = jobs
             .filter(|j| j.backend == BackendKind::Linux)
-            .filter_map(|j| Some((j.interpreter.clone(), j.lock.clone()?)))
+            .filter_map(|j| Some((j.interpreter.clone(), j.lock.clone()?, j.content.clone())))
             .collect();
         if wanted.is_empty() {
             return;
         }
         let envs = self.envs.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            for (interp, lock) in wanted {
-                if let Err(e) = envs.ensure(&interp, &lock) {
+            for (interp, lock, script) in wanted {
+                if let Err(e) = envs.ensure(&interp, &lock, &script) {
                     tracing::warn!(error = %e, "a dependency environment could not be built before its group");
                 }
             }
@@ -294,8 +294,9 @@ impl Runner {
         }
         let envs = self.envs.clone();
         let interp = job.interpreter.clone();
+        let script = job.content.clone();
         let started = std::time::Instant::now();
-        let env = tokio::task::spawn_blocking(move || envs.ensure(&interp, &lock))
+        let env = tokio::task::spawn_blocking(move || envs.ensure(&interp, &lock, &script))
             .await
             .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?
             .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?;

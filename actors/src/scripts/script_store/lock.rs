@@ -28,7 +28,7 @@ impl LockEdit {
 }
 
 impl ScriptStore {
-    /// Resolves the lock for `content` (replacing `old`, with lock `lock`) and returns
+    /// Decides (from a finished resolution, see `deps::resolutions`) the lock for `content` (replacing `old`, with lock `lock`) and returns
     /// the lock the new version has, plus the edit of the lock file it needs.
     pub(super) fn lock_for(
         &mut self,
@@ -37,7 +37,7 @@ impl ScriptStore {
         lock: Option<&VersionLock>,
     ) -> Result<(Option<VersionLock>, Option<LockEdit>)> {
         Ok(
-            match deps::plan(self.deps.as_ref(), content, old, lock.is_some())? {
+            match deps::plan(&self.deps, content, old, lock.is_some())? {
                 LockChange::Keep => (lock.cloned(), None),
                 LockChange::Clear => (None, Some(LockEdit::Remove)),
                 LockChange::Set(l) => {
