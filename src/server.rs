@@ -155,7 +155,12 @@ impl App {
             db: Arc::new(Mutex::new(scriptorium_actors::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
-            envs: Arc::new(Envs::new(&config.data_dir, uv.clone())),
+            // WASI runs get environments installed for the native interpreter locks are
+            // made for (pure-Python wheels only).
+            envs: Arc::new(
+                Envs::new(&config.data_dir, uv.clone())
+                    .with_native(interpreters.available().find(|i| i.path == python).cloned()),
+            ),
         });
         let llm = LlmBrokerArgs {
             config: config.llm.clone(),

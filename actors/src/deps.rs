@@ -7,6 +7,7 @@
 //!   wheels only, with a timeout).
 //! - [`resolutions`]: resolutions off the store's actor, and each script's state.
 //! - [`python_version`]: `requires-python` against an interpreter's version.
+//! - [`wasi`]: pure-Python environments for the wasi backend.
 //! - [`envs`]: the content-addressed cache of environments built from locks, and the
 //!   bootstrap that puts one on a sandboxed script's `sys.path`.
 
@@ -15,6 +16,7 @@ pub(crate) mod lock;
 pub(crate) mod pep723;
 mod python_version;
 pub(crate) mod resolutions;
+pub(crate) mod wasi;
 
 /// The path of a script's lock in the repository (uv's own naming: `<script>.lock`).
 pub(crate) fn lock_path(filename: &str) -> String {

@@ -53,6 +53,9 @@ pub struct Env {
 pub struct Envs {
     root: PathBuf,
     uv: UvConfig,
+    /// The native interpreter that installs environments for WASI runs (the one locks
+    /// are made for); `None`: dependencies cannot run under wasi.
+    native: Option<Interpreter>,
     building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     builds: AtomicU64,
 }
@@ -80,8 +83,65 @@ impl Envs {
         Envs {
             root: data_dir.join("envs"),
             uv,
+            native: None,
             building: Mutex::new(HashMap::new()),
             builds: AtomicU64::new(0),
+        }
+    }
+
+    /// With `native` as the interpreter that installs environments for WASI runs.
+    pub fn with_native(mut self, native: Option<Interpreter>) -> Envs {
+        self.native = native;
+        self
+    }
+
+    /// The interpreter a run of `backend` with `interp` uses once `lock`'s environment
+    /// is in place (built now if missing), and that environment. Blocking. Under linux
+    /// the environment is bind-mounted read-only; under wasi it must hold only
+    /// pure-Python wheels and is preopened read-only; other backends are refused.
+    pub(crate) fn for_run(
+        &self,
+        interp: &Interpreter,
+        backend: scriptorium_sandbox::BackendKind,
+        lock: &Lock,
+        script: &str,
+        side: &Path,
+    ) -> Result<(Interpreter, Env), EnvError> {
+        use scriptorium_sandbox::BackendKind;
+        match backend {
+            BackendKind::Linux => {
+                let env = self.ensure(interp, lock, script)?;
+                Ok((with_env(interp, &env, side)?, env))
+            }
+            BackendKind::Wasi => {
+                let Some(native) = &self.native else {
+                    return Err(EnvError::Python {
+                        reason: "this server has no native interpreter to install dependencies for WASI runs with; run the script with backend linux".into(),
+                    });
+                };
+                if let Some(spec) = pep723::parse(script)
+                    .ok()
+                    .flatten()
+                    .and_then(|m| m.requires_python)
+                {
+                    check_requires_python(
+                        &spec,
+                        &interp.version,
+                        &format!("interpreter `{}`", interp.id),
+                    )
+                    .map_err(|reason| EnvError::Python { reason })?;
+                }
+                let env = self.ensure(native, lock, script)?;
+                crate::deps::wasi::pure_python(&env.site_packages)
+                    .map_err(|reason| EnvError::Python { reason })?;
+                Ok((crate::deps::wasi::with_env(interp, &env, side)?, env))
+            }
+            other => Err(EnvError::Python {
+                reason: format!(
+                    "this script declares dependencies (PEP 723), which run under the `linux` and `wasi` backends, not `{}`; run it with backend linux",
+                    other.as_str()
+                ),
+            }),
         }
     }
 
