@@ -59,6 +59,8 @@ pub struct AppState {
     pub health: Arc<scriptorium_actors::WriteHealth>,
     /// Dependency resolutions in progress or failed, per script.
     pub deps: Arc<scriptorium_actors::Resolutions>,
+    /// The dependency environments (shared with the runner).
+    pub envs: Arc<scriptorium_actors::Envs>,
 }
 
 pub use lsp::LspSessions;

@@ -149,18 +149,19 @@ impl App {
         tool_sandbox.linux.warm = scriptorium_sandbox::linux::WarmMode::Off;
         // Language servers run in the same sandbox as scripts (uid, Landlock, namespaces).
         let lsp_sandbox = tool_sandbox.linux.clone();
+        // WASI runs get environments installed for the native interpreter locks are
+        // made for (pure-Python wheels only).
+        let envs = Arc::new(
+            Envs::new(&config.data_dir, uv.clone())
+                .with_native(interpreters.available().find(|i| i.path == python).cloned()),
+        );
         let runner = Arc::new(Runner {
             runs_dir: runs_dir.clone(),
             backends: backends.clone(),
             db: Arc::new(Mutex::new(scriptorium_actors::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
-            // WASI runs get environments installed for the native interpreter locks are
-            // made for (pure-Python wheels only).
-            envs: Arc::new(
-                Envs::new(&config.data_dir, uv.clone())
-                    .with_native(interpreters.available().find(|i| i.path == python).cloned()),
-            ),
+            envs: envs.clone(),
         });
         let llm = LlmBrokerArgs {
             config: config.llm.clone(),
@@ -216,6 +217,7 @@ impl App {
             health,
             notices: Default::default(),
             deps,
+            envs,
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

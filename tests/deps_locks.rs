@@ -286,3 +286,36 @@ async fn a_lock_planted_in_git_is_refused_before_anything_is_installed() {
         .unwrap_or(0);
     assert_eq!(envs, 0, "an environment was built from the planted lock");
 }
+
+#[tokio::test]
+async fn the_editors_type_server_sees_the_scripts_declared_packages_and_flags_others() {
+    use crate::lsp::{Lsp, serve};
+    let app = TestApp::start_with(|c| c.seed_examples = false).await;
+    let addr = serve(&app).await;
+    let ed1 = app.ed1().await;
+    let id = app
+        .create(&ed1, &with_deps("Declared", "\"tabulate==0.9.0\""))
+        .await;
+    let missing_on = |line: u64| {
+        move |d: &[Value]| {
+            d.iter()
+                .any(|x| x["code"] == "missing-import" && x["range"]["start"]["line"] == line)
+        }
+    };
+    let text = "import tabulate\nimport not_declared_anywhere\ntabulate.tab";
+    // The session of the script: its package completes, the undeclared import is flagged.
+    let session = format!("cpython&script={id}");
+    let mut lsp = Lsp::open(addr, &ed1, Some(&session)).await;
+    let uri = lsp.open_doc("a.py", text).await;
+    let labels = lsp.completion_labels(&uri, 2, 12).await;
+    assert!(labels.iter().any(|l| l == "tabulate_formats"), "{labels:?}");
+    let d = lsp.diagnostics_until(&uri, missing_on(1)).await;
+    assert!(
+        !missing_on(0)(&d),
+        "the declared package is unresolved: {d:?}"
+    );
+    // A session without the script: the interpreter alone has no tabulate.
+    let mut plain = Lsp::open(addr, &ed1, Some("cpython")).await;
+    let uri = plain.open_doc("a.py", text).await;
+    plain.diagnostics_until(&uri, missing_on(0)).await;
+}
