@@ -142,7 +142,7 @@ impl From<RepoError> for ApiError {
             | RepoError::Db(_)
             | RepoError::Checker(_)
             | RepoError::Background(_)
-            | RepoError::Unresolved(_)
+            | RepoError::Unresolved { .. }
             | RepoError::Internal(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -72,7 +72,10 @@ pub(crate) fn plan(
     resolutions.check_python(&meta)?;
     match resolutions.take(&meta) {
         Some(lock) => Ok(LockChange::Set(lock)),
-        None => Err(RepoError::Unresolved(Box::new(meta))),
+        None => Err(RepoError::Unresolved {
+            requires_python: meta.requires_python,
+            dependencies: meta.dependencies,
+        }),
     }
 }
 

@@ -57,7 +57,10 @@ pub enum RepoError {
     /// Inside the write side only: the change needs a resolution of these declared
     /// dependencies first, which the actor runs off its own thread and then retries.
     #[error("the declared dependencies are not resolved yet; try again")]
-    Unresolved(Box<crate::deps::pep723::Metadata>),
+    Unresolved {
+        requires_python: Option<String>,
+        dependencies: Vec<String>,
+    },
     /// Something other than a script does not exist (a run, a pass, an artifact).
     #[error("{0}")]
     Missing(String),

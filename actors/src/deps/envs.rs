@@ -134,7 +134,10 @@ impl Envs {
                 let env = self.ensure(native, lock, script)?;
                 crate::deps::wasi::pure_python(&env.site_packages)
                     .map_err(|reason| EnvError::Python { reason })?;
-                Ok((crate::deps::wasi::with_env(interp, &env, side)?, env))
+                Ok((
+                    crate::deps::wasi::with_env(interp, &env.site_packages, side)?,
+                    env,
+                ))
             }
             other => Err(EnvError::Python {
                 reason: format!(

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 /// What a script declares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     pub requires_python: Option<String>,
     pub dependencies: Vec<String>,
 }

@@ -8,8 +8,6 @@ use std::path::Path;
 
 use scriptorium_sandbox::Interpreter;
 
-use crate::deps::envs::Env;
-
 /// Where the wasi backend preopens an interpreter's read path for the guest
 /// (`scriptorium_sandbox::wasi::host::GUEST_DEPS`; that module exists only with the
 /// sandbox's `wasi` feature).
@@ -49,12 +47,12 @@ pub(crate) fn pure_python(site_packages: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The WASI interpreter with `env` preopened read-only and a bootstrap (written to
+/// The WASI interpreter with `site_packages` preopened read-only and a bootstrap (written to
 /// `side_dir`, inside the run directory) that appends it to `sys.path` and runs the
 /// script.
 pub(crate) fn with_env(
     interp: &Interpreter,
-    env: &Env,
+    site_packages: &Path,
     side_dir: &Path,
 ) -> std::io::Result<Interpreter> {
     let boot = side_dir.join("deps_bootstrap.py");
@@ -68,7 +66,7 @@ pub(crate) fn with_env(
         ),
     )?;
     let mut i = interp.clone();
-    i.read_paths = vec![env.site_packages.clone()];
+    i.read_paths = vec![site_packages.to_path_buf()];
     i.wrapper = Some(boot);
     Ok(i)
 }

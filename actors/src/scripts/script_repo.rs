@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::deps::pep723::Metadata;
 use crate::deps::resolutions::{Resolution, Resolutions};
 use crate::domain::ordering::Ordering;
 use crate::domain::team::DuplicateOf;
@@ -265,7 +266,13 @@ fn answer_or_resolve<T: Send + 'static>(
     retry: impl FnOnce(RpcReplyPort<Result<T>>) -> ScriptRepoMessage + Send + 'static,
 ) {
     let meta = match out {
-        Err(RepoError::Unresolved(meta)) if resolved < MAX_RESOLUTIONS => meta,
+        Err(RepoError::Unresolved {
+            requires_python,
+            dependencies,
+        }) if resolved < MAX_RESOLUTIONS => Metadata {
+            requires_python,
+            dependencies,
+        },
         other => {
             // The caller may have timed out and gone; that is not the actor's failure.
             let _ = reply.send(other);
