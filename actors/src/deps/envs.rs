@@ -218,12 +218,17 @@ impl Envs {
             reason,
         };
         let mut cmd = self.uv.command(&["pip", "install"]);
-        cmd.args(["--require-hashes", "--no-deps", "--no-compile", "--python"])
-            .arg(&interp.path)
-            .arg("--target")
-            .arg(tmp.path().join("site-packages"))
-            .arg("-r")
-            .arg(tmp.path().join("requirements.lock"));
+        cmd.args([
+            "--require-hashes",
+            "--no-deps",
+            "--compile-bytecode",
+            "--python",
+        ])
+        .arg(&interp.path)
+        .arg("--target")
+        .arg(tmp.path().join("site-packages"))
+        .arg("-r")
+        .arg(tmp.path().join("requirements.lock"));
         match lock::run(cmd, b"", self.uv.build_timeout) {
             Ok(o) if o.success => {}
             Ok(o) => return Err(fail(lock::uv_reason(&o.stderr))),
