@@ -142,9 +142,15 @@ export const api = {
   artifactUrl: (run: number, name: string) => `/api/runs/${run}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`,
   runEventsUrl: (id: number) => `/api/runs/${id}/events`,
   passEventsUrl: (id: number) => `/api/passes/${id}/events`,
-  lspUrl: (interpreter?: string) => {
+  /** The language-server socket; with `scriptId` the type server also sees that
+   * script's dependency environment. */
+  lspUrl: (interpreter?: string, scriptId?: number) => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${proto}//${location.host}/api/lsp${interpreter ? `?interpreter=${encodeURIComponent(interpreter)}` : ""}`;
+    const q = new URLSearchParams();
+    if (interpreter) q.set("interpreter", interpreter);
+    if (scriptId !== undefined) q.set("script", String(scriptId));
+    const qs = q.toString();
+    return `${proto}//${location.host}/api/lsp${qs ? `?${qs}` : ""}`;
   },
 };
 

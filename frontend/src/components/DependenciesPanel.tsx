@@ -1,0 +1,67 @@
+import { useEffect, useState } from "react";
+import { api } from "../api";
+import type { Dependencies } from "../generated";
+import { errorMessage } from "../errors";
+
+const STATE_TEXT: Record<Dependencies["state"], string> = {
+  none: "no dependencies declared",
+  locked: "locked",
+  resolving: "resolving with uv…",
+  failed: "resolution failed",
+};
+
+/** The script's PEP 723 dependencies: what it declares, what the lock pins, and where
+ * resolution stands (polled while a save is resolving). */
+export function DependenciesPanel({ scriptId, version }: { scriptId: number; version: string }) {
+  const [deps, setDeps] = useState<Dependencies | null>(null);
+  const [note, setNote] = useState<string | null>(null);
+
+  useEffect(() => {
+    let stop = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = () =>
+      api
+        .script(scriptId)
+        .then((d) => {
+          if (stop) return;
+          setDeps(d.dependencies);
+          if (d.dependencies.state === "resolving") timer = setTimeout(load, 1000);
+        })
+        .catch((e) => !stop && setNote(errorMessage(e)));
+    load();
+    return () => {
+      stop = true;
+      clearTimeout(timer);
+    };
+  }, [scriptId, version]);
+
+  if (!deps) return <section className="dependencies" aria-label="Dependencies">{note ?? "loading…"}</section>;
+  return (
+    <section className="dependencies" aria-label="Dependencies">
+      <p>
+        State: <strong data-testid="deps-state">{STATE_TEXT[deps.state]}</strong>
+        {deps.lock_hash && (
+          <span className="muted" title={deps.lock_hash}> · lock sha256 {deps.lock_hash.slice(0, 12)}…</span>
+        )}
+      </p>
+      {deps.error && <p className="error" role="alert">{deps.error}</p>}
+      {deps.problem && <p className="error" role="alert">{deps.problem}</p>}
+      {deps.requires_python && <p className="muted">requires-python {deps.requires_python}</p>}
+      <h4>Declared</h4>
+      {deps.declared.length === 0 ? (
+        <p className="muted">
+          Add packages to the script's <code># /// script</code> block, e.g. <code>dependencies = ["tabulate"]</code>, and save.
+        </p>
+      ) : (
+        <ul aria-label="Declared packages">{deps.declared.map((d) => <li key={d}><code>{d}</code></li>)}</ul>
+      )}
+      {deps.locked.length > 0 && (
+        <>
+          <h4>Locked (wheels pinned by sha256)</h4>
+          <ul aria-label="Locked packages">{deps.locked.map((p) => <li key={p}><code>{p}</code></li>)}</ul>
+        </>
+      )}
+      {note && <p className="muted">{note}</p>}
+    </section>
+  );
+}
