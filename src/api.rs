@@ -138,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts", get(scripts::list).post(scripts::create))
         .route("/scripts/{id}", get(scripts::get).put(scripts::save))
         .route("/scripts/{id}/bump-major", post(scripts::bump_major))
+        .route("/scripts/{id}/relock", post(scripts::relock))
         .route("/scripts/{id}/fork", post(scripts::fork))
         .route("/scripts/{id}/fork-ordering", get(scripts::fork_ordering))
         .route("/events", get(events::stream))

@@ -285,6 +285,55 @@ async fn a_lock_planted_in_git_is_refused_before_anything_is_installed() {
         })
         .unwrap_or(0);
     assert_eq!(envs, 0, "an environment was built from the planted lock");
+
+    // Re-locking (editors only) resolves the block again into a new version.
+    let mo1 = app.mo1().await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/scripts/{id}/relock"),
+            Some(&mo1),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/scripts/{id}/relock"),
+            Some(&ed1),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["version"], "0.3", "{body}");
+    assert_eq!(body["changed"], true, "{body}");
+    let relocked = app.git(&["show", &format!("ed1:scripts/{file}.lock")]);
+    assert_eq!(relocked, lock);
+    let subject = app.git(&["log", "-1", "--format=%s", "ed1"]);
+    assert!(subject.starts_with("Re-lock the dependencies"), "{subject}");
+    let run_id = app
+        .start_run(&ed1, json!({ "script_id": id, "backend": "linux" }))
+        .await;
+    let events = app
+        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 1000)
+        .await;
+    let complete = &events.last().unwrap().data;
+    assert_eq!(complete["status"], "succeeded", "{complete}");
+    assert_eq!(contacted.load(Ordering::SeqCst), 0);
+    // Nothing new to lock: the same lock, no new version.
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/api/scripts/{id}/relock"),
+            Some(&ed1),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["changed"], false);
+    assert_eq!(r.json()["version"], "0.3");
 }
 
 #[tokio::test]

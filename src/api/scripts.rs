@@ -250,6 +250,29 @@ pub(super) async fn save(
     })))
 }
 
+/// `POST /api/scripts/{id}/relock`: resolves the current version's declared
+/// dependencies again; a new version with the new lock (`changed` false when uv gave
+/// the same lock). A failed resolution is a 422 with uv's reason.
+pub(super) async fn relock(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let saved = state.repo.relock(user.committer(), id).await?;
+    if saved.relocked {
+        state.notices.push(
+            "dependencies_locked",
+            &user.username,
+            json!({ "script_id": id, "version": saved.version, "lock_hash": saved.lock_hash }),
+        );
+    }
+    Ok(Json(json!({
+        "version": saved.version,
+        "changed": saved.changed,
+        "dependencies": { "state": "locked", "lock_hash": saved.lock_hash, "relocked": saved.relocked },
+    })))
+}
+
 pub(super) async fn bump_major(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,

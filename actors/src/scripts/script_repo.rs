@@ -57,6 +57,13 @@ pub(crate) enum ScriptRepoMessage {
         reply: RpcReplyPort<Result<Saved>>,
         resolved: u8,
     },
+    /// Resolves the current version's block again into a new version.
+    Relock {
+        who: Committer,
+        id: i64,
+        reply: RpcReplyPort<Result<Saved>>,
+        resolved: u8,
+    },
     BumpMajor {
         who: Committer,
         id: i64,
@@ -197,6 +204,32 @@ impl Actor for ScriptRepo {
                     id,
                     content,
                     base,
+                    reply,
+                    resolved: resolved + 1,
+                };
+                answer_or_resolve(&myself, &state.deps, Some(id), resolved, out, reply, retry);
+                Ok(())
+            }
+            ScriptRepoMessage::Relock {
+                who,
+                id,
+                reply,
+                resolved,
+            } => {
+                let w = who.clone();
+                // The first attempt always resolves afresh (a finished resolution of the
+                // same block may be waiting from a save, but a re-lock asks for now).
+                let out = if resolved == 0 {
+                    blocking(store, move |s| s.unresolved_block(id)).await?
+                } else {
+                    blocking(store, move |s| s.relock(&w, id)).await?
+                };
+                if out.is_ok() {
+                    state.deps.set_state(id, None);
+                }
+                let retry = move |reply| ScriptRepoMessage::Relock {
+                    who,
+                    id,
                     reply,
                     resolved: resolved + 1,
                 };
@@ -354,6 +387,18 @@ impl ScriptRepoHandle {
                 id,
                 content,
                 base,
+                reply,
+                resolved: 0,
+            })
+            .await
+    }
+    /// Resolves script `id`'s declared dependencies again: a new version with the new
+    /// lock (`changed` false when the lock came out the same).
+    pub async fn relock(&self, who: Committer, id: i64) -> Result<Saved, CallError> {
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::Relock {
+                who,
+                id,
                 reply,
                 resolved: 0,
             })
