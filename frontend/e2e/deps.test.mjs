@@ -1,6 +1,7 @@
 // A script's dependencies in the browser: the Dependencies tab shows what the script
 // declares, the locked pins with the lock's hash, and a failed resolution with uv's
-// reason (the save is refused and the editor keeps the text). Uses the package index.
+// reason (the save is refused and the editor keeps the text), and re-locking. Uses the
+// package index.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -62,5 +63,10 @@ test("the Dependencies tab shows the declared package, its locked pin and a fail
   const reason = await page.getByRole("alert").first().textContent();
   assert.match(reason, /no-such-package-scriptorium-e2e/);
   await page.screenshot({ path: path.join(shots, "deps-failed.png") });
+
+  // Re-lock resolves the saved block again: the same pins, so no new version.
+  await page.getByRole("button", { name: "Re-lock" }).click();
+  await page.getByTestId("deps-note").filter({ hasText: "the lock is up to date" }).waitFor({ timeout: 60_000 });
+  await page.getByTestId("deps-state").filter({ hasText: "locked" }).waitFor();
   await context.close();
 });

@@ -101,6 +101,7 @@ export const api = {
     request<{ version: string; changed: boolean; merged: MergedFrom | null; duplicate_of: DuplicateOf | null }>(
       "PUT", `/api/scripts/${id}`, { content, base_version, exchange_id } satisfies SaveRequest),
   bumpMajor: (id: number) => request<{ version: string }>("POST", `/api/scripts/${id}/bump-major`),
+  relock: (id: number) => request<{ version: string; changed: boolean }>("POST", `/api/scripts/${id}/relock`),
   fork: (id: number, ordering?: string) =>
     request<ScriptDetail>("POST", `/api/scripts/${id}/fork`, ordering === undefined ? undefined : ({ ordering } satisfies ForkRequest)),
   forkOrdering: (id: number) => request<ForkOrderings & { default: string }>("GET", `/api/scripts/${id}/fork-ordering`),

@@ -12,9 +12,33 @@ const STATE_TEXT: Record<Dependencies["state"], string> = {
 
 /** The script's PEP 723 dependencies: what it declares, what the lock pins, and where
  * resolution stands (polled while a save is resolving). */
-export function DependenciesPanel({ scriptId, version }: { scriptId: number; version: string }) {
+export function DependenciesPanel(props: {
+  scriptId: number;
+  version: string;
+  canEdit: boolean;
+  /** After a re-lock made a new version. */
+  onRelocked?: (version: string) => void;
+}) {
+  const { scriptId, version, canEdit, onRelocked } = props;
   const [deps, setDeps] = useState<Dependencies | null>(null);
   const [note, setNote] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function relock() {
+    setBusy(true);
+    setNote("resolving with uv…");
+    try {
+      const r = await api.relock(scriptId);
+      setNote(r.changed ? `re-locked as version ${r.version}` : "the lock is up to date");
+      if (r.changed) onRelocked?.(r.version);
+      const d = await api.script(scriptId);
+      setDeps(d.dependencies);
+    } catch (e) {
+      setNote(errorMessage(e));
+    } finally {
+      setBusy(false);
+    }
+  }
 
   useEffect(() => {
     let stop = false;
@@ -61,7 +85,12 @@ export function DependenciesPanel({ scriptId, version }: { scriptId: number; ver
           <ul aria-label="Locked packages">{deps.locked.map((p) => <li key={p}><code>{p}</code></li>)}</ul>
         </>
       )}
-      {note && <p className="muted">{note}</p>}
+      {canEdit && deps.declared.length > 0 && (
+        <button onClick={relock} disabled={busy || deps.state === "resolving"}>
+          Re-lock
+        </button>
+      )}
+      {note && <p className="muted" data-testid="deps-note">{note}</p>}
     </section>
   );
 }

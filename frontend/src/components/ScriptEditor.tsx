@@ -329,7 +329,14 @@ export function ScriptEditor(props: {
       )}
       {detail && tab === "history" && <HistoryPanel scriptId={detail.id} version={detail.version} />}
       {detail && tab === "data" && <TestDataEditor scriptId={detail.id} canEdit={props.canEdit} />}
-      {detail && tab === "deps" && <DependenciesPanel scriptId={detail.id} version={detail.version} />}
+      {detail && tab === "deps" && (
+        <DependenciesPanel
+          scriptId={detail.id}
+          version={detail.version}
+          canEdit={props.canEdit}
+          onRelocked={(version) => setDetail({ ...detail, version })}
+        />
+      )}
     </div>
   );
 }
