@@ -30,9 +30,12 @@ pub enum Resolution {
 
 /// The shared resolver state: uv's settings, finished locks waiting for their save,
 /// and each script's resolution state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Resolutions {
     resolver: Option<Resolver>,
+    /// uv processes resolving at once (each may take up to its timeout): editors
+    /// saving many blocks cannot start unbounded numbers of them.
+    pub(crate) permits: std::sync::Arc<tokio::sync::Semaphore>,
     ready: Mutex<Vec<(String, Lock)>>,
     states: Mutex<HashMap<i64, Resolution>>,
 }
@@ -41,11 +44,22 @@ pub struct Resolutions {
 /// leaves one behind).
 const MAX_READY: usize = 32;
 
+/// Resolutions running at once.
+const MAX_RUNNING: usize = 2;
+
+impl Default for Resolutions {
+    fn default() -> Self {
+        Resolutions::new(None)
+    }
+}
+
 impl Resolutions {
     pub fn new(resolver: Option<Resolver>) -> Resolutions {
         Resolutions {
             resolver,
-            ..Default::default()
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING)),
+            ready: Mutex::default(),
+            states: Mutex::default(),
         }
     }
 

@@ -318,9 +318,12 @@ fn answer_or_resolve<T: Send + 'static>(
     }
     tokio::spawn(async move {
         let d = deps.clone();
+        // Held until uv is done: at most a few resolutions run at once.
+        let permit = deps.permits.clone().acquire_owned().await;
         let done = tokio::task::spawn_blocking(move || d.resolve(&meta))
             .await
             .unwrap_or_else(|e| Err(RepoError::Background(e)));
+        drop(permit);
         match done {
             Ok(()) => {
                 if let Err(e) = myself.send_message(retry(reply)) {
