@@ -56,6 +56,7 @@ bench: setup wasi lsp build123d
 	$(CARGO) bench --bench runs
 	$(CARGO) bench --bench lsp
 	$(CARGO) bench --bench build123d
+	$(CARGO) bench --bench deps
 	$(CARGO) bench -p scriptorium-sandbox --bench sandbox
 
 ## Rewrite frontend/src/generated from the Rust API types (a test fails while they differ).

@@ -57,6 +57,10 @@ pub struct AppState {
     pub notices: Arc<crate::notices::Notices>,
     /// Whether a write can succeed now (for `/api/health`).
     pub health: Arc<scriptorium_actors::WriteHealth>,
+    /// Dependency resolutions in progress or failed, per script.
+    pub deps: Arc<scriptorium_actors::Resolutions>,
+    /// The dependency environments (shared with the runner).
+    pub envs: Arc<scriptorium_actors::Envs>,
 }
 
 pub use lsp::LspSessions;
@@ -134,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/scripts", get(scripts::list).post(scripts::create))
         .route("/scripts/{id}", get(scripts::get).put(scripts::save))
         .route("/scripts/{id}/bump-major", post(scripts::bump_major))
+        .route("/scripts/{id}/relock", post(scripts::relock))
         .route("/scripts/{id}/fork", post(scripts::fork))
         .route("/scripts/{id}/fork-ordering", get(scripts::fork_ordering))
         .route("/events", get(events::stream))

@@ -156,6 +156,7 @@ impl From<RepoError> for ApiError {
             | RepoError::Db(_)
             | RepoError::Checker(_)
             | RepoError::Background(_)
+            | RepoError::Unresolved { .. }
             | RepoError::Internal(_) => ApiError::Internal(e.to_string()),
         }
     }

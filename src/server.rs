@@ -106,6 +106,18 @@ impl App {
             .collect();
         let health = Arc::new(WriteHealth::new(&config.data_dir));
         let uv = uv_config(config);
+        // Locks are made for the syntax checker's interpreter (the default native one).
+        let deps = Arc::new(scriptorium_actors::Resolutions::new(Some(
+            scriptorium_actors::Resolver {
+                uv: uv.clone(),
+                python: python.clone(),
+                python_version: interpreters
+                    .available()
+                    .find(|i| i.path == python)
+                    .map(|i| i.version.clone())
+                    .unwrap_or_default(),
+            },
+        )));
         let store = StoreConfig {
             data_dir: config.data_dir.clone(),
             python: checker,
@@ -113,10 +125,7 @@ impl App {
             interpreters_note: note,
             seed_examples: config.seed_examples,
             health: health.clone(),
-            deps: Some(scriptorium_actors::Resolver {
-                uv: uv.clone(),
-                python: python.clone(),
-            }),
+            deps: deps.clone(),
         };
         let db_path = store.db_path();
         tokio::fs::create_dir_all(&config.data_dir).await?;
@@ -140,13 +149,19 @@ impl App {
         tool_sandbox.linux.warm = scriptorium_sandbox::linux::WarmMode::Off;
         // Language servers run in the same sandbox as scripts (uid, Landlock, namespaces).
         let lsp_sandbox = tool_sandbox.linux.clone();
+        // WASI runs get environments installed for the native interpreter locks are
+        // made for (pure-Python wheels only).
+        let envs = Arc::new(
+            Envs::new(&config.data_dir, uv.clone())
+                .with_native(interpreters.available().find(|i| i.path == python).cloned()),
+        );
         let runner = Arc::new(Runner {
             runs_dir: runs_dir.clone(),
             backends: backends.clone(),
             db: Arc::new(Mutex::new(scriptorium_actors::open_for_logs(&db_path)?)),
             live: live.clone(),
             workers: Arc::new(Semaphore::new(config.runs.workers)),
-            envs: Arc::new(Envs::new(&config.data_dir, uv.clone())),
+            envs: envs.clone(),
         });
         let llm = LlmBrokerArgs {
             config: config.llm.clone(),
@@ -203,6 +218,8 @@ impl App {
             notices: Arc::new(crate::notices::Notices::new(
                 config.server.max_event_streams_per_user,
             )),
+            deps,
+            envs,
         };
         let router = api::router(state.clone())
             .merge(frontend::router(&config.frontend_dir))

@@ -212,29 +212,83 @@ async fn publishing_carries_the_lock_to_prod_and_run_all_uses_it() {
     assert_eq!(run["lock_hash"], sha256(&on_prod), "{run}");
 }
 
-#[tokio::test]
-async fn a_script_with_dependencies_under_wasi_is_told_to_use_linux() {
-    let app = app().await;
-    let ed1 = app.ed1().await;
-    let (_, body) = create(&app, &ed1, TABLE).await;
-    let id = body["id"].as_i64().unwrap();
+/// Runs the current version of `id` under wasi; its log lines and last event's data.
+async fn run_wasi(app: &TestApp, cookie: &str, id: i64) -> (Vec<String>, Value) {
     let r = app
         .json(
             Method::POST,
             "/api/runs",
-            Some(&ed1),
+            Some(cookie),
             Some(json!({ "script_id": id, "interpreter": "wasi-cpython-3.14", "backend": "wasi" })),
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     let run_id = r.json()["run_id"].as_i64().unwrap();
     let events = app
-        .sse(&format!("/api/runs/{run_id}/events"), &ed1, None, 1000)
+        .sse(&format!("/api/runs/{run_id}/events"), cookie, None, 1000)
         .await;
-    let complete = &events.last().unwrap().data;
+    let lines = events
+        .iter()
+        .filter(|e| e.event == "log")
+        .map(|e| e.data["line"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (lines, events.last().unwrap().data.clone())
+}
+
+#[tokio::test]
+async fn tabulate_prints_a_table_under_wasi_from_a_read_only_environment() {
+    let app = app().await;
+    let ed1 = app.ed1().await;
+    let content = format!(
+        "{TABLE}import sys\ntry:\n    open(sys.path[-1] + '/planted.py', 'w').write('x')\n    print('wrote into', sys.path[-1])\nexcept OSError as e:\n    print('read-only:', type(e).__name__)\n"
+    );
+    let (_, body) = create(&app, &ed1, &content).await;
+    let id = body["id"].as_i64().unwrap();
+    let (lines, complete) = run_wasi(&app, &ed1, id).await;
+    assert_eq!(complete["status"], "succeeded", "{complete} {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("name")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("b ") && l.ends_with("22")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("read-only:")),
+        "{lines:?}"
+    );
+    for e in envs(&app) {
+        let planted = app
+            .data()
+            .join("envs")
+            .join(e)
+            .join("site-packages/planted.py");
+        assert!(!planted.exists());
+    }
+}
+
+#[tokio::test]
+async fn a_platform_wheel_under_wasi_is_refused_naming_it() {
+    let app = app().await;
+    let ed1 = app.ed1().await;
+    let content = "\"\"\"Native\"\"\"\n# /// script\n# dependencies = [\"markupsafe==3.0.2\"]\n# ///\nimport markupsafe\nprint(markupsafe.escape('<a>'))\n";
+    let (status, body) = create(&app, &ed1, content).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let (lines, complete) = run_wasi(&app, &ed1, id).await;
     assert_ne!(complete["status"], "succeeded", "{complete}");
     let m = complete["message"].as_str().unwrap_or_default();
-    assert!(m.contains("linux"), "{m}");
+    assert!(
+        m.to_lowercase().contains("`markupsafe 3.0.2`")
+            && m.contains("platform wheel")
+            && m.contains("backend linux"),
+        "{m}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("&lt;")), "{lines:?}");
+    // Under linux the same script runs.
+    let (lines, record) = run(&app, &ed1, id).await;
+    assert_eq!(record["status"], "succeeded", "{record} {lines:?}");
+    assert!(lines.iter().any(|l| l == "&lt;a&gt;"), "{lines:?}");
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod build123d;
 mod client_routes;
 mod connections;
 mod deps;
+mod deps_locks;
 mod durability;
 mod exec;
 mod history;

@@ -68,6 +68,13 @@ pub enum RepoError {
     /// block, or uv cannot resolve them): 422, nothing saved.
     #[error("{0}")]
     Dependencies(String),
+    /// Inside the write side only: the change needs a resolution of these declared
+    /// dependencies first, which the actor runs off its own thread and then retries.
+    #[error("the declared dependencies are not resolved yet; try again")]
+    Unresolved {
+        requires_python: Option<String>,
+        dependencies: Vec<String>,
+    },
     /// Something other than a script does not exist (a run, a pass, an artifact).
     #[error("{0}")]
     Missing(String),

@@ -32,9 +32,10 @@ mod supervisor;
 // Shared pieces.
 pub use data_dir::DataDir;
 pub use db::{open_existing, open_for_logs};
-pub use deps::Resolver;
 pub use deps::envs::Envs;
 pub use deps::lock::UvConfig;
+pub use deps::resolutions::{Resolution, Resolutions};
+pub use deps::{DependencyState, Resolver};
 pub use domain::clock;
 pub use domain::ordering::{BadOrdering, Ordering};
 pub use domain::syntax::SyntaxProblem;

@@ -103,6 +103,7 @@ export const api = {
     request<{ version: string; changed: boolean; merged: MergedFrom | null; duplicate_of: DuplicateOf | null }>(
       "PUT", `/api/scripts/${id}`, { content, base_version, exchange_id } satisfies SaveRequest),
   bumpMajor: (id: number) => request<{ version: string }>("POST", `/api/scripts/${id}/bump-major`),
+  relock: (id: number) => request<{ version: string; changed: boolean }>("POST", `/api/scripts/${id}/relock`),
   fork: (id: number, ordering?: string) =>
     request<ScriptDetail>("POST", `/api/scripts/${id}/fork`, ordering === undefined ? undefined : ({ ordering } satisfies ForkRequest)),
   forkOrdering: (id: number) => request<ForkOrderings & { default: string }>("GET", `/api/scripts/${id}/fork-ordering`),
@@ -154,9 +155,15 @@ export const api = {
   artifactUrl: (run: number, name: string) => `/api/runs/${run}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`,
   runEventsUrl: (id: number) => `/api/runs/${id}/events`,
   passEventsUrl: (id: number) => `/api/passes/${id}/events`,
-  lspUrl: (interpreter?: string) => {
+  /** The language-server socket; with `scriptId` the type server also sees that
+   * script's dependency environment. */
+  lspUrl: (interpreter?: string, scriptId?: number) => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${proto}//${location.host}/api/lsp${interpreter ? `?interpreter=${encodeURIComponent(interpreter)}` : ""}`;
+    const q = new URLSearchParams();
+    if (interpreter) q.set("interpreter", interpreter);
+    if (scriptId !== undefined) q.set("script", String(scriptId));
+    const qs = q.toString();
+    return `${proto}//${location.host}/api/lsp${qs ? `?${qs}` : ""}`;
   },
 };
 

@@ -234,7 +234,12 @@ impl WasiBackend {
         std::fs::create_dir_all(&side)?;
         let _cleanup = RemoveDir(side.clone());
         let script = place(&spec.workdir, &side, &spec.script)?;
-        let mut argv = vec!["python".to_string(), script];
+        let mut argv = vec!["python".to_string()];
+        // A wrapper (e.g. the dependencies' bootstrap) runs first, with the script next.
+        if let Some(w) = &spec.interpreter.wrapper {
+            argv.push(place(&spec.workdir, &side, w)?);
+        }
+        argv.push(script);
         if let Some(input) = &spec.input {
             argv.push(place(&spec.workdir, &side, input)?);
         }
@@ -317,6 +322,19 @@ impl WasiBackend {
     ) -> Result<RunReport, SandboxError> {
         use crate::run::secs;
         let limits = &spec.limits;
+        // The interpreter's extra read path (a dependency environment's site-packages)
+        // is preopened read-only for the guest at `/deps`; the guest sees nothing else.
+        let deps = match spec.interpreter.read_paths.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            more => {
+                return Err(SandboxError::Setup(format!(
+                    "a WASI run can be given one read-only directory, not {}; remove read_paths of interpreter `{}`",
+                    more.len(),
+                    spec.interpreter.id
+                )));
+            }
+        };
         let memory = limits.memory_mib.saturating_mul(1024 * 1024);
         let mut args: Vec<std::ffi::OsString> = vec![
             host::SUBCOMMAND.into(),
@@ -328,9 +346,14 @@ impl WasiBackend {
             program: self.inner.host_program.clone(),
             args,
             interpreter: None,
-            read: vec![cwasm.to_path_buf()],
+            read: std::iter::once(cwasm.to_path_buf())
+                .chain(deps.clone())
+                .collect(),
             workdir: spec.workdir.clone(),
-            env: Vec::new(),
+            env: deps
+                .into_iter()
+                .map(|d| (host::DEPS_VAR.to_string(), d.to_string_lossy().into_owned()))
+                .collect(),
             limits: limits.clone(),
             address_space_mib: Some(limits.memory_mib.saturating_add(HOST_RESERVE_MIB)),
         })?;

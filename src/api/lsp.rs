@@ -101,6 +101,8 @@ impl LspSessions {
 #[derive(Deserialize)]
 pub(super) struct LspQuery {
     interpreter: Option<String>,
+    /// The script being edited: the type server also sees its dependency environment.
+    script: Option<i64>,
 }
 
 pub(super) async fn connect(
@@ -131,6 +133,10 @@ pub(super) async fn connect(
                 ApiError::Unavailable("no native interpreter to analyse code with".into())
             })?,
     };
+    let packages = match q.script {
+        Some(id) => script_packages(&state, id, &python).await?,
+        None => Vec::new(),
+    };
     let guard = state.lsp.acquire(&user.username)?;
     let mut raw = [0u8; 8];
     rand::rng().fill_bytes(&mut raw);
@@ -148,10 +154,41 @@ pub(super) async fn connect(
                 user.username.clone(),
                 read_only,
                 python,
+                packages,
             )
             .await;
             drop(guard);
         }))
+}
+
+/// The `site-packages` of script `id`'s dependency environment for `python` (built
+/// now if missing), or nothing when its current version declares no dependencies. An
+/// environment that cannot be had (a refused lock, `requires-python` excluding
+/// `python`) leaves the session without it: its imports are then flagged unresolved.
+async fn script_packages(
+    state: &AppState,
+    id: i64,
+    python: &Interpreter,
+) -> Result<Vec<std::path::PathBuf>, ApiError> {
+    let (content, lock) = state
+        .read(move |c| {
+            let d = c.detail(id)?;
+            let lock = c.version_lock(id, d.summary.version)?;
+            Ok((d.content, lock))
+        })
+        .await?;
+    let Some(lock) = lock else {
+        return Ok(Vec::new());
+    };
+    let (envs, python) = (state.envs.clone(), python.clone());
+    match tokio::task::spawn_blocking(move || envs.ensure(&python, &lock, &content)).await {
+        Ok(Ok(env)) => Ok(vec![env.site_packages]),
+        Ok(Err(e)) => {
+            tracing::warn!(script = id, error = %e, "language server without the script's dependencies");
+            Ok(Vec::new())
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
 }
 
 /// Starts the session's language servers, each in its own sandbox: the type server in
@@ -164,6 +201,7 @@ pub(super) async fn connect(
 fn start(
     sessions: &LspSessions,
     interpreter: &Interpreter,
+    packages: &[std::path::PathBuf],
     workspace: &std::path::Path,
 ) -> Result<Vec<StartedServer>, String> {
     let programs = sessions.servers.as_ref().map_err(Clone::clone)?;
@@ -176,7 +214,7 @@ fn start(
             name.push(format!("-{}", program.kind.name()));
             std::path::PathBuf::from(name)
         };
-        match start_server(&sessions.sandbox, program, interpreter, &dir) {
+        match start_server(&sessions.sandbox, program, interpreter, packages, &dir) {
             Ok(process) => started.push(StartedServer {
                 kind: program.kind,
                 process,
@@ -221,12 +259,13 @@ async fn session(
     user: String,
     read_only: bool,
     interpreter: Interpreter,
+    packages: Vec<std::path::PathBuf>,
 ) {
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(MAX_PENDING);
     let pending = Arc::new(AtomicUsize::new(0));
     let workspace = sessions.root.join(&id);
     let (mut sink, mut stream) = socket.split();
-    let servers = match start(&sessions, &interpreter, &workspace) {
+    let servers = match start(&sessions, &interpreter, &packages, &workspace) {
         Ok(servers) => servers,
         Err(why) => {
             tracing::error!(session = %id, %user, error = %why, "language-server session refused");

@@ -196,7 +196,9 @@ pub(super) async fn get(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<ScriptDetail>, ApiError> {
-    Ok(Json(state.read(move |c| c.detail(id)).await?))
+    let mut detail = state.read(move |c| c.detail(id)).await?;
+    detail.dependencies = detail.dependencies.with_resolution(state.deps.state(id));
+    Ok(Json(detail))
 }
 
 pub(super) async fn save(
@@ -221,6 +223,13 @@ pub(super) async fn save(
             json!({ "script_id": id, "version": saved.version, "merged": saved.merged }),
         );
     }
+    if saved.relocked {
+        state.notices.push(
+            "dependencies_locked",
+            &user.username,
+            json!({ "script_id": id, "version": saved.version, "lock_hash": saved.lock_hash }),
+        );
+    }
     Ok(Json(json!({
         "version": saved.version,
         "changed": saved.changed,
@@ -230,6 +239,37 @@ pub(super) async fn save(
         // Another script on prod with the same executable code: publishing this
         // version would be refused.
         "duplicate_of": saved.duplicate_of,
+        // The new version's dependencies: `locked` (with the lock's hash; `relocked`
+        // when this save resolved a changed block) or `none`. A failed resolution is a
+        // 422 with uv's reason, and nothing is saved.
+        "dependencies": {
+            "state": if saved.lock_hash.is_some() { "locked" } else { "none" },
+            "lock_hash": saved.lock_hash,
+            "relocked": saved.relocked,
+        },
+    })))
+}
+
+/// `POST /api/scripts/{id}/relock`: resolves the current version's declared
+/// dependencies again; a new version with the new lock (`changed` false when uv gave
+/// the same lock). A failed resolution is a 422 with uv's reason.
+pub(super) async fn relock(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let saved = state.repo.relock(user.committer(), id).await?;
+    if saved.relocked {
+        state.notices.push(
+            "dependencies_locked",
+            &user.username,
+            json!({ "script_id": id, "version": saved.version, "lock_hash": saved.lock_hash }),
+        );
+    }
+    Ok(Json(json!({
+        "version": saved.version,
+        "changed": saved.changed,
+        "dependencies": { "state": "locked", "lock_hash": saved.lock_hash, "relocked": saved.relocked },
     })))
 }
 

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 use scriptorium_sandbox::Interpreter;
 
 use crate::deps::lock::{self, Lock, RunError, UvConfig};
+use crate::deps::pep723;
+use crate::deps::resolutions::check_requires_python;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -31,6 +33,10 @@ pub enum EnvError {
         interpreter: String,
         reason: String,
     },
+    #[error("the dependency lock {lock} was refused: {reason}")]
+    Refused { lock: String, reason: String },
+    #[error("{reason}")]
+    Python { reason: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -47,6 +53,9 @@ pub struct Env {
 pub struct Envs {
     root: PathBuf,
     uv: UvConfig,
+    /// The native interpreter that installs environments for WASI runs (the one locks
+    /// are made for); `None`: dependencies cannot run under wasi.
+    native: Option<Interpreter>,
     building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     builds: AtomicU64,
 }
@@ -74,8 +83,68 @@ impl Envs {
         Envs {
             root: data_dir.join("envs"),
             uv,
+            native: None,
             building: Mutex::new(HashMap::new()),
             builds: AtomicU64::new(0),
+        }
+    }
+
+    /// With `native` as the interpreter that installs environments for WASI runs.
+    pub fn with_native(mut self, native: Option<Interpreter>) -> Envs {
+        self.native = native;
+        self
+    }
+
+    /// The interpreter a run of `backend` with `interp` uses once `lock`'s environment
+    /// is in place (built now if missing), and that environment. Blocking. Under linux
+    /// the environment is bind-mounted read-only; under wasi it must hold only
+    /// pure-Python wheels and is preopened read-only; other backends are refused.
+    pub(crate) fn for_run(
+        &self,
+        interp: &Interpreter,
+        backend: scriptorium_sandbox::BackendKind,
+        lock: &Lock,
+        script: &str,
+        side: &Path,
+    ) -> Result<(Interpreter, Env), EnvError> {
+        use scriptorium_sandbox::BackendKind;
+        match backend {
+            BackendKind::Linux => {
+                let env = self.ensure(interp, lock, script)?;
+                Ok((with_env(interp, &env, side)?, env))
+            }
+            BackendKind::Wasi => {
+                let Some(native) = &self.native else {
+                    return Err(EnvError::Python {
+                        reason: "this server has no native interpreter to install dependencies for WASI runs with; run the script with backend linux".into(),
+                    });
+                };
+                if let Some(spec) = pep723::parse(script)
+                    .ok()
+                    .flatten()
+                    .and_then(|m| m.requires_python)
+                {
+                    check_requires_python(
+                        &spec,
+                        &interp.version,
+                        &format!("interpreter `{}`", interp.id),
+                    )
+                    .map_err(|reason| EnvError::Python { reason })?;
+                }
+                let env = self.ensure(native, lock, script)?;
+                crate::deps::wasi::pure_python(&env.site_packages)
+                    .map_err(|reason| EnvError::Python { reason })?;
+                Ok((
+                    crate::deps::wasi::with_env(interp, &env.site_packages, side)?,
+                    env,
+                ))
+            }
+            other => Err(EnvError::Python {
+                reason: format!(
+                    "this script declares dependencies (PEP 723), which run under the `linux` and `wasi` backends, not `{}`; run it with backend linux",
+                    other.as_str()
+                ),
+            }),
         }
     }
 
@@ -93,8 +162,32 @@ impl Envs {
             .join(format!("{}-{}", interpreter_key(interp), lock.hash))
     }
 
-    /// The environment for `lock` under `interp`, built if missing. Blocking.
-    pub fn ensure(&self, interp: &Interpreter, lock: &Lock) -> Result<Env, EnvError> {
+    /// The environment for `lock` under `interp`, built if missing, for a script whose
+    /// content is `script`. Blocking. Nothing is installed (or reused) unless the lock
+    /// passes [`lock::check`] against the script's block and the block's
+    /// `requires-python` admits the interpreter: a lock that reached git without this
+    /// server resolving it is refused with the way out (save the script again).
+    pub fn ensure(&self, interp: &Interpreter, lock: &Lock, script: &str) -> Result<Env, EnvError> {
+        let refuse = |reason: String| EnvError::Refused {
+            lock: lock.hash[..12].to_string(),
+            reason,
+        };
+        let meta = pep723::parse(script)
+            .map_err(|e| refuse(e.to_string()))?
+            .unwrap_or_default();
+        if let Some(spec) = &meta.requires_python {
+            check_requires_python(
+                spec,
+                &interp.version,
+                &format!("interpreter `{}`", interp.id),
+            )
+            .map_err(|reason| EnvError::Python { reason })?;
+        }
+        lock::check(lock, &meta).map_err(|e| {
+            refuse(format!(
+                "{e}; it is not a lock this server made for the script's `# /// script` block (was it edited outside Scriptorium?), so nothing was installed from it. Save the script with its block again to resolve a new lock"
+            ))
+        })?;
         let dir = self.dir_for(interp, lock);
         let site = dir.join("site-packages");
         let key = dir.to_string_lossy().into_owned();
@@ -125,12 +218,17 @@ impl Envs {
             reason,
         };
         let mut cmd = self.uv.command(&["pip", "install"]);
-        cmd.args(["--require-hashes", "--no-deps", "--no-compile", "--python"])
-            .arg(&interp.path)
-            .arg("--target")
-            .arg(tmp.path().join("site-packages"))
-            .arg("-r")
-            .arg(tmp.path().join("requirements.lock"));
+        cmd.args([
+            "--require-hashes",
+            "--no-deps",
+            "--compile-bytecode",
+            "--python",
+        ])
+        .arg(&interp.path)
+        .arg("--target")
+        .arg(tmp.path().join("site-packages"))
+        .arg("-r")
+        .arg(tmp.path().join("requirements.lock"));
         match lock::run(cmd, b"", self.uv.build_timeout) {
             Ok(o) if o.success => {}
             Ok(o) => return Err(fail(lock::uv_reason(&o.stderr))),

@@ -127,6 +127,130 @@ impl Lock {
     }
 }
 
+/// Checks a lock before anything is installed from it: it must be what Scriptorium
+/// writes (see [`resolve`]) and cover what the script declares. A lock can reach a
+/// version without a resolution by this server (a commit made with the git CLI that
+/// start-up repair records, a lock edited in a clone): uv would honour any option in
+/// it (`--index-url`, `--find-links`, `-e`), any URL or path requirement, and would
+/// install an unhashed pin from whatever the index serves. So every logical line must
+/// be `name==version` followed only by `--hash=sha256:<64 hex>` options (at least one),
+/// with at most an environment marker, and every declared name must be pinned.
+pub(crate) fn check(lock: &Lock, meta: &Metadata) -> Result<(), String> {
+    let mut pinned: Vec<(String, String)> = Vec::new();
+    let mut logical = String::new();
+    let mut lines = lock.text.lines().peekable();
+    while let Some(raw) = lines.next() {
+        let line = raw.trim();
+        if logical.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) if lines.peek().is_some() => {
+                logical.push_str(part);
+                logical.push(' ');
+            }
+            _ => {
+                logical.push_str(line);
+                pinned.push(check_pin(&logical)?);
+                logical.clear();
+            }
+        }
+    }
+    for d in &meta.dependencies {
+        let (name, rest) = split_requirement(d);
+        let Some((_, version)) = pinned.iter().find(|(n, _)| *n == name) else {
+            return Err(format!(
+                "it pins no version of `{name}`, which the script declares"
+            ));
+        };
+        let exact = rest.trim().strip_prefix("==").map(str::trim);
+        if let Some(want) = exact.filter(|w| !w.contains(['*', ',', ';']))
+            && want != version
+        {
+            return Err(format!(
+                "it pins `{name}=={version}`, but the script declares `{}`",
+                d.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One logical line of a lock: `name==version [; marker] --hash=sha256:… …`.
+fn check_pin(line: &str) -> Result<(String, String), String> {
+    let bad = |why: &str| {
+        let shown: String = line.chars().take(120).collect();
+        Err(format!("line `{}` {why}", shown.escape_debug()))
+    };
+    let (req, hashes) = match line.find(" --") {
+        Some(i) => (line[..i].trim(), line[i..].trim()),
+        None => (line.trim(), ""),
+    };
+    let (pin, marker) = match req.split_once(';') {
+        Some((p, m)) => (p.trim(), Some(m.trim())),
+        None => (req, None),
+    };
+    let Some((name, version)) = pin.split_once("==") else {
+        return bad("is not an exact pin `name==version`");
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    let version_ok = !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '!' | '_' | '-'));
+    if !name_ok || !version_ok {
+        return bad("is not an exact pin `name==version`");
+    }
+    if marker.is_some_and(|m| {
+        !m.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " ._'\"<>=!()~".contains(c))
+    }) {
+        return bad("has an environment marker that is not one");
+    }
+    let mut count = 0;
+    for opt in hashes.split_whitespace() {
+        let Some(h) = opt.strip_prefix("--hash=sha256:") else {
+            return bad("has an option other than `--hash=sha256:…`");
+        };
+        if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+            return bad("has a hash that is not a sha256");
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return bad("has no `--hash=sha256:…` (a lock pins each wheel by its hash)");
+    }
+    Ok((normalize(name), version.to_string()))
+}
+
+/// The normalised name a requirement starts with (PEP 503) and what follows it.
+pub(crate) fn split_requirement(req: &str) -> (String, &str) {
+    let t = req.trim();
+    let end = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .unwrap_or(t.len());
+    (normalize(&t[..end]), &t[end..])
+}
+
+fn normalize(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        let c = if matches!(c, '.' | '_' | '-') {
+            '-'
+        } else {
+            c.to_ascii_lowercase()
+        };
+        if !(c == '-' && out.ends_with('-')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LockError {
     #[error("the dependencies could not be resolved: {0}")]
@@ -292,6 +416,60 @@ mod tests {
         );
         assert_eq!(l.pins(), ["tabulate==0.9.0", "wcwidth==0.2.13"]);
         assert_eq!(l.hash.len(), 64);
+    }
+
+    fn meta(deps: &[&str]) -> Metadata {
+        Metadata {
+            requires_python: None,
+            dependencies: deps.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_lock_as_scriptorium_writes_it_passes() {
+        let l = Lock::new(format!(
+            "# Locked by Scriptorium\ntabulate==0.9.0 \\\n    --hash=sha256:{H} \\\n    --hash=sha256:{H}\nwcwidth==0.2.13 ; python_version >= \"3.8\" \\\n    --hash=sha256:{H}\n"
+        ));
+        assert_eq!(check(&l, &meta(&["Tabulate==0.9.0", "wcwidth"])), Ok(()));
+    }
+
+    #[test]
+    fn a_planted_lock_is_refused_saying_why() {
+        let m = meta(&["tabulate"]);
+        let refused = |text: String, why: &str| {
+            let e = check(&Lock::new(text.clone()), &m).unwrap_err();
+            assert!(e.contains(why), "{text:?}: {e}");
+        };
+        refused("tabulate==0.9.0\n".into(), "no `--hash");
+        refused(
+            format!("--index-url http://127.0.0.1:9/simple\ntabulate==0.9.0 --hash=sha256:{H}\n"),
+            "exact pin",
+        );
+        refused(
+            format!("tabulate==0.9.0 --hash=sha256:{H} --find-links /etc\n"),
+            "option other than",
+        );
+        refused(
+            format!("tabulate @ file:///etc/passwd --hash=sha256:{H}\n"),
+            "exact pin",
+        );
+        refused(format!("tabulate>=0.8 --hash=sha256:{H}\n"), "exact pin");
+        refused(
+            format!("tabulate==0.9.0 --hash=sha256:{}\n", &H[..10]),
+            "not a sha256",
+        );
+        refused(
+            format!("other==1.0 --hash=sha256:{H}\n"),
+            "pins no version of `tabulate`",
+        );
+        let e = check(
+            &Lock::new(format!("tabulate==0.8.0 --hash=sha256:{H}\n")),
+            &meta(&["tabulate==0.9.0"]),
+        )
+        .unwrap_err();
+        assert!(e.contains("declares `tabulate==0.9.0`"), "{e}");
     }
 
     #[test]

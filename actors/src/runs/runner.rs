@@ -251,15 +251,15 @@ impl Runner {
     pub async fn prepare_envs(&self, jobs: impl Iterator<Item = &RunJob>) {
         let wanted: Vec<_> = jobs
             .filter(|j| j.backend == BackendKind::Linux)
-            .filter_map(|j| Some((j.interpreter.clone(), j.lock.clone()?)))
+            .filter_map(|j| Some((j.interpreter.clone(), j.lock.clone()?, j.content.clone())))
             .collect();
         if wanted.is_empty() {
             return;
         }
         let envs = self.envs.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            for (interp, lock) in wanted {
-                if let Err(e) = envs.ensure(&interp, &lock) {
+            for (interp, lock, script) in wanted {
+                if let Err(e) = envs.ensure(&interp, &lock, &script) {
                     tracing::warn!(error = %e, "a dependency environment could not be built before its group");
                 }
             }
@@ -286,19 +286,16 @@ impl Runner {
         {
             tracing::error!(error = %e, "cannot record the run's lock");
         }
-        if job.backend != BackendKind::Linux {
-            return Err(scriptorium_sandbox::SandboxError::Setup(format!(
-                "this script declares dependencies (PEP 723), which run only under the `linux` backend so far, not `{}`; run it with backend linux",
-                job.backend.as_str()
-            )));
-        }
         let envs = self.envs.clone();
-        let interp = job.interpreter.clone();
+        let (interp, backend) = (job.interpreter.clone(), job.backend);
+        let (script, side) = (job.content.clone(), side.to_path_buf());
         let started = std::time::Instant::now();
-        let env = tokio::task::spawn_blocking(move || envs.ensure(&interp, &lock))
-            .await
-            .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?
-            .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?;
+        let (interp, env) = tokio::task::spawn_blocking(move || {
+            envs.for_run(&interp, backend, &lock, &script, &side)
+        })
+        .await
+        .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?
+        .map_err(|e| scriptorium_sandbox::SandboxError::Setup(e.to_string()))?;
         let what = if env.built { "built" } else { "reused" };
         log.push(
             EventKind::Log,
@@ -308,7 +305,7 @@ impl Runner {
                 started.elapsed().as_secs_f64()
             ) }),
         );
-        Ok(crate::deps::envs::with_env(&job.interpreter, &env, side)?)
+        Ok(interp)
     }
 
     /// Records the end of a run, emits `complete`, and retires its live log.

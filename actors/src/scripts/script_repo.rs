@@ -2,13 +2,17 @@
 //!
 //! Messages are handled one at a time, so saves, forks, bumps and publishing are
 //! serialised. The git and SQLite work is blocking and runs on the blocking pool while
-//! the actor awaits it.
+//! the actor awaits it. Resolving declared dependencies with uv (seconds) never runs
+//! inside a message: a save that needs it is answered once a task off the actor has
+//! resolved them and sent the save back (see `deps::resolutions`), so other saves go on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::deps::pep723::Metadata;
+use crate::deps::resolutions::{Resolution, Resolutions};
 use crate::domain::ordering::Ordering;
 use crate::domain::team::DuplicateOf;
 use crate::domain::version::Version;
@@ -28,7 +32,12 @@ pub(crate) struct ScriptRepo;
 
 pub(crate) struct ScriptRepoState {
     store: Arc<Mutex<ScriptStore>>,
+    deps: Arc<Resolutions>,
 }
+
+/// How many times one save or create may wait for a resolution (the block it needs
+/// resolved can change under it only through a concurrent merge).
+const MAX_RESOLUTIONS: u8 = 2;
 
 pub(crate) enum ScriptRepoMessage {
     Create {
@@ -37,6 +46,8 @@ pub(crate) enum ScriptRepoMessage {
         filename: Option<String>,
         ordering: Option<Ordering>,
         reply: RpcReplyPort<Result<i64>>,
+        /// Resolutions already made for it.
+        resolved: u8,
     },
     Save {
         who: Committer,
@@ -44,6 +55,14 @@ pub(crate) enum ScriptRepoMessage {
         content: String,
         base: Version,
         reply: RpcReplyPort<Result<Saved>>,
+        resolved: u8,
+    },
+    /// Resolves the current version's block again into a new version.
+    Relock {
+        who: Committer,
+        id: i64,
+        reply: RpcReplyPort<Result<Saved>>,
+        resolved: u8,
     },
     BumpMajor {
         who: Committer,
@@ -97,6 +116,7 @@ impl Actor for ScriptRepo {
         _myself: ActorRef<Self::Msg>,
         cfg: StoreConfig,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let deps = cfg.deps.clone();
         let (store, report): (ScriptStore, RepairReport) =
             tokio::task::spawn_blocking(move || {
                 let (mut store, report) = ScriptStore::open(&cfg)?;
@@ -118,12 +138,13 @@ impl Actor for ScriptRepo {
         }
         Ok(ScriptRepoState {
             store: Arc::new(Mutex::new(store)),
+            deps,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -134,11 +155,7 @@ impl Actor for ScriptRepo {
             reply: RpcReplyPort<T>,
             f: impl FnOnce(&mut ScriptStore) -> T + Send + 'static,
         ) -> Result<(), ActorProcessingErr> {
-            let out = tokio::task::spawn_blocking(move || {
-                let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-                f(&mut guard)
-            })
-            .await?;
+            let out = blocking(store, f).await?;
             // The caller may have timed out and gone; that is not the actor's failure.
             let _ = reply.send(out);
             Ok(())
@@ -150,11 +167,25 @@ impl Actor for ScriptRepo {
                 filename,
                 ordering,
                 reply,
+                resolved,
             } => {
-                run(store, reply, move |s| {
-                    s.create(&who, content, filename, ordering)
-                })
-                .await
+                let (w, c, f, o) = (
+                    who.clone(),
+                    content.clone(),
+                    filename.clone(),
+                    ordering.clone(),
+                );
+                let out = blocking(store, move |s| s.create(&w, c, f, o)).await?;
+                let retry = move |reply| ScriptRepoMessage::Create {
+                    who,
+                    content,
+                    filename,
+                    ordering,
+                    reply,
+                    resolved: resolved + 1,
+                };
+                answer_or_resolve(&myself, &state.deps, None, resolved, out, reply, retry);
+                Ok(())
             }
             ScriptRepoMessage::Save {
                 who,
@@ -162,7 +193,50 @@ impl Actor for ScriptRepo {
                 content,
                 base,
                 reply,
-            } => run(store, reply, move |s| s.save(&who, id, &content, base)).await,
+                resolved,
+            } => {
+                let (w, c) = (who.clone(), content.clone());
+                let out = blocking(store, move |s| s.save(&w, id, &c, base)).await?;
+                if out.is_ok() {
+                    state.deps.set_state(id, None);
+                }
+                let retry = move |reply| ScriptRepoMessage::Save {
+                    who,
+                    id,
+                    content,
+                    base,
+                    reply,
+                    resolved: resolved + 1,
+                };
+                answer_or_resolve(&myself, &state.deps, Some(id), resolved, out, reply, retry);
+                Ok(())
+            }
+            ScriptRepoMessage::Relock {
+                who,
+                id,
+                reply,
+                resolved,
+            } => {
+                let w = who.clone();
+                // The first attempt always resolves afresh (a finished resolution of the
+                // same block may be waiting from a save, but a re-lock asks for now).
+                let out = if resolved == 0 {
+                    blocking(store, move |s| s.unresolved_block(id)).await?
+                } else {
+                    blocking(store, move |s| s.relock(&w, id)).await?
+                };
+                if out.is_ok() {
+                    state.deps.set_state(id, None);
+                }
+                let retry = move |reply| ScriptRepoMessage::Relock {
+                    who,
+                    id,
+                    reply,
+                    resolved: resolved + 1,
+                };
+                answer_or_resolve(&myself, &state.deps, Some(id), resolved, out, reply, retry);
+                Ok(())
+            }
             ScriptRepoMessage::BumpMajor { who, id, reply } => {
                 run(store, reply, move |s| s.bump_major(&who, id)).await
             }
@@ -206,6 +280,78 @@ impl Actor for ScriptRepo {
     }
 }
 
+/// Runs `f` on the store on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    store: Arc<Mutex<ScriptStore>>,
+    f: impl FnOnce(&mut ScriptStore) -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    })
+    .await
+}
+
+/// Sends `out` to `reply`, unless the store asked for a resolution first: then a task
+/// on the blocking pool resolves (the actor goes on with other messages) and sends
+/// `retry` back to the actor, or answers with uv's reason. Script `id`'s state is
+/// `resolving` meanwhile and `failed` after a failure.
+fn answer_or_resolve<T: Send + 'static>(
+    myself: &ActorRef<ScriptRepoMessage>,
+    deps: &Arc<Resolutions>,
+    id: Option<i64>,
+    resolved: u8,
+    out: Result<T>,
+    reply: RpcReplyPort<Result<T>>,
+    retry: impl FnOnce(RpcReplyPort<Result<T>>) -> ScriptRepoMessage + Send + 'static,
+) {
+    let meta = match out {
+        Err(RepoError::Unresolved {
+            requires_python,
+            dependencies,
+        }) if resolved < MAX_RESOLUTIONS => Metadata {
+            requires_python,
+            dependencies,
+        },
+        other => {
+            // The caller may have timed out and gone; that is not the actor's failure.
+            let _ = reply.send(other);
+            return;
+        }
+    };
+    let (myself, deps) = (myself.clone(), deps.clone());
+    if let Some(id) = id {
+        deps.set_state(id, Some(Resolution::Resolving));
+    }
+    tokio::spawn(async move {
+        let d = deps.clone();
+        // Held until uv is done: at most a few resolutions run at once.
+        let permit = deps.permits.clone().acquire_owned().await;
+        let done = tokio::task::spawn_blocking(move || d.resolve(&meta))
+            .await
+            .unwrap_or_else(|e| Err(RepoError::Background(e)));
+        drop(permit);
+        match done {
+            Ok(()) => {
+                if let Err(e) = myself.send_message(retry(reply)) {
+                    tracing::warn!(error = %e, "the script repository stopped before a resolved save");
+                }
+            }
+            Err(e) => {
+                if let Some(id) = id {
+                    deps.set_state(
+                        id,
+                        Some(Resolution::Failed {
+                            error: e.to_string(),
+                        }),
+                    );
+                }
+                let _ = reply.send(Err(e));
+            }
+        }
+    });
+}
+
 /// How callers reach the actor: typed methods with a timeout, looked up by name so a
 /// restarted actor is found again.
 #[derive(Clone)]
@@ -234,6 +380,7 @@ impl ScriptRepoHandle {
                 filename,
                 ordering,
                 reply,
+                resolved: 0,
             })
             .await
     }
@@ -251,6 +398,19 @@ impl ScriptRepoHandle {
                 content,
                 base,
                 reply,
+                resolved: 0,
+            })
+            .await
+    }
+    /// Resolves script `id`'s declared dependencies again: a new version with the new
+    /// lock (`changed` false when the lock came out the same).
+    pub async fn relock(&self, who: Committer, id: i64) -> Result<Saved, CallError> {
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::Relock {
+                who,
+                id,
+                reply,
+                resolved: 0,
             })
             .await
     }

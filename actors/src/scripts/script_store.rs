@@ -90,8 +90,8 @@ pub struct StoreConfig {
     pub seed_examples: bool,
     /// Where failed and successful writes are reported (for `/api/health`).
     pub health: Arc<WriteHealth>,
-    /// How declared dependencies are resolved on save (`None`: they are refused).
-    pub deps: Option<deps::Resolver>,
+    /// How declared dependencies are resolved (off the actor) and each script's state.
+    pub deps: Arc<deps::resolutions::Resolutions>,
 }
 
 impl StoreConfig {
@@ -125,6 +125,10 @@ pub struct Saved {
     /// Another script on `prod` with the same executable code: a warning, since
     /// publishing this version would be refused.
     pub duplicate_of: Option<crate::domain::team::DuplicateOf>,
+    /// The sha256 of the new version's dependency lock, if it has one.
+    pub lock_hash: Option<String>,
+    /// True when this save resolved a new lock (the block changed).
+    pub relocked: bool,
 }
 
 pub(crate) struct ScriptStore {
@@ -136,7 +140,7 @@ pub(crate) struct ScriptStore {
     health: Arc<WriteHealth>,
     /// The highest script id of an undone commit (ids are never handed out twice).
     undone_max_id: i64,
-    deps: Option<deps::Resolver>,
+    deps: Arc<deps::resolutions::Resolutions>,
     /// Test hook: abort the process between the git commit and the SQLite record,
     /// as a crash would (`SCRIPTORIUM_FAULT=after-git-commit`).
     crash_after_commit: bool,
@@ -349,6 +353,8 @@ impl ScriptStore {
                 changed: false,
                 merged,
                 duplicate_of: None,
+                lock_hash: cur.lock.map(|l| l.1),
+                relocked: false,
             });
         }
         let old = String::from_utf8_lossy(&self.git.read_blob(cur.blob)?).into_owned();
@@ -358,6 +364,8 @@ impl ScriptStore {
         let mut change = Change::new(Action::Save, id, who);
         change.version = Some(version);
         change.blob = Some(blob);
+        let relocked = matches!(lock_edit, Some(LockEdit::Put(_)));
+        let lock_hash = lock.as_ref().map(|l| l.1.clone());
         change.lock = lock;
         let path = format!("scripts/{}", cur.filename);
         let lock_path = deps::lock_path(&cur.filename);
@@ -378,6 +386,8 @@ impl ScriptStore {
             changed: true,
             merged,
             duplicate_of,
+            lock_hash,
+            relocked,
         })
     }
 

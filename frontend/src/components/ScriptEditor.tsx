@@ -7,10 +7,11 @@ import { RunPanel } from "./RunPanel";
 import { PromptWindow } from "./PromptWindow";
 import { HistoryPanel } from "./HistoryPanel";
 import { TestDataEditor } from "./TestDataEditor";
+import { DependenciesPanel } from "./DependenciesPanel";
 import { VersionBadge } from "./VersionBadge";
 import { ConflictView, DuplicateRefusal, ForkChooser, SavedNotice, TeamInitials, useTeam } from "./Team";
 
-type Tab = "run" | "prompt" | "history" | "data";
+type Tab = "run" | "prompt" | "history" | "data" | "deps";
 
 export function ScriptEditor(props: {
   scriptId: number;
@@ -92,7 +93,7 @@ export function ScriptEditor(props: {
   // The language-server session for this model and interpreter.
   useEffect(() => {
     if (!model) return;
-    const client = new LspClient(api.lspUrl(lspInterpreter), model, setProblems, setLspStatus);
+    const client = new LspClient(api.lspUrl(lspInterpreter, props.scriptId), model, setProblems, setLspStatus);
     lsp.current = client;
     return () => {
       client.dispose();
@@ -101,7 +102,7 @@ export function ScriptEditor(props: {
       setProblems([]);
       setLspStatus("connecting to the language server…");
     };
-  }, [model, lspInterpreter]);
+  }, [model, lspInterpreter, props.scriptId]);
 
   const goTo = (p: Diagnostic) => {
     editor.current?.revealLineInCenter(p.line);
@@ -291,9 +292,9 @@ export function ScriptEditor(props: {
         )}
       </section>
       <div className="tabs" role="tablist">
-        {(["run", "prompt", "history", "data"] as Tab[]).map((t) => (
+        {(["run", "prompt", "history", "data", "deps"] as Tab[]).map((t) => (
           <button key={t} role="tab" aria-selected={tab === t} className={tab === t ? "active" : ""} onClick={() => setTab(t)}>
-            {{ run: "Run", prompt: "Prompt", history: "History", data: "Test data" }[t]}
+            {{ run: "Run", prompt: "Prompt", history: "History", data: "Test data", deps: "Dependencies" }[t]}
           </button>
         ))}
       </div>
@@ -331,6 +332,14 @@ export function ScriptEditor(props: {
       )}
       {detail && tab === "history" && <HistoryPanel scriptId={detail.id} version={detail.version} />}
       {detail && tab === "data" && <TestDataEditor scriptId={detail.id} canEdit={props.canEdit} />}
+      {detail && tab === "deps" && (
+        <DependenciesPanel
+          scriptId={detail.id}
+          version={detail.version}
+          canEdit={props.canEdit}
+          onRelocked={(version) => setDetail({ ...detail, version })}
+        />
+      )}
     </div>
   );
 }

@@ -4,6 +4,7 @@ export type * from "./Artifact";
 export type * from "./CreateScriptRequest";
 export type * from "./CreateTokenRequest";
 export type * from "./Dependencies";
+export type * from "./DependencyState";
 export type * from "./DuplicateOf";
 export type * from "./Example";
 export type * from "./ExchangeRecord";

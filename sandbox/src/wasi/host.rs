@@ -35,6 +35,13 @@ pub const SUBCOMMAND: &str = "__wasi-host";
 /// Set to `1` in the host's environment to give the guest the host's stdin.
 pub const STDIN_VAR: &str = "SCRIPTORIUM_WASI_STDIN";
 
+/// A host directory to preopen read-only for the guest at [`GUEST_DEPS`] (a script's
+/// pure-Python dependencies, put on its `sys.path` by its wrapper).
+pub const DEPS_VAR: &str = "SCRIPTORIUM_WASI_DEPS";
+
+/// Where the guest sees the directory of [`DEPS_VAR`].
+pub const GUEST_DEPS: &str = "/deps";
+
 /// Prefix of the host's own failure lines on stderr.
 pub const FAILURE_PREFIX: &str = "wasi host: ";
 
@@ -170,6 +177,11 @@ async fn run(args: Args) -> i32 {
     builder
         .preopened_dir(".", GUEST_RUN, FsPerms::ReadWrite)
         .unwrap_or_else(|e| fail(&format!("cannot open the run directory: {e}")));
+    if let Some(deps) = std::env::var_os(DEPS_VAR) {
+        builder
+            .preopened_dir(&deps, GUEST_DEPS, FsPerms::ReadOnly)
+            .unwrap_or_else(|e| fail(&format!("cannot open the dependencies: {e}")));
+    }
     let guest = Guest {
         ctx: builder.build(),
         table: ResourceTable::new(),

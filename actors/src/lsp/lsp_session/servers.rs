@@ -3,7 +3,7 @@
 //! files in its workspace that point it at the chosen interpreter. The kind is known
 //! from the program's file name; the bridge owns all of this, never the client.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -80,17 +80,42 @@ impl ServerKind {
         }
     }
 
-    /// Files the server reads from its workspace to find the interpreter (written by the
-    /// bridge before the server starts): `(file name, content)`.
-    pub fn workspace_files(self, python: &Path) -> Vec<(&'static str, String)> {
+    /// Files the server reads from its workspace to find the interpreter and the
+    /// script's own packages (its dependency environment's `site-packages`), written by
+    /// the bridge before the server starts: `(file name, content)`.
+    pub fn workspace_files(
+        self,
+        python: &Path,
+        packages: &[PathBuf],
+    ) -> Vec<(&'static str, String)> {
         let quoted = toml_string(&python.to_string_lossy());
+        let list = |key: &str| {
+            if packages.is_empty() {
+                return String::new();
+            }
+            let items: Vec<String> = packages
+                .iter()
+                .map(|p| toml_string(&p.to_string_lossy()))
+                .collect();
+            format!("{key} = [{}]\n", items.join(", "))
+        };
         match self {
             // Without this file pyrefly finds packages but hides type errors.
             ServerKind::Pyrefly => vec![(
                 "pyrefly.toml",
-                format!("python-interpreter-path = {quoted}\n"),
+                format!(
+                    "python-interpreter-path = {quoted}\n{}",
+                    list("search-path")
+                ),
             )],
-            ServerKind::Ty => vec![("ty.toml", format!("[environment]\npython = {quoted}\n"))],
+            ServerKind::Ty => vec![(
+                "ty.toml",
+                format!("[environment]\npython = {quoted}\n{}", list("extra-paths")),
+            )],
+            ServerKind::Basedpyright if !packages.is_empty() => vec![(
+                "pyrightconfig.json",
+                json!({ "extraPaths": packages }).to_string(),
+            )],
             _ => Vec::new(),
         }
     }
@@ -173,7 +198,7 @@ mod tests {
 
     #[test]
     fn pyrefly_is_pointed_at_the_interpreter_by_a_file_it_cannot_misread() {
-        let files = ServerKind::Pyrefly.workspace_files(Path::new("/opt/v\"e\nnv/bin/python"));
+        let files = ServerKind::Pyrefly.workspace_files(Path::new("/opt/v\"e\nnv/bin/python"), &[]);
         assert_eq!(files[0].0, "pyrefly.toml");
         assert_eq!(
             files[0].1,

@@ -33,11 +33,12 @@ pub fn start_server(
     backend: &LinuxBackend,
     server: &ServerProgram,
     interpreter: &Interpreter,
+    packages: &[PathBuf],
     workspace: &Path,
 ) -> Result<SandboxedProcess, LspError> {
     require_full_sandbox(backend.support())?;
     std::fs::create_dir_all(workspace)?;
-    for (name, content) in server.kind.workspace_files(&interpreter.path) {
+    for (name, content) in server.kind.workspace_files(&interpreter.path, packages) {
         std::fs::write(workspace.join(name), content)?;
     }
     let bin_dir = server
@@ -54,7 +55,8 @@ pub fn start_server(
         program: server.program.clone(),
         args: server.args.iter().map(Into::into).collect(),
         interpreter: Some(interpreter.clone()),
-        read: server.read.clone(),
+        // The script's dependency environment, read-only like everything it reads.
+        read: server.read.iter().chain(packages).cloned().collect(),
         workdir: workspace.to_path_buf(),
         // Its own bin directory first (pylsp's ruff plugin); nothing of the server's
         // environment: the sandbox's clean set.

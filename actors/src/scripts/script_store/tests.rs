@@ -10,7 +10,7 @@ pub(super) fn config(dir: &std::path::Path) -> StoreConfig {
         interpreters_note: Vec::new(),
         seed_examples: false,
         health: Arc::new(WriteHealth::new(dir)),
-        deps: None,
+        deps: Default::default(),
     }
 }
 
