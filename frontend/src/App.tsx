@@ -50,6 +50,18 @@ function Shell({ me }: { me: Me }) {
     }
   }
 
+  /** A queue change (move, archive): the list shows the server's answer, or the error. */
+  async function change(make: () => Promise<unknown>) {
+    setError(null);
+    try {
+      await make();
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      invalidate.scripts();
+    }
+  }
+
   async function signOut() {
     // Leave the screen first: unsaved text asks, and staying keeps it (and the session).
     await navigate("/scripts");
@@ -88,6 +100,8 @@ function Shell({ me }: { me: Me }) {
           onCreate={() => void created(() => api.create())}
           examples={examples.data ?? []}
           onCreateFromExample={(id) => void created(() => api.fromExample(id))}
+          onMove={(id, ordering) => void change(() => api.setOrdering(id, ordering))}
+          onArchive={(id, archived) => void change(() => api.setArchived(id, archived))}
         />
         <div className="workspace">
           <Outlet context={session} />

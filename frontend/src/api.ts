@@ -12,6 +12,7 @@ import type {
   ForkOrderings,
   ForkRequest,
   MergedFrom,
+  OrderingRequest,
   PresenceRequest,
   PublishRequest,
   LoginRequest,
@@ -111,6 +112,11 @@ export const api = {
   presence: (script_id: number | null) =>
     request<unknown>("POST", "/api/presence", (script_id === null ? {} : { script_id }) satisfies PresenceRequest),
   eventsUrl: "/api/events",
+  /** Moves a script to another ordering number (its group is the integer part). */
+  setOrdering: (id: number, ordering: string) => request<ScriptSummary>("PUT", `/api/scripts/${id}/ordering`, { ordering } satisfies OrderingRequest),
+  /** Archives a script (out of the queue and of Run all; history kept) or restores it. */
+  setArchived: (id: number, archived: boolean) =>
+    request<{ changed: boolean; script: ScriptSummary }>("POST", `/api/scripts/${id}/${archived ? "archive" : "unarchive"}`),
   versions: (id: number) => request<VersionInfo[]>("GET", `/api/scripts/${id}/versions`),
   version: (id: number, v: string) => request<{ content: string }>("GET", `/api/scripts/${id}/versions/${v}`),
   testData: (id: number) => request<string>("GET", `/api/scripts/${id}/test-data`),

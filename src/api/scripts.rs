@@ -356,3 +356,35 @@ pub(super) async fn set_ordering(
     state.repo.set_ordering(id, ordering).await?;
     Ok(Json(state.read(move |c| c.summary(id)).await?))
 }
+
+/// `POST /api/scripts/{id}/archive`: out of the queue and of every pass; history kept.
+pub(super) async fn archive(
+    state: State<AppState>,
+    user: Extension<CurrentUser>,
+    id: PathId,
+) -> Result<Json<Value>, ApiError> {
+    set_archived(state, user, id, true).await
+}
+
+/// `POST /api/scripts/{id}/unarchive`: back in the queue (unpublished until published).
+pub(super) async fn unarchive(
+    state: State<AppState>,
+    user: Extension<CurrentUser>,
+    id: PathId,
+) -> Result<Json<Value>, ApiError> {
+    set_archived(state, user, id, false).await
+}
+
+async fn set_archived(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    PathId(id): PathId,
+    archived: bool,
+) -> Result<Json<Value>, ApiError> {
+    let changed = state
+        .repo
+        .set_archived(user.committer(), id, archived)
+        .await?;
+    let summary = state.read(move |c| c.summary(id)).await?;
+    Ok(Json(json!({ "changed": changed, "script": summary })))
+}

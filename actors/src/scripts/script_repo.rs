@@ -81,6 +81,13 @@ pub(crate) enum ScriptRepoMessage {
         ordering: Ordering,
         reply: RpcReplyPort<Result<()>>,
     },
+    /// Archives (`true`) or restores a script; replies whether that changed anything.
+    SetArchived {
+        who: Committer,
+        id: i64,
+        archived: bool,
+        reply: RpcReplyPort<Result<bool>>,
+    },
     Template {
         reply: RpcReplyPort<String>,
     },
@@ -194,6 +201,12 @@ impl Actor for ScriptRepo {
                 ordering,
                 reply,
             } => run(store, reply, move |s| s.set_ordering(id, &ordering)).await,
+            ScriptRepoMessage::SetArchived {
+                who,
+                id,
+                archived,
+                reply,
+            } => run(store, reply, move |s| s.set_archived(&who, id, archived)).await,
             ScriptRepoMessage::Template { reply } => run(store, reply, |s| s.template()).await,
         }
     }
@@ -312,6 +325,21 @@ impl ScriptRepoHandle {
             .try_call(|reply| ScriptRepoMessage::SetOrdering {
                 id,
                 ordering,
+                reply,
+            })
+            .await
+    }
+    pub async fn set_archived(
+        &self,
+        who: Committer,
+        id: i64,
+        archived: bool,
+    ) -> Result<bool, CallError> {
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::SetArchived {
+                who,
+                id,
+                archived,
                 reply,
             })
             .await

@@ -34,6 +34,7 @@ use crate::scripts::gitstore::{Edit, GitStore, PROD, stem, validate_filename};
 use crate::scripts::health::WriteHealth;
 use crate::scripts::python::{Checked, PythonChecker};
 
+mod archive;
 mod change;
 mod lock;
 mod numbering;
@@ -496,6 +497,7 @@ impl ScriptStore {
         seen: Option<Version>,
     ) -> Result<(Version, bool)> {
         let cur = self.current(id)?;
+        self.refuse_archived(id)?;
         if let Some(seen) = seen.filter(|s| *s != cur.version) {
             return Err(RepoError::Moved {
                 script: id,

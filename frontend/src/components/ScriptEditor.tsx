@@ -9,6 +9,9 @@ import { HistoryPanel } from "./HistoryPanel";
 import { TestDataEditor } from "./TestDataEditor";
 import { VersionBadge } from "./VersionBadge";
 import { ConflictView, DuplicateRefusal, ForkChooser, SavedNotice, TeamInitials, useTeam } from "./Team";
+import { PublishDialog } from "./PublishDialog";
+import { SplitPane } from "./SplitPane";
+import { useLayout, withName } from "../layout";
 
 type Tab = "run" | "prompt" | "history" | "data";
 
@@ -43,6 +46,12 @@ export function ScriptEditor(props: {
   const [mergeConflict, setMergeConflict] = useState<MergeConflict | null>(null);
   const [duplicate, setDuplicate] = useState<{ message: string; other: DuplicateOf } | null>(null);
   const [forking, setForking] = useState(false);
+  // One save at a time: Save (and Run, which saves first) wait while one is in flight.
+  const [saving, setSaving] = useState(false);
+  const savingRef = useRef(false);
+  const [publishing, setPublishing] = useState(false);
+  const [renaming, setRenaming] = useState<string | null>(null);
+  const [layout, setLayout] = useLayout(props.me ?? "");
 
   // The editor, once.
   useEffect(() => {
@@ -58,7 +67,10 @@ export function ScriptEditor(props: {
     });
     editor.current = ed;
     ed.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.KeyS, () => saveRef.current());
-    ed.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => setRunTrigger((n) => n + 1));
+    ed.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => {
+      setTab("run");
+      setRunTrigger((n) => n + 1);
+    });
     return () => ed.dispose();
   }, [props.canEdit]);
 
@@ -125,8 +137,15 @@ export function ScriptEditor(props: {
     return () => window.removeEventListener("beforeunload", guard);
   }, [dirty]);
 
-  const save = useCallback(async () => {
-    if (!detail || !editor.current || !props.canEdit) return;
+  /** Saves the editor's text; true when it is saved (or had nothing to save). */
+  const save = useCallback(async (): Promise<boolean> => {
+    if (!detail || !editor.current || !props.canEdit || savingRef.current) return false;
+    if (editor.current.getValue() === saved) {
+      setMessage({ text: `No changes to save; version ${detail.version} is current`, kind: "info" });
+      return true;
+    }
+    savingRef.current = true;
+    setSaving(true);
     try {
       await lsp.current?.format().catch(() => null);
       const content = editor.current.getValue();
@@ -150,6 +169,7 @@ export function ScriptEditor(props: {
       const dup = r.duplicate_of ? `; note: the same code is on prod as script ${r.duplicate_of.script_id ?? r.duplicate_of.filename}, so publishing it would be refused` : "";
       setMessage({ text: (r.changed ? `Saved as version ${r.version}${merged}` : `Nothing changed since ${r.version}`) + dup, kind: "info" });
       props.onChanged();
+      return true;
     } catch (e) {
       if (e instanceof ApiError && e.status === 409 && e.body.conflict) {
         setMergeConflict(e.body.conflict as MergeConflict);
@@ -160,11 +180,45 @@ export function ScriptEditor(props: {
       } else {
         setMessage({ text: errorMessage(e), kind: "error" });
       }
+      return false;
+    } finally {
+      savingRef.current = false;
+      setSaving(false);
     }
-  }, [detail, props, team]);
+  }, [detail, props, team, saved]);
   useEffect(() => {
-    saveRef.current = save;
+    saveRef.current = () => void save();
   }, [save]);
+
+  // Ctrl+S and Ctrl+Enter anywhere on the script's page (Monaco handles its own first).
+  useEffect(() => {
+    const keys = (e: KeyboardEvent) => {
+      if (e.defaultPrevented || !(e.ctrlKey || e.metaKey)) return;
+      if (e.key === "s" || e.key === "S") {
+        e.preventDefault();
+        saveRef.current();
+      } else if (e.key === "Enter") {
+        e.preventDefault();
+        setTab("run");
+        setRunTrigger((n) => n + 1);
+      }
+    };
+    window.addEventListener("keydown", keys);
+    return () => window.removeEventListener("keydown", keys);
+  }, []);
+
+  /** Before a run: unsaved edits are saved first, so the run is of what is on screen. */
+  async function saveBeforeRun(): Promise<boolean> {
+    if (!editor.current || editor.current.getValue() === saved) return true;
+    return save();
+  }
+
+  async function rename(name: string) {
+    if (!editor.current || !name.trim()) return;
+    setRenaming(null);
+    editor.current.setValue(withName(editor.current.getValue(), name));
+    await save();
+  }
 
   // "Merge now": with no edits of mine, load theirs; else save mine (the server merges).
   async function mergeNow() {
@@ -193,6 +247,7 @@ export function ScriptEditor(props: {
 
   async function publish() {
     if (!detail) return;
+    setPublishing(false);
     setDuplicate(null);
     try {
       const r = await api.publish(detail.id, detail.version);
@@ -235,17 +290,46 @@ export function ScriptEditor(props: {
         {detail && <VersionBadge version={detail.version} published={detail.published_version} dirty={dirty} />}
         {props.canEdit && (
           <>
-            <button className="primary" onClick={save} title="Ctrl+S">Save</button>
+            <button className="primary" onClick={() => void save()} title="Ctrl+S" disabled={!dirty || saving}>
+              {saving ? "Saving…" : "Save"}
+            </button>
             <button onClick={() => detail && act("Major version bumped", async () => {
               const r = await api.bumpMajor(detail.id);
               setDetail({ ...detail, version: r.version });
             })}>Bump Major</button>
             <button onClick={() => setForking(true)}>Fork</button>
-            <button onClick={publish}>Publish</button>
+            <button onClick={() => setPublishing(true)} disabled={saving}>Publish…</button>
+            <button onClick={() => setRenaming(detail?.name ?? "")} disabled={saving} title="Changes the docstring's first line and saves">
+              Rename…
+            </button>
           </>
         )}
         <TeamInitials users={team.present} />
       </div>
+      {renaming !== null && (
+        <form className="rename-form" onSubmit={(e) => {
+          e.preventDefault();
+          void rename(renaming);
+        }}>
+          <label>
+            New name (the docstring's first line)
+            <input autoFocus value={renaming} onChange={(e) => setRenaming(e.target.value)} />
+          </label>
+          <button className="primary" type="submit" disabled={!renaming.trim()}>Rename and save</button>
+          <button type="button" onClick={() => setRenaming(null)}>Cancel</button>
+        </form>
+      )}
+      {publishing && detail && (
+        <PublishDialog
+          scriptId={detail.id}
+          version={detail.version}
+          published={detail.published_version}
+          content={saved}
+          dirty={dirty}
+          onConfirm={() => void publish()}
+          onCancel={() => setPublishing(false)}
+        />
+      )}
       {forking && detail && (
         <ForkChooser
           scriptId={detail.id}
@@ -268,6 +352,10 @@ export function ScriptEditor(props: {
           <button onClick={reload}>Load {conflict} (discard my text)</button>
         </p>
       )}
+      <SplitPane
+        split={layout.split}
+        onSplit={(split) => setLayout({ split })}
+        first={<>
       <div className="editor-host" ref={host} data-testid="editor" />
       <section className="problems" aria-label="Problems">
         <span className="muted">{lspStatus}</span>
@@ -287,6 +375,8 @@ export function ScriptEditor(props: {
           </ul>
         )}
       </section>
+        </>}
+        second={<>
       <div className="tabs" role="tablist">
         {(["run", "prompt", "history", "data"] as Tab[]).map((t) => (
           <button key={t} role="tab" aria-selected={tab === t} className={tab === t ? "active" : ""} onClick={() => setTab(t)}>
@@ -294,11 +384,15 @@ export function ScriptEditor(props: {
           </button>
         ))}
       </div>
-      {detail && tab === "run" && (
+      {detail && (
+        // Kept mounted on the other tabs: a run in flight keeps streaming.
+        <div hidden={tab !== "run"}>
         <RunPanel
           scriptId={detail.id}
           canEdit={props.canEdit}
           runTrigger={runTrigger}
+          beforeRun={saveBeforeRun}
+          busy={saving}
           onFinished={props.onChanged}
           preferred={/^#\s*interpreter:\s*(\S+)/m.exec(detail.content)?.[1]}
           onInterpreter={(id) =>
@@ -313,6 +407,7 @@ export function ScriptEditor(props: {
             })
           }
         />
+        </div>
       )}
       {detail && tab === "prompt" && (
         <PromptWindow
@@ -328,6 +423,8 @@ export function ScriptEditor(props: {
       )}
       {detail && tab === "history" && <HistoryPanel scriptId={detail.id} version={detail.version} />}
       {detail && tab === "data" && <TestDataEditor scriptId={detail.id} canEdit={props.canEdit} />}
+        </>}
+      />
     </div>
   );
 }
