@@ -35,7 +35,8 @@ export function useLayout(user: string): [Layout, (change: Partial<Layout>) => v
   const update = useCallback(
     (change: Partial<Layout>) =>
       setLayout((old) => {
-        const next = { ...old, ...change };
+        // Other parts of the page keep their own parts of the layout: start from what is stored.
+        const next = { ...old, ...loadLayout(user), ...change };
         try {
           localStorage.setItem(storageKey(user), JSON.stringify(next));
         } catch {

@@ -57,7 +57,7 @@ export function ScriptList(props: {
     if (ordering !== null) props.onMove?.(id, ordering);
   };
   return (
-    <nav className="script-list" aria-label="Scripts">
+    <nav className="script-list" id="script-list" aria-label="Scripts">
       <header>
         <h2>Scripts</h2>
         {props.canEdit && (
