@@ -1,8 +1,8 @@
 import { Link } from "react-router";
 import type { ScriptSummary } from "../api";
 
-/** Why a script is or is not in the next pass. */
-export type PreviewState = "runs" | "unpublished" | "archived";
+/** Why a script is or is not in the next pass (archived scripts are counted apart). */
+export type PreviewState = "runs" | "unpublished";
 
 export interface PreviewGroup {
   group: string;
@@ -22,9 +22,9 @@ export function groupOf(ordering: string): string {
 export function previewGroups(scripts: ScriptSummary[]): PreviewGroup[] {
   const groups = new Map<string, PreviewGroup>();
   const sorted = [...scripts].sort((a, b) => compareOrdering(a.ordering, b.ordering));
-  for (const script of sorted) {
+  for (const script of sorted.filter((s) => !s.archived)) {
     const g = groupOf(script.ordering);
-    const state: PreviewState = script.archived ? "archived" : script.published_version ? "runs" : "unpublished";
+    const state: PreviewState = script.published_version ? "runs" : "unpublished";
     if (!groups.has(g)) groups.set(g, { group: g, scripts: [] });
     groups.get(g)!.scripts.push({ script, state });
   }
@@ -43,12 +43,12 @@ export function compareOrdering(a: string, b: string): number {
 const stateText: Record<PreviewState, string> = {
   runs: "runs",
   unpublished: "not published: left out",
-  archived: "archived: left out",
 };
 
 /** The preview of the next pass: groups in order, which scripts run (and which version). */
 export function PassPreview({ scripts }: { scripts: ScriptSummary[] }) {
   const groups = previewGroups(scripts);
+  const archived = scripts.filter((s) => s.archived).length;
   const running = groups.reduce((n, g) => n + g.scripts.filter((s) => s.state === "runs").length, 0);
   return (
     <section className="pass-preview" aria-label="Run all preview">
@@ -57,6 +57,11 @@ export function PassPreview({ scripts }: { scripts: ScriptSummary[] }) {
         {running > 0 && ` in ${groups.filter((g) => g.scripts.some((s) => s.state === "runs")).length} group(s), one group after another`}
       </h3>
       {running === 0 && <p className="muted">Nothing is published yet: publish a script to put it on prod.</p>}
+      {archived > 0 && (
+        <p className="muted" data-testid="preview-archived">
+          {archived} archived script{archived === 1 ? "" : "s"} left out (the script list's Archived section restores them).
+        </p>
+      )}
       <ol className="preview-groups">
         {groups.map((g) => (
           <li key={g.group} data-testid="preview-group">

@@ -68,13 +68,13 @@ export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean;
         </span>
       </header>
       {(error || loadError) && <p className="error" role="alert">{error ?? errorMessage(loadError)}</p>}
-      {running === null && <PassPreview scripts={scripts} />}
       {pass && groups.length > 0 && (
         <>
           <h3>{running !== null ? "Running now" : `Pass ${pass.id}`}</h3>
           <PassTimeline pass={pass} scripts={scripts} />
         </>
       )}
+      {running === null && <PassPreview scripts={scripts} />}
       <h3>Past passes</h3>
       <PassList />
     </section>
