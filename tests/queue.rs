@@ -137,3 +137,43 @@ async fn queue_changes_with_bad_input_or_from_a_viewer_are_refused_and_change_no
         "nothing changed"
     );
 }
+
+#[tokio::test]
+async fn a_publish_note_goes_into_the_prod_commit_and_bad_notes_are_refused() {
+    let app = app().await;
+    let ed1 = app.ed1().await;
+    let id = app.create(&ed1, "print('noted')\n").await;
+    let path = format!("/api/scripts/{id}/publish");
+    let publish = |message: String| {
+        app.json(
+            Method::POST,
+            &path,
+            Some(&ed1),
+            Some(json!({ "message": message })),
+        )
+    };
+
+    for (bad, says) in [
+        ("x".repeat(2001), "longer than 2000"),
+        ("a\u{1b}[31mred".into(), "control characters"),
+    ] {
+        let r = publish(bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.error().contains(says), "{}", r.error());
+    }
+    assert!(
+        app.get(&format!("/api/scripts/{id}"), &ed1).await.json()["published_version"].is_null(),
+        "a refused publish changes nothing"
+    );
+
+    let r = publish("Figures for Q3.\n\nScriptorium-Script: 999".into()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let message = app.git(&["log", "-1", "--format=%B", "prod"]);
+    assert!(message.starts_with("Publish script_"), "{message}");
+    assert!(message.contains("Figures for Q3."), "{message}");
+    // The note cannot pass for a trailer: the script's own id is the one recorded.
+    assert!(
+        message.contains(&format!("Scriptorium-Script: {id}\n")),
+        "{message}"
+    );
+}

@@ -106,8 +106,8 @@ export const api = {
     request<ScriptDetail>("POST", `/api/scripts/${id}/fork`, ordering === undefined ? undefined : ({ ordering } satisfies ForkRequest)),
   forkOrdering: (id: number) => request<ForkOrderings & { default: string }>("GET", `/api/scripts/${id}/fork-ordering`),
   /** Publishes `version`, the one the editor looked at (409 if the script moved since). */
-  publish: (id: number, version: string) =>
-    request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`, { version } satisfies PublishRequest),
+  publish: (id: number, version: string, message?: string) =>
+    request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`, { version, message: message || undefined } satisfies PublishRequest),
   /** The script this user has open (null: none); lasts while an events stream is open. */
   presence: (script_id: number | null) =>
     request<unknown>("POST", "/api/presence", (script_id === null ? {} : { script_id }) satisfies PresenceRequest),

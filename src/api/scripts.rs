@@ -41,6 +41,8 @@ pub(super) struct SaveBody {
 #[ts(rename = "PublishRequest", optional_fields)]
 pub(super) struct PublishBody {
     version: Option<String>,
+    /// A note for the commit message (at most 2000 characters).
+    message: Option<String>,
 }
 
 /// `POST /api/scripts/{id}/fork`: where the fork goes (default: next to its parent).
@@ -334,7 +336,23 @@ pub(super) async fn publish(
         .as_deref()
         .map(|v| parse_version(v, "version"))
         .transpose()?;
-    let (version, changed) = state.repo.publish(user.committer(), id, seen).await?;
+    if let Some(m) = &body.message {
+        if m.chars().count() > scriptorium_actors::MAX_PUBLISH_NOTE {
+            return Err(ApiError::BadRequest(format!(
+                "`message` is longer than {} characters; shorten it",
+                scriptorium_actors::MAX_PUBLISH_NOTE
+            )));
+        }
+        if m.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::BadRequest(
+                "`message` has control characters; use plain text (new lines are fine)".into(),
+            ));
+        }
+    }
+    let (version, changed) = state
+        .repo
+        .publish(user.committer(), id, seen, body.message)
+        .await?;
     if changed {
         state.notices.push(
             "published",

@@ -74,6 +74,8 @@ pub(crate) enum ScriptRepoMessage {
         who: Committer,
         id: i64,
         seen: Option<Version>,
+        /// The publisher's words, a paragraph of the commit message.
+        note: Option<String>,
         reply: RpcReplyPort<Result<(Version, bool)>>,
     },
     SetOrdering {
@@ -194,8 +196,14 @@ impl Actor for ScriptRepo {
                 who,
                 id,
                 seen,
+                note,
                 reply,
-            } => run(store, reply, move |s| s.publish(&who, id, seen)).await,
+            } => {
+                run(store, reply, move |s| {
+                    s.publish_with_note(&who, id, seen, note.as_deref())
+                })
+                .await
+            }
             ScriptRepoMessage::SetOrdering {
                 id,
                 ordering,
@@ -310,12 +318,14 @@ impl ScriptRepoHandle {
         who: Committer,
         id: i64,
         seen: Option<Version>,
+        note: Option<String>,
     ) -> Result<(Version, bool), CallError> {
         self.actor
             .try_call(|reply| ScriptRepoMessage::Publish {
                 who,
                 id,
                 seen,
+                note,
                 reply,
             })
             .await

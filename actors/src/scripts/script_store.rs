@@ -47,6 +47,7 @@ use lock::LockEdit;
 pub(crate) use repair::RepairReport;
 
 mod team;
+pub use archive::MAX_PUBLISH_NOTE;
 pub use team::{ForkOrderings, MergedFrom};
 
 /// The largest script accepted.
@@ -496,6 +497,18 @@ impl ScriptStore {
         id: i64,
         seen: Option<Version>,
     ) -> Result<(Version, bool)> {
+        self.publish_with_note(who, id, seen, None)
+    }
+
+    /// Publishes; `note` (the publisher's words) becomes a paragraph of the commit
+    /// message, before the trailers (which are always the last paragraph).
+    pub(crate) fn publish_with_note(
+        &mut self,
+        who: &Committer,
+        id: i64,
+        seen: Option<Version>,
+        note: Option<&str>,
+    ) -> Result<(Version, bool)> {
         let cur = self.current(id)?;
         self.refuse_archived(id)?;
         if let Some(seen) = seen.filter(|s| *s != cur.version) {
@@ -546,7 +559,7 @@ impl ScriptStore {
             &change,
             &edits,
             &who.email,
-            &format!("Publish {} {}", cur.filename, cur.version),
+            &archive::publish_subject(&cur.filename, cur.version, note),
             None,
         )?;
         Ok((cur.version, true))

@@ -15,11 +15,13 @@ export function PublishDialog(props: {
   content: string;
   /** Unsaved edits in the editor (they are not published). */
   dirty: boolean;
-  onConfirm: () => void;
+  /** Publish, with the optional note for the commit message. */
+  onConfirm: (message: string) => void;
   onCancel: () => void;
 }) {
   const [prod, setProd] = useState<string | null>(props.published ? null : "");
   const [error, setError] = useState<string | null>(null);
+  const [message, setMessage] = useState("");
   useEffect(() => {
     if (!props.published) return;
     api.version(props.scriptId, props.published).then(
@@ -37,8 +39,12 @@ export function PublishDialog(props: {
       {props.dirty && <p className="error">Your unsaved edits are not published: save first to publish them.</p>}
       {error && <p className="error" role="alert">{error}</p>}
       {prod !== null && (same ? <p className="muted">Prod has this version already.</p> : <DiffView original={prod} modified={props.content} height={260} />)}
+      <label className="publish-note">
+        Note for the commit on prod (optional)
+        <textarea rows={2} maxLength={2000} value={message} onChange={(e) => setMessage(e.target.value)} />
+      </label>
       <div className="dialog-actions">
-        <button className="primary" onClick={props.onConfirm} disabled={prod === null}>
+        <button className="primary" onClick={() => props.onConfirm(message)} disabled={prod === null}>
           Publish {props.version}
         </button>
         <button onClick={props.onCancel}>Cancel</button>

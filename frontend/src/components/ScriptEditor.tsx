@@ -245,12 +245,12 @@ export function ScriptEditor(props: {
     }
   }
 
-  async function publish() {
+  async function publish(note?: string) {
     if (!detail) return;
     setPublishing(false);
     setDuplicate(null);
     try {
-      const r = await api.publish(detail.id, detail.version);
+      const r = await api.publish(detail.id, detail.version, note);
       setDetail({ ...detail, published_version: r.published_version });
       setMessage({ text: "Published to prod", kind: "info" });
       props.onChanged();
@@ -326,7 +326,7 @@ export function ScriptEditor(props: {
           published={detail.published_version}
           content={saved}
           dirty={dirty}
-          onConfirm={() => void publish()}
+          onConfirm={(note) => void publish(note)}
           onCancel={() => setPublishing(false)}
         />
       )}

@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Committer, ScriptStore};
 use crate::domain::clock;
+use crate::domain::version::Version;
 use crate::error::{RepoError, Result};
 
 impl ScriptStore {
@@ -51,6 +52,20 @@ impl ScriptStore {
             )
             .optional()?
             .ok_or(RepoError::NotFound(id))
+    }
+}
+
+/// The longest publish note taken (characters).
+pub const MAX_PUBLISH_NOTE: usize = 2000;
+
+/// A publish commit's subject, with the publisher's note (if any) as its own paragraph.
+/// The note's blank-line runs are kept as single blank lines; the trailers always follow
+/// as the last paragraph, so nothing in a note can pass for one.
+pub(super) fn publish_subject(filename: &str, version: Version, note: Option<&str>) -> String {
+    let subject = format!("Publish {filename} {version}");
+    match note.map(str::trim).filter(|n| !n.is_empty()) {
+        None => subject,
+        Some(n) => format!("{subject}\n\n{n}"),
     }
 }
 
