@@ -152,6 +152,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/scripts/{id}/publish", post(scripts::publish))
         .route("/scripts/{id}/ordering", put(scripts::set_ordering))
+        .route("/scripts/{id}/archive", post(scripts::archive))
+        .route("/scripts/{id}/unarchive", post(scripts::unarchive))
         .route("/scripts/{id}/last-success", get(runs::last_success))
         .route("/scripts/{id}/prompt", post(llm::prompt))
         .route("/scripts/{id}/exchanges", get(llm::exchanges))

@@ -22,6 +22,7 @@ mod llm_offline;
 mod lsp;
 mod lsp_sandbox;
 mod passes;
+mod queue;
 mod reliability;
 mod run_limits;
 mod runs;

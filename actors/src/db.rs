@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_exchange_rejected.sql",
         include_str!("../../migrations/0008_exchange_rejected.sql"),
     ),
+    (
+        "0011_archive.sql",
+        include_str!("../../migrations/0011_archive.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write lock before it gives up

@@ -36,7 +36,7 @@ test("a script's URL opens it directly, survives a reload, and Back returns to t
   await first.context.close();
 
   // A shared link, opened signed out: sign in there and land on the script.
-  const { context, page } = await signIn(env, "ed1", "1editor", `${env.base}/scripts/${id}`);
+  const { context, page } = await signIn(env, "ed1", "1editor", { url: `${env.base}/scripts/${id}` });
   assert.equal(new URL(page.url()).pathname, `/scripts/${id}`);
   assert.match(await openScript(page), /Route target/);
 
@@ -113,7 +113,7 @@ test("a run has its own URL: its log and result after a reload, for a viewer too
   assert.match(await ed.page.getByTestId("run-log").textContent(), /hello from the run/);
   await ed.context.close();
 
-  const mo = await signIn(env, "mo1", "2viewer", `${env.base}${runUrl}`);
+  const mo = await signIn(env, "mo1", "2viewer", { url: `${env.base}${runUrl}` });
   await mo.page.getByTestId("run-status").filter({ hasText: "Success" }).waitFor({ timeout: 30_000 });
   assert.match(await mo.page.getByTestId("run-log").textContent(), /hello from the run/);
   await mo.page.screenshot({ path: path.join(shots, "route-run.png") });
@@ -124,7 +124,7 @@ test("a run has its own URL: its log and result after a reload, for a viewer too
 });
 
 test("unknown ids and paths say so instead of showing an empty screen", { timeout: 60_000 }, async () => {
-  const { context, page } = await signIn(env, "mo1", "2viewer", `${env.base}/runs/abc`);
+  const { context, page } = await signIn(env, "mo1", "2viewer", { url: `${env.base}/runs/abc` });
   await page.getByText("Run “abc” does not exist.").waitFor();
   await page.goto(`${env.base}/runs/999999`);
   await page.getByRole("alert").filter({ hasText: /run 999999 does not exist/ }).first().waitFor();

@@ -34,7 +34,7 @@ test("ed2 sees ed1 in the script and ed1's save, merges, and both edits are kept
 
   await one.page.goto(`${env.base}/scripts/${id}`);
   await one.page.getByTestId("version").waitFor();
-  const two = await signIn(env, "ed2", "pw-ed2", `${env.base}/scripts/${id}`);
+  const two = await signIn(env, "ed2", "pw-ed2", { url: `${env.base}/scripts/${id}` });
   await two.page.getByTestId("version").waitFor();
 
   // Presence: each sees the other's initials.
@@ -76,7 +76,7 @@ test("an overlapping save shows the three-way conflict and the resolution saves"
   const one = await signIn(env, "ed1", "1editor");
   const r = await one.page.request.post(`${env.base}/api/scripts`, { data: { content: TEXT.replace("Team script", "Second") } });
   const id = (await r.json()).id;
-  const two = await signIn(env, "ed2", "pw-ed2", `${env.base}/scripts/${id}`);
+  const two = await signIn(env, "ed2", "pw-ed2", { url: `${env.base}/scripts/${id}` });
   await two.page.getByTestId("version").waitFor();
   // ed1 saves a change of line 5 through the API meanwhile.
   const s = await one.page.request.put(`${env.base}/api/scripts/${id}`, {

@@ -4,11 +4,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { modelAtBorder, pixelDifference, settledPixels, shots, signIn, startApp } from "./workbench-harness.mjs";
+import { modelAtBorder, pixelDifference, settledPixels, shots, signIn, launch } from "./harness.mjs";
 
 let app;
 before(async () => {
-  app = await startApp();
+  app = await launch();
 });
 after(async () => {
   await app?.stop();
@@ -97,7 +97,7 @@ test("the bracket is one part, with its size and volume; a section plane changes
 });
 
 test("an assembly is a tree of parts: isolate, colours, explode and fit within an 800 px window", { timeout: 300_000 }, async () => {
-  const { context, page } = await signIn(app, "ed1", "1editor", { width: 800, height: 720 });
+  const { context, page } = await signIn(app, "ed1", "1editor", { viewport: { width: 800, height: 720 } });
   await runExample(page, /Two-part assembly/);
   const tree = page.getByRole("tree", { name: "Parts" });
   const all = (await tree.getByRole("treeitem").allTextContents()).map((t) => t.replace(/Isolate/g, "").trim());

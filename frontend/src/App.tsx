@@ -7,6 +7,7 @@ import { keys, useExamples, useInvalidate, useMe, useScripts } from "./queries";
 import { Login } from "./components/Login";
 import { ScriptList } from "./components/ScriptList";
 import { useRefreshOnNotices } from "./components/Team";
+import { useLayout } from "./layout";
 
 /** What every screen below the shell gets from it. */
 export interface Session {
@@ -38,6 +39,7 @@ function Shell({ me }: { me: Me }) {
   const examples = useExamples(canEdit);
   const selected = Number(useMatch("/scripts/:id")?.params.id) || null;
   const onPasses = useMatch({ path: "/passes", end: false }) !== null;
+  const [layout, setLayout] = useLayout(me.username);
 
   async function created(make: () => Promise<{ id: number }>) {
     setError(null);
@@ -47,6 +49,18 @@ function Shell({ me }: { me: Me }) {
       navigate(`/scripts/${s.id}`);
     } catch (e) {
       setError(errorMessage(e));
+    }
+  }
+
+  /** A queue change (move, archive): the list shows the server's answer, or the error. */
+  async function change(make: () => Promise<unknown>) {
+    setError(null);
+    try {
+      await make();
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      invalidate.scripts();
     }
   }
 
@@ -66,6 +80,15 @@ function Shell({ me }: { me: Me }) {
   return (
     <div className="app">
       <header className="top">
+        <button
+          className="sidebar-toggle"
+          onClick={() => setLayout({ sidebarHidden: !layout.sidebarHidden })}
+          aria-expanded={!layout.sidebarHidden}
+          aria-controls="script-list"
+          title={layout.sidebarHidden ? "Show the script list" : "Hide the script list"}
+        >
+          ☰<span className="sr-only"> Script list</span>
+        </button>
         <h1>Scriptorium</h1>
         <nav aria-label="Screens">
           <NavLink to="/scripts">Scripts</NavLink>
@@ -81,14 +104,16 @@ function Shell({ me }: { me: Me }) {
       </header>
       {shown && <p className="error" role="alert">{shown}</p>}
       <main>
-        <ScriptList
+        {!layout.sidebarHidden && <ScriptList
           scripts={scripts.data ?? []}
           selected={selected}
           canEdit={canEdit}
           onCreate={() => void created(() => api.create())}
           examples={examples.data ?? []}
           onCreateFromExample={(id) => void created(() => api.fromExample(id))}
-        />
+          onMove={(id, ordering) => void change(() => api.setOrdering(id, ordering))}
+          onArchive={(id, archived) => void change(() => api.setArchived(id, archived))}
+        />}
         <div className="workspace">
           <Outlet context={session} />
         </div>

@@ -12,6 +12,7 @@ import type {
   ForkOrderings,
   ForkRequest,
   MergedFrom,
+  OrderingRequest,
   PresenceRequest,
   PresenceState,
   PublishRequest,
@@ -108,12 +109,17 @@ export const api = {
     request<ScriptDetail>("POST", `/api/scripts/${id}/fork`, ordering === undefined ? undefined : ({ ordering } satisfies ForkRequest)),
   forkOrdering: (id: number) => request<ForkOrderings & { default: string }>("GET", `/api/scripts/${id}/fork-ordering`),
   /** Publishes `version`, the one the editor looked at (409 if the script moved since). */
-  publish: (id: number, version: string) =>
-    request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`, { version } satisfies PublishRequest),
+  publish: (id: number, version: string, message?: string) =>
+    request<{ published_version: string; changed: boolean }>("POST", `/api/scripts/${id}/publish`, { version, message: message || undefined } satisfies PublishRequest),
   /** The script this tab (its events stream's `tab`) has open (null: none), and whether it has unsaved edits. */
   presence: (tab: number, script_id: number | null, state?: PresenceState) =>
     request<unknown>("POST", "/api/presence", (script_id === null ? { tab } : { tab, script_id, state }) satisfies PresenceRequest),
   eventsUrl: "/api/events",
+  /** Moves a script to another ordering number (its group is the integer part). */
+  setOrdering: (id: number, ordering: string) => request<ScriptSummary>("PUT", `/api/scripts/${id}/ordering`, { ordering } satisfies OrderingRequest),
+  /** Archives a script (out of the queue and of Run all; history kept) or restores it. */
+  setArchived: (id: number, archived: boolean) =>
+    request<{ changed: boolean; script: ScriptSummary }>("POST", `/api/scripts/${id}/${archived ? "archive" : "unarchive"}`),
   versions: (id: number) => request<VersionInfo[]>("GET", `/api/scripts/${id}/versions`),
   version: (id: number, v: string) => request<{ content: string }>("GET", `/api/scripts/${id}/versions/${v}`),
   /** The test data and its ETag (send it back when saving an edit of it). */

@@ -41,6 +41,8 @@ pub(super) struct SaveBody {
 #[ts(rename = "PublishRequest", optional_fields)]
 pub(super) struct PublishBody {
     version: Option<String>,
+    /// A note for the commit message (at most 2000 characters).
+    message: Option<String>,
 }
 
 /// `POST /api/scripts/{id}/fork`: where the fork goes (default: next to its parent).
@@ -431,7 +433,23 @@ pub(super) async fn publish(
         .as_deref()
         .map(|v| parse_version(v, "version"))
         .transpose()?;
-    let (version, changed) = state.repo.publish(user.committer(), id, seen).await?;
+    if let Some(m) = &body.message {
+        if m.chars().count() > scriptorium_actors::MAX_PUBLISH_NOTE {
+            return Err(ApiError::BadRequest(format!(
+                "`message` is longer than {} characters; shorten it",
+                scriptorium_actors::MAX_PUBLISH_NOTE
+            )));
+        }
+        if m.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::BadRequest(
+                "`message` has control characters; use plain text (new lines are fine)".into(),
+            ));
+        }
+    }
+    let (version, changed) = state
+        .repo
+        .publish(user.committer(), id, seen, body.message)
+        .await?;
     if changed {
         state.notices.push(
             "published",
@@ -452,4 +470,36 @@ pub(super) async fn set_ordering(
     let ordering = parse_ordering(&body.ordering)?;
     state.repo.set_ordering(id, ordering).await?;
     Ok(Json(state.read(move |c| c.summary(id)).await?))
+}
+
+/// `POST /api/scripts/{id}/archive`: out of the queue and of every pass; history kept.
+pub(super) async fn archive(
+    state: State<AppState>,
+    user: Extension<CurrentUser>,
+    id: PathId,
+) -> Result<Json<Value>, ApiError> {
+    set_archived(state, user, id, true).await
+}
+
+/// `POST /api/scripts/{id}/unarchive`: back in the queue (unpublished until published).
+pub(super) async fn unarchive(
+    state: State<AppState>,
+    user: Extension<CurrentUser>,
+    id: PathId,
+) -> Result<Json<Value>, ApiError> {
+    set_archived(state, user, id, false).await
+}
+
+async fn set_archived(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    PathId(id): PathId,
+    archived: bool,
+) -> Result<Json<Value>, ApiError> {
+    let changed = state
+        .repo
+        .set_archived(user.committer(), id, archived)
+        .await?;
+    let summary = state.read(move |c| c.summary(id)).await?;
+    Ok(Json(json!({ "changed": changed, "script": summary })))
 }

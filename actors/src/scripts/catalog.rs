@@ -34,6 +34,8 @@ pub struct ScriptSummary {
     pub description: String,
     pub parent: Option<Parent>,
     pub has_test_data: bool,
+    /// Archived: out of the queue and of every run-all pass (history kept).
+    pub archived: bool,
     /// The latest run of the script, once runs exist.
     #[ts(
         type = "{ run_id: number, status: string, started_at: string | null, ended_at: string | null } | null"
@@ -95,7 +97,7 @@ pub struct Catalog {
 
 const SUMMARY_COLUMNS: &str = "s.id, s.ordering_group, s.ordering_frac, s.name, s.filename, s.major, s.minor,
     s.published_major, s.published_minor, s.last_modified, s.description, s.parent_id, s.parent_major,
-    s.parent_minor, s.test_data_blob IS NOT NULL";
+    s.parent_minor, s.test_data_blob IS NOT NULL, s.archived_at IS NOT NULL";
 
 fn summary(r: &Row<'_>) -> rusqlite::Result<ScriptSummary> {
     let pair = |a: Option<u32>, b: Option<u32>| a.zip(b).map(|(a, b)| Version::new(a, b));
@@ -113,6 +115,7 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<ScriptSummary> {
             _ => None,
         },
         has_test_data: r.get(14)?,
+        archived: r.get(15)?,
         last_run: None,
     })
 }
@@ -189,7 +192,8 @@ impl Catalog {
                 "SELECT s.id, s.filename, s.ordering_group, s.ordering_frac, s.published_major, s.published_minor, v.blob_id
                  FROM scripts s JOIN versions v
                    ON v.script_id = s.id AND v.major = s.published_major AND v.minor = s.published_minor
-                 WHERE s.published_major IS NOT NULL ORDER BY s.ordering_group, s.ordering_frac",
+                 WHERE s.published_major IS NOT NULL AND s.archived_at IS NULL
+                 ORDER BY s.ordering_group, s.ordering_frac",
             )?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
@@ -248,11 +252,11 @@ impl Catalog {
                 |r| {
                     Ok((
                         summary(r)?,
-                        r.get::<_, String>(15)?,
                         r.get::<_, String>(16)?,
-                        r.get::<_, i64>(17)?,
-                        r.get::<_, Option<i64>>(18)?,
-                        r.get::<_, Option<String>>(19)?,
+                        r.get::<_, String>(17)?,
+                        r.get::<_, i64>(18)?,
+                        r.get::<_, Option<i64>>(19)?,
+                        r.get::<_, Option<String>>(20)?,
                     ))
                 },
             )

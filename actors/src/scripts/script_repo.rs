@@ -94,12 +94,21 @@ pub(crate) enum ScriptRepoMessage {
         who: Committer,
         id: i64,
         seen: Option<Version>,
+        /// The publisher's words, a paragraph of the commit message.
+        note: Option<String>,
         reply: RpcReplyPort<Result<(Version, bool)>>,
     },
     SetOrdering {
         id: i64,
         ordering: Ordering,
         reply: RpcReplyPort<Result<()>>,
+    },
+    /// Archives (`true`) or restores a script; replies whether that changed anything.
+    SetArchived {
+        who: Committer,
+        id: i64,
+        archived: bool,
+        reply: RpcReplyPort<Result<bool>>,
     },
     Template {
         reply: RpcReplyPort<String>,
@@ -268,13 +277,25 @@ impl Actor for ScriptRepo {
                 who,
                 id,
                 seen,
+                note,
                 reply,
-            } => run(store, reply, move |s| s.publish(&who, id, seen)).await,
+            } => {
+                run(store, reply, move |s| {
+                    s.publish_with_note(&who, id, seen, note.as_deref())
+                })
+                .await
+            }
             ScriptRepoMessage::SetOrdering {
                 id,
                 ordering,
                 reply,
             } => run(store, reply, move |s| s.set_ordering(id, &ordering)).await,
+            ScriptRepoMessage::SetArchived {
+                who,
+                id,
+                archived,
+                reply,
+            } => run(store, reply, move |s| s.set_archived(&who, id, archived)).await,
             ScriptRepoMessage::Template { reply } => run(store, reply, |s| s.template()).await,
         }
     }
@@ -468,12 +489,14 @@ impl ScriptRepoHandle {
         who: Committer,
         id: i64,
         seen: Option<Version>,
+        note: Option<String>,
     ) -> Result<(Version, bool), CallError> {
         self.actor
             .try_call(|reply| ScriptRepoMessage::Publish {
                 who,
                 id,
                 seen,
+                note,
                 reply,
             })
             .await
@@ -483,6 +506,21 @@ impl ScriptRepoHandle {
             .try_call(|reply| ScriptRepoMessage::SetOrdering {
                 id,
                 ordering,
+                reply,
+            })
+            .await
+    }
+    pub async fn set_archived(
+        &self,
+        who: Committer,
+        id: i64,
+        archived: bool,
+    ) -> Result<bool, CallError> {
+        self.actor
+            .try_call(|reply| ScriptRepoMessage::SetArchived {
+                who,
+                id,
+                archived,
                 reply,
             })
             .await

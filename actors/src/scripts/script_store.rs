@@ -34,6 +34,7 @@ use crate::scripts::gitstore::{Edit, GitStore, PROD, stem, validate_filename};
 use crate::scripts::health::WriteHealth;
 use crate::scripts::python::{Checked, PythonChecker};
 
+mod archive;
 mod change;
 mod lock;
 mod numbering;
@@ -47,6 +48,7 @@ pub(crate) use repair::RepairReport;
 
 mod team;
 mod test_data;
+pub use archive::MAX_PUBLISH_NOTE;
 pub use team::{ForkOrderings, MergedFrom};
 pub use test_data::{TestDataMerged, TestDataSaved, empty_etag as empty_test_data_etag};
 
@@ -480,7 +482,20 @@ impl ScriptStore {
         id: i64,
         seen: Option<Version>,
     ) -> Result<(Version, bool)> {
+        self.publish_with_note(who, id, seen, None)
+    }
+
+    /// Publishes; `note` (the publisher's words) becomes a paragraph of the commit
+    /// message, before the trailers (which are always the last paragraph).
+    pub(crate) fn publish_with_note(
+        &mut self,
+        who: &Committer,
+        id: i64,
+        seen: Option<Version>,
+        note: Option<&str>,
+    ) -> Result<(Version, bool)> {
         let cur = self.current(id)?;
+        self.refuse_archived(id)?;
         if let Some(seen) = seen.filter(|s| *s != cur.version) {
             return Err(RepoError::Moved {
                 script: id,
@@ -529,7 +544,7 @@ impl ScriptStore {
             &change,
             &edits,
             &who.email,
-            &format!("Publish {} {}", cur.filename, cur.version),
+            &archive::publish_subject(&cur.filename, cur.version, note),
             None,
         )?;
         Ok((cur.version, true))

@@ -1,14 +1,16 @@
 import { useEffect, useState } from "react";
-import { Link, useNavigate } from "react-router";
+import { useNavigate } from "react-router";
 import { api } from "../api";
 import { errorMessage } from "../errors";
-import { useInvalidate, usePass } from "../queries";
+import { useInvalidate, usePass, useScripts } from "../queries";
 import { PassList } from "./PassList";
+import { PassPreview } from "./PassPreview";
+import { PassTimeline } from "./PassTimeline";
 
 /**
- * Run all: groups by integer part as columns, each script's state. Shows one pass (its
- * URL is `/passes/ID`) or the latest full pass (`/passes/latest`); a running pass is
- * followed live through its event stream.
+ * Run all: a preview of what the next pass runs (groups in order), and one pass (its URL
+ * is `/passes/ID`, or the latest full pass at `/passes/latest`) as a timeline, one lane
+ * per group; a running pass is followed live through its event stream.
  */
 export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean; passId?: number | "latest" }) {
   const { data: pass, error: loadError } = usePass(passId);
@@ -17,6 +19,7 @@ export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean;
   const invalidate = useInvalidate();
   const navigate = useNavigate();
   const running = pass?.status === "running" ? pass.id : null;
+  const scripts = useScripts().data ?? [];
 
   // While the pass runs, each event refreshes its record; `complete` ends the stream.
   useEffect(() => {
@@ -65,18 +68,13 @@ export function PipelineView({ canEdit, passId = "latest" }: { canEdit: boolean;
         </span>
       </header>
       {(error || loadError) && <p className="error" role="alert">{error ?? errorMessage(loadError)}</p>}
-      <div className="lanes">
-        {groups.map((g) => (
-          <div className="lane" key={g.group} data-testid="pipeline-group">
-            <h3>Group {g.group}</h3>
-            {g.runs.map((r) => (
-              <Link key={r.id} to={`/runs/${r.id}`} className={`cell ${r.status}`} title={`run ${r.id}`}>
-                {r.ordering} <span>{r.status}</span>
-              </Link>
-            ))}
-          </div>
-        ))}
-      </div>
+      {pass && groups.length > 0 && (
+        <>
+          <h3>{running !== null ? "Running now" : `Pass ${pass.id}`}</h3>
+          <PassTimeline pass={pass} scripts={scripts} />
+        </>
+      )}
+      {running === null && <PassPreview scripts={scripts} />}
       <h3>Past passes</h3>
       <PassList />
     </section>

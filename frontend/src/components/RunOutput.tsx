@@ -72,6 +72,12 @@ export function RunOutput({ runId, onComplete }: { runId: number; onComplete?: (
     .filter((a) => !/\.stl$/i.test(a.name) || !all3d.some((b) => /\.(glb|gltf)$/i.test(b.name) && stem(b.name) === stem(a.name)))
     .map((a) => ({ name: a.name, url: api.artifactUrl(runId, a.name) }));
   const label = statusLabel(status);
+  // A model that appears after a run comes into view (it sits beside the log when wide).
+  const viewerRef = useRef<HTMLDivElement>(null);
+  const hasModel = models.length > 0;
+  useEffect(() => {
+    if (hasModel) viewerRef.current?.scrollIntoView?.({ block: "nearest", behavior: "smooth" });
+  }, [hasModel]);
 
   return (
     <>
@@ -84,6 +90,8 @@ export function RunOutput({ runId, onComplete }: { runId: number; onComplete?: (
         {record?.warm_start && " · warm start"}
         {record?.message && record.status !== "succeeded" && ` · ${record.message}`}
       </p>
+      <div className={`output-split${hasModel ? " with-model" : ""}`}>
+      <div className="output-log">
       <pre className="log" ref={logRef} data-testid="run-log">
         {lines.map((l, i) => (
           <div key={i} className={lineClass(l)}>
@@ -116,7 +124,13 @@ export function RunOutput({ runId, onComplete }: { runId: number; onComplete?: (
           )}
         </div>
       )}
-      {models.length > 0 && <Viewer3D models={models} />}
+      </div>
+      {hasModel && (
+        <div className="output-model" ref={viewerRef}>
+          <Viewer3D models={models} />
+        </div>
+      )}
+      </div>
     </>
   );
 }

@@ -44,6 +44,10 @@ export function RunPanel(props: {
   preferred?: string;
   /** Told the chosen interpreter (the editor's language server follows it). */
   onInterpreter?: (id: string) => void;
+  /** Runs before a run starts (the editor saves unsaved edits); false stops the run. */
+  beforeRun?: () => Promise<boolean>;
+  /** Something else is in flight (a save): Run waits. */
+  busy?: boolean;
 }) {
   const { data } = useInterpreters();
   const client = useQueryClient();
@@ -76,10 +80,28 @@ export function RunPanel(props: {
     return () => clearInterval(t);
   }, [warmState, client]);
 
+  const inFlight = status === "starting" || status === "running";
+  // The run started here, while another run's output is shown: follow its end by polling.
+  const followed = status === "running" && runId !== null && shown !== runId ? runId : null;
+  useEffect(() => {
+    if (followed === null) return;
+    const t = setInterval(() => {
+      api.run(followed).then((r) => {
+        if (r.status !== "queued" && r.status !== "running") setStatus("done");
+      }, () => setStatus("done"));
+    }, 1000);
+    return () => clearInterval(t);
+  }, [followed]);
   async function start() {
+    if (inFlight || props.busy) return;
     setError(null);
     setStatus("starting");
     try {
+      if (props.beforeRun && !(await props.beforeRun())) {
+        setStatus("");
+        setError("Not run: the edits could not be saved (see the message above); the saved version was not run either");
+        return;
+      }
       const { run_id } = await api.startRun(props.scriptId, interp || undefined, backend || undefined);
       setPicked(null);
       setRunId(run_id);
@@ -129,7 +151,7 @@ export function RunPanel(props: {
           </select>
         </label>
         {props.canEdit && (
-          <button className="primary" onClick={() => void start()} disabled={!interp} title="Ctrl+Enter">
+          <button className="primary" onClick={() => void start()} disabled={!interp || inFlight || props.busy} title="Ctrl+Enter (unsaved edits are saved first)">
             Run &amp; Stream
           </button>
         )}

@@ -10,6 +10,9 @@ import { TestDataEditor } from "./TestDataEditor";
 import { DependenciesPanel } from "./DependenciesPanel";
 import { VersionBadge } from "./VersionBadge";
 import { ConflictView, DuplicateRefusal, ForkChooser, SavedNotice, TeamInitials, useTeam } from "./Team";
+import { PublishDialog } from "./PublishDialog";
+import { SplitPane } from "./SplitPane";
+import { useLayout, withName } from "../layout";
 
 type Tab = "run" | "prompt" | "history" | "data" | "deps";
 
@@ -44,6 +47,12 @@ export function ScriptEditor(props: {
   const [mergeConflict, setMergeConflict] = useState<MergeConflict | null>(null);
   const [duplicate, setDuplicate] = useState<{ message: string; other: DuplicateOf } | null>(null);
   const [forking, setForking] = useState(false);
+  // One save at a time: Save (and Run, which saves first) wait while one is in flight.
+  const [saving, setSaving] = useState(false);
+  const savingRef = useRef(false);
+  const [publishing, setPublishing] = useState(false);
+  const [renaming, setRenaming] = useState<string | null>(null);
+  const [layout, setLayout] = useLayout(props.me ?? "");
 
   // The editor, once.
   useEffect(() => {
@@ -61,7 +70,10 @@ export function ScriptEditor(props: {
     });
     editor.current = ed;
     ed.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.KeyS, () => saveRef.current());
-    ed.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => setRunTrigger((n) => n + 1));
+    ed.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => {
+      setTab("run");
+      setRunTrigger((n) => n + 1);
+    });
     return () => ed.dispose();
   }, [props.canEdit]);
 
@@ -128,8 +140,15 @@ export function ScriptEditor(props: {
     return () => window.removeEventListener("beforeunload", guard);
   }, [dirty]);
 
-  const save = useCallback(async () => {
-    if (!detail || !editor.current || !props.canEdit) return;
+  /** Saves the editor's text; true when it is saved (or had nothing to save). */
+  const save = useCallback(async (): Promise<boolean> => {
+    if (!detail || !editor.current || !props.canEdit || savingRef.current) return false;
+    if (editor.current.getValue() === saved) {
+      setMessage({ text: `No changes to save; version ${detail.version} is current`, kind: "info" });
+      return true;
+    }
+    savingRef.current = true;
+    setSaving(true);
     try {
       // Bounded: a slow or dead language server never holds a save back.
       await lsp.current?.format().catch(() => null);
@@ -154,6 +173,7 @@ export function ScriptEditor(props: {
       const dup = r.duplicate_of ? `; note: the same code is on prod as script ${r.duplicate_of.script_id ?? r.duplicate_of.filename}, so publishing it would be refused` : "";
       setMessage({ text: (r.changed ? `Saved as version ${r.version}${merged}` : `Nothing changed since ${r.version}`) + dup, kind: "info" });
       props.onChanged();
+      return true;
     } catch (e) {
       if (e instanceof ApiError && e.status === 409 && e.body.conflict) {
         setMergeConflict(e.body.conflict as MergeConflict);
@@ -164,11 +184,45 @@ export function ScriptEditor(props: {
       } else {
         setMessage({ text: errorMessage(e), kind: "error" });
       }
+      return false;
+    } finally {
+      savingRef.current = false;
+      setSaving(false);
     }
-  }, [detail, props, team]);
+  }, [detail, props, team, saved]);
   useEffect(() => {
-    saveRef.current = save;
+    saveRef.current = () => void save();
   }, [save]);
+
+  // Ctrl+S and Ctrl+Enter anywhere on the script's page (Monaco handles its own first).
+  useEffect(() => {
+    const keys = (e: KeyboardEvent) => {
+      if (e.defaultPrevented || !(e.ctrlKey || e.metaKey)) return;
+      if (e.key === "s" || e.key === "S") {
+        e.preventDefault();
+        saveRef.current();
+      } else if (e.key === "Enter") {
+        e.preventDefault();
+        setTab("run");
+        setRunTrigger((n) => n + 1);
+      }
+    };
+    window.addEventListener("keydown", keys);
+    return () => window.removeEventListener("keydown", keys);
+  }, []);
+
+  /** Before a run: unsaved edits are saved first, so the run is of what is on screen. */
+  async function saveBeforeRun(): Promise<boolean> {
+    if (!editor.current || editor.current.getValue() === saved) return true;
+    return save();
+  }
+
+  async function rename(name: string) {
+    if (!editor.current || !name.trim()) return;
+    setRenaming(null);
+    editor.current.setValue(withName(editor.current.getValue(), name));
+    await save();
+  }
 
   // "Merge now": with no edits of mine, load theirs; else save mine (the server merges).
   async function mergeNow() {
@@ -195,11 +249,12 @@ export function ScriptEditor(props: {
     }
   }
 
-  async function publish() {
+  async function publish(note?: string) {
     if (!detail) return;
+    setPublishing(false);
     setDuplicate(null);
     try {
-      const r = await api.publish(detail.id, detail.version);
+      const r = await api.publish(detail.id, detail.version, note);
       setDetail({ ...detail, published_version: r.published_version });
       setMessage({ text: "Published to prod", kind: "info" });
       props.onChanged();
@@ -239,17 +294,46 @@ export function ScriptEditor(props: {
         {detail && <VersionBadge version={detail.version} published={detail.published_version} dirty={dirty} />}
         {props.canEdit && (
           <>
-            <button className="primary" onClick={save} title="Ctrl+S">Save</button>
+            <button className="primary" onClick={() => void save()} title="Ctrl+S" disabled={!dirty || saving}>
+              {saving ? "Saving…" : "Save"}
+            </button>
             <button onClick={() => detail && act("Major version bumped", async () => {
               const r = await api.bumpMajor(detail.id);
               setDetail({ ...detail, version: r.version });
             })}>Bump Major</button>
             <button onClick={() => setForking(true)}>Fork</button>
-            <button onClick={publish}>Publish</button>
+            <button onClick={() => setPublishing(true)} disabled={saving}>Publish…</button>
+            <button onClick={() => setRenaming(detail?.name ?? "")} disabled={saving} title="Changes the docstring's first line and saves">
+              Rename…
+            </button>
           </>
         )}
         <TeamInitials users={team.present} />
       </div>
+      {renaming !== null && (
+        <form className="rename-form" onSubmit={(e) => {
+          e.preventDefault();
+          void rename(renaming);
+        }}>
+          <label>
+            New name (the docstring's first line)
+            <input autoFocus value={renaming} onChange={(e) => setRenaming(e.target.value)} />
+          </label>
+          <button className="primary" type="submit" disabled={!renaming.trim()}>Rename and save</button>
+          <button type="button" onClick={() => setRenaming(null)}>Cancel</button>
+        </form>
+      )}
+      {publishing && detail && (
+        <PublishDialog
+          scriptId={detail.id}
+          version={detail.version}
+          published={detail.published_version}
+          content={saved}
+          dirty={dirty}
+          onConfirm={(note) => void publish(note)}
+          onCancel={() => setPublishing(false)}
+        />
+      )}
       {forking && detail && (
         <ForkChooser
           scriptId={detail.id}
@@ -272,6 +356,10 @@ export function ScriptEditor(props: {
           <button onClick={reload}>Load {conflict} (discard my text)</button>
         </p>
       )}
+      <SplitPane
+        split={layout.split}
+        onSplit={(split) => setLayout({ split })}
+        first={<>
       <div className="editor-host" ref={host} data-testid="editor" />
       <section className="problems" aria-label="Problems">
         <span className="muted">{lspStatus}</span>
@@ -291,6 +379,8 @@ export function ScriptEditor(props: {
           </ul>
         )}
       </section>
+        </>}
+        second={<>
       <div className="tabs" role="tablist">
         {(["run", "prompt", "history", "data", "deps"] as Tab[]).map((t) => (
           <button key={t} role="tab" aria-selected={tab === t} className={tab === t ? "active" : ""} onClick={() => setTab(t)}>
@@ -298,11 +388,15 @@ export function ScriptEditor(props: {
           </button>
         ))}
       </div>
-      {detail && tab === "run" && (
+      {detail && (
+        // Kept mounted on the other tabs: a run in flight keeps streaming.
+        <div hidden={tab !== "run"}>
         <RunPanel
           scriptId={detail.id}
           canEdit={props.canEdit}
           runTrigger={runTrigger}
+          beforeRun={saveBeforeRun}
+          busy={saving}
           onFinished={props.onChanged}
           preferred={/^#\s*interpreter:\s*(\S+)/m.exec(detail.content)?.[1]}
           onInterpreter={(id) =>
@@ -317,6 +411,7 @@ export function ScriptEditor(props: {
             })
           }
         />
+        </div>
       )}
       {detail && tab === "prompt" && (
         <PromptWindow
@@ -340,6 +435,8 @@ export function ScriptEditor(props: {
           onRelocked={(version) => setDetail({ ...detail, version })}
         />
       )}
+        </>}
+      />
     </div>
   );
 }

@@ -3,4 +3,8 @@
 /**
  * `POST /api/scripts/{id}/publish`: the version the editor looked at.
  */
-export type PublishRequest = { version?: string, };
+export type PublishRequest = { version?: string, 
+/**
+ * A note for the commit message (at most 2000 characters).
+ */
+message?: string, };

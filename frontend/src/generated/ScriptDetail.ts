@@ -21,6 +21,10 @@ last_modified: string,
  */
 description: string, parent: Parent | null, has_test_data: boolean, 
 /**
+ * Archived: out of the queue and of every run-all pass (history kept).
+ */
+archived: boolean, 
+/**
  * The latest run of the script, once runs exist.
  */
 last_run: { run_id: number, status: string, started_at: string | null, ended_at: string | null } | null, };

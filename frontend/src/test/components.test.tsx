@@ -25,6 +25,7 @@ const script = (over: Partial<ScriptSummary>): ScriptSummary => ({
   description: "Count words\n\nReads a text file.",
   parent: null,
   has_test_data: true,
+  archived: false,
   last_run: null,
   ...over,
 });
