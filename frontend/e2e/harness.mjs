@@ -82,7 +82,9 @@ function writeUsers(bin, dataDir, users) {
  * A new browser context, signed in through the login form. `options`: `url` to open
  * (default: the app's root), `viewport` (default 1400×1000).
  */
-export async function signIn({ base, browser }, user, password, { url = base, viewport = { width: 1400, height: 1000 } } = {}) {
+export async function signIn({ base, browser }, user, password, options = {}) {
+  if (typeof options !== "object") throw new TypeError("signIn's fourth argument is { url, viewport }");
+  const { url = base, viewport = { width: 1400, height: 1000 } } = options;
   const context = await browser.newContext({ viewport, acceptDownloads: true });
   const page = await context.newPage();
   await page.goto(url);

@@ -106,7 +106,7 @@ test("presence is per tab: ed2's editing tab shows as editing, and closing it le
   const url = `${env.base}/scripts/${id}`;
   await one.page.goto(url);
   await one.page.getByTestId("version").waitFor();
-  const two = await signIn(env, "ed2", "pw-ed2", url);
+  const two = await signIn(env, "ed2", "pw-ed2", { url });
   await two.page.getByTestId("version").waitFor();
   const other = await two.context.newPage();
   await other.goto(url);
@@ -144,7 +144,7 @@ test("test data edited by two editors: a merge keeps both, an overlap shows both
   assert.equal(put.status(), 200, await put.text());
   const url = `${env.base}/scripts/${id}`;
   await one.page.goto(url);
-  const two = await signIn(env, "ed2", "pw-ed2", url);
+  const two = await signIn(env, "ed2", "pw-ed2", { url });
   const area = (page) => page.locator("textarea[aria-label='Test data']");
   for (const page of [one.page, two.page]) {
     await page.getByRole("tab", { name: "Test data" }).click();
