@@ -53,7 +53,7 @@ pub use scripts::python::PythonCommand;
 pub use scripts::script_repo::ScriptRepoHandle;
 pub use scripts::script_store::{
     Committer, ForkOrderings, MAX_CONTENT_BYTES, MAX_PUBLISH_NOTE, MAX_TEST_DATA_BYTES, MergedFrom,
-    StoreConfig, TestDataMerged, TestDataSaved, empty_test_data_etag,
+    Saved, StoreConfig, TestDataMerged, TestDataSaved, empty_test_data_etag,
 };
 
 // Runs.

@@ -13,7 +13,7 @@ use super::{ApiJson, AppState, PathId};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use scriptorium_actors::examples;
-use scriptorium_actors::{CallError, Ordering, RepoError, Version};
+use scriptorium_actors::{CallError, Ordering, RepoError, Saved, Version};
 use scriptorium_actors::{ScriptDetail, ScriptSummary, VersionInfo};
 
 #[derive(Deserialize, Default, ts_rs::TS)]
@@ -203,6 +203,17 @@ pub(super) async fn get(
     Ok(Json(detail))
 }
 
+/// Tells the others that script `id` got a new lock (nothing when `saved` kept its lock).
+fn notify_relocked(state: &AppState, user: &CurrentUser, id: i64, saved: &Saved) {
+    if saved.relocked {
+        state.notices.push(
+            "dependencies_locked",
+            &user.username,
+            json!({ "script_id": id, "version": saved.version, "lock_hash": saved.lock_hash }),
+        );
+    }
+}
+
 pub(super) async fn save(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -225,13 +236,7 @@ pub(super) async fn save(
             json!({ "script_id": id, "version": saved.version, "merged": saved.merged }),
         );
     }
-    if saved.relocked {
-        state.notices.push(
-            "dependencies_locked",
-            &user.username,
-            json!({ "script_id": id, "version": saved.version, "lock_hash": saved.lock_hash }),
-        );
-    }
+    notify_relocked(&state, &user, id, &saved);
     Ok(Json(json!({
         "version": saved.version,
         "changed": saved.changed,
@@ -261,13 +266,7 @@ pub(super) async fn relock(
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let saved = state.repo.relock(user.committer(), id).await?;
-    if saved.relocked {
-        state.notices.push(
-            "dependencies_locked",
-            &user.username,
-            json!({ "script_id": id, "version": saved.version, "lock_hash": saved.lock_hash }),
-        );
-    }
+    notify_relocked(&state, &user, id, &saved);
     Ok(Json(json!({
         "version": saved.version,
         "changed": saved.changed,
